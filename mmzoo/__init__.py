@@ -1,0 +1,27 @@
+"""mmzoo: a Keras 3 / TensorFlow model zoo for multimodal (image + text) models.
+
+    import mmzoo
+    mmzoo.list_models()
+    model = mmzoo.build("gated_classifier", preset="tiny")
+    mmzoo.export_saved_model(model, "saved_models/gated_classifier")
+"""
+
+import os as _os
+
+_os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from mmzoo.registry import build, get_entry, list_models, register_model  # noqa: E402
+from mmzoo.version import __version__  # noqa: E402
+
+
+def export_saved_model(model, base_dir, version=None, **kwargs):
+    """Export ``model`` as a TF Serving SavedModel under ``base_dir/<version>/``.
+
+    See ``mmzoo.export.export_saved_model``; returns the version directory.
+    """
+    from mmzoo.export import export_saved_model as _export
+
+    return _export(model, base_dir, version=version, **kwargs)
+
+
+__all__ = ["__version__", "build", "export_saved_model", "get_entry", "list_models", "register_model"]

@@ -1,0 +1,132 @@
+"""`MultimodalModel`: the base class of every zoo model.
+
+A zoo model is a Functional ``keras.Model`` built in ``__init__`` from its
+hyperparameters, in the manner of keras-hub backbones: ``get_config`` returns
+the hyperparameters, ``from_config`` calls the constructor again and the
+``.keras`` loader restores the weights. That keeps every model loadable with
+``safe_mode=True`` (no ``Lambda`` layers, no pickled code).
+
+A model carries what export needs and nothing else has to be shipped beside it:
+
+* ``tokenizer``: a ``mmzoo.preprocessing.TextTokenizer`` (vocabulary included),
+* ``image_preprocessor``: a ``mmzoo.preprocessing.ImagePreprocessor`` at the
+  model's ``image_size``,
+* ``label_names``: class names for classifiers (``None`` otherwise),
+* ``task``: ``"classification"``, ``"matching"`` or ``"captioning"``.
+
+Input contract shared by every zoo model (decision): ``image`` is float32
+``[batch, height, width, 3]`` RGB in ``[0, 255]`` at ``image_size`` (decoded
+and resized, not scaled: each image tower rescales inside the graph as its
+backbone expects), ``token_ids`` is int32 ``[batch, sequence_length]`` with
+``0`` as padding. ``preprocess`` turns raw inputs into that dict.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
+
+
+def default_tokenizer(sequence_length: int = 16, **kwargs) -> TextTokenizer:
+    """A word-level tokenizer over the built-in shapes grammar's vocabulary.
+
+    Lets ``mmzoo.build(name)`` work out of the box on the built-in data; pass
+    ``tokenizer=TextTokenizer.from_corpus(texts, ...)`` for your own data.
+    """
+    from mmzoo.data.shapes import VOCABULARY
+
+    return TextTokenizer(
+        vocabulary=list(VOCABULARY), mode="word", sequence_length=sequence_length, **kwargs
+    )
+
+
+def resolve_tokenizer(tokenizer, sequence_length: int | None = None, **defaults) -> TextTokenizer:
+    """Accept a ``TextTokenizer``, its serialized dict, or ``None`` (default)."""
+    if tokenizer is None:
+        return default_tokenizer(sequence_length or 16, **defaults)
+    if isinstance(tokenizer, dict):
+        tokenizer = keras.saving.deserialize_keras_object(tokenizer)
+    if not isinstance(tokenizer, TextTokenizer):
+        raise TypeError(
+            "tokenizer must be a mmzoo.preprocessing.TextTokenizer, its config dict "
+            f"or None. Received: tokenizer={type(tokenizer).__name__}"
+        )
+    return tokenizer
+
+
+def normalize_image_size(image_size) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    image_size = tuple(int(v) for v in image_size)
+    if len(image_size) != 2 or min(image_size) < 8:
+        raise ValueError(
+            "image_size must be an int or (height, width), each at least 8. "
+            f"Received: image_size={image_size}"
+        )
+    return image_size
+
+
+@keras.saving.register_keras_serializable(package="mmzoo")
+class MultimodalModel(keras.Model):
+    """Base class: a Functional model plus its preprocessors and metadata.
+
+    Subclasses build their graph, then call
+    ``super().__init__(inputs=..., outputs=..., tokenizer=..., image_size=...)``
+    and extend ``get_config`` with their own hyperparameters.
+    """
+
+    task: str = ""
+
+    def __init__(
+        self,
+        *,
+        inputs,
+        outputs,
+        tokenizer: TextTokenizer,
+        image_size=(64, 64),
+        label_names=None,
+        **kwargs,
+    ):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.tokenizer = tokenizer
+        self.image_size = normalize_image_size(image_size)
+        self.label_names = list(label_names) if label_names is not None else None
+        self.image_preprocessor = ImagePreprocessor(
+            image_size=self.image_size, name="image_preprocessor"
+        )
+
+    @property
+    def sequence_length(self) -> int:
+        return int(self.tokenizer.sequence_length)
+
+    def preprocess(self, images=None, texts=None) -> dict:
+        """Raw inputs to the model's input dict.
+
+        ``images``: a string tensor/list of encoded JPEG/PNG/GIF/BMP bytes, or
+        decoded images ``[batch, h, w, c]``. ``texts``: strings.
+        """
+        inputs = {}
+        if images is not None:
+            inputs["image"] = self.image_preprocessor(images)
+        if texts is not None:
+            inputs["token_ids"] = self.tokenizer(texts)
+        return inputs
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
+            "image_size": list(self.image_size),
+            "label_names": self.label_names,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("tokenizer"), dict):
+            config["tokenizer"] = keras.saving.deserialize_keras_object(
+                config["tokenizer"], custom_objects=custom_objects
+            )
+        return cls(**config)

@@ -1,0 +1,1 @@
+"""Captioning zoo entries (lstm_captioner, transformer_captioner)."""

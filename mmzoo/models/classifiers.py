@@ -1,0 +1,1 @@
+"""Classification zoo entries (concat, gated, cross-attention, late fusion, unimodal baselines)."""

@@ -1,0 +1,1 @@
+"""Image-text matching zoo entries (dual_encoder, itm_matcher)."""

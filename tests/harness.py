@@ -1,0 +1,112 @@
+"""Shared standard checks for mmzoo layers and models.
+
+``run_layer_checks`` is the one harness every public layer goes through:
+config round trip, symbolic and eager call, mask propagation (when given),
+one training step, and a ``.keras`` round trip with ``safe_mode=True`` giving
+identical outputs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _to_numpy(tree):
+    return keras.tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t)), tree)
+
+
+def _assert_tree_close(a, b, atol=1e-5):
+    a, b = _to_numpy(a), _to_numpy(b)
+    keras.tree.assert_same_structure(a, b)
+    for x, y in zip(keras.tree.flatten(a), keras.tree.flatten(b)):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=1e-5)
+
+
+def _symbolic(value):
+    value = np.asarray(value)
+    return keras.Input(shape=value.shape[1:], batch_size=None, dtype=str(value.dtype))
+
+
+def run_layer_checks(
+    layer_factory,
+    inputs,
+    *,
+    call_kwargs=None,
+    tmp_path,
+    expected_output_shape=None,
+    train=True,
+    check_compute_output_shape=True,
+):
+    """Run the standard checks on ``layer_factory()`` applied to ``inputs``.
+
+    ``inputs``: a numpy array, or a list/dict of them (the layer's first call
+    argument). ``call_kwargs``: extra numpy keyword arguments (e.g. masks)
+    passed as tensors. Returns the eager output for extra assertions.
+    """
+    call_kwargs = call_kwargs or {}
+
+    # 1. Config round trip: every constructor argument comes back.
+    layer = layer_factory()
+    config = layer.get_config()
+    clone = layer.__class__.from_config(config)
+    assert clone.get_config() == config, "get_config/from_config round trip changed the config"
+    registered = keras.saving.get_registered_name(layer.__class__)
+    assert registered.startswith("mmzoo>"), f"{layer.__class__.__name__} is not registered under 'mmzoo'"
+
+    # 2. Eager call.
+    eager_out = layer(inputs, **call_kwargs)
+    if expected_output_shape is not None:
+        shapes = keras.tree.map_structure(lambda t: tuple(t.shape), eager_out)
+        assert shapes == expected_output_shape, f"output shape {shapes} != {expected_output_shape}"
+
+    # 3. Symbolic call and compute_output_shape.
+    sym_inputs = keras.tree.map_structure(_symbolic, inputs)
+    sym_kwargs = {k: _symbolic(v) for k, v in call_kwargs.items()}
+    sym_layer = layer_factory()
+    sym_out = sym_layer(sym_inputs, **sym_kwargs)
+    eager_shapes = keras.tree.map_structure(lambda t: tuple(t.shape)[1:], eager_out)
+    sym_shapes = keras.tree.map_structure(lambda t: tuple(t.shape)[1:], sym_out)
+    assert sym_shapes == eager_shapes, f"symbolic shapes {sym_shapes} != eager {eager_shapes}"
+    if check_compute_output_shape:
+        in_shapes = keras.tree.map_structure(lambda t: tuple(t.shape), sym_inputs)
+        cos = sym_layer.compute_output_shape(in_shapes)
+        cos = keras.tree.map_structure(lambda s: tuple(s)[1:], cos)
+        assert cos == sym_shapes, f"compute_output_shape {cos} != traced {sym_shapes}"
+
+    # 4. A model around the layer: a training step and a .keras round trip.
+    flat_inputs = keras.tree.flatten(sym_inputs) + list(sym_kwargs.values())
+    model = keras.Model(flat_inputs, sym_out)
+    data = keras.tree.flatten(inputs) + [np.asarray(v) for v in call_kwargs.values()]
+    if train and sym_layer.trainable_weights:
+        model.compile(optimizer="sgd", loss="mse")
+        targets = keras.tree.map_structure(lambda t: np.zeros(t.shape, "float32"), _to_numpy(model(data)))
+        before = [np.array(w) for w in sym_layer.trainable_weights]
+        model.fit(data, targets, epochs=1, batch_size=len(data[0]), verbose=0)
+        after = [np.array(w) for w in sym_layer.trainable_weights]
+        assert any(not np.allclose(b, a) for b, a in zip(before, after)), "a training step changed no weight"
+    out = model(data)
+    path = os.path.join(str(tmp_path), "layer_check.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    _assert_tree_close(out, reloaded(data))
+    return eager_out
+
+
+def assert_model_roundtrip(model, inputs, tmp_path, atol=1e-5):
+    """``.keras`` save/load with ``safe_mode=True`` gives identical outputs."""
+    path = os.path.join(str(tmp_path), "model.keras")
+    expected = model(inputs, training=False)
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(reloaded) is type(model)
+    _assert_tree_close(expected, reloaded(inputs, training=False), atol=atol)
+    return reloaded
+
+
+def tf_function_call(layer, *args, **kwargs):
+    """Call ``layer`` inside a ``tf.function`` (graph mode)."""
+    return tf.function(lambda *a, **k: layer(*a, **k))(*args, **kwargs)
