@@ -113,6 +113,21 @@ class MultimodalModel(keras.Model):
             inputs["token_ids"] = self.tokenizer(texts)
         return inputs
 
+    def training_example(self, batch: dict):
+        """Turn a decoded batch from ``mmzoo.data.make_dataset`` into ``fit`` data.
+
+        ``batch``: ``{"image": float32 [B, H, W, 3] in [0, 255], "text":
+        string [B], "label": int32 [B] or float multi-hot [B, C],
+        "caption": string [B]}`` (keys present as the data has them).
+        Returns ``(x, y)``, ``(x, y, sample_weight)`` or ``x`` alone for
+        models that compute their loss inside. Default (classification):
+        ``x = {"image", "token_ids"}``, ``y = label``. Runs inside tf.data.
+        """
+        x = {"image": batch["image"], "token_ids": self.tokenizer(batch["text"])}
+        if "label" in batch:
+            return x, batch["label"]
+        return x
+
     def get_config(self):
         return {
             "name": self.name,
