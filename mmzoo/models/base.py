@@ -100,6 +100,19 @@ class MultimodalModel(keras.Model):
     def sequence_length(self) -> int:
         return int(self.tokenizer.sequence_length)
 
+    @property
+    def model_input_names(self) -> list[str]:
+        """Names of the model's inputs (``"image"``, ``"token_ids"``, ...).
+
+        Unimodal baselines take one of the two; ``preprocess`` and
+        ``training_example`` only produce the inputs the model has.
+        """
+        return [t.name for t in self.inputs]
+
+    def _filter_inputs(self, inputs: dict) -> dict:
+        names = self.model_input_names
+        return {k: v for k, v in inputs.items() if k in names}
+
     def preprocess(self, images=None, texts=None) -> dict:
         """Raw inputs to the model's input dict.
 
@@ -107,9 +120,10 @@ class MultimodalModel(keras.Model):
         decoded images ``[batch, h, w, c]``. ``texts``: strings.
         """
         inputs = {}
-        if images is not None:
+        names = self.model_input_names
+        if images is not None and "image" in names:
             inputs["image"] = self.image_preprocessor(images)
-        if texts is not None:
+        if texts is not None and "token_ids" in names:
             inputs["token_ids"] = self.tokenizer(texts)
         return inputs
 
@@ -123,7 +137,10 @@ class MultimodalModel(keras.Model):
         models that compute their loss inside. Default (classification):
         ``x = {"image", "token_ids"}``, ``y = label``. Runs inside tf.data.
         """
-        x = {"image": batch["image"], "token_ids": self.tokenizer(batch["text"])}
+        x = {"image": batch["image"]}
+        if "token_ids" in self.model_input_names:
+            x["token_ids"] = self.tokenizer(batch["text"])
+        x = self._filter_inputs(x)
         if "label" in batch:
             return x, batch["label"]
         return x
