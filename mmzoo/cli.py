@@ -1,0 +1,224 @@
+"""The ``mmzoo`` command: list | demo | train | evaluate | export | predict | serve-config | data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _quiet_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def _cmd_list(args):
+    from mmzoo.registry import build, get_entry, list_models
+
+    names = list_models()
+    if not names:
+        print("No zoo entries registered.")
+        return 0
+    rows = []
+    for name in names:
+        entry = get_entry(name)
+        params = ""
+        if not args.no_params:
+            import keras
+
+            params = f"{build(name).count_params():,}"
+            keras.backend.clear_session()
+        rows.append((name, entry.task, params, entry.description))
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    w2 = max(len("params"), max(len(r[2]) for r in rows))
+    print(f"{'name':<{w0}}  {'task':<{w1}}  {'params':>{w2}}  description")
+    for name, task, params, desc in rows:
+        print(f"{name:<{w0}}  {task:<{w1}}  {params:>{w2}}  {desc}")
+    return 0
+
+
+def _cmd_train(args):
+    from mmzoo.training import parse_overrides, train
+
+    result = train(
+        args.name,
+        args.data,
+        val_data=args.val_data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        preset=args.preset,
+        out_dir=args.out,
+        overrides=parse_overrides(args.set),
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        skip_bad=args.skip_bad,
+        verbose=2 if args.quiet else "auto",
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def _load(path):
+    import keras
+
+    import mmzoo.models  # noqa: F401  (registers the classes for safe_mode loading)
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path!r}.")
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def _cmd_evaluate(args):
+    from mmzoo.data import read_manifest
+    from mmzoo.metrics import evaluate_model
+
+    model = _load(args.model)
+    records = read_manifest(args.data, skip_bad=args.skip_bad)
+    options = {}
+    if args.rerank_model:
+        options["rerank_model"] = _load(args.rerank_model)
+        options["rerank_k"] = args.rerank_k
+    if args.method:
+        options["method"] = args.method
+    metrics = evaluate_model(model, records, batch_size=args.batch_size, **options)
+    print(json.dumps(metrics))
+    return 0
+
+
+def _cmd_export(args):
+    from mmzoo.export import export_saved_model
+
+    model = _load(args.model)
+    base_dir = os.path.join(args.base_dir, args.name) if args.name else args.base_dir
+    kwargs = {}
+    if args.beam_width is not None:
+        kwargs["beam_width"] = args.beam_width
+    version_dir = export_saved_model(model, base_dir, version=args.version, overwrite=args.overwrite, **kwargs)
+    print(version_dir)
+    return 0
+
+
+def _cmd_predict(args):
+    from mmzoo.export import run_saved_model
+
+    outputs = run_saved_model(
+        args.export_dir, signature=args.signature, image_paths=args.image or (), texts=args.text or ()
+    )
+    print(json.dumps(outputs))
+    return 0
+
+
+def _cmd_serve_config(args):
+    from mmzoo.export import write_models_config
+
+    print(write_models_config(args.base_path))
+    return 0
+
+
+def _cmd_data(args):
+    from mmzoo.data.shapes import generate_shapes_dataset
+
+    path = generate_shapes_dataset(args.out, num_images=args.num_images, image_size=args.image_size, seed=args.seed)
+    print(path)
+    return 0
+
+
+def _cmd_demo(args):
+    from mmzoo.demo import run_demo
+
+    run_demo(out_dir=args.out, quick=args.quick, saved_models_dir=args.saved_models)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mmzoo.version import __version__
+
+    parser = argparse.ArgumentParser(prog="mmzoo", description="Multimodal (image + text) Keras model zoo.")
+    parser.add_argument("--version", action="version", version=f"mmzoo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the registered zoo entries")
+    p.add_argument("--no-params", action="store_true", help="skip building each entry to count parameters")
+    p.set_defaults(fn=_cmd_list)
+
+    p = sub.add_parser("demo", help="the whole path on the built-in data: train, export, reload, predict")
+    p.add_argument("--quick", action="store_true", help="a run of a minute or two")
+    p.add_argument("--out", default="mmzoo_out", help="where data and runs go (default: mmzoo_out)")
+    p.add_argument("--saved-models", default=None, help="export base (default: saved_models, or OUT/saved_models when --out is given)")
+    p.set_defaults(fn=_cmd_demo)
+
+    p = sub.add_parser("train", help="train a zoo entry on a manifest")
+    p.add_argument("name")
+    p.add_argument("--data", required=True, help="training manifest (.jsonl/.csv, COCO .json, Flickr8k captions, .tfrecord)")
+    p.add_argument("--val-data")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--preset")
+    p.add_argument("--out", default="runs/model")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="builder override, repeatable")
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-bad", action="store_true", help="skip bad rows/images and report them")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch")
+    p.set_defaults(fn=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a .keras model on a manifest; prints JSON")
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--skip-bad", action="store_true")
+    p.add_argument("--rerank-model", help="matching: an itm_matcher .keras to re-rank the top-k")
+    p.add_argument("--rerank-k", type=int, default=10)
+    p.add_argument("--method", choices=["greedy", "beam"], help="captioning: decoding method")
+    p.set_defaults(fn=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a .keras model as a TF Serving SavedModel")
+    p.add_argument("model")
+    p.add_argument("--base-dir", default="saved_models")
+    p.add_argument("--name", help="model name: exports to BASE_DIR/NAME/<version>")
+    p.add_argument("--version", type=int)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument("--beam-width", type=int, help="captioning: beam width of the beam_search signature")
+    p.set_defaults(fn=_cmd_export)
+
+    p = sub.add_parser("predict", help="run an exported SavedModel on image files and texts; prints JSON")
+    p.add_argument("export_dir")
+    p.add_argument("--signature", default="serving_default")
+    p.add_argument("--image", nargs="+")
+    p.add_argument("--text", nargs="+")
+    p.set_defaults(fn=_cmd_predict)
+
+    p = sub.add_parser("serve-config", help="write models.config for every model under a base path")
+    p.add_argument("base_path", nargs="?", default="saved_models")
+    p.set_defaults(fn=_cmd_serve_config)
+
+    p = sub.add_parser("data", help="generate the built-in shapes dataset")
+    p.add_argument("--out", required=True)
+    p.add_argument("--num-images", type=int, default=1000)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_cmd_data)
+    return parser
+
+
+def main(argv=None) -> int:
+    _quiet_tf()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"mmzoo {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # TensorFlow errors carry a message worth showing whole
+        import tensorflow as tf
+
+        if isinstance(e, tf.errors.OpError):
+            print(f"mmzoo {args.command}: error: {e.message}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
