@@ -1,0 +1,61 @@
+import math
+import random
+
+import pytest
+from pycocoevalcap.bleu.bleu import Bleu
+
+from mmzoo.metrics.bleu import corpus_bleu, normalize_caption
+
+WORDS = "a an the red blue green circle square triangle small big left of right above below".split()
+
+
+def _random_corpus(seed, num_images=30):
+    rng = random.Random(seed)
+
+    def sentence():
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 9)))
+
+    refs = [[sentence() for _ in range(rng.randint(1, 4))] for _ in range(num_images)]
+    # Hypotheses partly copied from a reference so high orders have matches.
+    hyps = [rng.choice(r) if rng.random() < 0.4 else sentence() for r in refs]
+    return refs, hyps
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_pycocoevalcap(seed):
+    refs, hyps = _random_corpus(seed)
+    expected, _ = Bleu(4).compute_score(
+        {i: r for i, r in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}, verbose=0
+    )
+    ours = corpus_bleu(refs, hyps)
+    assert list(ours) == ["bleu_1", "bleu_2", "bleu_3", "bleu_4"]
+    for k, value in enumerate(expected):
+        assert ours[f"bleu_{k + 1}"] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+def test_perfect_and_disjoint():
+    refs = [["a red circle left of a blue square"], ["the big green triangle"]]
+    assert corpus_bleu(refs, ["a red circle left of a blue square", "the big green triangle"])[
+        "bleu_4"
+    ] == pytest.approx(1.0)
+    assert corpus_bleu(refs, ["x y z w", "q r s t"])["bleu_1"] < 1e-6
+
+
+def test_brevity_penalty_lowers_short_hypotheses():
+    refs = [["a red circle left of a blue square"]]
+    short = corpus_bleu(refs, ["a red circle"])
+    assert short["bleu_1"] == pytest.approx(math.exp(1 - 8 / 3), rel=1e-6)  # precision 1, brevity penalty
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="len\\(references\\)=1, len\\(hypotheses\\)=2"):
+        corpus_bleu([["a"]], ["a", "b"])
+    with pytest.raises(ValueError, match="at least one reference"):
+        corpus_bleu([[]], ["a"])
+    with pytest.raises(TypeError, match="list of strings"):
+        corpus_bleu([["a"]], "a")
+
+
+def test_normalize_caption():
+    assert normalize_caption("A red  Circle.") == "a red circle"
+    assert normalize_caption(b"Two, blue squares!") == "two blue squares"

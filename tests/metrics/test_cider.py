@@ -1,0 +1,41 @@
+import random
+
+import pytest
+from pycocoevalcap.cider.cider import Cider
+
+from mmzoo.metrics.cider import cider_d, cider_d_scores
+
+WORDS = "a an the red blue green circle square triangle small big left of right above below".split()
+
+
+def _random_corpus(seed, num_images=25):
+    rng = random.Random(seed)
+
+    def sentence():
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 10)))
+
+    refs = [[sentence() for _ in range(rng.randint(1, 5))] for _ in range(num_images)]
+    hyps = [rng.choice(r) if rng.random() < 0.4 else sentence() for r in refs]
+    return refs, hyps
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_pycocoevalcap(seed):
+    refs, hyps = _random_corpus(seed)
+    expected, expected_per_image = Cider().compute_score(
+        {i: r for i, r in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}
+    )
+    assert cider_d(refs, hyps) == pytest.approx(float(expected), rel=1e-9)
+    assert cider_d_scores(refs, hyps) == pytest.approx(list(expected_per_image), rel=1e-9, abs=1e-12)
+
+
+def test_copying_a_reference_scores_higher():
+    refs = [["a red circle"], ["a blue square"], ["a green triangle above a red circle"]]
+    good = cider_d(refs, ["a red circle", "a blue square", "a green triangle above a red circle"])
+    bad = cider_d(refs, ["a blue square", "a red circle", "a red circle"])
+    assert good > 5.0 > bad
+
+
+def test_sigma_must_be_positive():
+    with pytest.raises(ValueError, match="sigma=0"):
+        cider_d([["a"]], ["a"], sigma=0)
