@@ -74,7 +74,8 @@ def run_layer_checks(
     if check_compute_output_shape:
         in_shapes = keras.tree.map_structure(lambda t: tuple(t.shape), sym_inputs)
         cos = sym_layer.compute_output_shape(in_shapes)
-        cos = keras.tree.map_structure(lambda s: tuple(s)[1:], cos)
+        # Shapes are tuples themselves: map over shape leaves, not over ints.
+        cos = keras.tree.map_shape_structure(lambda s: tuple(s)[1:], cos)
         assert cos == sym_shapes, f"compute_output_shape {cos} != traced {sym_shapes}"
 
     # 4. A model around the layer: a training step and a .keras round trip.
