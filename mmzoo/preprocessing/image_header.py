@@ -1,0 +1,132 @@
+"""Graph-mode checks on encoded image bytes, done before any decoding.
+
+``read_image_header(data)`` sniffs the format from the magic bytes and reads
+the width and height from the header (JPEG with ``tf.image.extract_jpeg_shape``,
+PNG from IHDR, GIF from the logical screen descriptor, BMP from the info
+header). ``check_header(data, max_pixels)`` turns that into assertions with
+clear messages, so a decompression bomb is refused before it is decoded.
+Everything is TensorFlow ops: it runs in tf.data, tf.function and SavedModels.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+UNKNOWN, JPEG, PNG, GIF, BMP = 0, 1, 2, 3, 4
+FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP")
+_HEADER_BYTES = 32
+_MIN_BYTES = {JPEG: 4, PNG: 24, GIF: 10, BMP: 26}
+
+
+def _uint(header, start, length, big_endian):
+    """Unsigned integer from ``length`` header bytes at ``start`` (int64)."""
+    value = tf.constant(0, tf.int64)
+    order = range(start, start + length) if big_endian else range(start + length - 1, start - 1, -1)
+    for i in order:
+        value = value * 256 + header[i]
+    return value
+
+
+def _int32_le(header, start):
+    value = _uint(header, start, 4, big_endian=False)
+    return tf.where(value >= 2**31, value - 2**32, value)
+
+
+def read_image_header(data):
+    """Sniff ``data`` (scalar string): ``(format_id, length, height, width)``.
+
+    ``format_id`` is one of ``UNKNOWN, JPEG, PNG, GIF, BMP``; height and
+    width are int64 read from the header (0 when unknown). Raises
+    ``InvalidArgumentError`` only for a JPEG whose header is corrupt.
+    """
+    data = tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [])
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    padded = tf.strings.join([data, tf.constant(b"\0" * _HEADER_BYTES)])
+    header = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, 0, _HEADER_BYTES), tf.uint8), tf.int64)
+
+    def starts_with(signature):
+        return tf.reduce_all(tf.equal(header[: len(signature)], tf.constant(list(signature), tf.int64)))
+
+    is_jpeg = starts_with(b"\xff\xd8\xff")
+    is_png = starts_with(b"\x89PNG\r\n\x1a\n")
+    is_gif = starts_with(b"GIF87a") | starts_with(b"GIF89a")
+    is_bmp = starts_with(b"BM")
+    fmt = tf.where(
+        is_jpeg,
+        JPEG,
+        tf.where(is_png, PNG, tf.where(is_gif, GIF, tf.where(is_bmp, BMP, UNKNOWN))),
+    )
+    fmt = tf.cast(fmt, tf.int32)
+
+    png_w, png_h = _uint(header, 16, 4, True), _uint(header, 20, 4, True)
+    gif_w, gif_h = _uint(header, 6, 2, False), _uint(header, 8, 2, False)
+    bmp_core = tf.equal(_uint(header, 14, 4, False), 12)  # BITMAPCOREHEADER
+    bmp_w = tf.where(bmp_core, _uint(header, 18, 2, False), _int32_le(header, 18))
+    bmp_h = tf.abs(tf.where(bmp_core, _uint(header, 20, 2, False), _int32_le(header, 22)))
+
+    def jpeg_shape():
+        shape = tf.image.extract_jpeg_shape(data, output_type=tf.int32)
+        return tf.cast(shape[0], tf.int64), tf.cast(shape[1], tf.int64)
+
+    def other_shape():
+        height = tf.where(is_png, png_h, tf.where(is_gif, gif_h, tf.where(is_bmp, bmp_h, 0)))
+        width = tf.where(is_png, png_w, tf.where(is_gif, gif_w, tf.where(is_bmp, bmp_w, 0)))
+        return tf.cast(height, tf.int64), tf.cast(width, tf.int64)
+
+    long_enough = length >= 4
+    height, width = tf.cond(is_jpeg & long_enough, jpeg_shape, other_shape)
+    return fmt, length, height, width
+
+
+def check_header(data, max_pixels=None):
+    """Assertions on ``data`` (scalar string) to run before decoding it.
+
+    Returns a list of ops for ``tf.control_dependencies``; each fails with
+    ``InvalidArgumentError`` and a message naming the problem.
+    """
+    data = tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [])
+    non_empty = tf.Assert(
+        tf.strings.length(data) > 0,
+        ["Cannot decode image: the image bytes are empty (received an empty string)."],
+        name="assert_non_empty",
+    )
+    with tf.control_dependencies([non_empty]):
+        fmt, length, height, width = read_image_header(data)
+    known = tf.Assert(
+        tf.not_equal(fmt, UNKNOWN),
+        [
+            "Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file. First bytes:",
+            tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), 8)),
+        ],
+        name="assert_known_format",
+    )
+    names = tf.constant(list(FORMAT_NAMES))
+    min_bytes = tf.gather(tf.constant([0, *[_MIN_BYTES[i] for i in (JPEG, PNG, GIF, BMP)]], tf.int64), fmt)
+    with tf.control_dependencies([known]):
+        header_ok = tf.Assert(
+            (length >= min_bytes) & (height > 0) & (width > 0),
+            [
+                tf.strings.format(
+                    "Cannot decode image: truncated or corrupt {} header ({} bytes, header says {}x{}).",
+                    (tf.gather(names, fmt), length, width, height),
+                )
+            ],
+            name="assert_valid_header",
+        )
+    checks = [non_empty, known, header_ok]
+    if max_pixels is not None:
+        pixels = height * width
+        with tf.control_dependencies([header_ok]):
+            checks.append(
+                tf.Assert(
+                    pixels <= max_pixels,
+                    [
+                        tf.strings.format(
+                            "Refusing to decode image: image is {}x{} = {} pixels, over max_pixels={}.",
+                            (width, height, pixels, max_pixels),
+                        )
+                    ],
+                    name="assert_max_pixels",
+                )
+            )
+    return checks

@@ -1,0 +1,209 @@
+"""`ImagePreprocessor`: encoded image bytes or decoded images to model input."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmzoo.preprocessing.image_header import (
+    FORMAT_NAMES,
+    check_header,
+)
+
+_SCALES = (None, "unit", "symmetric")
+
+
+def _normalize_size(image_size) -> tuple[int, int]:
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    try:
+        size = tuple(int(v) for v in image_size)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(
+            "image_size must be a positive int or (height, width) of positive ints. "
+            f"Received: image_size={image_size!r}"
+        )
+    return size
+
+
+@keras.saving.register_keras_serializable(package="mmzoo")
+class ImagePreprocessor(keras.layers.Layer):
+    """Encoded image bytes (or decoded images) to float32 ``[B, H, W, 3]``.
+
+    Accepts a string tensor ``[batch]`` of encoded JPEG, PNG (8 or 16 bit,
+    palette), GIF (first frame) or BMP files, or decoded images
+    ``[batch, h, w, c]`` (uint8 or float in ``[0, 255]``, ``c`` in 1, 3, 4).
+    Grayscale is repeated to RGB and alpha dropped; images are resized to
+    ``image_size`` with antialiased bilinear interpolation, or, with
+    ``pad_to_aspect_ratio=True``, resized keeping their aspect ratio and
+    centred on black padding. ``scale``: ``None`` keeps ``[0, 255]``,
+    ``"unit"`` gives ``[0, 1]``, ``"symmetric"`` gives ``[-1, 1]``.
+
+    Before decoding, the width and height are read from the file header and
+    images over ``max_pixels`` are refused with ``InvalidArgumentError``
+    (a decompression-bomb guard; ``max_pixels=None`` turns it off). Empty,
+    unknown, truncated or corrupt bytes also raise ``InvalidArgumentError``
+    with a message that says what was wrong. Only TensorFlow ops are used,
+    so the checks hold inside ``tf.data``, ``tf.function`` and SavedModels.
+
+    Args:
+        image_size: output ``(height, width)`` (or one int for a square).
+        pad_to_aspect_ratio: keep the aspect ratio and pad instead of stretching.
+        max_pixels: largest ``width * height`` accepted from encoded bytes.
+        scale: ``None``, ``"unit"`` or ``"symmetric"``.
+
+    Example:
+
+    >>> import numpy as np, tensorflow as tf
+    >>> pre = ImagePreprocessor(image_size=(16, 16))
+    >>> png = tf.io.encode_png(np.zeros((40, 20, 3), "uint8"))
+    >>> pre(tf.stack([png, png])).shape
+    TensorShape([2, 16, 16, 3])
+    >>> pre(np.zeros((1, 32, 32, 1), "uint8")).shape
+    TensorShape([1, 16, 16, 3])
+    """
+
+    def __init__(
+        self,
+        image_size=(224, 224),
+        pad_to_aspect_ratio: bool = False,
+        max_pixels: int | None = 50_000_000,
+        scale: str | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.image_size = _normalize_size(image_size)
+        if max_pixels is not None:
+            if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+                raise ValueError(
+                    f"max_pixels must be a positive int or None. Received: max_pixels={max_pixels!r}"
+                )
+            max_pixels = int(max_pixels)
+        if scale not in _SCALES:
+            raise ValueError(f"scale must be one of {_SCALES}. Received: scale={scale!r}")
+        self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
+        self.max_pixels = max_pixels
+        self.scale = scale
+
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self.supports_jit = False
+        self.built = True
+
+    # --------------------------------------------------------------- pieces
+    def _resize(self, images):
+        """float32 ``[B, h, w, 3]`` (or ``[h, w, 3]``) to ``image_size``."""
+        height, width = self.image_size
+        static = images.shape[-3:-1]
+        if not self.pad_to_aspect_ratio and tuple(static) == (height, width):
+            return images
+        if self.pad_to_aspect_ratio:
+            images = tf.image.resize_with_pad(images, height, width, antialias=True)
+        else:
+            images = tf.image.resize(images, (height, width), antialias=True)
+        return tf.clip_by_value(images, 0.0, 255.0)
+
+    def _rescale(self, images):
+        if self.scale == "unit":
+            return images * (1.0 / 255.0)
+        if self.scale == "symmetric":
+            return images * (1.0 / 127.5) - 1.0
+        return images
+
+    def decode_one(self, data):
+        """One encoded image (scalar string) to float32 ``[H, W, 3]``.
+
+        For per-element ``tf.data`` maps: ``ds.map(pre.decode_one)``.
+        """
+        data = tf.convert_to_tensor(data, dtype=tf.string)
+        data = tf.reshape(data, [])
+        checks = check_header(data, self.max_pixels)
+        with tf.control_dependencies(checks):
+            data = tf.identity(data)
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        image = self._resize(image)
+        image = tf.ensure_shape(image, [*self.image_size, 3])
+        return self._rescale(image)
+
+    def _decode_batch(self, data):
+        return tf.map_fn(
+            self.decode_one,
+            data,
+            fn_output_signature=tf.TensorSpec([*self.image_size, 3], tf.float32),
+        )
+
+    def _from_pixels(self, images):
+        if images.dtype == tf.string:
+            raise ValueError("Internal error: strings reached the pixel path.")
+        if not (images.dtype.is_floating or images.dtype.is_integer):
+            raise ValueError(
+                "ImagePreprocessor expects image bytes (string) or pixels (uint8/float). "
+                f"Received: dtype={images.dtype.name}"
+            )
+        channels = images.shape[-1]
+        if channels not in (1, 3, 4):
+            raise ValueError(
+                "Decoded images must have 1, 3 or 4 channels (last axis, known statically). "
+                f"Received: shape={images.shape}"
+            )
+        images = tf.cast(images, tf.float32)
+        if channels == 1:
+            images = tf.concat([images] * 3, axis=-1)
+        elif channels == 4:
+            images = images[..., :3]
+        return self._rescale(self._resize(images))
+
+    # ----------------------------------------------------------------- call
+    def call(self, inputs):
+        if isinstance(inputs, tf.RaggedTensor):
+            raise ValueError("ImagePreprocessor expects a dense tensor. Received a RaggedTensor.")
+        if not tf.is_tensor(inputs):
+            inputs = tf.convert_to_tensor(inputs)
+        rank = inputs.shape.rank
+        if inputs.dtype == tf.string:
+            if rank == 0:
+                return self.decode_one(inputs)
+            if rank == 2 and inputs.shape[-1] == 1:
+                inputs = tf.reshape(inputs, [-1])
+            elif rank != 1:
+                raise ValueError(
+                    "Image bytes must be a string tensor of shape [batch] or [batch, 1]. "
+                    f"Received: shape={inputs.shape}"
+                )
+            return self._decode_batch(inputs)
+        if rank not in (3, 4):
+            raise ValueError(
+                "Decoded images must be [batch, height, width, channels] (or one "
+                f"[height, width, channels] image). Received: shape={inputs.shape}"
+            )
+        return self._from_pixels(inputs)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        height, width = self.image_size
+        if len(input_shape) in (0, 3):
+            return (height, width, 3)
+        return (input_shape[0], height, width, 3)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "image_size": list(self.image_size),
+                "pad_to_aspect_ratio": self.pad_to_aspect_ratio,
+                "max_pixels": self.max_pixels,
+                "scale": self.scale,
+            }
+        )
+        return config
+
+
+__all__ = ["ImagePreprocessor", "FORMAT_NAMES"]
