@@ -1,0 +1,264 @@
+"""``export_saved_model``: a zoo model to a TF Serving version directory.
+
+The layout is the one TF Serving watches: ``base_dir/<version>/`` with
+``saved_model.pb``, ``variables/``, ``assets.extra/tf_serving_warmup_requests``
+and ``assets.extra/mmzoo.json``. The write is atomic: the SavedModel is
+written and checked in a hidden temporary directory beside the version
+directory (``base_dir/.tmp-export-*``, which TF Serving ignores) and renamed
+into place, so a server polling ``base_dir`` never sees a half-written
+version and a failed export leaves nothing behind::
+
+    import mmzoo
+    model = mmzoo.build("concat_classifier", preset="tiny")
+    version_dir = mmzoo.export_saved_model(model, "saved_models/concat_classifier")
+    # saved_models/concat_classifier/1
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from mmzoo.export.graph_check import _read_saved_model_proto, check_serving_graph
+from mmzoo.export.signatures import MULTI_LABEL_THRESHOLD, build_export_archive, is_multi_label
+from mmzoo.export.warmup import write_warmup_requests
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILENAME = "mmzoo.json"
+_TMP_PREFIX = ".tmp-export-"
+
+
+def list_versions(base_dir) -> list[int]:
+    """Integer version directories under ``base_dir``, sorted."""
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(int(n) for n in os.listdir(base_dir) if n.isdigit() and os.path.isdir(os.path.join(base_dir, n)))
+
+
+def _sample_image_bytes(image_size) -> bytes:
+    h, w = image_size
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), (xx + yy) % 256], axis=-1)
+    return tf.io.encode_png(image.astype(np.uint8)).numpy()
+
+
+def _sample_text(tokenizer) -> str:
+    vocabulary = getattr(tokenizer, "vocabulary", None) or []
+    words = [t for t in vocabulary if isinstance(t, str) and t.isalpha() and not t.startswith("[")]
+    return " ".join(words[:4]) or "a photo"
+
+
+def _read_image(item) -> bytes:
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item)
+    with open(os.fspath(item), "rb") as f:
+        return f.read()
+
+
+def _signature_info(export_dir) -> dict:
+    """Inputs/outputs of each signature as ``{name: {"dtype", "shape"}}``."""
+    proto = _read_saved_model_proto(export_dir)
+    info = {}
+    for name, sig in sorted(proto.meta_graphs[0].signature_def.items()):
+        if name.startswith("__"):
+            continue
+
+        def describe(tensors):
+            out = {}
+            for key, t in sorted(tensors.items()):
+                shape = None if t.tensor_shape.unknown_rank else [d.size if d.size >= 0 else None for d in t.tensor_shape.dim]
+                out[key] = {"dtype": tf.dtypes.as_dtype(t.dtype).name, "shape": shape}
+            return out
+
+        info[name] = {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+    return info
+
+
+def _versions() -> dict:
+    import keras
+
+    from mmzoo.version import __version__
+
+    versions = {"mmzoo": __version__, "tensorflow": tf.__version__, "keras": keras.__version__}
+    try:
+        import tensorflow_text
+
+        versions["tensorflow_text"] = tensorflow_text.__version__
+    except ImportError:  # pragma: no cover
+        versions["tensorflow_text"] = None
+    return versions
+
+
+def _requests_for(signatures: dict, image: bytes, text: str) -> list:
+    """A few warmup/verification requests per raw-input signature."""
+    requests = []
+    for name, sig in signatures.items():
+        if name == "preprocessed":
+            continue
+        for batch in (1, 2):
+            inputs = {}
+            for key in sig["inputs"]:
+                inputs[key] = [image] * batch if key == "image_bytes" else [text] * batch
+            requests.append((name, inputs))
+    return requests
+
+
+def _verify(export_dir, requests):
+    """Load the written SavedModel and run each request through it."""
+    import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops)
+
+    loaded = tf.saved_model.load(export_dir)
+    for name, inputs in requests:
+        fn = loaded.signatures[name]
+        fn(**{k: tf.constant(v) for k, v in inputs.items()})
+
+
+def export_saved_model(
+    model,
+    base_dir,
+    version=None,
+    overwrite=False,
+    *,
+    model_name=None,
+    beam_width=4,
+    sample_images=None,
+    sample_texts=None,
+    warmup=True,
+    verify=True,
+) -> str:
+    """Export ``model`` for TF Serving as ``base_dir/<version>/``; return that path.
+
+    Args:
+        model: a zoo ``MultimodalModel`` (``task``, ``tokenizer``,
+            ``image_preprocessor``, ``image_size``, ``label_names``).
+        base_dir: the model's TF Serving base path (``saved_models/NAME``).
+        version: positive integer; default the next free one (1 for a new base).
+        overwrite: replace an existing version (atomically) instead of failing.
+        model_name: the name in ``mmzoo.json`` and the warmup requests
+            (default: the basename of ``base_dir``).
+        beam_width: beam width of the captioners' ``beam_search`` signature.
+        sample_images / sample_texts: encoded images (bytes or file paths) and
+            strings used to build the preprocessors, the warmup requests and
+            the verification run (default: a synthetic PNG and vocabulary words).
+        warmup: write ``assets.extra/tf_serving_warmup_requests``
+            (needs ``tensorflow-serving-api``).
+        verify: reload the SavedModel and run the sample requests before the
+            version is renamed into place.
+
+    Raises:
+        FileExistsError: ``version`` exists and ``overwrite`` is False.
+        UnservableGraphError: the graph holds ops TF Serving cannot run.
+
+    Example:
+
+    ```python
+    import mmzoo
+    model = mmzoo.build("concat_classifier", preset="tiny")
+    path = mmzoo.export_saved_model(model, "/tmp/saved_models/concat_classifier")
+    ```
+    """
+    base_dir = os.path.abspath(os.fspath(base_dir))
+    model_name = model_name or os.path.basename(base_dir.rstrip(os.sep)) or model.name
+    if version is not None:
+        if isinstance(version, bool) or int(version) != version or int(version) < 1:
+            raise ValueError(f"version must be a positive integer. Received: version={version!r}")
+        version = int(version)
+        target = os.path.join(base_dir, str(version))
+        if os.path.exists(target) and not overwrite:
+            raise FileExistsError(
+                f"Version {version} already exists under {base_dir}; pass overwrite=True to replace it "
+                f"or version=None for the next free one. Received: version={version}"
+            )
+    os.makedirs(base_dir, exist_ok=True)
+
+    images = [_read_image(i) for i in (sample_images or [])] or [_sample_image_bytes(model.image_size)]
+    texts = [str(t) for t in (sample_texts or [])] or [_sample_text(model.tokenizer)]
+    # Build the preprocessing layers (and check the model runs) on the samples.
+    model.preprocess(tf.constant(images[:1]), tf.constant(texts[:1]))
+    model.image_preprocessor(tf.constant(images[:1]))
+    model.tokenizer(tf.constant(texts[:1]))
+
+    tmp_dir = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base_dir)
+    try:
+        archive = build_export_archive(model, beam_width=beam_width)
+        archive.write_out(tmp_dir, verbose=False)
+        check_serving_graph(tmp_dir)
+        signatures = _signature_info(tmp_dir)
+        requests = _requests_for(signatures, images[0], texts[0])
+        if warmup:
+            try:
+                write_warmup_requests(tmp_dir, model_name, requests)
+            except ImportError:
+                logger.warning(
+                    "tensorflow-serving-api is not installed: no warmup requests written "
+                    "(pip install 'mmzoo[serving]')."
+                )
+        metadata = {
+            "format": "mmzoo-saved-model/1",
+            "model_name": model_name,
+            "model_class": type(model).__name__,
+            "task": model.task,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions(),
+            "image_size": list(model.image_size),
+            "sequence_length": int(model.sequence_length),
+            "vocabulary_size": int(getattr(model.tokenizer, "vocabulary_size", 0) or 0),
+            "label_names": model.label_names,
+            "multi_label": is_multi_label(model) if model.task == "classification" else None,
+            "multi_label_threshold": MULTI_LABEL_THRESHOLD if model.task == "classification" else None,
+            "beam_width": int(beam_width) if model.task == "captioning" else None,
+            "signatures": signatures,
+        }
+        extra = os.path.join(tmp_dir, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        with open(os.path.join(extra, METADATA_FILENAME), "w") as f:
+            json.dump(metadata, f, indent=2)
+        if verify:
+            _verify(tmp_dir, requests)
+        return _move_into_place(tmp_dir, base_dir, version, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+
+
+def _move_into_place(tmp_dir, base_dir, version, overwrite) -> str:
+    """Rename ``tmp_dir`` to ``base_dir/<version>`` (next free one when None)."""
+    if version is None:
+        for _ in range(100):
+            candidate = (list_versions(base_dir) or [0])[-1] + 1
+            target = os.path.join(base_dir, str(candidate))
+            if os.path.exists(target):
+                continue
+            try:
+                os.rename(tmp_dir, target)  # fails if a concurrent export took the number
+                return target
+            except OSError:
+                continue
+        raise RuntimeError(f"Could not find a free version number under {base_dir}.")
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target):
+        if not overwrite:
+            raise FileExistsError(
+                f"Version {version} already exists under {base_dir}; pass overwrite=True to replace it. "
+                f"Received: version={version}"
+            )
+        trash = tempfile.mkdtemp(prefix=".trash-", dir=base_dir)
+        old = os.path.join(trash, str(version))
+        os.rename(target, old)
+        try:
+            os.rename(tmp_dir, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        shutil.rmtree(trash, ignore_errors=True)
+        return target
+    os.rename(tmp_dir, target)
+    return target

@@ -1,0 +1,256 @@
+"""Serving signatures of a zoo model, built with ``keras.export.ExportArchive``.
+
+Raw inputs go in (``image_bytes``: encoded JPEG/PNG/GIF/BMP, ``text``: UTF-8
+strings); decoding, resizing and tokenization run inside the graph through
+the model's own ``image_preprocessor`` and ``tokenizer``. The signatures per
+``model.task`` (names, inputs, outputs) are the stable contract of
+DESIGN.md:
+
+=============== ================= ======================== ===================================
+task            signature         inputs                   outputs
+=============== ================= ======================== ===================================
+classification  serving_default   image_bytes, text        scores, class_ids, classes
+                                                           (+ predicted when multi-label)
+matching        serving_default   image_bytes, text        score
+matching        embed_image       image_bytes              embedding (models with embed_image)
+matching        embed_text        text                     embedding (models with embed_text)
+captioning      serving_default   image_bytes              caption, score (greedy)
+captioning      beam_search       image_bytes              caption, score
+every task      preprocessed      image, token_ids         as serving_default
+=============== ================= ======================== ===================================
+
+Models that only use one modality (unimodal baselines) take only that input.
+Multi-label classifiers: ``scores`` are per-class sigmoid probabilities,
+``class_ids``/``classes`` the top-scoring class, and ``predicted`` (bool
+``[None, C]``) marks every class with ``score >= 0.5``.
+Captioners' ``preprocessed`` signature takes only ``image``.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+MULTI_LABEL_THRESHOLD = 0.5
+
+
+def _string_spec(name):
+    return tf.TensorSpec(shape=(None,), dtype=tf.string, name=name)
+
+
+def model_input_names(model) -> list[str]:
+    names = getattr(model, "model_input_names", None)
+    if names is None:
+        names = [t.name for t in model.inputs]
+    return list(names)
+
+
+def is_multi_label(model) -> bool:
+    value = getattr(model, "multi_label", None)
+    if value is None:
+        try:
+            value = model.get_config().get("multi_label", False)
+        except Exception:  # noqa: BLE001
+            value = False
+    return bool(value)
+
+
+def _check_same_batch(image_bytes, text):
+    """Both batches must have the same size; an InvalidArgumentError names both."""
+    n_images = tf.shape(image_bytes)[0]
+    n_texts = tf.shape(text)[0]
+    check = tf.debugging.Assert(
+        tf.equal(n_images, n_texts),
+        [
+            "image_bytes and text must have the same batch size. Received: image_bytes batch size",
+            n_images,
+            "text batch size",
+            n_texts,
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(image_bytes), tf.identity(text)
+
+
+def _scores_of(outputs):
+    if isinstance(outputs, dict):
+        for key in ("scores", "probabilities", "logits"):
+            if key in outputs:
+                return outputs[key]
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+        raise ValueError(
+            "A classifier's outputs must hold 'scores'. Received output keys: " f"{sorted(outputs)}"
+        )
+    return outputs
+
+
+def _classification_head(model, outputs):
+    scores = tf.cast(_scores_of(outputs), tf.float32)
+    num_classes = scores.shape[-1]
+    label_names = model.label_names or [str(i) for i in range(num_classes)]
+    if num_classes is not None and len(label_names) != num_classes:
+        raise ValueError(
+            "model.label_names must have one name per class. "
+            f"Received: {len(label_names)} label_names for {num_classes} classes"
+        )
+    class_ids = tf.argmax(scores, axis=-1, output_type=tf.int64)
+    result = {
+        "scores": scores,
+        "class_ids": class_ids,
+        "classes": tf.gather(tf.constant(label_names, dtype=tf.string), class_ids),
+    }
+    if is_multi_label(model):
+        result["predicted"] = scores >= MULTI_LABEL_THRESHOLD
+    return result
+
+
+def _run_model(model, inputs):
+    inputs = {k: v for k, v in inputs.items() if k in model_input_names(model)}
+    return model(inputs, training=False)
+
+
+class SignatureBuilder:
+    """The endpoint functions (raw and preprocessed) of one model."""
+
+    def __init__(self, model, beam_width=4):
+        task = getattr(model, "task", "")
+        if task not in ("classification", "matching", "captioning"):
+            raise ValueError(
+                "Export needs a zoo model whose task is 'classification', 'matching' or "
+                f"'captioning'. Received: task={task!r} on {type(model).__name__}"
+            )
+        if int(beam_width) < 1:
+            raise ValueError(f"beam_width must be at least 1. Received: beam_width={beam_width}")
+        self.model = model
+        self.task = task
+        self.beam_width = int(beam_width)
+        names = model_input_names(model)
+        self.uses_image = "image" in names or task == "captioning"
+        self.uses_text = "token_ids" in names and task != "captioning"
+
+    # -- raw inputs -> model inputs ------------------------------------------------
+    def _raw_inputs(self, image_bytes=None, text=None):
+        inputs = {}
+        if image_bytes is not None:
+            inputs["image"] = self.model.image_preprocessor(image_bytes)
+        if text is not None:
+            inputs["token_ids"] = tf.cast(self.model.tokenizer(text), tf.int32)
+        return inputs
+
+    def _raw_signature(self, names):
+        return [_string_spec(n) for n in names]
+
+    def _head(self, inputs):
+        model = self.model
+        if self.task == "classification":
+            return _classification_head(model, _run_model(model, inputs))
+        if self.task == "matching":
+            outputs = _run_model(model, inputs)
+            score = outputs["score"] if isinstance(outputs, dict) else outputs
+            return {"score": tf.reshape(tf.cast(score, tf.float32), [-1])}
+        return self._caption(inputs["image"], method="greedy")
+
+    def _caption(self, image, method, **kwargs):
+        out = self.model.generate(image, method=method, **kwargs)
+        caption = self.model.tokenizer.detokenize(out["token_ids"])
+        return {"caption": caption, "score": tf.cast(out["score"], tf.float32)}
+
+    def endpoints(self) -> dict:
+        """``{name: (fn, input_signature)}`` in export order (serving_default first)."""
+        model = self.model
+        eps = {}
+        if self.task == "captioning":
+
+            def serving_default(image_bytes):
+                return self._caption(self._raw_inputs(image_bytes)["image"], method="greedy")
+
+            def beam_search(image_bytes):
+                return self._caption(
+                    self._raw_inputs(image_bytes)["image"], method="beam", beam_width=self.beam_width
+                )
+
+            def preprocessed(image):
+                return self._caption(image, method="greedy")
+
+            eps["serving_default"] = (serving_default, self._raw_signature(["image_bytes"]))
+            eps["beam_search"] = (beam_search, self._raw_signature(["image_bytes"]))
+            eps["preprocessed"] = (preprocessed, [self._image_spec()])
+            return eps
+
+        if self.uses_image and self.uses_text:
+
+            def serving_default(image_bytes, text):
+                image_bytes, text = _check_same_batch(image_bytes, text)
+                return self._head(self._raw_inputs(image_bytes, text))
+
+            def preprocessed(image, token_ids):
+                image, token_ids = _check_same_batch(image, token_ids)
+                return self._head({"image": image, "token_ids": token_ids})
+
+            eps["serving_default"] = (serving_default, self._raw_signature(["image_bytes", "text"]))
+            eps["preprocessed"] = (preprocessed, [self._image_spec(), self._token_spec()])
+        elif self.uses_image:
+
+            def serving_default(image_bytes):
+                return self._head(self._raw_inputs(image_bytes=image_bytes))
+
+            def preprocessed(image):
+                return self._head({"image": image})
+
+            eps["serving_default"] = (serving_default, self._raw_signature(["image_bytes"]))
+            eps["preprocessed"] = (preprocessed, [self._image_spec()])
+        else:
+
+            def serving_default(text):
+                return self._head(self._raw_inputs(text=text))
+
+            def preprocessed(token_ids):
+                return self._head({"token_ids": token_ids})
+
+            eps["serving_default"] = (serving_default, self._raw_signature(["text"]))
+            eps["preprocessed"] = (preprocessed, [self._token_spec()])
+
+        if self.task == "matching":
+            if hasattr(model, "embed_image"):
+
+                def embed_image(image_bytes):
+                    image = self._raw_inputs(image_bytes=image_bytes)["image"]
+                    return {"embedding": tf.cast(model.embed_image(image), tf.float32)}
+
+                eps["embed_image"] = (embed_image, self._raw_signature(["image_bytes"]))
+            if hasattr(model, "embed_text"):
+
+                def embed_text(text):
+                    token_ids = self._raw_inputs(text=text)["token_ids"]
+                    return {"embedding": tf.cast(model.embed_text(token_ids), tf.float32)}
+
+                eps["embed_text"] = (embed_text, self._raw_signature(["text"]))
+        return eps
+
+    def _image_spec(self):
+        h, w = self.model.image_size
+        return tf.TensorSpec(shape=(None, h, w, 3), dtype=tf.float32, name="image")
+
+    def _token_spec(self):
+        return tf.TensorSpec(shape=(None, self.model.sequence_length), dtype=tf.int32, name="token_ids")
+
+
+def build_export_archive(model, beam_width=4):
+    """An ``ExportArchive`` tracking the model, tokenizer and image preprocessor.
+
+    The tokenizer and preprocessor must be built (call them once, as
+    ``export_saved_model`` does on its sample inputs).
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for resource in (model.tokenizer, model.image_preprocessor):
+        if isinstance(resource, keras.layers.Layer) and not resource.built:
+            raise ValueError(
+                f"{type(resource).__name__} '{resource.name}' is not built: call it once on sample "
+                "inputs before export (export_saved_model does)."
+            )
+        archive.track(resource)
+    for name, (fn, signature) in SignatureBuilder(model, beam_width=beam_width).endpoints().items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    return archive

@@ -1,0 +1,181 @@
+"""REST client for TF Serving (``/v1/models/NAME[/versions/N]:predict``).
+
+Uses only the standard library (``urllib``). Images go over the wire as
+``{"b64": ...}`` (TF Serving decodes them into the string tensor), texts as
+JSON strings; requests use the columnar ``"inputs"`` format, so a batch is
+a list per input::
+
+    from mmzoo.serving import RestClient
+    client = RestClient("concat_classifier", port=8501)
+    client.predict(images=["cat.jpg"], texts=["a red circle"])
+    # {"scores": array([[...]]), "class_ids": array([3]), "classes": array(["cat"])}
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+from mmzoo.serving.common import (
+    ServingError,
+    build_inputs,
+    check_retry_args,
+    decode_strings,
+    http_status_to_code,
+    with_retries,
+)
+
+
+def _encode_value(value):
+    if isinstance(value, (bytes, bytearray)):
+        return {"b64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, np.ndarray):
+        if value.dtype == object or value.dtype.kind in "SU":
+            return [_encode_value(v) for v in value.tolist()]
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_encode_value(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode_value(value):
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_decode_value(v) for v in value]
+    return value
+
+
+def _to_array(value):
+    value = _decode_value(value)
+    array = np.asarray(value)
+    if array.dtype.kind in "SU":
+        array = array.astype(object)
+    return decode_strings(array) if array.dtype == object else array
+
+
+class RestClient:
+    """A TF Serving REST client for one model.
+
+    Args:
+        model_name: the served model's name (``models.config`` ``name``).
+        host, port: the server (REST is on 8501 in the TF Serving image).
+        version: pin a version (``/versions/N``); default the latest served.
+        url: full base URL instead of host/port (``"http://h:8501"``).
+        timeout: seconds per HTTP request.
+        retries: retries when the server is unavailable (HTTP 503,
+            connection refused/reset), with exponential ``backoff`` seconds.
+
+    Raises ``ServingError`` carrying the server's message on failure.
+    """
+
+    def __init__(
+        self,
+        model_name,
+        host="localhost",
+        port=8501,
+        *,
+        version=None,
+        url=None,
+        timeout=30.0,
+        retries=3,
+        backoff=0.5,
+    ):
+        if not model_name or "/" in str(model_name):
+            raise ValueError(f"model_name must be a non-empty name without '/'. Received: model_name={model_name!r}")
+        check_retry_args(timeout, retries, backoff)
+        self.model_name = str(model_name)
+        self.host = host
+        self.port = int(port)
+        self.version = None if version is None else int(version)
+        self.url = (url or f"http://{host}:{self.port}").rstrip("/")
+        self.timeout = timeout
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self._output_names = {}
+
+    @property
+    def model_url(self) -> str:
+        path = f"{self.url}/v1/models/{self.model_name}"
+        if self.version is not None:
+            path += f"/versions/{self.version}"
+        return path
+
+    def _request(self, url, body=None):
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+
+        def send():
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return json.loads(response.read().decode("utf-8"))
+            except urllib.error.HTTPError as error:
+                payload = error.read().decode("utf-8", "replace")
+                try:
+                    message = json.loads(payload).get("error", payload)
+                except (ValueError, AttributeError):
+                    message = payload or error.reason
+                raise ServingError(message, http_status_to_code(error.code), error.code) from None
+            except (TimeoutError, socket.timeout) as error:
+                raise ServingError(
+                    f"no response from {url} within timeout={self.timeout}s ({error})", "DEADLINE_EXCEEDED"
+                ) from None
+            except urllib.error.URLError as error:
+                if isinstance(error.reason, (TimeoutError, socket.timeout)):
+                    raise ServingError(
+                        f"no response from {url} within timeout={self.timeout}s", "DEADLINE_EXCEEDED"
+                    ) from None
+                raise ServingError(f"cannot reach {url}: {error.reason}", "UNAVAILABLE") from None
+            except (ConnectionError, http.client.RemoteDisconnected) as error:
+                raise ServingError(f"connection to {url} failed: {error}", "UNAVAILABLE") from None
+
+        return with_retries(send, self.retries, self.backoff)
+
+    def status(self) -> dict:
+        """``GET /v1/models/NAME[/versions/N]``: the version states."""
+        return self._request(self.model_url)
+
+    def metadata(self) -> dict:
+        """``GET .../metadata``: the model spec and its signature defs."""
+        return self._request(self.model_url + "/metadata")
+
+    def signature_outputs(self, signature_name) -> list:
+        """Output names of a signature (from ``metadata``; cached)."""
+        if signature_name not in self._output_names:
+            sigs = self.metadata()["metadata"]["signature_def"]["signature_def"]
+            if signature_name not in sigs:
+                raise ServingError(
+                    f"the model has no signature {signature_name!r}; available: {sorted(sigs)}", "NOT_FOUND"
+                )
+            self._output_names[signature_name] = sorted(sigs[signature_name]["outputs"])
+        return self._output_names[signature_name]
+
+    def predict(self, inputs=None, *, images=None, texts=None, signature_name="serving_default") -> dict:
+        """Run ``signature_name`` on a batch; returns ``{output_name: np.ndarray}``.
+
+        ``images``: encoded image bytes or file paths (-> ``image_bytes``);
+        ``texts``: strings (-> ``text``); ``inputs``: any other named inputs.
+        String outputs come back as ``str`` in object arrays.
+        """
+        payload = {
+            "signature_name": signature_name,
+            "inputs": {k: _encode_value(v) for k, v in build_inputs(inputs, images, texts).items()},
+        }
+        response = self._request(self.model_url + ":predict", payload)
+        if "outputs" not in response:
+            raise ServingError(f"unexpected response without 'outputs': {str(response)[:200]}", "INTERNAL")
+        outputs = response["outputs"]
+        if not isinstance(outputs, dict):
+            # TF Serving drops the name when a signature has a single output.
+            names = self.signature_outputs(signature_name)
+            outputs = {names[0] if len(names) == 1 else "outputs": outputs}
+        return {k: _to_array(v) for k, v in outputs.items()}
