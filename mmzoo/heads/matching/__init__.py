@@ -1,0 +1,22 @@
+"""Matching heads: contrastive loss, global-batch negatives, hard-negative
+mining, zero-shot classification and ITM training data.
+
+    from mmzoo.heads.matching import contrastive_loss, mine_hard_negatives
+"""
+
+from mmzoo.heads.matching.distributed import gather_across_replicas, num_replicas_in_sync
+from mmzoo.heads.matching.losses import contrastive_logits, contrastive_loss
+from mmzoo.heads.matching.mining import hard_negative_indices, mine_hard_negatives
+from mmzoo.heads.matching.zero_shot import DEFAULT_TEMPLATES, class_embeddings, zero_shot_classify
+
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "class_embeddings",
+    "contrastive_logits",
+    "contrastive_loss",
+    "gather_across_replicas",
+    "hard_negative_indices",
+    "mine_hard_negatives",
+    "num_replicas_in_sync",
+    "zero_shot_classify",
+]

@@ -1,0 +1,167 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmzoo.heads.matching import contrastive_logits, contrastive_loss
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _numpy_clip_loss(img, txt, scale, duplicates=None):
+    """Direct, loop-based computation of CLIP's symmetric cross-entropy."""
+    n = len(img)
+    logits = scale * img @ txt.T
+    total_i2t = total_t2i = 0.0
+    for i in range(n):
+        row = logits[i].copy()
+        col = logits[:, i].copy()
+        if duplicates is not None:
+            row[duplicates[i]] = -np.inf
+            col[duplicates[i]] = -np.inf
+        total_i2t += -(row[i] - np.log(np.sum(np.exp(row[np.isfinite(row)]))))
+        total_t2i += -(col[i] - np.log(np.sum(np.exp(col[np.isfinite(col)]))))
+    return 0.5 * (total_i2t / n + total_t2i / n)
+
+
+def test_loss_matches_numpy():
+    rng = np.random.default_rng(0)
+    img = _unit(rng.normal(size=(6, 4))).astype("float32")
+    txt = _unit(rng.normal(size=(6, 4))).astype("float32")
+    got = float(contrastive_loss(img, txt, 7.5))
+    assert got == pytest.approx(_numpy_clip_loss(img.astype(float), txt.astype(float), 7.5), rel=1e-5)
+
+
+def test_loss_is_symmetric_in_its_two_directions():
+    rng = np.random.default_rng(1)
+    img = _unit(rng.normal(size=(5, 3))).astype("float32")
+    txt = _unit(rng.normal(size=(5, 3))).astype("float32")
+    assert float(contrastive_loss(img, txt, 3.0)) == pytest.approx(float(contrastive_loss(txt, img, 3.0)), rel=1e-6)
+
+
+def test_perfect_alignment_gives_low_loss_and_shuffled_gives_high():
+    e = np.eye(4, dtype="float32")
+    assert float(contrastive_loss(e, e, 100.0)) < 1e-6
+    assert float(contrastive_loss(e, e[::-1], 100.0)) > 50.0
+
+
+def test_duplicate_keys_are_not_negatives():
+    rng = np.random.default_rng(2)
+    img = _unit(rng.normal(size=(4, 3))).astype("float32")
+    txt = _unit(rng.normal(size=(4, 3))).astype("float32")
+    keys = np.array([[5, 1], [7, 0], [5, 1], [9, 9]], "int32")  # texts 0 and 2 identical
+    dup = np.zeros((4, 4), bool)
+    dup[0, 2] = dup[2, 0] = True
+    got = float(contrastive_loss(img, txt, 4.0, keys=keys))
+    assert got == pytest.approx(_numpy_clip_loss(img.astype(float), txt.astype(float), 4.0, dup), rel=1e-5)
+    assert got != pytest.approx(float(contrastive_loss(img, txt, 4.0)), rel=1e-3)
+
+
+def test_logits_and_labels():
+    img = np.eye(3, dtype="float32")
+    i2t, t2i, labels = contrastive_logits(img, img, 2.0)
+    np.testing.assert_allclose(np.asarray(i2t), 2.0 * np.eye(3))
+    np.testing.assert_array_equal(np.asarray(labels), [0, 1, 2])
+
+
+def test_label_smoothing_raises_the_loss_of_a_perfect_model():
+    e = np.eye(4, dtype="float32")
+    assert float(contrastive_loss(e, e, 20.0, label_smoothing=0.1)) > float(contrastive_loss(e, e, 20.0)) + 0.1
+    with pytest.raises(ValueError, match="label_smoothing"):
+        contrastive_loss(e, e, 1.0, label_smoothing=1.0)
+
+
+def test_gradient_flows_to_both_towers():
+    img = tf.Variable(_unit(np.random.default_rng(3).normal(size=(3, 2))).astype("float32"))
+    txt = tf.Variable(_unit(np.random.default_rng(4).normal(size=(3, 2))).astype("float32"))
+    with tf.GradientTape() as tape:
+        loss = contrastive_loss(img, txt, 5.0)
+    g_img, g_txt = tape.gradient(loss, [img, txt])
+    assert float(tf.reduce_sum(tf.abs(g_img))) > 0 and float(tf.reduce_sum(tf.abs(g_txt))) > 0
+
+
+_TWO_REPLICA_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    from mmzoo.heads.matching import contrastive_loss
+
+    rng = np.random.default_rng(0)
+    x_img = rng.normal(size=(8, 5)).astype("float32")
+    x_txt = rng.normal(size=(8, 5)).astype("float32")
+    keys = rng.integers(0, 3, size=(8, 2)).astype("int32")  # duplicates across replicas
+    w_init = rng.normal(size=(5, 4)).astype("float32")
+    scale = 6.0
+
+    def embed(x, w):
+        return tf.math.l2_normalize(tf.matmul(x, w), axis=-1)
+
+    # Single device on the whole global batch.
+    w = tf.Variable(w_init)
+    with tf.GradientTape() as tape:
+        single = contrastive_loss(embed(x_img, w), embed(x_txt, w), scale, keys=keys)
+    single_grad = tape.gradient(single, w).numpy()
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    with strategy.scope():
+        wd = tf.Variable(w_init)
+
+    def shard(ctx):
+        i = ctx.replica_id_in_sync_group
+        sl = slice(4 * i, 4 * i + 4)
+        return x_img[sl], x_txt[sl], keys[sl]
+
+    values = strategy.experimental_distribute_values_from_function(shard)
+
+    @tf.function
+    def step(values):
+        def replica_fn(xi, xt, k):
+            with tf.GradientTape() as tape:
+                loss = contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k)
+                scaled = loss / tf.distribute.get_replica_context().num_replicas_in_sync
+            return loss, tape.gradient(scaled, wd)
+        loss, grad = strategy.run(replica_fn, args=values)
+        return (strategy.reduce("MEAN", loss, axis=None), strategy.reduce("SUM", grad, axis=None))
+
+    global_loss, global_grad = step(values)
+
+    # Without gathering, each replica only sees its own 4 negatives: a different loss.
+    @tf.function
+    def local_step(values):
+        fn = lambda xi, xt, k: contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k, gather=False)
+        return strategy.reduce("MEAN", strategy.run(fn, args=values), axis=None)
+
+    print(json.dumps({
+        "single": float(single), "global": float(global_loss), "local": float(local_step(values)),
+        "grad_max_diff": float(np.max(np.abs(global_grad.numpy() - single_grad))),
+        "grad_norm": float(np.linalg.norm(single_grad)),
+    }))
+    """
+)
+
+
+def test_cross_replica_negatives_on_two_logical_cpus(tmp_path):
+    script = tmp_path / "two_replicas.py"
+    script.write_text(_TWO_REPLICA_SCRIPT)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["global"] == pytest.approx(result["single"], rel=1e-5)
+    assert abs(result["local"] - result["single"]) > 1e-3
+    assert result["grad_norm"] > 1e-4
+    assert result["grad_max_diff"] < 1e-5 * max(1.0, result["grad_norm"])
