@@ -1,1 +1,99 @@
-"""mmzoo.towers"""
+"""Image and text towers: Functional sub-models with a common output contract.
+
+Every tower is a Functional ``keras.Model`` with a ``name`` (so several can
+live in one model) whose output is a dict::
+
+    {"pooled": float [B, D], "tokens": float [B, T, D], "mask": bool [B, T]}
+
+Image towers take float32 ``[B, H, W, 3]`` RGB in ``[0, 255]`` (each rescales
+inside the graph as its backbone expects; ``mask`` is all ``True``); text
+towers take int32 token ids ``[B, L]`` with 0 as padding (``mask`` is
+``ids != 0``).
+
+    from mmzoo.towers import build_image_tower, build_text_tower
+    image_tower = build_image_tower("cnn", image_size=(32, 32), filters=(8, 16), dim=32)
+    text_tower = build_text_tower("transformer", vocabulary_size=100, sequence_length=16,
+                                  dim=32, num_layers=1, num_heads=2)
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from mmzoo.towers.applications import APPLICATIONS_BACKBONES, build_applications_tower
+from mmzoo.towers.cnn import CLASSIC_CNN, build_cnn_tower
+from mmzoo.towers.recurrent import build_bilstm_tower, build_lstm_tower
+from mmzoo.towers.transformer import build_transformer_text_tower
+from mmzoo.towers.vit import build_vit_tower
+
+IMAGE_TOWERS = {
+    "cnn": build_cnn_tower,
+    "applications": build_applications_tower,
+    "vit": build_vit_tower,
+}
+
+TEXT_TOWERS = {
+    "lstm": build_lstm_tower,
+    "bilstm": build_bilstm_tower,
+    "transformer": build_transformer_text_tower,
+}
+
+
+def _lookup(kind: str, name, choices: dict):
+    if name not in choices:
+        close = difflib.get_close_matches(str(name), list(choices), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"Unknown {kind} tower.{hint} Choices: {sorted(choices)}. Received: name={name!r}"
+        )
+    return choices[name]
+
+
+def build_image_tower(name: str, /, image_size=(64, 64), **kwargs):
+    """Build the image tower ``name`` (``"cnn"``, ``"applications"`` or ``"vit"``).
+
+    ``kwargs`` go to the tower's builder (``build_cnn_tower``,
+    ``build_applications_tower``, ``build_vit_tower``), including the Keras
+    ``name=`` of the tower model (default ``"image_tower"``).
+
+    Example:
+
+    >>> tower = build_image_tower("cnn", image_size=(16, 16), filters=(4,), dim=8, name="img")
+    >>> tower.name, sorted(tower.output)
+    ('img', ['mask', 'pooled', 'tokens'])
+    """
+    return _lookup("image", name, IMAGE_TOWERS)(image_size=image_size, **kwargs)
+
+
+def build_text_tower(name: str, /, vocabulary_size: int, sequence_length: int, **kwargs):
+    """Build the text tower ``name`` (``"lstm"``, ``"bilstm"`` or ``"transformer"``).
+
+    ``kwargs`` go to the tower's builder (``build_lstm_tower``,
+    ``build_bilstm_tower``, ``build_transformer_text_tower``), including the
+    Keras ``name=`` of the tower model (default ``"text_tower"``).
+
+    Example:
+
+    >>> tower = build_text_tower("lstm", vocabulary_size=20, sequence_length=8, units=8)
+    >>> tuple(tower.output["pooled"].shape)
+    (None, 8)
+    """
+    return _lookup("text", name, TEXT_TOWERS)(
+        vocabulary_size=vocabulary_size, sequence_length=sequence_length, **kwargs
+    )
+
+
+__all__ = [
+    "APPLICATIONS_BACKBONES",
+    "CLASSIC_CNN",
+    "IMAGE_TOWERS",
+    "TEXT_TOWERS",
+    "build_applications_tower",
+    "build_bilstm_tower",
+    "build_cnn_tower",
+    "build_image_tower",
+    "build_lstm_tower",
+    "build_text_tower",
+    "build_transformer_text_tower",
+    "build_vit_tower",
+]

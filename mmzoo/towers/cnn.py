@@ -1,0 +1,113 @@
+"""The ``cnn`` image tower: a configurable Conv-Pool stack."""
+
+from __future__ import annotations
+
+import keras
+
+from mmzoo.layers.sequence_mask import SequenceMask
+from mmzoo.towers._common import check_choice, check_positive_int, check_rate, normalize_image_size
+
+#: The classic image branch of the "CNN + LSTM" multimodal tutorials: three
+#: ``Conv2D(3x3, relu, valid)`` + ``MaxPooling2D(2)`` blocks with 32, 64 and 128
+#: filters, then ``Flatten``. ``build_image_tower("cnn", image_size, **CLASSIC_CNN)``.
+CLASSIC_CNN = {
+    "filters": (32, 64, 128),
+    "kernel_size": 3,
+    "padding": "valid",
+    "activation": "relu",
+    "batch_norm": False,
+    "pool_size": 2,
+    "pool": "flatten",
+    "dim": None,
+}
+
+
+def build_cnn_tower(
+    image_size=(64, 64),
+    filters=(32, 64, 128),
+    kernel_size: int = 3,
+    padding: str = "same",
+    activation="relu",
+    batch_norm: bool = False,
+    pool_size: int = 2,
+    pool: str = "flatten",
+    dim: int | None = None,
+    dropout: float = 0.0,
+    name: str = "image_tower",
+) -> keras.Model:
+    """A Conv-Pool stack image tower.
+
+    Each entry of ``filters`` adds a block ``Conv2D(kernel_size) ->
+    [BatchNormalization] -> activation -> MaxPooling2D(pool_size)``. The
+    input (float32 ``[B, H, W, 3]`` in ``[0, 255]``) is rescaled to ``[0, 1]``
+    inside the graph.
+
+    Outputs a dict: ``tokens`` = the last feature map as ``[B, h*w, C]``
+    (projected to ``dim`` when given), ``mask`` = all ``True`` ``[B, h*w]``,
+    ``pooled`` = ``Flatten`` of the feature map (``pool="flatten"``, projected
+    to ``dim`` when given) or the mean of the tokens (``pool="avg"``).
+
+    ``CLASSIC_CNN`` (``filters=(32, 64, 128)``, ``padding="valid"``,
+    ``pool="flatten"``, no batch norm, no projection) reproduces the classic
+    "three Conv2D+MaxPool blocks, Flatten" image branch; the defaults differ
+    only by ``padding="same"`` so small images keep a feature map.
+
+    Example:
+
+    >>> tower = build_cnn_tower((16, 16), filters=(4, 8), dim=8)
+    >>> import numpy as np
+    >>> out = tower(np.zeros((2, 16, 16, 3), "float32"))
+    >>> tuple(out["pooled"].shape), tuple(out["tokens"].shape), tuple(out["mask"].shape)
+    ((2, 8), (2, 16, 8), (2, 16))
+    """
+    height, width = normalize_image_size(image_size)
+    filters = tuple(filters)
+    if not filters:
+        raise ValueError(f"filters must list at least one block. Received: filters={filters!r}")
+    for f in filters:
+        check_positive_int("filters", f)
+    check_positive_int("kernel_size", kernel_size)
+    check_positive_int("pool_size", pool_size)
+    check_positive_int("dim", dim, allow_none=True)
+    check_choice("padding", padding, ("same", "valid"))
+    check_choice("pool", pool, ("flatten", "avg"))
+    check_rate("dropout", dropout)
+
+    h, w = height, width
+    for _ in filters:
+        if padding == "valid":
+            h, w = h - kernel_size + 1, w - kernel_size + 1
+        h, w = h // pool_size, w // pool_size
+        if h < 1 or w < 1:
+            raise ValueError(
+                f"image_size={(height, width)} is too small for {len(filters)} blocks of "
+                f"kernel_size={kernel_size}, padding={padding!r}, pool_size={pool_size}: the feature "
+                "map vanishes. Use a larger image, fewer filters or padding='same'. "
+                f"Received: image_size={image_size!r}, filters={filters!r}"
+            )
+
+    image = keras.Input((height, width, 3), dtype="float32", name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(image)
+    for i, f in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(
+            f, kernel_size, padding=padding, use_bias=not batch_norm, name=f"block{i}_conv"
+        )(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.Activation(activation, name=f"block{i}_act")(x)
+        x = keras.layers.MaxPooling2D(pool_size, name=f"block{i}_pool")(x)
+
+    channels = filters[-1]
+    tokens = keras.layers.Reshape((h * w, channels), name="tokens_reshape")(x)
+    if dim is not None:
+        tokens = keras.layers.Dense(dim, name="token_projection")(tokens)
+    if pool == "flatten":
+        pooled = keras.layers.Flatten(name="flatten")(x)
+        if dim is not None:
+            pooled = keras.layers.Dense(dim, name="pooled_projection")(pooled)
+    else:
+        pooled = keras.layers.GlobalAveragePooling1D(name="avg_pool")(tokens)
+    if dropout:
+        pooled = keras.layers.Dropout(dropout, name="pooled_dropout")(pooled)
+    mask = SequenceMask(name="token_mask")(tokens)
+    return keras.Model(image, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)

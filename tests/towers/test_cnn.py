@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from mmzoo.towers.cnn import CLASSIC_CNN, build_cnn_tower
+from tests.towers import tower_checks
+
+IMAGES = np.random.default_rng(0).uniform(0, 255, size=(4, 16, 16, 3)).astype("float32")
+
+
+def tiny(name="image_tower", **kwargs):
+    kwargs = {"filters": (4, 8), "dim": 8, **kwargs}
+    return build_cnn_tower((16, 16), name=name, **kwargs)
+
+
+def test_output_contract_flatten():
+    out = tower_checks.check_output_contract(tiny(), IMAGES, pooled_dim=8, num_tokens=16, token_dim=8)
+    assert out["mask"].all()
+
+
+def test_output_contract_avg_batchnorm_no_projection():
+    tower = tiny(pool="avg", batch_norm=True, dim=None)
+    out = tower_checks.check_output_contract(tower, IMAGES, pooled_dim=8, num_tokens=16, token_dim=8)
+    np.testing.assert_allclose(out["pooled"], out["tokens"].mean(axis=1), atol=1e-5)
+    assert any("bn" in layer.name for layer in tower.layers)
+
+
+def test_classic_preset_is_three_conv_pool_blocks_and_flatten():
+    tower = build_cnn_tower((32, 32), **CLASSIC_CNN)
+    kinds = [type(layer).__name__ for layer in tower.layers]
+    assert kinds.count("Conv2D") == 3 and kinds.count("MaxPooling2D") == 3 and "Flatten" in kinds
+    assert [layer.filters for layer in tower.layers if type(layer).__name__ == "Conv2D"] == [32, 64, 128]
+    # 32 -> conv 30 -> pool 15 -> conv 13 -> pool 6 -> conv 4 -> pool 2: 2*2*128 flattened.
+    assert tuple(tower.output["pooled"].shape) == (None, 2 * 2 * 128)
+    assert tuple(tower.output["tokens"].shape) == (None, 4, 128)
+
+
+def test_rescales_inside():
+    tower = tiny()
+    assert tower.get_layer("rescaling").scale == pytest.approx(1 / 255)
+
+
+def test_fit_step():
+    tower_checks.check_fit_step(tiny(batch_norm=True, dropout=0.1), IMAGES)
+
+
+def test_keras_roundtrip(tmp_path):
+    tower_checks.check_roundtrip(tiny(batch_norm=True), IMAGES, tmp_path)
+
+
+def test_two_towers_coexist(tmp_path):
+    tower_checks.check_two_towers_coexist(lambda name: tiny(name=name), IMAGES, tmp_path)
+
+
+def test_image_too_small_for_the_stack():
+    with pytest.raises(ValueError, match="too small"):
+        build_cnn_tower((16, 16), **CLASSIC_CNN)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"filters": ()}, "at least one block"),
+        ({"pool": "sum"}, "Received: pool='sum'"),
+        ({"padding": "full"}, "Received: padding='full'"),
+        ({"dim": 0}, "Received: dim=0"),
+        ({"filters": (4, -1)}, "Received: filters=-1"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(**kwargs)
