@@ -312,8 +312,8 @@ class TextTokenizer(keras.layers.Layer):
 
         if mode == "word":
             counts = collections.Counter()
-            for words in dataset.as_numpy_iterator():
-                counts.update(words.flat_values.tolist())
+            for words in dataset.map(lambda w: w.flat_values).as_numpy_iterator():
+                counts.update(words.tolist())
             ranked = sorted(
                 (item for item in counts.items() if item[1] >= min_frequency),
                 key=lambda item: (-item[1], item[0]),
