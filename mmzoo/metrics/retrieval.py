@@ -1,0 +1,299 @@
+"""Image-text retrieval metrics: Recall@K both directions, mean and median rank.
+
+The metrics OpenCLIP and CLIP_benchmark report, computed chunk by chunk
+(``chunk_size`` queries per matrix product), so a 10k x 10k evaluation never
+holds the full similarity matrix.
+
+Ranks are 1-based and pessimistic about ties: the rank of a query is ``1 +``
+the number of non-matching items scoring *at least* as high as its best
+matching item, so a collapsed model (all scores equal) gets the worst rank,
+not the best. An image may have several captions: it retrieves correctly when
+any of them is ranked (its rank is that of its best-ranked caption); a text
+may belong to several images (identical captions): it retrieves correctly
+when any of them is ranked.
+
+    >>> import numpy as np
+    >>> images = np.eye(3, dtype="float32")
+    >>> texts = np.eye(3, dtype="float32")[[0, 2, 1]]
+    >>> m = retrieval_metrics(images, texts, text_to_images=[0, 1, 2], ks=(1,))
+    >>> m["image_to_text_recall@1"], m["text_to_image_recall@1"]
+    (0.3333333333333333, 0.3333333333333333)
+
+``evaluate_matcher(model, records)`` embeds a manifest's images and captions
+with a dual encoder (or scores every pair with an ITM cross-encoder), with
+optional re-ranking of the dual encoder's top-k by an ITM model.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from mmzoo.heads.matching.mining import positive_mask_chunk, positives_to_lists
+
+DEFAULT_KS = (1, 5, 10)
+
+
+def invert_positives(text_to_images: Sequence[Sequence[int]], num_images: int) -> list[np.ndarray]:
+    """``text -> images`` lists to ``image -> texts`` lists."""
+    image_to_texts: list[list[int]] = [[] for _ in range(num_images)]
+    for t, images in enumerate(text_to_images):
+        for i in images:
+            if not 0 <= int(i) < num_images:
+                raise ValueError(
+                    f"text_to_images[{t}] names image {int(i)} but there are {num_images} images."
+                )
+            image_to_texts[int(i)].append(t)
+    return [np.asarray(v, dtype=np.int64) for v in image_to_texts]
+
+
+def ranks_from_scores(scores, positive_mask) -> np.ndarray:
+    """1-based ranks of the best positive in each row (pessimistic ties).
+
+    ``scores`` float ``[n, m]``; ``positive_mask`` bool ``[n, m]``. Rows without
+    any positive get rank ``m + 1``.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    positive_mask = np.asarray(positive_mask, dtype=bool)
+    best = np.max(np.where(positive_mask, scores, -np.inf), axis=1, keepdims=True)
+    beaten = np.sum((scores >= best) & ~positive_mask, axis=1)
+    has_positive = positive_mask.any(axis=1)
+    return np.where(has_positive, beaten + 1, scores.shape[1] + 1).astype(np.int64)
+
+
+def summarize_ranks(ranks, prefix: str, ks: Iterable[int] = DEFAULT_KS) -> dict:
+    """``{prefix}recall@K``, ``{prefix}mean_rank``, ``{prefix}median_rank``."""
+    ranks = np.asarray(ranks)
+    out = {f"{prefix}recall@{k}": float(np.mean(ranks <= k)) if ranks.size else float("nan") for k in ks}
+    out[f"{prefix}mean_rank"] = float(np.mean(ranks)) if ranks.size else float("nan")
+    out[f"{prefix}median_rank"] = float(np.median(ranks)) if ranks.size else float("nan")
+    return out
+
+
+def _chunked_ranks(queries, keys, positives, chunk_size, rerank_fn=None, rerank_k=10, query_is_image=True):
+    """Ranks of every query against all keys; optionally re-rank each query's top-k."""
+    n = len(queries)
+    ranks = np.zeros(n, dtype=np.int64)
+    reranked = np.zeros(n, dtype=np.int64) if rerank_fn is not None else None
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        scores = queries[start:stop] @ keys.T
+        mask = positive_mask_chunk(positives, start, stop, len(keys))
+        chunk_ranks = ranks_from_scores(scores, mask)
+        ranks[start:stop] = chunk_ranks
+        if rerank_fn is None:
+            continue
+        k = min(rerank_k, len(keys))
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(keys) else np.tile(
+            np.arange(len(keys)), (stop - start, 1)
+        )
+        rows = np.repeat(np.arange(start, stop), k)
+        cols = top.reshape(-1)
+        pair_scores = rerank_fn(rows, cols) if query_is_image else rerank_fn(cols, rows)
+        pair_scores = np.asarray(pair_scores, dtype=np.float32).reshape(stop - start, k)
+        top_mask = np.take_along_axis(mask, top, axis=1)
+        in_top = top_mask.any(axis=1)
+        new = ranks_from_scores(pair_scores, top_mask)
+        reranked[start:stop] = np.where(in_top, new, np.maximum(chunk_ranks, k + 1))
+    return ranks, reranked
+
+
+def retrieval_metrics(
+    image_embeddings,
+    text_embeddings,
+    text_to_images: Sequence[int | Iterable[int]],
+    *,
+    ks: Iterable[int] = DEFAULT_KS,
+    chunk_size: int = 1024,
+    rerank_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    rerank_k: int = 10,
+) -> dict:
+    """Recall@K, mean and median rank in both directions from embeddings.
+
+    Args:
+        image_embeddings: float ``[Ni, D]`` (L2-normalised: dot = cosine).
+        text_embeddings: float ``[Nt, D]``.
+        text_to_images: for each text, its image index or list of indices.
+        ks: the K of Recall@K.
+        chunk_size: queries per matrix product.
+        rerank_fn: optional ``fn(image_indices, text_indices) -> scores`` for
+            aligned index arrays (a cross-encoder): each query's top
+            ``rerank_k`` keys by embedding similarity are re-ordered by it,
+            giving extra ``reranked_*`` metrics.
+        rerank_k: how many candidates to re-rank.
+
+    Returns:
+        A dict of floats: ``image_to_text_recall@K``, ``image_to_text_mean_rank``,
+        ``image_to_text_median_rank`` and the ``text_to_image_*`` ones (and
+        ``reranked_*`` with ``rerank_fn``).
+    """
+    images = np.asarray(image_embeddings, dtype=np.float32)
+    texts = np.asarray(text_embeddings, dtype=np.float32)
+    if images.ndim != 2 or texts.ndim != 2 or images.shape[1] != texts.shape[1]:
+        raise ValueError(
+            "image_embeddings and text_embeddings must be [N, D] with the same D. "
+            f"Received: shapes {images.shape} and {texts.shape}"
+        )
+    if chunk_size < 1 or rerank_k < 1:
+        raise ValueError(f"chunk_size and rerank_k must be positive. Received: {chunk_size}, {rerank_k}")
+    ks = tuple(int(k) for k in ks)
+    t2i = positives_to_lists(text_to_images, len(texts))
+    i2t = invert_positives(t2i, len(images))
+    i2t_ranks, i2t_rr = _chunked_ranks(images, texts, i2t, chunk_size, rerank_fn, rerank_k, True)
+    t2i_ranks, t2i_rr = _chunked_ranks(texts, images, t2i, chunk_size, rerank_fn, rerank_k, False)
+    out = summarize_ranks(i2t_ranks, "image_to_text_", ks)
+    out.update(summarize_ranks(t2i_ranks, "text_to_image_", ks))
+    if rerank_fn is not None:
+        out.update(summarize_ranks(i2t_rr, "reranked_image_to_text_", ks))
+        out.update(summarize_ranks(t2i_rr, "reranked_text_to_image_", ks))
+    return out
+
+
+def retrieval_metrics_from_scores(score_matrix, text_to_images, *, ks: Iterable[int] = DEFAULT_KS) -> dict:
+    """The same metrics from a full ``[Ni, Nt]`` score matrix (e.g. an ITM model's)."""
+    scores = np.asarray(score_matrix, dtype=np.float32)
+    t2i = positives_to_lists(text_to_images, scores.shape[1])
+    i2t = invert_positives(t2i, scores.shape[0])
+    mask = positive_mask_chunk(i2t, 0, scores.shape[0], scores.shape[1])
+    out = summarize_ranks(ranks_from_scores(scores, mask), "image_to_text_", ks)
+    out.update(summarize_ranks(ranks_from_scores(scores.T, mask.T), "text_to_image_", ks))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Running models over records.
+
+
+def records_to_retrieval_set(records):
+    """Unique image paths, unique caption strings, and ``text_to_images``.
+
+    Captions are de-duplicated by exact string: identical captions of several
+    images become one text that matches all of them (a model cannot tell
+    identical strings apart, so counting them as distinct would penalise it
+    for an arbitrary tie).
+    """
+    image_index: dict[str, int] = {}
+    text_index: dict[str, int] = {}
+    text_to_images: list[set[int]] = []
+    for record in records:
+        path = str(record.image)
+        i = image_index.setdefault(path, len(image_index))
+        captions = list(getattr(record, "captions", None) or [])
+        if not captions and getattr(record, "text", None):
+            captions = [record.text]
+        for caption in captions:
+            t = text_index.get(caption)
+            if t is None:
+                t = text_index[caption] = len(text_index)
+                text_to_images.append(set())
+            text_to_images[t].add(i)
+    if not image_index or not text_index:
+        raise ValueError(
+            "evaluate_matcher needs records with images and captions (or texts). "
+            f"Received: {len(image_index)} images and {len(text_index)} texts"
+        )
+    return list(image_index), list(text_index), [sorted(s) for s in text_to_images]
+
+
+def load_images(model, paths: Sequence[str], batch_size: int = 64):
+    """Decode image files with the model's ``image_preprocessor`` -> a batched tf.data.Dataset."""
+    import tensorflow as tf
+
+    decode = model.image_preprocessor.decode_one
+    ds = tf.data.Dataset.from_tensor_slices(list(paths))
+    ds = ds.map(lambda p: decode(tf.io.read_file(p)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _tokenize(model, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    chunks = [
+        np.asarray(model.tokenizer(np.array(texts[i : i + batch_size], dtype=object)))
+        for i in range(0, len(texts), batch_size)
+    ]
+    return np.concatenate(chunks, axis=0)
+
+
+def _decode_all(model, paths, batch_size):
+    return np.concatenate([np.asarray(b) for b in load_images(model, paths, batch_size)], axis=0)
+
+
+def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: int = 256):
+    """``fn(image_indices, text_indices) -> float [n]``: a matching model's pair scores."""
+
+    def score(image_indices, text_indices):
+        image_indices = np.asarray(image_indices)
+        text_indices = np.asarray(text_indices)
+        out = []
+        for s in range(0, len(image_indices), batch_size):
+            x = {
+                "image": pixels[image_indices[s : s + batch_size]],
+                "token_ids": token_ids[text_indices[s : s + batch_size]],
+            }
+            out.append(np.asarray(model(x, training=False)["score"]).reshape(-1))
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    return score
+
+
+def evaluate_matcher(
+    model,
+    records,
+    batch_size: int = 64,
+    rerank_model=None,
+    rerank_k: int = 10,
+    *,
+    ks: Iterable[int] = DEFAULT_KS,
+    chunk_size: int = 1024,
+    max_pairs: int = 4_000_000,
+) -> dict:
+    """Retrieval metrics of a matching model on manifest ``records``.
+
+    A dual encoder (a model with ``embed_image`` / ``embed_text``) embeds every
+    image and every unique caption once and ranks by cosine similarity. An
+    ITM cross-encoder alone scores every (image, caption) pair (quadratic:
+    refused above ``max_pairs`` pairs; use it as ``rerank_model`` instead).
+    With ``rerank_model`` (an ``itm_matcher``), each query's top
+    ``rerank_k`` candidates are re-ordered by its match probability and the
+    ``reranked_*`` metrics are added.
+
+    Returns a JSON-serialisable dict of floats: ``image_to_text_recall@{1,5,10}``,
+    ``image_to_text_mean_rank``, ``image_to_text_median_rank``, the
+    ``text_to_image_*`` counterparts, ``num_images`` and ``num_texts``.
+    """
+    paths, texts, text_to_images = records_to_retrieval_set(records)
+    pixels = _decode_all(model, paths, batch_size)
+    token_ids = _tokenize(model, texts)
+    if hasattr(model, "embed_image") and hasattr(model, "embed_text"):
+        image_embeddings = model.image_encoder.predict(pixels, batch_size=batch_size, verbose=0)
+        text_embeddings = model.text_encoder.predict(token_ids, batch_size=max(batch_size, 256), verbose=0)
+        rerank_fn = None
+        if rerank_model is not None:
+            rr_tokens = token_ids if rerank_model.tokenizer is model.tokenizer else _tokenize(rerank_model, texts)
+            rr_pixels = pixels
+            if tuple(rerank_model.image_size) != tuple(model.image_size):
+                rr_pixels = _decode_all(rerank_model, paths, batch_size)
+            rerank_fn = pair_scorer(rerank_model, rr_pixels, rr_tokens, batch_size=max(batch_size, 256))
+        metrics = retrieval_metrics(
+            image_embeddings, text_embeddings, text_to_images, ks=ks, chunk_size=chunk_size,
+            rerank_fn=rerank_fn, rerank_k=rerank_k,
+        )
+    else:
+        if rerank_model is not None:
+            raise ValueError(
+                "rerank_model re-ranks a dual encoder's candidates; the model to evaluate "
+                f"has no embed_image/embed_text. Received: model={type(model).__name__}"
+            )
+        num_pairs = len(paths) * len(texts)
+        if num_pairs > max_pairs:
+            raise ValueError(
+                f"Scoring every pair with a cross-encoder needs {num_pairs} forward passes, above "
+                f"max_pairs={max_pairs}. Evaluate a dual encoder with rerank_model= instead."
+            )
+        score = pair_scorer(model, pixels, token_ids, batch_size=max(batch_size, 256))
+        rows, cols = np.divmod(np.arange(num_pairs), len(texts))
+        matrix = score(rows, cols).reshape(len(paths), len(texts))
+        metrics = retrieval_metrics_from_scores(matrix, text_to_images, ks=ks)
+    metrics["num_images"] = float(len(paths))
+    metrics["num_texts"] = float(len(texts))
+    return metrics
