@@ -101,9 +101,11 @@ def build_applications_tower(
         input_shape=(height, width, 3),
         include_top=False,
         weights="imagenet" if weights == "imagenet" else None,
-        name="backbone",
         **constructor_kwargs,
     )
+    # A stable name (the keras.applications names vary and EfficientNetV2
+    # looks its block arguments up by its name, so rename after building).
+    network.name = "backbone"
     if weights not in (None, "imagenet"):
         network.load_weights(weights)
     network.trainable = bool(trainable)
