@@ -43,7 +43,9 @@ class CrossAttentionFusion(keras.layers.Layer):
     tokens}`` that may also carry ``"text_mask"`` and ``"image_mask"`` (the
     form to use in Functional models: the towers' ``"tokens"`` / ``"mask"``
     outputs plug straight in), or a list ``[text_tokens, image_tokens]``.
-    Keyword masks take precedence over masks in the dict.
+    Keyword masks take precedence over masks in the dict, which take
+    precedence over Keras' implicit masks (``Embedding(mask_zero=True)``,
+    ``Masking``) carried by the token tensors.
 
     Args:
         num_heads: int, number of attention heads.
@@ -114,6 +116,8 @@ class CrossAttentionFusion(keras.layers.Layer):
         self.intermediate_dim = intermediate_dim
         self.return_attention_scores = return_attention_scores
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        # Consumes token masks; the pooled output carries none (compute_mask).
+        self.supports_masking = True
 
         directions = ("text_to_image", "image_to_text") if bidirectional else ("text_to_image",)
         self._directions = directions
@@ -228,10 +232,18 @@ class CrossAttentionFusion(keras.layers.Layer):
         pooled = keras.ops.max(keras.ops.where(mask[:, :, None], tokens, lowest), axis=1)
         return pooled * keras.ops.cast(keras.ops.any(mask, axis=-1), tokens.dtype)[:, None]
 
-    def call(self, inputs, text_mask=None, image_mask=None, training=None):
+    def call(self, inputs, text_mask=None, image_mask=None, training=None, mask=None):
         text, image, dict_text_mask, dict_image_mask = self._split(inputs)
-        text_mask = dict_text_mask if text_mask is None else text_mask
-        image_mask = dict_image_mask if image_mask is None else image_mask
+        # Keras' implicit masks (e.g. from ``Embedding(mask_zero=True)``).
+        implicit_text_mask, implicit_image_mask = None, None
+        if isinstance(mask, dict):
+            implicit_text_mask, implicit_image_mask = mask.get("text"), mask.get("image")
+        elif isinstance(mask, (list, tuple)) and len(mask) == 2:
+            implicit_text_mask, implicit_image_mask = mask
+        if text_mask is None:
+            text_mask = dict_text_mask if dict_text_mask is not None else implicit_text_mask
+        if image_mask is None:
+            image_mask = dict_image_mask if dict_image_mask is not None else implicit_image_mask
         if text_mask is not None:
             text_mask = keras.ops.cast(text_mask, "bool")
         if image_mask is not None:
@@ -251,6 +263,9 @@ class CrossAttentionFusion(keras.layers.Layer):
         if self.return_attention_scores:
             return pooled, scores
         return pooled
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def compute_output_shape(self, input_shape):
         text_shape, image_shape = self._token_dims(input_shape)

@@ -112,6 +112,18 @@ def test_masked_call_equals_call_on_truncated_sequences(bidirectional):
     np.testing.assert_allclose(masked[:1], truncated, rtol=1e-4, atol=1e-5)
 
 
+def test_implicit_keras_mask_is_respected():
+    ids = np.array([[4, 5, 6, 0, 0], [1, 2, 3, 4, 5]], "int32")
+    image = _tokens()[1]
+    text_in = keras.Input((LT,), dtype="int32")
+    image_in = keras.Input((LI, DI))
+    embedding = keras.layers.Embedding(20, DT, mask_zero=True)
+    layer = CrossAttentionFusion(num_heads=2, key_dim=4, bidirectional=True)
+    model = keras.Model([text_in, image_in], layer([embedding(text_in), image_in]))
+    explicit = layer({"text": embedding(ids), "image": image, "text_mask": ids != 0})
+    np.testing.assert_allclose(np.asarray(model([ids, image])), np.asarray(explicit), rtol=1e-5, atol=1e-6)
+
+
 def test_in_functional_model_with_tower_like_outputs(tmp_path):
     text_in = keras.Input((LT,), dtype="int32", name="token_ids")
     image_in = keras.Input((LI, DI), name="image_tokens")
