@@ -165,6 +165,14 @@ def export_saved_model(
     path = mmzoo.export_saved_model(model, "/tmp/saved_models/concat_classifier")
     ```
     """
+    task = getattr(model, "task", None)
+    missing = [a for a in ("tokenizer", "image_preprocessor", "image_size") if not hasattr(model, a)]
+    if task not in ("classification", "matching", "captioning") or missing:
+        raise ValueError(
+            "export_saved_model needs a zoo model (mmzoo.models.base.MultimodalModel) with task "
+            "'classification', 'matching' or 'captioning' and tokenizer, image_preprocessor, image_size. "
+            f"Received: {type(model).__name__} with task={task!r}" + (f", missing {missing}" if missing else "")
+        )
     base_dir = os.path.abspath(os.fspath(base_dir))
     model_name = model_name or os.path.basename(base_dir.rstrip(os.sep)) or model.name
     if version is not None:

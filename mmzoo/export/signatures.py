@@ -180,16 +180,21 @@ class SignatureBuilder:
 
         if self.uses_image and self.uses_text:
 
-            def serving_default(image_bytes, text):
-                image_bytes, text = _check_same_batch(image_bytes, text)
+            # One dict argument: the signature keys are the dict keys, and
+            # keras.layers.TFSMLayer can call the endpoint with a dict.
+            def serving_default(inputs):
+                image_bytes, text = _check_same_batch(inputs["image_bytes"], inputs["text"])
                 return self._head(self._raw_inputs(image_bytes, text))
 
-            def preprocessed(image, token_ids):
-                image, token_ids = _check_same_batch(image, token_ids)
+            def preprocessed(inputs):
+                image, token_ids = _check_same_batch(inputs["image"], inputs["token_ids"])
                 return self._head({"image": image, "token_ids": token_ids})
 
-            eps["serving_default"] = (serving_default, self._raw_signature(["image_bytes", "text"]))
-            eps["preprocessed"] = (preprocessed, [self._image_spec(), self._token_spec()])
+            eps["serving_default"] = (
+                serving_default,
+                [{"image_bytes": _string_spec("image_bytes"), "text": _string_spec("text")}],
+            )
+            eps["preprocessed"] = (preprocessed, [{"image": self._image_spec(), "token_ids": self._token_spec()}])
         elif self.uses_image:
 
             def serving_default(image_bytes):
