@@ -145,6 +145,17 @@ class MultimodalModel(keras.Model):
             return x, batch["label"]
         return x
 
+    def compile_from_config(self, config):
+        """Restore the compile state saved in a ``.keras`` file.
+
+        Zoo models override ``compile`` (``"auto"`` defaults), so Keras does
+        not recompile them on load by itself; this does, optimizer included.
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def get_config(self):
         return {
             "name": self.name,

@@ -1,0 +1,102 @@
+import keras
+import numpy as np
+import pytest
+
+import mmzoo
+from mmzoo.models.classifiers import TINY_IMAGE, TINY_TEXT, MultimodalClassifier, select_tower_kwargs
+from mmzoo.preprocessing import TextTokenizer
+from tests.harness import assert_model_roundtrip
+
+VOCAB = ["what", "color", "is", "the", "circle", "square", "red", "blue"]
+
+
+def _tokenizer():
+    return TextTokenizer(vocabulary=VOCAB, mode="word", sequence_length=8)
+
+
+def _inputs(model, n=4):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (n, 40, 48, 3)).astype("uint8")
+    return model.preprocess(images=images, texts=["what color is the circle"] * n)
+
+
+def _build(fusion, **kw):
+    kw.setdefault("label_names", ["red", "blue", "green"])
+    return MultimodalClassifier(
+        fusion=fusion,
+        tokenizer=_tokenizer(),
+        image_size=(32, 32),
+        image_tower_kwargs=TINY_IMAGE,
+        text_tower_kwargs=TINY_TEXT,
+        hidden_units=16,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gated", "cross_attention", "late", "image_only", "text_only"])
+def test_each_fusion_fits_and_round_trips(fusion, tmp_path):
+    model = _build(fusion)
+    model.compile()
+    x = _inputs(model)
+    assert set(x) == set(model.model_input_names)
+    if fusion == "image_only":
+        assert model.model_input_names == ["image"]
+    if fusion == "text_only":
+        assert model.model_input_names == ["token_ids"]
+    history = model.fit(x, np.array([0, 1, 2, 1]), epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    scores = model(x)["scores"]
+    assert scores.shape == (4, 3)
+    np.testing.assert_allclose(np.sum(scores, axis=-1), 1.0, atol=1e-5)
+    reloaded = assert_model_roundtrip(model, x, tmp_path)
+    assert reloaded.label_names == ["red", "blue", "green"]
+    assert reloaded.tokenizer.get_config()["vocabulary"] == model.tokenizer.get_config()["vocabulary"]
+    assert reloaded.fusion == fusion
+
+
+def test_multilabel_and_binary_modes():
+    multi = _build("concat", mode="multilabel")
+    multi.compile()
+    x = _inputs(multi)
+    y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], "float32")
+    multi.fit(x, y, verbose=0)
+    scores = np.asarray(multi(x)["scores"])
+    assert scores.shape == (4, 3) and not np.allclose(scores.sum(-1), 1.0)
+
+    binary = _build("gated", mode="binary", label_names=["no", "yes"])
+    binary.compile()
+    batch = {"image": x["image"], "text": np.array(["what color is the circle"] * 4), "label": np.array([0, 1, 1, 0])}
+    bx, by = binary.training_example(batch)
+    assert by.shape == (4, 1)
+    binary.fit(bx, by, verbose=0)
+    assert binary(bx)["scores"].shape == (4, 1)
+
+
+def test_gated_classifier_exposes_gates():
+    model = _build("gated")
+    gates = np.asarray(model.fusion_gates(_inputs(model)))
+    assert gates.shape == (4, 2)
+    np.testing.assert_allclose(gates.sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="fusion='gated'"):
+        _build("concat").fusion_gates(_inputs(model))
+
+
+def test_bad_arguments_are_clear():
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        _build("sum")
+    with pytest.raises(ValueError, match="disagree"):
+        _build("concat", num_classes=5)
+    with pytest.raises(ValueError, match="unique"):
+        _build("concat", label_names=["a", "a"])
+    with pytest.raises(ValueError, match="Unknown model name"):
+        mmzoo.build("gated_clasifier")
+
+
+def test_preset_tower_kwargs_follow_the_chosen_tower():
+    assert select_tower_kwargs("transformer", TINY_TEXT, {"lstm": 0, "bilstm": 0, "transformer": 0}) == TINY_TEXT["transformer"]
+    assert select_tower_kwargs("lstm", {"units": 8}, {"lstm": 0}) == {"units": 8}
+    model = mmzoo.build(
+        "concat_classifier", preset="tiny", text_tower="transformer", tokenizer=_tokenizer(), num_classes=2
+    )
+    assert model.text_tower_kwargs == TINY_TEXT["transformer"]
+    assert isinstance(model, keras.Model)
