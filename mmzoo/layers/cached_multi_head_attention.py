@@ -72,6 +72,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         self.key_dense = projection("key")
         self.value_dense = projection("value")
         self.output_dense = None  # needs the query width: created in build
+        for projection_layer in (self.query_dense, self.key_dense, self.value_dense):
+            projection_layer.supports_masking = True  # masks pass through; attention_mask does the masking
         self.dropout_layer = keras.layers.Dropout(dropout)
         self.supports_masking = True
 

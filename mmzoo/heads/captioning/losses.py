@@ -41,8 +41,14 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
             losses = keras.losses.categorical_crossentropy(target, y_pred, from_logits=self.from_logits)
         else:
             losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
-        keras.backend.set_keras_mask(losses, ops.not_equal(y_true, self.pad_id))
         return losses
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        # Padding targets get weight 0; "mean_with_sample_weight" divides by the weight sum.
+        weight = ops.cast(ops.not_equal(ops.cast(y_true, "int32"), self.pad_id), "float32")
+        if sample_weight is not None:
+            weight = weight * ops.cast(sample_weight, "float32")
+        return super().__call__(y_true, y_pred, sample_weight=weight)
 
     def get_config(self):
         config = super().get_config()
