@@ -131,3 +131,20 @@ def test_bad_arguments(kwargs, match):
 def test_image_too_small(backbone):
     with pytest.raises(ValueError, match=f"{backbone} needs images of at least 32x32"):
         build_applications_tower((16, 16), backbone=backbone)
+
+
+def test_local_legacy_h5_file_like_the_imagenet_download(tmp_path):
+    # weights="imagenet" downloads a legacy (Keras 2) .h5 file; a local copy of
+    # one loads the same way. Write one with Keras' own legacy writer.
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    network = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), alpha=0.75, minimalistic=True, include_top=False, weights=None
+    )
+    path = str(tmp_path / "weights_mobilenet_v3_small_no_top.h5")
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, network)
+    tower = tiny(weights=path)
+    for a, b in zip(network.weights, tower.get_layer("backbone").weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
