@@ -1,0 +1,343 @@
+"""``tf.data`` pipelines from ``Record``s to what ``model.fit`` expects.
+
+``make_dataset(records, model)`` reads and decodes the images in parallel
+(``AUTOTUNE``) with ``model.image_preprocessor.decode_one``, maps label names
+to ids with ``model.label_names`` (the mapping travels with the model),
+expands records with several captions into (image, caption) pairs, shuffles
+with a seed, batches, applies ``model.training_example(batch)`` and prefetches.
+
+>>> import mmzoo
+>>> from mmzoo.data import generate_shapes_dataset, read_manifest, make_dataset
+>>> records = read_manifest(generate_shapes_dataset("/tmp/shapes_doc", num_images=8))
+>>> model = mmzoo.build("gated_classifier", preset="tiny", image_size=32,
+...                     label_names=label_names_from_records(records))  # doctest: +SKIP
+>>> model.compile(); model.fit(make_dataset(records, model, batch_size=4))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from mmzoo.data.records import Record, SkipReport, logger
+
+AUTOTUNE = tf.data.AUTOTUNE
+_SHUFFLE_BUFFER_AFTER_CACHE = 10_000
+
+
+# ----------------------------------------------------------------- labels/texts
+def label_names_from_records(records) -> list:
+    """Sorted unique label names (multi-label lists flattened)."""
+    names = set()
+    for r in records:
+        if r.label is None:
+            continue
+        names.update(r.label if isinstance(r.label, list) else [r.label])
+    return sorted(names)
+
+
+def texts_from_records(records, include_captions: bool = True) -> list:
+    """Every input text (and caption) of ``records``: a corpus for ``TextTokenizer.from_corpus``."""
+    texts = []
+    for r in records:
+        if r.text is not None:
+            texts.append(r.text)
+        if include_captions:
+            texts.extend(r.captions)
+    return texts
+
+
+def labels_to_ids(labels, label_names, multi_label=None):
+    """Label names to int32 ids ``[N]`` (or float32 multi-hot ``[N, C]``).
+
+    ``multi_label=None`` decides from the data: any list label makes every
+    label multi-hot. An unknown name raises ``ValueError`` naming it.
+    """
+    labels = list(labels)
+    index = {name: i for i, name in enumerate(label_names)}
+    if multi_label is None:
+        multi_label = any(isinstance(lab, (list, tuple)) for lab in labels)
+
+    def lookup(name, row):
+        if name not in index:
+            raise ValueError(
+                f"Unknown label {name!r} (row {row}); the model knows {len(index)} labels: "
+                f"{list(label_names)[:20]}{' ...' if len(index) > 20 else ''}"
+            )
+        return index[name]
+
+    if multi_label:
+        out = np.zeros((len(labels), len(index)), "float32")
+        for row, lab in enumerate(labels):
+            for name in [lab] if isinstance(lab, str) else lab:
+                out[row, lookup(name, row)] = 1.0
+        return out
+    return np.asarray([lookup(lab, row) for row, lab in enumerate(labels)], "int32")
+
+
+def ids_to_labels(ids, label_names, threshold: float = 0.5) -> list:
+    """Inverse of ``labels_to_ids``: int ids ``[N]`` to names, or multi-hot/scores ``[N, C]`` to lists."""
+    ids = np.asarray(ids)
+    names = list(label_names)
+    if ids.ndim == 2:
+        return [[names[j] for j in np.flatnonzero(row >= threshold)] for row in ids]
+    return [names[int(i)] for i in ids]
+
+
+# ------------------------------------------------------------------- loading
+def _image_columns(records):
+    """``path``/``data`` string columns: only the ones the records need."""
+    paths = [r.image if isinstance(r.image, str) else "" for r in records]
+    datas = [bytes(r.image) if r.has_image_bytes else b"" for r in records]
+    columns = {}
+    if any(paths):
+        columns["path"] = paths
+    if any(datas):
+        columns["data"] = datas
+    for r in records:
+        if not isinstance(r.image, (str, bytes, bytearray)):
+            raise ValueError(
+                f"Record.image must be a path or encoded bytes. Received: {type(r.image).__name__} ({r.source})"
+            )
+    return columns
+
+
+def _read_and_decode(element, decode_one):
+    """Read (or take) the bytes of ``element`` and decode them; errors name the source."""
+    if "path" in element and "data" in element:
+        data = tf.cond(
+            tf.strings.length(element["path"]) > 0,
+            lambda: tf.io.read_file(element["path"]),
+            lambda: element["data"],
+        )
+    elif "path" in element:
+        data = tf.io.read_file(element["path"])
+    else:
+        data = element["data"]
+    from mmzoo.preprocessing.image_header import UNKNOWN, read_image_header
+
+    fmt = read_image_header(data)[0]
+    check = tf.debugging.Assert(
+        tf.not_equal(fmt, UNKNOWN),
+        [
+            tf.strings.join(
+                [
+                    "Cannot decode image ",
+                    element["source"],
+                    ": not a JPEG, PNG, GIF or BMP file (",
+                    tf.strings.as_string(tf.strings.length(data)),
+                    " bytes).",
+                ]
+            )
+        ],
+    )
+    with tf.control_dependencies([check]):
+        data = tf.identity(data)
+    return decode_one(data)
+
+
+def _clean_error(message: str) -> str:
+    """The useful part of a TensorFlow error message."""
+    if "Summarized data:" in message:
+        message = message.split("Summarized data:", 1)[1].strip()
+        if message[:2] in ("b'", 'b"'):
+            message = message[2:-1]
+    message = re.sub(r"\{\{function_node [^}]*\}\}", "", message)
+    message = re.sub(r"\[Op:\w+\].*$", "", message, flags=re.S)
+    return " ".join(message.split())[:300]
+
+
+def _describe(record) -> str:
+    """How errors name a record: the image path and where it came from."""
+    if isinstance(record.image, str) and record.source != record.image:
+        return f"{record.image} ({record.source})"
+    return str(record.source)
+
+
+def validate_images(records, decode_one, num_parallel_calls=AUTOTUNE):
+    """Decode every image once (in parallel); returns ``(good_records, SkipReport)``.
+
+    The report names each unreadable or undecodable image with the error.
+    """
+    records = list(records)
+    if not records:
+        return records, SkipReport()
+    columns = _image_columns(records)
+    columns["source"] = [_describe(r) for r in records]
+    columns["index"] = np.arange(len(records), dtype="int64")
+
+    def check(element):
+        # Return a value computed from the pixels, so the decode is not pruned.
+        image = _read_and_decode(element, decode_one)
+        return element["index"], tf.reduce_sum(image)
+
+    ds = tf.data.Dataset.from_tensor_slices(columns).map(check, num_parallel_calls=num_parallel_calls)
+    good = {int(i) for i, _ in ds.ignore_errors().as_numpy_iterator()}
+    report = SkipReport(num_kept=len(good))
+    for i, record in enumerate(records):
+        if i in good:
+            continue
+        element = {k: tf.constant(v[i]) for k, v in columns.items()}
+        try:
+            _read_and_decode(element, decode_one)
+            reason = "image could not be read or decoded"
+        except (tf.errors.OpError, ValueError) as e:
+            reason = _clean_error(getattr(e, "message", str(e)))
+        report.add(_describe(record), reason)
+    return [r for i, r in enumerate(records) if i in good], report
+
+
+# ------------------------------------------------------------------- dataset
+def _columns(records, model, captions):
+    """Per-example numpy/list columns (captions expanded) for ``from_tensor_slices``."""
+    label_names = getattr(model, "label_names", None)
+    task = getattr(model, "task", "")
+    with_text = [r.text is not None for r in records]
+    if any(with_text) and not all(with_text):
+        first = records[with_text.index(False)]
+        raise ValueError(f"Some records have a text and some do not; first without: {first.source}")
+    with_label = [r.label is not None for r in records]
+    use_labels = any(with_label) and label_names is not None
+    if any(with_label) and label_names is None and task == "classification":
+        raise ValueError(
+            "The records have labels but the model has no label_names. Build the model with "
+            "label_names=mmzoo.data.label_names_from_records(records)."
+        )
+    if use_labels and not all(with_label):
+        first = records[with_label.index(False)]
+        raise ValueError(f"Some records have a label and some do not; first without: {first.source}")
+    if captions == "auto":
+        captions = task != "classification"
+    use_captions = bool(captions) and any(r.captions for r in records)
+
+    rows = []  # (record index, caption)
+    for i, r in enumerate(records):
+        if use_captions:
+            rows.extend((i, c) for c in r.captions)
+        else:
+            rows.append((i, None))
+    if not rows:
+        raise ValueError("No examples: the records have no captions to pair with their images.")
+    order = [i for i, _ in rows]
+    expanded = [records[i] for i in order]
+    columns = _image_columns(expanded)
+    columns["source"] = [_describe(r) for r in expanded]
+    if all(with_text):
+        columns["text"] = [r.text for r in expanded]
+    if use_labels:
+        known = set(label_names)
+        for r in records:
+            for name in r.label if isinstance(r.label, list) else [r.label]:
+                if name not in known:
+                    raise ValueError(
+                        f"Unknown label {name!r} in {r.source}. The model's label_names "
+                        f"({len(known)}): {list(label_names)[:20]}{' ...' if len(known) > 20 else ''}"
+                    )
+        ids = labels_to_ids([r.label for r in records], label_names)
+        columns["label"] = ids[np.asarray(order)]
+    if use_captions:
+        columns["caption"] = [c for _, c in rows]
+    return columns
+
+
+def make_dataset(
+    records,
+    model,
+    batch_size: int = 32,
+    training: bool = True,
+    shuffle=None,
+    seed: int = 0,
+    cache=False,
+    repeat: bool = False,
+    skip_bad: bool = False,
+    validate: bool = False,
+    captions="auto",
+    drop_remainder: bool = False,
+    num_parallel_calls=AUTOTUNE,
+):
+    """A batched ``tf.data.Dataset`` of ``model.training_example(batch)``.
+
+    Args:
+        records: a list of ``Record`` (or a path, read with ``read_manifest``).
+        model: anything with ``image_preprocessor.decode_one``,
+            ``training_example`` and (for labels) ``label_names``: a zoo model.
+        batch_size: examples per batch.
+        training: training pipeline (shuffled by default) or evaluation.
+        shuffle: shuffle examples each epoch; ``None`` means ``training``.
+        seed: shuffle seed (same seed, same order).
+        cache: ``True`` caches decoded images in memory, a string caches them
+            in that file.
+        repeat: repeat forever (use ``steps_per_epoch`` in ``fit``).
+        skip_bad: decode every image once first and drop the ones that fail;
+            the ``SkipReport`` is logged and set as ``dataset.skip_report``.
+            Without it, a missing file or bytes that are not an image stop
+            iteration with an error naming the file; an image with a valid
+            header but corrupt data stops it with the decoder's error.
+        validate: decode every image once first (in parallel) and raise a
+            ``ValueError`` listing every bad file (implied by ``skip_bad``).
+        captions: ``"auto"`` (expand captions unless ``model.task`` is
+            ``"classification"``), ``True`` or ``False``.
+        drop_remainder: drop the last smaller batch.
+        num_parallel_calls: parallelism of read + decode.
+
+    The batch given to ``training_example``: ``{"image": float32 [B, H, W, 3],
+    "text": string [B], "label": int32 [B] or float32 multi-hot [B, C],
+    "caption": string [B]}`` (keys present as the data has them).
+    """
+    if isinstance(records, (str, os.PathLike)):
+        from mmzoo.data.manifest import read_manifest
+
+        records = read_manifest(records, skip_bad=skip_bad)
+    records = list(records)
+    if not records:
+        raise ValueError("make_dataset needs at least one record. Received: 0 records")
+    if not all(isinstance(r, Record) for r in records):
+        raise ValueError("make_dataset expects mmzoo.data.Record objects (see read_manifest).")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
+    for attr in ("image_preprocessor", "training_example"):
+        if not hasattr(model, attr):
+            raise ValueError(f"model must have '{attr}' (a mmzoo zoo model). Received: {type(model).__name__}")
+    decode_one = model.image_preprocessor.decode_one
+
+    report = None
+    if skip_bad or validate:
+        records, report = validate_images(records, decode_one, num_parallel_calls)
+        if not skip_bad and report.num_skipped:
+            raise ValueError(f"make_dataset: {report.num_skipped} image(s) could not be read or decoded: {report}")
+        report.log("make_dataset")
+        if not records:
+            raise ValueError(f"make_dataset: every image failed to decode: {report}")
+
+    columns = _columns(records, model, captions)
+    num_examples = len(columns["source"])
+    shuffle = training if shuffle is None else bool(shuffle)
+
+    def load(element):
+        example = {"image": _read_and_decode(element, decode_one)}
+        for key in ("text", "label", "caption"):
+            if key in element:
+                example[key] = element[key]
+        return example
+
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    if shuffle and not cache:
+        ds = ds.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls)
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+        if shuffle:
+            ds = ds.shuffle(min(num_examples, _SHUFFLE_BUFFER_AFTER_CACHE), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
+    ds = ds.map(model.training_example, num_parallel_calls=num_parallel_calls)
+    ds = ds.prefetch(AUTOTUNE)
+    ds.skip_report = report
+    ds.num_examples = num_examples
+    if report is not None and report.num_skipped:
+        logger.info("make_dataset: %d examples after skipping %d bad images", num_examples, report.num_skipped)
+    return ds

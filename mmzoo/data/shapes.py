@@ -1,0 +1,350 @@
+"""The built-in procedural dataset: coloured shapes, questions and captions.
+
+Each image (default 64x64, light background) holds two or three shapes
+(``num_shapes=(2, 3)``; ``(1, 3)`` allowed) out of circle, square and triangle,
+each with its own colour (red, green, blue, yellow, purple, orange), a size
+(small or large) and a position. Within an image, shapes and colours are all
+different, so "the circle" and "the red one" are unambiguous. Everything comes
+from a seeded numpy generator: the same seed gives the same files.
+
+Every image gets several captions from a small grammar ("a small red circle
+left of a large blue square") and, depending on ``label_type``, a text and
+a label:
+
+* ``"question"`` (default; single label): a question about the image, half
+  "what color is the circle" (answer: a colour), half "what shape is the red
+  one" (answer: a shape). The answer needs both modalities: a text-only model
+  can at best guess among the colours or the shapes (ceiling
+  ``(1/6 + 1/3) / 2 = 0.25``; chance over the 9 answers is 0.11), an
+  image-only model can at best guess one of the ``2k`` colours and shapes of
+  the ``k`` shapes it sees (ceiling ``(1/4 + 1/6) / 2 = 0.21`` for 2 or 3
+  shapes), while a fused model can answer every question.
+* ``"colors"`` / ``"shapes"`` (multi-label): label = sorted list of the colours
+  (shapes) present; the text is a fixed question ("which colors are there").
+
+``text_noise=p`` replaces each text, with probability ``p``, by random words
+of the vocabulary (the label stays); ``meta["noisy_text"]`` marks those rows.
+
+>>> import tempfile
+>>> from mmzoo.data import read_manifest
+>>> from mmzoo.data.shapes import generate_shapes_dataset
+>>> path = generate_shapes_dataset(tempfile.mkdtemp(), num_images=4, image_size=32)
+>>> records = read_manifest(path)
+>>> len(records), len(records[0].captions)
+(4, 3)
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+
+from mmzoo.data.records import Record, RecordList
+
+COLORS = {
+    "red": (215, 35, 35),
+    "green": (35, 160, 55),
+    "blue": (40, 75, 215),
+    "yellow": (235, 205, 25),
+    "purple": (135, 50, 185),
+    "orange": (245, 130, 15),
+}
+SHAPES = ("circle", "square", "triangle")
+SIZES = ("small", "large")
+LABEL_TYPES = ("question", "colors", "shapes")
+
+_COLOR_QUESTIONS = ("what color is the {shape}", "what is the color of the {shape}", "which color does the {shape} have")
+_SHAPE_QUESTIONS = ("what shape is the {color} one", "what is the {color} shape", "which shape is {color}")
+_MULTI_QUESTIONS = {
+    "colors": ("which colors are there", "what colors do the shapes have", "name the colors you see"),
+    "shapes": ("which shapes are there", "what shapes do you see", "name the shapes you see"),
+}
+_CAPTIONS = {
+    1: ("{A}", "a picture of {A}", "there is {A} at the {region}", "{A} at the {region}"),
+    2: ("{A} {rel} {B}", "{A} and {B}", "there is {A} {rel} {B}", "a picture of {A} and {B}", "two shapes {A} and {B}"),
+    3: ("{A} {rel} {B} and {C}", "{A} and {B} and {C}", "three shapes {A} {B} and {C}", "a picture of {A} {rel} {B} and {C}"),
+}
+_RELATIONS = ("left of", "right of", "above", "below", "next to")
+_REGIONS = ("top", "bottom", "left", "right", "center")
+_SPLIT_CODES = {"train": 1, "val": 2, "validation": 2, "test": 3}
+
+
+def _vocabulary() -> tuple:
+    words = set(COLORS) | set(SHAPES) | set(SIZES) | {"a", "an", "one"}
+    templates = [*_COLOR_QUESTIONS, *_SHAPE_QUESTIONS, *[q for qs in _MULTI_QUESTIONS.values() for q in qs]]
+    templates += [c for cs in _CAPTIONS.values() for c in cs] + list(_RELATIONS) + list(_REGIONS)
+    for template in templates:
+        words.update(w for w in template.split() if not w.startswith("{"))
+    return tuple(sorted(words))
+
+
+VOCABULARY = _vocabulary()
+"""Every word the grammar emits (questions and captions), sorted, lowercase."""
+
+
+def shapes_label_names(label_type: str = "question") -> list:
+    """All labels ``label_type`` can produce, sorted (use as a model's ``label_names``)."""
+    _check_label_type(label_type)
+    if label_type == "colors":
+        return sorted(COLORS)
+    if label_type == "shapes":
+        return sorted(SHAPES)
+    return sorted([*COLORS, *SHAPES])
+
+
+def _check_label_type(label_type):
+    if label_type not in LABEL_TYPES:
+        raise ValueError(f"label_type must be one of {LABEL_TYPES}. Received: label_type={label_type!r}")
+
+
+# ------------------------------------------------------------------ drawing
+def _mask(shape, cx, cy, r, yy, xx):
+    dx, dy = xx - cx, yy - cy
+    if shape == "circle":
+        return dx * dx + dy * dy <= r * r
+    if shape == "square":
+        return np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
+    if shape == "triangle":  # apex up, base at +0.75 r
+        return (dy >= -r) & (dy <= 0.75 * r) & (np.abs(dx) <= (dy + r) / 1.75)
+    raise ValueError(f"Unknown shape {shape!r}")
+
+
+def _place(rng, image_size, radii):
+    """Centres for circles of ``radii`` inside the image, not overlapping."""
+    for _ in range(200):
+        centres = []
+        for r in radii:
+            for _ in range(50):
+                c = rng.uniform(r + 1, image_size - r - 1, size=2)
+                if all(np.hypot(*(c - c2)) >= r + r2 + 2 for c2, r2 in zip(centres, radii)):
+                    centres.append(c)
+                    break
+            else:
+                break
+        if len(centres) == len(radii):
+            return centres
+    raise RuntimeError(f"Could not place {len(radii)} shapes in a {image_size}px image.")
+
+
+def _region(x, y, image_size):
+    third = image_size / 3
+    v = "top" if y < third else "bottom" if y > 2 * third else ""
+    h = "left" if x < third else "right" if x > 2 * third else ""
+    return " ".join(w for w in (v, h) if w) or "center"
+
+
+def _relation(a, b):
+    dx, dy = b["x"] - a["x"], b["y"] - a["y"]
+    if abs(dx) >= abs(dy) and abs(dx) > 4:
+        return "left of" if dx > 0 else "right of"
+    if abs(dy) > 4:
+        return "above" if dy > 0 else "below"
+    return "next to"
+
+
+def _phrase(obj, with_size):
+    words = f"{obj['size']} {obj['color']} {obj['shape']}" if with_size else f"{obj['color']} {obj['shape']}"
+    return ("an " if words[0] in "aeiou" else "a ") + words
+
+
+def _caption(rng, objects, image_size):
+    k = len(objects)
+    template = _CAPTIONS[k][rng.integers(len(_CAPTIONS[k]))]
+    order = [objects[i] for i in rng.permutation(k)]
+    with_size = bool(rng.integers(2))
+    values = {name: _phrase(o, with_size) for name, o in zip("ABC", order)}
+    values["rel"] = _relation(order[0], order[1]) if k > 1 else ""
+    values["region"] = _region(order[0]["x"], order[0]["y"], image_size)
+    return template.format(**values)
+
+
+def _scene(rng, image_size, num_shapes, num_captions, label_type, text_noise):
+    k = int(rng.integers(num_shapes[0], num_shapes[1] + 1))
+    shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:k]]
+    color_names = list(COLORS)
+    colors = [color_names[i] for i in rng.permutation(len(color_names))[:k]]
+    sizes = [SIZES[i] for i in rng.integers(0, 2, size=k)]
+    radii = [image_size * (0.2 if s == "large" else 0.12) for s in sizes]
+    centres = _place(rng, image_size, radii)
+
+    background = rng.integers(215, 246)
+    image = np.full((image_size, image_size, 3), background, np.float32)
+    image += rng.normal(0, 3, size=image.shape)
+    yy, xx = np.mgrid[0:image_size, 0:image_size].astype(np.float32) + 0.5
+    objects = []
+    for shape, color, size, r, (cx, cy) in zip(shapes, colors, sizes, radii, centres):
+        rgb = np.clip(np.asarray(COLORS[color]) + rng.integers(-12, 13, size=3), 0, 255)
+        image[_mask(shape, cx, cy, r, yy, xx)] = rgb
+        objects.append({"shape": shape, "color": color, "size": size, "x": round(float(cx), 1), "y": round(float(cy), 1)})
+    image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+    captions = []
+    for _ in range(num_captions * 10):
+        caption = _caption(rng, objects, image_size)
+        if caption not in captions:
+            captions.append(caption)
+        if len(captions) == num_captions:
+            break
+
+    if label_type == "question":
+        target = objects[int(rng.integers(k))]
+        if rng.integers(2) == 0:
+            text = _COLOR_QUESTIONS[rng.integers(3)].format(shape=target["shape"])
+            label = target["color"]
+        else:
+            text = _SHAPE_QUESTIONS[rng.integers(3)].format(color=target["color"])
+            label = target["shape"]
+    else:
+        text = _MULTI_QUESTIONS[label_type][rng.integers(3)]
+        label = sorted({o["color" if label_type == "colors" else "shape"] for o in objects})
+    noisy = bool(text_noise) and rng.random() < text_noise
+    if noisy:
+        text = " ".join(VOCABULARY[i] for i in rng.integers(len(VOCABULARY), size=len(text.split())))
+    return image, text, label, captions, {"objects": objects, "noisy_text": noisy}
+
+
+def _rng(seed, split):
+    if split is None:
+        return np.random.default_rng([int(seed)])
+    code = _SPLIT_CODES.get(split, zlib.crc32(str(split).encode("utf-8")) + 16)
+    return np.random.default_rng([int(seed), code])
+
+
+def _check_args(num_images, image_size, num_shapes, num_captions, label_type, text_noise):
+    if int(num_images) < 1:
+        raise ValueError(f"num_images must be positive. Received: num_images={num_images}")
+    if int(image_size) < 16:
+        raise ValueError(f"image_size must be at least 16. Received: image_size={image_size}")
+    if isinstance(num_shapes, int):
+        num_shapes = (num_shapes, num_shapes)
+    num_shapes = tuple(int(n) for n in num_shapes)
+    if len(num_shapes) != 2 or not 1 <= num_shapes[0] <= num_shapes[1] <= len(SHAPES):
+        raise ValueError(f"num_shapes must be (min, max) within 1..{len(SHAPES)}. Received: num_shapes={num_shapes}")
+    if int(num_captions) < 1:
+        raise ValueError(f"num_captions must be positive. Received: num_captions={num_captions}")
+    _check_label_type(label_type)
+    if not 0.0 <= float(text_noise) <= 1.0:
+        raise ValueError(f"text_noise must be in [0, 1]. Received: text_noise={text_noise}")
+    return num_shapes
+
+
+def iter_shapes_scenes(
+    num_images,
+    image_size=64,
+    seed=0,
+    split=None,
+    num_shapes=(2, 3),
+    num_captions=3,
+    label_type="question",
+    text_noise=0.0,
+):
+    """Yield ``(image uint8 [S, S, 3], text, label, captions, meta)`` per image."""
+    num_shapes = _check_args(num_images, image_size, num_shapes, num_captions, label_type, text_noise)
+    rng = _rng(seed, split)
+    for _ in range(int(num_images)):
+        yield _scene(rng, int(image_size), num_shapes, int(num_captions), label_type, float(text_noise))
+
+
+def _encode_png(image) -> bytes:
+    import tensorflow as tf
+
+    return tf.io.encode_png(image).numpy()
+
+
+def shapes_records(num_images, image_size=64, seed=0, split=None, **kwargs) -> RecordList:
+    """The shapes dataset in memory: ``Record``s holding PNG bytes (no files).
+
+    Arguments as ``generate_shapes_dataset``; usable with ``make_dataset``.
+    """
+    records = []
+    for i, (image, text, label, captions, meta) in enumerate(
+        iter_shapes_scenes(num_images, image_size, seed, split, **kwargs)
+    ):
+        records.append(Record(_encode_png(image), text, label, captions, source=f"shapes[{i}]", meta=meta))
+    return RecordList(records)
+
+
+def generate_shapes_dataset(
+    out_dir,
+    num_images=1000,
+    image_size=64,
+    seed=0,
+    split=None,
+    num_shapes=(2, 3),
+    num_captions=3,
+    label_type="question",
+    text_noise=0.0,
+    manifest_name="manifest.jsonl",
+) -> str:
+    """Write the shapes dataset: PNG files plus a manifest; returns the manifest path.
+
+    Args:
+        out_dir: output folder. With ``split`` set, files go to
+            ``out_dir/<split>/`` and the split seeds its own generator (so
+            train/val/test differ for the same ``seed``).
+        num_images: number of images (one manifest row each).
+        image_size: square image side in pixels.
+        seed: generator seed; the same arguments give the same files.
+        num_shapes: ``(min, max)`` shapes per image (within 1..3).
+        num_captions: captions per image.
+        label_type: ``"question"``, ``"colors"`` or ``"shapes"`` (module doc).
+        text_noise: probability of replacing a text by random words.
+        manifest_name: ``manifest.jsonl`` or ``manifest.csv``.
+
+    Manifest rows: ``{"image": "images/000000.png", "text", "label",
+    "caption": [...], "objects": [...], "noisy_text": bool}``.
+    """
+    from mmzoo.data.manifest import write_manifest
+
+    folder = os.path.join(os.fspath(out_dir), split) if split else os.fspath(out_dir)
+    image_dir = os.path.join(folder, "images")
+    os.makedirs(image_dir, exist_ok=True)
+    records = []
+    scenes = iter_shapes_scenes(
+        num_images, image_size, seed, split,
+        num_shapes=num_shapes, num_captions=num_captions, label_type=label_type, text_noise=text_noise,
+    )
+    for i, (image, text, label, captions, meta) in enumerate(scenes):
+        path = os.path.join(image_dir, f"{i:06d}.png")
+        with open(path, "wb") as f:
+            f.write(_encode_png(image))
+        records.append(Record(os.path.abspath(path), text, label, captions, meta=meta))
+    return write_manifest(records, os.path.join(folder, manifest_name))
+
+
+def generate_shapes_splits(out_dir, num_train=800, num_val=100, num_test=100, seed=0, **kwargs) -> dict:
+    """Write train/val/test splits under ``out_dir``; returns ``{"train": manifest, ...}``.
+
+    ``kwargs`` go to ``generate_shapes_dataset`` (``image_size``, ``label_type``, ...).
+    """
+    sizes = {"train": num_train, "val": num_val, "test": num_test}
+    return {
+        split: generate_shapes_dataset(out_dir, num_images=n, seed=seed, split=split, **kwargs)
+        for split, n in sizes.items()
+        if n
+    }
+
+
+def shapes_dataset(num_images, image_size=64, seed=0, split=None, **kwargs):
+    """The shapes dataset as a ``tf.data.Dataset`` (no files), one element per image.
+
+    Elements: ``{"image": float32 [S, S, 3] in [0, 255], "text": string,
+    "label": string (single label) or float32 multi-hot over
+    ``shapes_label_names(label_type)``, "captions": string [num_captions]}``.
+    """
+    import tensorflow as tf
+
+    label_type = kwargs.get("label_type", "question")
+    scenes = list(iter_shapes_scenes(num_images, image_size, seed, split, **kwargs))
+    images = np.stack([s[0] for s in scenes]).astype("float32")
+    texts = [s[1] for s in scenes]
+    if label_type == "question":
+        labels = [s[2] for s in scenes]
+    else:
+        names = shapes_label_names(label_type)
+        labels = np.asarray([[float(n in s[2]) for n in names] for s in scenes], "float32")
+    num_captions = kwargs.get("num_captions", 3)
+    captions = [(s[3] + s[3][:1] * num_captions)[:num_captions] for s in scenes]
+    return tf.data.Dataset.from_tensor_slices({"image": images, "text": texts, "label": labels, "captions": captions})
