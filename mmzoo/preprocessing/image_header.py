@@ -32,6 +32,17 @@ def _int32_le(header, start):
     return tf.where(value >= 2**31, value - 2**32, value)
 
 
+def _hex_prefix(data, count):
+    """The first ``count`` bytes of ``data`` as ASCII hex (``"89 50 4e 47"``).
+
+    Raw bytes must not go into error messages: TensorFlow decodes messages as
+    UTF-8 and would raise ``UnicodeDecodeError`` instead of the real error.
+    """
+    table = tf.constant([f"{i:02x}" for i in range(256)])
+    prefix = tf.io.decode_raw(tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), count)), tf.uint8)
+    return tf.strings.reduce_join(tf.gather(table, tf.cast(prefix, tf.int32)), separator=" ")
+
+
 def read_image_header(data):
     """Sniff ``data`` (scalar string): ``(format_id, length, height, width)``.
 
@@ -95,8 +106,17 @@ def check_header(data, max_pixels=None):
     known = tf.Assert(
         tf.not_equal(fmt, UNKNOWN),
         [
-            "Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file. First bytes:",
-            tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), 8)),
+            tf.strings.join(
+                [
+                    tf.strings.format(
+                        "Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file "
+                        "({} bytes, starting with bytes ",
+                        (length,),
+                    ),
+                    _hex_prefix(data, 8),
+                    ").",
+                ]
+            )
         ],
         name="assert_known_format",
     )
@@ -106,9 +126,14 @@ def check_header(data, max_pixels=None):
         header_ok = tf.Assert(
             (length >= min_bytes) & (height > 0) & (width > 0),
             [
-                tf.strings.format(
-                    "Cannot decode image: truncated or corrupt {} header ({} bytes, header says {}x{}).",
-                    (tf.gather(names, fmt), length, width, height),
+                tf.strings.join(
+                    [
+                        "Cannot decode image: truncated or corrupt ",
+                        tf.gather(names, fmt),
+                        tf.strings.format(
+                            " header ({} bytes, header says {}x{}).", (length, width, height)
+                        ),
+                    ]
                 )
             ],
             name="assert_valid_header",

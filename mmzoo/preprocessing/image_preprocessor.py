@@ -15,10 +15,11 @@ _SCALES = (None, "unit", "symmetric")
 
 
 def _normalize_size(image_size) -> tuple[int, int]:
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
+    size = image_size
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (size, size)
     try:
-        size = tuple(int(v) for v in image_size)
+        size = tuple(int(v) for v in size)
     except (TypeError, ValueError):
         size = ()
     if len(size) != 2 or min(size) < 1:
