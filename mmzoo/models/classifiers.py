@@ -48,9 +48,12 @@ def _resolve_labels(num_classes, label_names, mode):
             )
         return len(label_names), label_names
     if num_classes is None:
-        from mmzoo.data.shapes import ANSWERS
+        # Default: the built-in shapes question task's answers, so that
+        # `mmzoo.build(name)` works out of the box on the built-in data.
+        from mmzoo.data.shapes import shapes_label_names
 
-        return len(ANSWERS), list(ANSWERS)
+        names = shapes_label_names("question")
+        return len(names), list(names)
     num_classes = int(num_classes)
     return num_classes, [f"class_{i}" for i in range(num_classes)]
 

@@ -1,0 +1,61 @@
+"""One registry-driven test over every zoo entry at its `tiny` preset:
+build, fit one step on real built-in data, `.keras` round trip with
+`safe_mode=True`, identical outputs."""
+
+import keras
+import numpy as np
+import pytest
+
+import mmzoo
+from mmzoo.data import make_dataset, shapes_records
+from mmzoo.registry import get_entry, register_model
+from tests.harness import assert_model_roundtrip
+
+EXPECTED = {
+    "concat_classifier",
+    "gated_classifier",
+    "cross_attention_classifier",
+    "late_fusion_classifier",
+    "image_only_classifier",
+    "text_only_classifier",
+}
+
+
+def test_list_models_is_sorted_and_has_the_zoo():
+    names = mmzoo.list_models()
+    assert names == sorted(names)
+    assert EXPECTED <= set(names)
+
+
+@pytest.fixture(scope="module")
+def records():
+    return shapes_records(8, image_size=32, seed=1)
+
+
+@pytest.mark.parametrize("name", mmzoo.list_models())
+def test_every_entry_tiny_builds_fits_and_round_trips(name, records, tmp_path):
+    entry = get_entry(name)
+    assert "tiny" in entry.presets and entry.description
+    model = mmzoo.build(name, preset="tiny")
+    assert isinstance(model, keras.Model) and model.task == entry.task
+    model.compile()
+    ds = make_dataset(records, model, batch_size=4, training=True, seed=0)
+    history = model.fit(ds.take(1), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    batch = next(iter(make_dataset(records, model, batch_size=4, training=False)))
+    x = batch[0] if isinstance(batch, tuple) else batch
+    assert_model_roundtrip(model, x, tmp_path)
+
+
+def test_unknown_names_and_presets_are_clear_errors():
+    with pytest.raises(ValueError, match="Unknown model name.*Received: name='nope'"):
+        mmzoo.build("nope")
+    with pytest.raises(ValueError, match="Unknown preset.*Received: preset='huge'"):
+        mmzoo.build("concat_classifier", preset="huge")
+
+
+def test_register_model_requires_a_tiny_preset_and_a_known_task():
+    with pytest.raises(ValueError, match="tiny"):
+        register_model("x_entry", description="x", task="classification", presets={"default": {}})
+    with pytest.raises(ValueError, match="Received: task='regression'"):
+        register_model("x_entry", description="x", task="regression", presets={"tiny": {}})
