@@ -217,3 +217,29 @@ def test_export_archive_saved_model(tmp_path, mode):
     got = loaded.tokenize(texts)["token_ids"]
     np.testing.assert_array_equal(got, expected)
     assert loaded.detokenize(got)["text"].numpy().tolist() == tok.detokenize(expected).numpy().tolist()
+
+
+@pytest.mark.slow
+def test_saved_model_loads_with_tensorflow_and_tensorflow_text_only(tmp_path):
+    import subprocess
+    import sys
+
+    tok = TextTokenizer(VOCAB + ["##s"], mode="wordpiece", sequence_length=6)
+    archive = keras.export.ExportArchive()
+    archive.track(tok)
+    archive.add_endpoint("tokenize", lambda s: tok(s), input_signature=[tf.TensorSpec([None], tf.string)])
+    path = os.path.join(tmp_path, "standalone")
+    archive.write_out(path, verbose=False)
+    expected = tok(tf.constant(["red circles"])).numpy().tolist()
+    script = (
+        "import sys, tensorflow as tf, tensorflow_text\n"
+        "loaded = tf.saved_model.load(sys.argv[1])\n"
+        "print(loaded.tokenize(tf.constant(['red circles'])).numpy().tolist())\n"
+        "assert 'mmzoo' not in sys.modules\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", script, path], capture_output=True, text=True, env=env, timeout=300, cwd=str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == str(expected)
