@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts
 from mmzoo.heads.matching.mining import positive_mask_chunk, positives_to_lists
 
 DEFAULT_KS = (1, 5, 10)
@@ -165,57 +166,12 @@ def retrieval_metrics_from_scores(score_matrix, text_to_images, *, ks: Iterable[
 # Running models over records.
 
 
-def records_to_retrieval_set(records):
-    """Unique image paths, unique caption strings, and ``text_to_images``.
-
-    Captions are de-duplicated by exact string: identical captions of several
-    images become one text that matches all of them (a model cannot tell
-    identical strings apart, so counting them as distinct would penalise it
-    for an arbitrary tie).
-    """
-    image_index: dict[str, int] = {}
-    text_index: dict[str, int] = {}
-    text_to_images: list[set[int]] = []
-    for record in records:
-        path = str(record.image)
-        i = image_index.setdefault(path, len(image_index))
-        captions = list(getattr(record, "captions", None) or [])
-        if not captions and getattr(record, "text", None):
-            captions = [record.text]
-        for caption in captions:
-            t = text_index.get(caption)
-            if t is None:
-                t = text_index[caption] = len(text_index)
-                text_to_images.append(set())
-            text_to_images[t].add(i)
-    if not image_index or not text_index:
-        raise ValueError(
-            "evaluate_matcher needs records with images and captions (or texts). "
-            f"Received: {len(image_index)} images and {len(text_index)} texts"
-        )
-    return list(image_index), list(text_index), [sorted(s) for s in text_to_images]
+def _decode_all(model, images, batch_size):
+    return decode_images(images, model.image_preprocessor, batch_size)
 
 
-def load_images(model, paths: Sequence[str], batch_size: int = 64):
-    """Decode image files with the model's ``image_preprocessor`` -> a batched tf.data.Dataset."""
-    import tensorflow as tf
-
-    decode = model.image_preprocessor.decode_one
-    ds = tf.data.Dataset.from_tensor_slices(list(paths))
-    ds = ds.map(lambda p: decode(tf.io.read_file(p)), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _tokenize(model, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    chunks = [
-        np.asarray(model.tokenizer(np.array(texts[i : i + batch_size], dtype=object)))
-        for i in range(0, len(texts), batch_size)
-    ]
-    return np.concatenate(chunks, axis=0)
-
-
-def _decode_all(model, paths, batch_size):
-    return np.concatenate([np.asarray(b) for b in load_images(model, paths, batch_size)], axis=0)
+def _tokenize(model, texts):
+    return tokenize_texts(model.tokenizer, texts)
 
 
 def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: int = 256):

@@ -1,1 +1,527 @@
-"""Image-text matching zoo entries (dual_encoder, itm_matcher)."""
+"""Image-text matching zoo entries: ``dual_encoder`` (CLIP) and ``itm_matcher`` (ALBEF/BLIP ITM).
+
+Both take the shared inputs ``{"image": float32 [B, H, W, 3] in [0, 255],
+"token_ids": int32 [B, L]}`` and return ``{"score": float [B]}``: the cosine
+similarity of the pair for the dual encoder, the match probability for the
+ITM cross-encoder::
+
+    import mmzoo
+    clip = mmzoo.build("dual_encoder", preset="tiny")
+    clip.compile()                       # Adam; the contrastive loss is built in
+    # clip.fit(mmzoo.data.make_dataset(records, clip), epochs=5)
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    itm.compile()                        # Adam + binary cross-entropy
+    # itm.fit(make_itm_dataset(records, itm, dual_encoder=clip), epochs=5)
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from mmzoo.heads.matching.itm_data import make_itm_dataset  # noqa: F401  (re-exported)
+from mmzoo.heads.matching.losses import contrastive_loss
+from mmzoo.layers.cross_attention_fusion import CrossAttentionFusion
+from mmzoo.layers.gated_fusion import GatedFusion
+from mmzoo.layers.l2_normalize import L2Normalize
+from mmzoo.layers.logit_scale import LogitScale
+from mmzoo.layers.pair_similarity import PairSimilarity
+from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
+from mmzoo.registry import register_model
+from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, build_image_tower, build_text_tower
+
+
+def _tower_kwargs(tower: str, kwargs, choices) -> dict:
+    """``kwargs`` itself, or ``kwargs[tower]`` when keyed by tower names (presets)."""
+    kwargs = dict(kwargs or {})
+    if kwargs and all(k in choices for k in kwargs) and all(isinstance(v, dict) for v in kwargs.values()):
+        return dict(kwargs.get(tower, {}))
+    return kwargs
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+
+
+def _inputs_and_towers(tokenizer, size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs):
+    image = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
+    token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
+    image_features = build_image_tower(image_tower, image_size=size, name="image_tower", **image_tower_kwargs)(image)
+    text_features = build_text_tower(
+        text_tower,
+        vocabulary_size=tokenizer.vocabulary_size,
+        sequence_length=tokenizer.sequence_length,
+        name="text_tower",
+        **text_tower_kwargs,
+    )(token_ids)
+    return image, token_ids, image_features, text_features
+
+
+def _num_replicas() -> int:
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+@keras.saving.register_keras_serializable(package="mmzoo")
+class DualEncoder(MultimodalModel):
+    """CLIP-style dual encoder: two towers projected into one unit-sphere space.
+
+    ``image -> image tower -> Dense(embedding_dim) -> L2Normalize`` and
+    ``token_ids -> text tower -> Dense(embedding_dim) -> L2Normalize``;
+    ``model(x)`` returns ``{"score": cosine similarity [B]}`` of each pair.
+    Training (``fit`` on ``{"image", "token_ids"}`` batches, no labels)
+    minimises the symmetric InfoNCE loss over in-batch negatives with a
+    learnable temperature clipped as CLIP does (``LogitScale``, scale at most
+    ``max_logit_scale``). Under ``tf.distribute`` the negatives are the global
+    batch: embeddings are all-gathered across replicas.
+
+    ``embed_image(image)`` and ``embed_text(token_ids)`` return unit vectors
+    ``[B, embedding_dim]`` (graph-safe); ``image_encoder`` / ``text_encoder``
+    are the two Functional sub-models (shared weights), handy for export and
+    indexing.
+
+    Args:
+        embedding_dim: size of the shared embedding space.
+        image_tower / text_tower: tower names (``mmzoo.towers``) and
+            ``image_tower_kwargs`` / ``text_tower_kwargs`` their arguments
+            (or dicts keyed by tower name, as the presets give).
+        initial_temperature: CLIP's ``0.07``.
+        max_logit_scale: the clip of the learnable scale (CLIP: ``100``).
+        learn_temperature: ``False`` keeps the temperature fixed.
+        ignore_duplicate_texts: identical token sequences in a batch are not
+            used as negatives of each other (templated captions repeat).
+        label_smoothing: of the contrastive cross-entropies.
+        learning_rate: Adam's learning rate for the ``compile()`` default.
+        tokenizer: a ``TextTokenizer`` (default: the built-in shapes words).
+        image_size: ``(height, width)`` of the ``image`` input.
+
+    Example:
+
+    >>> import numpy as np, mmzoo
+    >>> model = mmzoo.build("dual_encoder", preset="tiny")
+    >>> x = model.preprocess(np.zeros((2, 32, 32, 3), "uint8"), ["a red circle", "a blue square"])
+    >>> tuple(model(x)["score"].shape), tuple(model.embed_text(x["token_ids"]).shape)
+    ((2,), (2, 16))
+    """
+
+    task = "matching"
+
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        image_tower: str = "cnn",
+        image_tower_kwargs=None,
+        text_tower: str = "transformer",
+        text_tower_kwargs=None,
+        initial_temperature: float = 0.07,
+        max_logit_scale: float = 100.0,
+        learn_temperature: bool = True,
+        ignore_duplicate_texts: bool = True,
+        label_smoothing: float = 0.0,
+        learning_rate: float = 1e-3,
+        tokenizer=None,
+        image_size=(64, 64),
+        **kwargs,
+    ):
+        _positive_int("embedding_dim", embedding_dim)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing}")
+        tokenizer = resolve_tokenizer(tokenizer)
+        size = normalize_image_size(image_size)
+        image_tower_kwargs = _tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
+        text_tower_kwargs = _tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
+        image, token_ids, image_features, text_features = _inputs_and_towers(
+            tokenizer, size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs
+        )
+        image_embedding = L2Normalize(name="image_embedding")(
+            keras.layers.Dense(embedding_dim, name="image_projection")(image_features["pooled"])
+        )
+        text_embedding = L2Normalize(name="text_embedding")(
+            keras.layers.Dense(embedding_dim, name="text_projection")(text_features["pooled"])
+        )
+        score = PairSimilarity(normalize=False, name="score")([image_embedding, text_embedding])
+        super().__init__(
+            inputs={"image": image, "token_ids": token_ids},
+            outputs={"score": score},
+            tokenizer=tokenizer,
+            image_size=size,
+            **kwargs,
+        )
+        self.logit_scale = LogitScale(
+            initial_temperature=initial_temperature,
+            max_logit_scale=max_logit_scale,
+            trainable=learn_temperature,
+            name="logit_scale",
+        )
+        self.logit_scale.build()
+        self.image_encoder = keras.Model(image, image_embedding, name="image_encoder")
+        self.text_encoder = keras.Model(token_ids, text_embedding, name="text_encoder")
+        self.embedding_dim = embedding_dim
+        self.image_tower = image_tower
+        self.image_tower_kwargs = image_tower_kwargs
+        self.text_tower = text_tower
+        self.text_tower_kwargs = text_tower_kwargs
+        self.initial_temperature = float(initial_temperature)
+        self.max_logit_scale = float(max_logit_scale)
+        self.learn_temperature = bool(learn_temperature)
+        self.ignore_duplicate_texts = bool(ignore_duplicate_texts)
+        self.label_smoothing = float(label_smoothing)
+        self.learning_rate = learning_rate
+
+    # -- embeddings ---------------------------------------------------------
+    def embed_image(self, image):
+        """Unit image embeddings ``[B, embedding_dim]`` of float ``[B, H, W, 3]`` in [0, 255]."""
+        return self.image_encoder(image, training=False)
+
+    def embed_text(self, token_ids):
+        """Unit text embeddings ``[B, embedding_dim]`` of int32 token ids ``[B, L]``."""
+        return self.text_encoder(token_ids, training=False)
+
+    def similarity_matrix(self, image, token_ids):
+        """Cosine similarities ``[B_image, B_text]`` of every image with every text."""
+        return tf.matmul(self.embed_image(image), self.embed_text(token_ids), transpose_b=True)
+
+    # -- training -----------------------------------------------------------
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """Adam at ``learning_rate``; the contrastive loss is built in (``loss``
+        must stay ``"auto"`` / ``None``)."""
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(self.learning_rate)
+        if loss not in ("auto", None):
+            raise ValueError(
+                "DualEncoder computes its own contrastive loss; compile it without a loss. "
+                f"Received: loss={loss!r}"
+            )
+        if metrics == "auto":
+            metrics = None
+        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+
+    def training_example(self, batch):
+        """``{"image", "token_ids": tokenizer(caption)}``: matching pairs, no labels."""
+        texts = batch["caption"] if "caption" in batch else batch["text"]
+        return {"image": batch["image"], "token_ids": self.tokenizer(texts)}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Symmetric InfoNCE of the batch's pairs (global batch under a strategy).
+
+        ``y`` and ``sample_weight`` are ignored: the positives are the pairs
+        of ``x``. Returns the loss scaled by ``1 / num_replicas`` as Keras
+        losses are, plus any regularisation losses.
+        """
+        image_embedding = self.image_encoder(x["image"], training=training)
+        text_embedding = self.text_encoder(x["token_ids"], training=training)
+        loss = contrastive_loss(
+            image_embedding,
+            text_embedding,
+            self.logit_scale.scale(),
+            keys=x["token_ids"] if self.ignore_duplicate_texts else None,
+            label_smoothing=self.label_smoothing,
+        )
+        replicas = _num_replicas()
+        if replicas > 1:
+            loss = loss / replicas
+        for extra in self.losses:
+            loss = loss + tf.cast(tf.reduce_sum(extra), loss.dtype)
+        return loss
+
+    def _step(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not isinstance(x, dict) or "image" not in x or "token_ids" not in x:
+            raise ValueError(
+                "DualEncoder trains on {'image', 'token_ids'} batches of matching pairs "
+                f"(see training_example). Received: {type(x).__name__} "
+                f"{sorted(x) if isinstance(x, dict) else ''}"
+            )
+        with tf.GradientTape() as tape:
+            loss = self._compute_loss(x=x, y=y, y_pred=None, sample_weight=sample_weight, training=training)
+            batch = tf.shape(x["image"])[0]
+            self._loss_tracker.update_state(loss * _num_replicas(), sample_weight=batch)
+            scaled = self.optimizer.scale_loss(loss) if (training and self.optimizer is not None) else loss
+        if training:
+            weights = self.trainable_weights
+            grads = tape.gradient(scaled, weights)
+            # Tower outputs the embeddings do not use (e.g. a CNN's token
+            # projection) have no gradient: skip them instead of warning.
+            pairs = [(g, w) for g, w in zip(grads, weights) if g is not None]
+            self.optimizer.apply_gradients(pairs)
+        logs = self.compute_metrics(x, y, self(x, training=False), sample_weight=sample_weight) if (
+            self._compile_metrics is not None and y is not None
+        ) else self.compute_metrics(x, y, None, sample_weight=sample_weight)
+        logs = dict(logs)
+        logs["logit_scale"] = self.logit_scale.scale()
+        return logs
+
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        return self._step(data, training=False)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            embedding_dim=self.embedding_dim,
+            image_tower=self.image_tower,
+            image_tower_kwargs=self.image_tower_kwargs,
+            text_tower=self.text_tower,
+            text_tower_kwargs=self.text_tower_kwargs,
+            initial_temperature=self.initial_temperature,
+            max_logit_scale=self.max_logit_scale,
+            learn_temperature=self.learn_temperature,
+            ignore_duplicate_texts=self.ignore_duplicate_texts,
+            label_smoothing=self.label_smoothing,
+            learning_rate=self.learning_rate,
+        )
+        return config
+
+
+ITM_FUSIONS = ("cross_attention", "gated")
+
+
+@keras.saving.register_keras_serializable(package="mmzoo")
+class ITMMatcher(MultimodalModel):
+    """Image-text matching cross-encoder (the ITM objective of ALBEF / BLIP).
+
+    The two towers are fused, ``CrossAttentionFusion`` (text tokens attend to
+    image patch tokens; default) or ``GatedFusion`` of the pooled vectors;
+    the fused vector, concatenated with both pooled vectors, goes through
+    ``Dense(hidden_units, gelu) -> Dropout -> Dense(1, sigmoid)``:
+    ``model(x)`` returns ``{"score": match probability [B]}``.
+
+    Train it on positives and (hard) negatives: ``make_itm_dataset(records,
+    itm, dual_encoder=clip)`` mines negatives a trained dual encoder finds
+    similar; ``training_example`` (used by ``mmzoo.data.make_dataset`` and
+    ``mmzoo train``) pairs every image with its caption (label 1) and with
+    the caption of another example of the batch (label 0 unless the two
+    captions are identical). Re-rank a dual encoder's top-k with it:
+    ``evaluate_matcher(clip, records, rerank_model=itm)``.
+
+    Args:
+        fusion: ``"cross_attention"`` or ``"gated"``; ``fusion_kwargs`` its
+            arguments.
+        image_tower / text_tower, ``*_tower_kwargs``: as ``DualEncoder``.
+        hidden_units, dropout: the head.
+        learning_rate: Adam's learning rate for the ``compile()`` default.
+        tokenizer, image_size: as every zoo model.
+
+    Example:
+
+    >>> import numpy as np, mmzoo
+    >>> model = mmzoo.build("itm_matcher", preset="tiny")
+    >>> x = model.preprocess(np.zeros((2, 32, 32, 3), "uint8"), ["a red circle", "a blue square"])
+    >>> tuple(model(x)["score"].shape)
+    (2,)
+    """
+
+    task = "matching"
+
+    def __init__(
+        self,
+        fusion: str = "cross_attention",
+        image_tower: str = "cnn",
+        image_tower_kwargs=None,
+        text_tower: str = "transformer",
+        text_tower_kwargs=None,
+        fusion_kwargs=None,
+        hidden_units: int = 64,
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        tokenizer=None,
+        image_size=(64, 64),
+        **kwargs,
+    ):
+        if fusion not in ITM_FUSIONS:
+            raise ValueError(f"fusion must be one of {ITM_FUSIONS}. Received: fusion={fusion!r}")
+        _positive_int("hidden_units", hidden_units)
+        tokenizer = resolve_tokenizer(tokenizer)
+        size = normalize_image_size(image_size)
+        image_tower_kwargs = _tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
+        text_tower_kwargs = _tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
+        fusion_kwargs = dict(fusion_kwargs or {})
+        image, token_ids, image_features, text_features = _inputs_and_towers(
+            tokenizer, size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs
+        )
+        if fusion == "cross_attention":
+            fusion_kwargs.setdefault("num_heads", 2)
+            fusion_kwargs.setdefault("key_dim", 32)
+            fused = CrossAttentionFusion(name="fusion", **fusion_kwargs)(
+                {
+                    "text": text_features["tokens"],
+                    "image": image_features["tokens"],
+                    "text_mask": text_features["mask"],
+                    "image_mask": image_features["mask"],
+                }
+            )
+        else:
+            fusion_kwargs.setdefault("units", 64)
+            fused = GatedFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
+        features = keras.layers.Concatenate(name="itm_features")(
+            [fused, image_features["pooled"], text_features["pooled"]]
+        )
+        hidden = keras.layers.Dense(hidden_units, activation="gelu", name="itm_hidden")(features)
+        hidden = keras.layers.Dropout(dropout, name="itm_dropout")(hidden)
+        probability = keras.layers.Dense(1, activation="sigmoid", name="itm_logit", dtype="float32")(hidden)
+        score = keras.layers.Reshape((), name="score")(probability)
+        super().__init__(
+            inputs={"image": image, "token_ids": token_ids},
+            outputs={"score": score},
+            tokenizer=tokenizer,
+            image_size=size,
+            **kwargs,
+        )
+        self.fusion = fusion
+        self.image_tower = image_tower
+        self.image_tower_kwargs = image_tower_kwargs
+        self.text_tower = text_tower
+        self.text_tower_kwargs = text_tower_kwargs
+        self.fusion_kwargs = fusion_kwargs
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """Adam, binary cross-entropy on ``score``, accuracy and AUC."""
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(self.learning_rate)
+        if loss == "auto":
+            loss = {"score": keras.losses.BinaryCrossentropy()}
+        if metrics == "auto":
+            metrics = {"score": [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]}
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def training_example(self, batch):
+        """Positives plus in-batch negatives: ``(x, {"score": label})`` with ``2B`` pairs.
+
+        Each image is paired with its caption (label 1) and with the caption
+        of the example ``shift`` places further in the batch (``shift`` drawn
+        in ``[1, B-1]``; label 1 again if that caption is identical, else 0).
+        For hard negatives use ``make_itm_dataset(..., dual_encoder=...)``.
+        """
+        texts = batch["caption"] if "caption" in batch else batch["text"]
+        token_ids = self.tokenizer(texts)
+        size = tf.shape(token_ids)[0]
+        shift = tf.random.uniform([], 1, tf.maximum(size, 2), dtype=tf.int32) % tf.maximum(size, 1)
+        negative_ids = tf.roll(token_ids, shift, axis=0)
+        same = tf.reduce_all(tf.equal(negative_ids, token_ids), axis=1)
+        x = {
+            "image": tf.concat([batch["image"], batch["image"]], axis=0),
+            "token_ids": tf.concat([token_ids, negative_ids], axis=0),
+        }
+        labels = tf.concat([tf.ones([size], tf.float32), tf.cast(same, tf.float32)], axis=0)
+        return x, {"score": labels}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            fusion=self.fusion,
+            image_tower=self.image_tower,
+            image_tower_kwargs=self.image_tower_kwargs,
+            text_tower=self.text_tower,
+            text_tower_kwargs=self.text_tower_kwargs,
+            fusion_kwargs=self.fusion_kwargs,
+            hidden_units=self.hidden_units,
+            dropout=self.dropout,
+            learning_rate=self.learning_rate,
+        )
+        return config
+
+
+# ---------------------------------------------------------------------------
+# Presets: `tiny` runs in seconds on a CPU (tests, notebooks, --quick);
+# `default` is what `mmzoo list` sizes and the benchmark trains; `small` is a
+# ViT + Transformer step up. Tower kwargs are keyed by tower name, so
+# `mmzoo.build("dual_encoder", preset="tiny", text_tower="lstm")` gets a tiny LSTM.
+# ---------------------------------------------------------------------------
+_TINY_IMAGE = {
+    "cnn": {"filters": (8, 16), "dim": 16},
+    "vit": {"patch_size": 8, "dim": 16, "num_layers": 1, "num_heads": 2},
+    "applications": {"backbone": "MobileNetV3Small", "dim": 16},
+}
+_TINY_TEXT = {
+    "lstm": {"embedding_dim": 16, "units": 16},
+    "bilstm": {"embedding_dim": 16, "units": 16},
+    "transformer": {"dim": 16, "num_layers": 1, "num_heads": 2},
+}
+_DEFAULT_IMAGE = {
+    "cnn": {"filters": (32, 64, 96), "batch_norm": True, "dim": 64},
+    "vit": {"patch_size": 8, "dim": 64, "num_layers": 2, "num_heads": 4},
+    "applications": {"backbone": "MobileNetV3Small", "dim": 64},
+}
+_DEFAULT_TEXT = {
+    "lstm": {"embedding_dim": 64, "units": 64},
+    "bilstm": {"embedding_dim": 64, "units": 64},
+    "transformer": {"dim": 64, "num_layers": 2, "num_heads": 4},
+}
+_SMALL_IMAGE = {"vit": {"patch_size": 8, "dim": 96, "num_layers": 4, "num_heads": 4}}
+_SMALL_TEXT = {"transformer": {"dim": 96, "num_layers": 2, "num_heads": 4}}
+
+DUAL_ENCODER_PRESETS = {
+    "tiny": dict(image_size=(32, 32), embedding_dim=16, image_tower_kwargs=_TINY_IMAGE, text_tower_kwargs=_TINY_TEXT),
+    "default": dict(
+        image_size=(64, 64), embedding_dim=64, image_tower_kwargs=_DEFAULT_IMAGE, text_tower_kwargs=_DEFAULT_TEXT
+    ),
+    "small": dict(
+        image_size=(64, 64),
+        embedding_dim=128,
+        image_tower="vit",
+        image_tower_kwargs=_SMALL_IMAGE,
+        text_tower="transformer",
+        text_tower_kwargs=_SMALL_TEXT,
+    ),
+}
+
+ITM_PRESETS = {
+    "tiny": dict(
+        image_size=(32, 32),
+        image_tower_kwargs=_TINY_IMAGE,
+        text_tower_kwargs=_TINY_TEXT,
+        fusion_kwargs={"num_heads": 2, "key_dim": 8},
+        hidden_units=16,
+    ),
+    "default": dict(
+        image_size=(64, 64),
+        image_tower_kwargs=_DEFAULT_IMAGE,
+        text_tower_kwargs=_DEFAULT_TEXT,
+        fusion_kwargs={"num_heads": 4, "key_dim": 16},
+        hidden_units=64,
+    ),
+    "small": dict(
+        image_size=(64, 64),
+        image_tower="vit",
+        image_tower_kwargs=_SMALL_IMAGE,
+        text_tower="transformer",
+        text_tower_kwargs=_SMALL_TEXT,
+        fusion_kwargs={"num_heads": 4, "key_dim": 24},
+        hidden_units=96,
+    ),
+}
+
+
+@register_model(
+    "dual_encoder",
+    description="CLIP-style dual encoder: contrastive image/text embeddings, cosine-similarity score",
+    task="matching",
+    presets=DUAL_ENCODER_PRESETS,
+)
+def dual_encoder(**kwargs) -> DualEncoder:
+    """Build a ``DualEncoder`` (see its docstring for the arguments).
+
+    >>> import mmzoo
+    >>> model = mmzoo.build("dual_encoder", preset="tiny")
+    """
+    return DualEncoder(**kwargs)
+
+
+@register_model(
+    "itm_matcher",
+    description="ITM cross-encoder (ALBEF/BLIP): fused towers -> match probability, hard-negative training",
+    task="matching",
+    presets=ITM_PRESETS,
+)
+def itm_matcher(**kwargs) -> ITMMatcher:
+    """Build an ``ITMMatcher`` (see its docstring for the arguments).
+
+    >>> import mmzoo
+    >>> model = mmzoo.build("itm_matcher", preset="tiny")
+    """
+    return ITMMatcher(**kwargs)

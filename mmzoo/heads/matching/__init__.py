@@ -5,6 +5,7 @@ mining, zero-shot classification and ITM training data.
 """
 
 from mmzoo.heads.matching.distributed import gather_across_replicas, num_replicas_in_sync
+from mmzoo.heads.matching.itm_data import itm_pairs, make_itm_dataset, records_to_retrieval_set
 from mmzoo.heads.matching.losses import contrastive_logits, contrastive_loss
 from mmzoo.heads.matching.mining import hard_negative_indices, mine_hard_negatives
 from mmzoo.heads.matching.zero_shot import DEFAULT_TEMPLATES, class_embeddings, zero_shot_classify
@@ -16,6 +17,9 @@ __all__ = [
     "contrastive_loss",
     "gather_across_replicas",
     "hard_negative_indices",
+    "itm_pairs",
+    "make_itm_dataset",
+    "records_to_retrieval_set",
     "mine_hard_negatives",
     "num_replicas_in_sync",
     "zero_shot_classify",

@@ -1,0 +1,261 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmzoo
+from mmzoo.heads.matching import class_embeddings, itm_pairs, make_itm_dataset, zero_shot_classify
+from mmzoo.models.matching import DualEncoder, ITMMatcher
+from tests.harness import assert_model_roundtrip
+
+CAPTIONS = [
+    "a red circle", "a blue square", "a green triangle", "a red square",
+    "a blue circle", "a green circle", "a red triangle", "a blue triangle",
+]
+
+
+def _batch(model, n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 255, size=(n, *model.image_size, 3)).astype("uint8")
+    return model.preprocess(images, CAPTIONS[:n])
+
+
+def _records(tmp_path, n=8):
+    from mmzoo.data import generate_shapes_dataset, read_manifest
+
+    return read_manifest(generate_shapes_dataset(str(tmp_path / "shapes"), num_images=n, image_size=32, seed=0))
+
+
+def test_dual_encoder_outputs_and_embeddings():
+    model = mmzoo.build("dual_encoder", preset="tiny")
+    assert isinstance(model, DualEncoder) and model.task == "matching"
+    x = _batch(model)
+    score = np.asarray(model(x)["score"])
+    img = np.asarray(model.embed_image(x["image"]))
+    txt = np.asarray(model.embed_text(x["token_ids"]))
+    assert score.shape == (8,) and img.shape == (8, 16) and txt.shape == (8, 16)
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(score, np.sum(img * txt, axis=1), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model.similarity_matrix(x["image"], x["token_ids"])), img @ txt.T, atol=1e-5)
+    # Graph-safe.
+    graph_txt = tf.function(model.embed_text)(tf.constant(x["token_ids"]))
+    np.testing.assert_allclose(np.asarray(graph_txt), txt, atol=1e-5)
+    assert float(model.logit_scale.scale()) == pytest.approx(1 / 0.07, rel=1e-5)
+
+
+def test_dual_encoder_fit_lowers_the_contrastive_loss():
+    model = mmzoo.build("dual_encoder", preset="tiny", learning_rate=3e-3)
+    model.compile()
+    x = _batch(model)
+    history = model.fit(x, epochs=8, batch_size=8, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0] - 0.05
+    assert "logit_scale" in history
+    evaluated = model.evaluate(x, batch_size=8, verbose=0, return_dict=True)
+    assert np.isfinite(evaluated["loss"])
+
+
+def test_dual_encoder_compile_rejects_an_external_loss():
+    model = mmzoo.build("dual_encoder", preset="tiny")
+    with pytest.raises(ValueError, match="computes its own contrastive loss"):
+        model.compile(loss="mse")
+
+
+def test_dual_encoder_loss_equals_the_head_function():
+    from mmzoo.heads.matching import contrastive_loss
+
+    model = mmzoo.build("dual_encoder", preset="tiny", ignore_duplicate_texts=False)
+    x = _batch(model)
+    expected = contrastive_loss(model.embed_image(x["image"]), model.embed_text(x["token_ids"]), 1 / 0.07)
+    assert float(model.compute_loss(x=x, training=False)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_dual_encoder_round_trip_keeps_temperature(tmp_path):
+    model = mmzoo.build("dual_encoder", preset="tiny")
+    model.logit_scale.log_scale.assign(3.0)
+    x = _batch(model)
+    reloaded = assert_model_roundtrip(model, x, tmp_path)
+    assert float(reloaded.logit_scale.log_scale) == pytest.approx(3.0)
+    np.testing.assert_allclose(
+        np.asarray(reloaded.embed_text(x["token_ids"])), np.asarray(model.embed_text(x["token_ids"])), atol=1e-5
+    )
+    assert json.loads(json.dumps(reloaded.get_config())) == json.loads(json.dumps(model.get_config()))
+
+
+def test_dual_encoder_training_example_uses_captions():
+    model = mmzoo.build("dual_encoder", preset="tiny")
+    batch = {"image": tf.zeros((2, 32, 32, 3)), "caption": tf.constant(["a red circle", "a blue square"])}
+    x = model.training_example(batch)
+    assert set(x) == {"image", "token_ids"}
+    np.testing.assert_array_equal(np.asarray(x["token_ids"]), np.asarray(model.tokenizer(batch["caption"])))
+
+
+def test_itm_outputs_fit_and_round_trip(tmp_path):
+    model = mmzoo.build("itm_matcher", preset="tiny")
+    assert isinstance(model, ITMMatcher) and model.task == "matching"
+    x = _batch(model)
+    score = np.asarray(model(x)["score"])
+    assert score.shape == (8,) and np.all((score >= 0) & (score <= 1))
+    model.compile()
+    y = np.array([1, 0] * 4, "float32")
+    history = model.fit(x, {"score": y}, epochs=6, batch_size=8, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert_model_roundtrip(model, x, tmp_path)
+
+
+def test_itm_gated_fusion_variant():
+    model = mmzoo.build("itm_matcher", preset="tiny", fusion="gated", fusion_kwargs={"units": 8})
+    assert np.asarray(model(_batch(model, 4))["score"]).shape == (4,)
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        mmzoo.build("itm_matcher", preset="tiny", fusion="concat")
+
+
+def test_itm_training_example_builds_labelled_negatives():
+    model = mmzoo.build("itm_matcher", preset="tiny")
+    captions = ["a red circle", "a red circle", "a blue square", "a green triangle"]
+    batch = {"image": tf.random.uniform((4, 32, 32, 3), 0, 255), "caption": tf.constant(captions)}
+    x, y = model.training_example(batch)
+    labels = np.asarray(y["score"])
+    ids = np.asarray(x["token_ids"])
+    assert x["image"].shape[0] == 8 and labels.shape == (8,)
+    np.testing.assert_array_equal(labels[:4], 1.0)
+    np.testing.assert_array_equal(np.asarray(x["image"][:4]), np.asarray(x["image"][4:]))
+    # A negative is labelled 1 exactly when its caption equals the positive one.
+    same = np.all(ids[4:] == ids[:4], axis=1)
+    np.testing.assert_array_equal(labels[4:], same.astype("float32"))
+    assert not np.all(same)
+
+
+def test_make_itm_dataset_mines_hard_negatives(tmp_path):
+    records = _records(tmp_path)
+    clip = mmzoo.build("dual_encoder", preset="tiny")
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    images, texts, image_ids, text_ids, labels = itm_pairs(records, clip, sample_from_top=1)
+    num_positive = sum(len(set(r.captions)) for r in records)
+    assert int(labels.sum()) >= num_positive and len(labels) == 3 * num_positive
+    # The negative text of each image is the most similar non-matching caption.
+    from mmzoo.heads.matching.itm_data import decode_images, tokenize_texts
+
+    img = np.asarray(clip.embed_image(decode_images(images, clip.image_preprocessor)))
+    txt = np.asarray(clip.embed_text(tokenize_texts(clip.tokenizer, texts)))
+    sim = img @ txt.T
+    own = {i: {t for i2, t, l in zip(image_ids, text_ids, labels) if i2 == i and l == 1} for i in range(len(images))}
+    for k in range(0, len(labels), 3):  # (positive, negative text, negative image) triples
+        i = image_ids[k + 1]
+        masked = sim[i].copy()
+        masked[list(own[i])] = -np.inf
+        assert text_ids[k + 1] == int(np.argmax(masked))
+    ds = make_itm_dataset(records, itm, dual_encoder=clip, batch_size=6)
+    x, y = next(iter(ds))
+    assert x["image"].shape == (6, 32, 32, 3) and x["token_ids"].dtype == tf.int32 and y.shape == (6,)
+    itm.compile()
+    itm.fit(ds, epochs=1, verbose=0)
+
+
+def test_make_itm_dataset_without_dual_encoder_uses_random_negatives(tmp_path):
+    records = _records(tmp_path, n=6)
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    _, texts, image_ids, text_ids, labels = itm_pairs(records, None, num_negatives=2, seed=1)
+    assert (labels == 0).sum() > 0 and (labels == 1).sum() > 0
+    ds = make_itm_dataset(records, itm, batch_size=4, shuffle=False)
+    assert sum(int(np.asarray(b[1]).shape[0]) for b in ds) == len(itm_pairs(records)[4])
+
+
+def test_zero_shot_classify():
+    model = mmzoo.build("dual_encoder", preset="tiny")
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    templates = ("a {}", "a picture of a {}")
+    probs, ids = zero_shot_classify(model, images, ["circle", "square", "triangle"], templates=templates)
+    assert probs.shape == (3, 3) and ids.shape == (3,)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(ids, probs.argmax(axis=1))
+    # Class embedding = renormalised mean of the prompt embeddings.
+    emb = class_embeddings(model, ["circle"], templates)
+    prompts = np.asarray(model.embed_text(model.tokenizer(tf.constant(["a circle", "a picture of a circle"]))))
+    mean = prompts.mean(axis=0)
+    np.testing.assert_allclose(emb[0], mean / np.linalg.norm(mean), atol=1e-5)
+    with pytest.raises(ValueError, match="templates"):
+        class_embeddings(model, ["circle"], ["no placeholder"])
+
+
+def test_evaluate_matcher_with_reranking(tmp_path):
+    from mmzoo.metrics.retrieval import evaluate_matcher
+
+    records = _records(tmp_path)
+    clip = mmzoo.build("dual_encoder", preset="tiny")
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    metrics = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=3)
+    json.dumps(metrics)
+    assert metrics["num_images"] == 8.0
+    for key in ("image_to_text_recall@1", "text_to_image_recall@10", "image_to_text_median_rank",
+                "reranked_image_to_text_recall@1", "reranked_text_to_image_mean_rank"):
+        assert 0.0 <= metrics[key] <= metrics["num_texts"] + 1
+    itm_only = evaluate_matcher(itm, records, batch_size=4)
+    assert "image_to_text_recall@1" in itm_only
+
+
+def test_export_has_the_three_matching_signatures(tmp_path):
+    from mmzoo.data.shapes import generate_shapes_dataset  # noqa: F401  (shapes PNGs)
+
+    model = mmzoo.build("dual_encoder", preset="tiny")
+    version_dir = mmzoo.export_saved_model(model, str(tmp_path / "dual_encoder"), version=1)
+    loaded = tf.saved_model.load(version_dir)
+    assert {"serving_default", "embed_image", "embed_text"} <= set(loaded.signatures)
+    png = tf.io.encode_png(tf.cast(tf.random.uniform((32, 32, 3), 0, 255), tf.uint8))
+    texts = tf.constant(["a red circle", "a blue square"])
+    out_text = loaded.signatures["embed_text"](text=texts)["embedding"].numpy()
+    expected = np.asarray(model.embed_text(model.tokenizer(texts)))
+    np.testing.assert_allclose(out_text, expected, atol=1e-5)
+    out_image = loaded.signatures["embed_image"](image_bytes=tf.stack([png, png]))["embedding"].numpy()
+    assert out_image.shape == (2, 16)
+    score = loaded.signatures["serving_default"](image_bytes=tf.stack([png, png]), text=texts)["score"].numpy()
+    np.testing.assert_allclose(score, np.sum(out_image * out_text, axis=1), atol=1e-5)
+
+
+_MIRRORED_FIT_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    import keras, mmzoo
+    keras.utils.set_random_seed(0)
+    single = mmzoo.build("dual_encoder", preset="tiny")
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "green", "circle", "square", "triangle"]
+    texts = [f"a {words[i % 3]} {words[3 + i // 3 % 3]}" for i in range(8)]
+    x = single.preprocess(rng.integers(0, 255, (8, 32, 32, 3)).astype("uint8"), texts)
+    x = {k: np.asarray(v) for k, v in x.items()}
+    single.compile()
+    single_loss = single.evaluate(x, batch_size=8, verbose=0, return_dict=True)["loss"]
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        dist = mmzoo.build("dual_encoder", preset="tiny")
+        dist.set_weights(single.get_weights())
+        dist.compile()
+    dist_loss = dist.evaluate(x, batch_size=8, verbose=0, return_dict=True)["loss"]
+    history = dist.fit(x, batch_size=8, epochs=3, verbose=0).history
+    print(json.dumps({"single": single_loss, "dist": dist_loss, "fit": history["loss"]}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_dual_encoder_under_mirrored_strategy_uses_the_global_batch(tmp_path):
+    script = tmp_path / "mirrored_fit.py"
+    script.write_text(_MIRRORED_FIT_SCRIPT)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=500, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["dist"] == pytest.approx(result["single"], rel=1e-4)
+    assert all(np.isfinite(result["fit"])) and result["fit"][-1] < result["fit"][0]
