@@ -113,12 +113,13 @@ def _mask(shape, cx, cy, r, yy, xx):
 
 def _place(rng, image_size, radii):
     """Centres for circles of ``radii`` inside the image, not overlapping."""
+    gap = 0.03 * image_size
     for _ in range(200):
         centres = []
         for r in radii:
             for _ in range(50):
                 c = rng.uniform(r + 1, image_size - r - 1, size=2)
-                if all(np.hypot(*(c - c2)) >= r + r2 + 2 for c2, r2 in zip(centres, radii)):
+                if all(np.hypot(*(c - c2)) >= r + r2 + gap for c2, r2 in zip(centres, radii)):
                     centres.append(c)
                     break
             else:

@@ -1,0 +1,108 @@
+import json
+import os
+
+import pytest
+
+from mmzoo.data import Record, read_manifest, write_manifest
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_jsonl_round_trip(tmp_path, image_files):
+    records = [
+        Record(image_files[0], "what color", "red", ["a red square", "red"]),
+        Record(image_files[1], "which colors", ["green", "blue"], ["one caption"], meta={"split": "a"}),
+    ]
+    path = write_manifest(records, tmp_path / "m.jsonl")
+    rows = [json.loads(line) for line in open(path)]
+    assert rows[0]["image"] == "img0.png"  # relative to the manifest
+    back = read_manifest(path)
+    assert [r.image for r in back] == image_files[:2]
+    assert back[0].label == "red" and back[1].label == ["green", "blue"]
+    assert back[0].captions == ["a red square", "red"] and back[1].captions == ["one caption"]
+    assert back[1].meta == {"split": "a"}
+    assert back[0].source == f"{path} line 1"
+    assert back.report.num_kept == 2 and back.report.num_skipped == 0
+
+
+def test_csv_round_trip_with_lists(tmp_path, image_files):
+    records = [
+        Record(image_files[0], "a, quoted \"text\"", ["red", "blue"], ["c1", "c2"]),
+        Record(image_files[1], "", "green", ["only"]),
+    ]
+    path = write_manifest(records, tmp_path / "m.csv")
+    header = open(path).readline().strip()
+    assert header == "image,text,label,caption"
+    back = read_manifest(path)
+    assert back[0].text == 'a, quoted "text"'
+    assert back[0].label == ["red", "blue"] and back[0].captions == ["c1", "c2"]
+    assert back[1].text == "" and back[1].label == "green" and back[1].captions == ["only"]
+
+
+def test_csv_pipe_separated_lists_by_hand(tmp_path, image_files):
+    path = _write(tmp_path / "m.csv", "image,label,caption\nimg0.png,cat|dog,a cat|a dog|two pets\n")
+    (r,) = read_manifest(path)
+    assert r.label == ["cat", "dog"] and r.captions == ["a cat", "a dog", "two pets"] and r.text is None
+
+
+def test_malformed_json_names_file_and_line(tmp_path, image_files):
+    text = '{"image": "img0.png", "label": "a"}\n\n{"image": "img1.png", "label": \n'
+    path = _write(tmp_path / "bad.jsonl", text)
+    with pytest.raises(ValueError, match=r"bad\.jsonl line 3: malformed JSON"):
+        read_manifest(path)
+
+
+def test_missing_column_names_line(tmp_path, image_files):
+    path = _write(tmp_path / "m.jsonl", '{"image": "img0.png", "label": "a"}\n{"image": "img1.png"}\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl line 2: missing column\(s\) \['label'\]"):
+        read_manifest(path)
+    path = _write(tmp_path / "m2.jsonl", '{"text": "no image"}\n')
+    with pytest.raises(ValueError, match=r"m2\.jsonl line 1: missing column\(s\) \['image'\]"):
+        read_manifest(path)
+
+
+def test_csv_wrong_field_count_and_missing_header(tmp_path, image_files):
+    path = _write(tmp_path / "m.csv", "image,label\nimg0.png,a\nimg1.png\n")
+    with pytest.raises(ValueError, match=r"m\.csv line 3: expected 2 fields"):
+        read_manifest(path)
+    path = _write(tmp_path / "n.csv", "picture,label\nimg0.png,a\n")
+    with pytest.raises(ValueError, match=r"n\.csv line 1: .*no 'image' column"):
+        read_manifest(path)
+
+
+def test_missing_image_file(tmp_path, image_files):
+    path = _write(tmp_path / "m.jsonl", '{"image": "img0.png", "text": "t"}\n{"image": "nope.png", "text": "t"}\n')
+    with pytest.raises(ValueError, match=r"m\.jsonl line 2: image file not found: .*nope\.png"):
+        read_manifest(path)
+    assert len(read_manifest(path, check_files=False)) == 2
+
+
+def test_skip_bad_reports_rows(tmp_path, image_files):
+    lines = [
+        '{"image": "img0.png", "label": "a"}',
+        "not json",
+        '{"image": "missing.png", "label": "b"}',
+        '["a list"]',
+        '{"image": "img1.png"}',
+        '{"image": "img2.png", "label": 7}',
+    ]
+    path = _write(tmp_path / "m.jsonl", "\n".join(lines) + "\n")
+    records = read_manifest(path, skip_bad=True)
+    assert [r.image for r in records] == [image_files[0], image_files[2]]
+    assert records[1].label == "7"
+    report = records.report
+    assert report.num_kept == 2 and report.num_skipped == 4
+    assert [s.source for s in report.skipped] == [f"{path} line {n}" for n in (2, 3, 4, 5)]
+    assert "malformed JSON" in report.skipped[0].reason
+    assert "not found" in report.skipped[1].reason
+
+
+def test_read_manifest_dispatch_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown dataset file type.*data\.parquet"):
+        read_manifest(tmp_path / "data.parquet")
+    with pytest.raises(ValueError, match="write_manifest needs image paths"):
+        write_manifest([Record(b"\x89PNG")], tmp_path / "m.jsonl")
+    assert os.path.exists(tmp_path) and not os.path.exists(tmp_path / "m.jsonl")

@@ -1,0 +1,40 @@
+import pytest
+
+from mmzoo.data.records import Record, RecordList, SkipReport, _BadRows, as_str_list
+
+
+def test_record_defaults_and_source():
+    r = Record("/x/a.png", "hi", ("a", "b"), "one caption")
+    assert r.captions == ["one caption"]
+    assert r.label == ["a", "b"]
+    assert r.source == "/x/a.png"
+    assert not r.has_image_bytes
+    assert Record(b"\x89PNG").source == "<image bytes>"
+    assert Record(b"\x89PNG").has_image_bytes
+
+
+def test_skip_report_summary():
+    report = SkipReport(num_kept=3)
+    for i in range(7):
+        report.add(f"f.jsonl line {i}", "bad")
+    assert report.num_skipped == 7
+    text = str(report)
+    assert "kept 3 rows, skipped 7" in text and "f.jsonl line 0: bad" in text and "2 more" in text
+
+
+def test_bad_rows_raise_or_collect():
+    with pytest.raises(ValueError, match="m.csv line 4: missing"):
+        _BadRows(skip_bad=False).bad("m.csv line 4", "missing")
+    bad = _BadRows(skip_bad=True)
+    bad.bad("m.csv line 4", "missing")
+    result = bad.finish(["r1", "r2"], "test")
+    assert isinstance(result, RecordList) and list(result) == ["r1", "r2"]
+    assert result.report.num_kept == 2 and result.report.skipped[0].source == "m.csv line 4"
+
+
+def test_as_str_list():
+    assert as_str_list("a", "label") == ["a"]
+    assert as_str_list(["a", 3], "label") == ["a", "3"]
+    assert as_str_list(None, "caption") == []
+    with pytest.raises(ValueError, match="Received: label=1.5"):
+        as_str_list(1.5, "label")
