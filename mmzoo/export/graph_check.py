@@ -78,15 +78,17 @@ def graph_ops(export_dir) -> dict[str, set[str]]:
     return ops
 
 
-def check_serving_graph(export_dir) -> set[str]:
+def check_serving_graph(export_dir, allow_ops=()) -> set[str]:
     """Raise ``UnservableGraphError`` if TF Serving cannot run the SavedModel.
 
     Rejects the Python-callback ops (``PyFunc``, ``PyFuncStateless``,
-    ``EagerPyFunc``) and any op outside TensorFlow core and tensorflow-text.
-    Returns the set of op types found.
+    ``EagerPyFunc``) and any op outside TensorFlow core (``tf.raw_ops``) and
+    tensorflow-text, including the XLA-only ``Xla*`` ops. ``allow_ops``: op
+    names to accept anyway (a server built with extra ops or with XLA
+    enabled). Returns the set of op types found.
     """
     ops = graph_ops(export_dir)
-    allowed = tensorflow_core_ops() | tensorflow_text_ops()
+    allowed = tensorflow_core_ops() | tensorflow_text_ops() | set(allow_ops)
     python_ops = sorted(op for op in ops if op in PYTHON_OPS)
     foreign_ops = sorted(op for op in ops if op not in allowed and op not in PYTHON_OPS)
     problems = []
@@ -96,10 +98,20 @@ def check_serving_graph(export_dir) -> set[str]:
             f"Python callback ops {python_ops} (from tf.py_function / tf.numpy_function; used in {where}): "
             "TF Serving runs graphs without Python. Replace them with TensorFlow ops"
         )
-    if foreign_ops:
-        where = {op: sorted(ops[op])[:3] for op in foreign_ops}
+    xla_ops = [op for op in foreign_ops if op.startswith("Xla")]
+    other_ops = [op for op in foreign_ops if not op.startswith("Xla")]
+    if xla_ops:
+        where = {op: sorted(ops[op])[:3] for op in xla_ops}
         problems.append(
-            f"ops outside TensorFlow core and tensorflow-text {foreign_ops} (used in {where}): "
+            f"XLA-only ops {xla_ops} (used in {where}; keras.ops.slice_update / dynamic_update_slice emit "
+            "XlaDynamicUpdateSlice under the TensorFlow backend): they run only through XLA JIT compilation, "
+            "which TF Serving disables by default. Use core ops instead (tf.tensor_scatter_nd_update, "
+            "a one-hot mask, tf.TensorArray), or pass allow_ops=[...] if your server enables XLA"
+        )
+    if other_ops:
+        where = {op: sorted(ops[op])[:3] for op in other_ops}
+        problems.append(
+            f"ops outside TensorFlow core and tensorflow-text {other_ops} (used in {where}): "
             "TF Serving only links those op libraries"
         )
     if problems:

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmzoo.export.graph_check import _read_saved_model_proto, check_serving_graph
-from mmzoo.export.signatures import MULTI_LABEL_THRESHOLD, build_export_archive, is_multi_label
+from mmzoo.export.signatures import MULTI_LABEL_THRESHOLD, build_export_archive, classification_mode, is_multi_label
 from mmzoo.export.warmup import write_warmup_requests
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ def export_saved_model(
     sample_texts=None,
     warmup=True,
     verify=True,
+    allow_ops=(),
 ) -> str:
     """Export ``model`` for TF Serving as ``base_dir/<version>/``; return that path.
 
@@ -152,6 +153,8 @@ def export_saved_model(
             (needs ``tensorflow-serving-api``).
         verify: reload the SavedModel and run the sample requests before the
             version is renamed into place.
+        allow_ops: op names the graph check accepts beyond TensorFlow core
+            and tensorflow-text (only for servers built with them).
 
     Raises:
         FileExistsError: ``version`` exists and ``overwrite`` is False.
@@ -198,7 +201,7 @@ def export_saved_model(
     try:
         archive = build_export_archive(model, beam_width=beam_width)
         archive.write_out(tmp_dir, verbose=False)
-        check_serving_graph(tmp_dir)
+        check_serving_graph(tmp_dir, allow_ops=allow_ops)
         signatures = _signature_info(tmp_dir)
         requests = _requests_for(signatures, images[0], texts[0])
         if warmup:
@@ -220,6 +223,7 @@ def export_saved_model(
             "sequence_length": int(model.sequence_length),
             "vocabulary_size": int(getattr(model.tokenizer, "vocabulary_size", 0) or 0),
             "label_names": model.label_names,
+            "classification_mode": classification_mode(model) if model.task == "classification" else None,
             "multi_label": is_multi_label(model) if model.task == "classification" else None,
             "multi_label_threshold": MULTI_LABEL_THRESHOLD if model.task == "classification" else None,
             "beam_width": int(beam_width) if model.task == "captioning" else None,

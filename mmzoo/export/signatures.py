@@ -20,9 +20,11 @@ every task      preprocessed      image, token_ids         as serving_default
 =============== ================= ======================== ===================================
 
 Models that only use one modality (unimodal baselines) take only that input.
-Multi-label classifiers: ``scores`` are per-class sigmoid probabilities,
-``class_ids``/``classes`` the top-scoring class, and ``predicted`` (bool
-``[None, C]``) marks every class with ``score >= 0.5``.
+Multi-label classifiers (``mode="multilabel"``): ``scores`` are per-class
+sigmoid probabilities, ``class_ids``/``classes`` the top-scoring class, and
+``predicted`` (bool ``[None, C]``) marks every class with ``score >= 0.5``.
+Binary classifiers (``mode="binary"``, one sigmoid unit ``p``) serve
+``scores = [1 - p, p]`` over their two ``label_names``.
 Captioners' ``preprocessed`` signature takes only ``image``.
 """
 
@@ -45,14 +47,26 @@ def model_input_names(model) -> list[str]:
     return list(names)
 
 
-def is_multi_label(model) -> bool:
-    value = getattr(model, "multi_label", None)
+def _config_value(model, key, default=None):
+    value = getattr(model, key, None)
     if value is None:
         try:
-            value = model.get_config().get("multi_label", False)
+            value = model.get_config().get(key, default)
         except Exception:  # noqa: BLE001
-            value = False
-    return bool(value)
+            value = default
+    return default if value is None else value
+
+
+def classification_mode(model) -> str:
+    """``"multiclass"``, ``"multilabel"`` or ``"binary"`` (zoo classifiers' ``mode``)."""
+    mode = _config_value(model, "mode", None)
+    if mode is None:
+        mode = "multilabel" if _config_value(model, "multi_label", False) else "multiclass"
+    return str(mode)
+
+
+def is_multi_label(model) -> bool:
+    return classification_mode(model) == "multilabel"
 
 
 def _check_same_batch(image_bytes, text):
@@ -87,6 +101,9 @@ def _scores_of(outputs):
 
 def _classification_head(model, outputs):
     scores = tf.cast(_scores_of(outputs), tf.float32)
+    if classification_mode(model) == "binary" and scores.shape[-1] == 1:
+        # One sigmoid unit (probability of label_names[1]): serve both classes.
+        scores = tf.concat([1.0 - scores, scores], axis=-1)
     num_classes = scores.shape[-1]
     label_names = model.label_names or [str(i) for i in range(num_classes)]
     if num_classes is not None and len(label_names) != num_classes:
