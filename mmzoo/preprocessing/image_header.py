@@ -155,3 +155,76 @@ def check_header(data, max_pixels=None):
                 )
             )
     return checks
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+def _gif_end_of_first_frame(data):
+    """Byte offset just past the first image's data in a GIF (0 if not found).
+
+    A ``tf.function`` so the block walk runs as a graph loop even when called
+    eagerly (one small step per 255-byte sub-block).
+    """
+    raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int64)
+    length = tf.size(raw, out_type=tf.int64)
+    raw = tf.concat([raw, tf.zeros([16], tf.int64)], axis=0)  # safe reads past the end
+
+    def byte(pos):
+        return tf.gather(raw, tf.minimum(pos, length))
+
+    flags = byte(tf.constant(10, tf.int64))
+    global_table = tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), 0)
+    start = 13 + global_table
+
+    # State: position, in sub-blocks?, sub-blocks belong to an image?, end offset.
+    def cond(pos, in_blocks, is_image, end):
+        return (pos < length) & tf.equal(end, 0)
+
+    def body(pos, in_blocks, is_image, end):
+        value = byte(pos)
+        # Inside a run of data sub-blocks: a size byte, 0 ends the run.
+        block_end = in_blocks & tf.equal(value, 0)
+        sub_pos = tf.where(block_end, pos + 1, pos + value + 1)
+        # At a block introducer: 0x21 extension, 0x2C image descriptor.
+        is_ext = tf.equal(value, 0x21)
+        is_desc = tf.equal(value, 0x2C)
+        image_flags = byte(pos + 9)
+        local_table = tf.where(
+            image_flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), image_flags % 8), 0
+        )
+        intro_pos = tf.where(is_ext, pos + 2, tf.where(is_desc, pos + 11 + local_table, length))
+        new_pos = tf.where(in_blocks, sub_pos, intro_pos)
+        new_in_blocks = tf.where(in_blocks, tf.logical_not(block_end), is_ext | is_desc)
+        new_is_image = tf.where(in_blocks, is_image, is_desc)
+        new_end = tf.where(in_blocks & block_end & is_image, pos + 1, end)
+        return new_pos, new_in_blocks, new_is_image, new_end
+
+    _, _, _, end = tf.while_loop(
+        cond,
+        body,
+        (start, tf.constant(False), tf.constant(False), tf.constant(0, tf.int64)),
+    )
+    return end
+
+
+def gif_first_frame(data):
+    """``data`` cut after the first frame of a GIF (other bytes unchanged).
+
+    TensorFlow's GIF decoder reads every frame before returning the first, so
+    an animation of many large frames costs frames x width x height bytes even
+    with ``expand_animations=False``. Cutting the stream after the first
+    image (and closing it with the trailer byte) bounds that by one frame.
+    Anything that is not a well-formed GIF passes through unchanged, for the
+    decoder to report.
+    """
+    data = tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [])
+    is_gif = tf.equal(tf.strings.substr(tf.strings.join([data, "\0\0\0\0"]), 0, 4), "GIF8")
+
+    def cut():
+        end = _gif_end_of_first_frame(data)
+        return tf.cond(
+            end > 0,
+            lambda: tf.strings.join([tf.strings.substr(data, tf.constant(0, tf.int64), end), tf.constant(b"\x3b")]),
+            lambda: data,
+        )
+
+    return tf.cond(is_gif, cut, lambda: data)

@@ -6,10 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmzoo.preprocessing.image_header import (
-    FORMAT_NAMES,
-    check_header,
-)
+from mmzoo.preprocessing.image_header import check_header, gif_first_frame
 
 _SCALES = (None, "unit", "symmetric")
 
@@ -45,7 +42,8 @@ class ImagePreprocessor(keras.layers.Layer):
 
     Before decoding, the width and height are read from the file header and
     images over ``max_pixels`` are refused with ``InvalidArgumentError``
-    (a decompression-bomb guard; ``max_pixels=None`` turns it off). Empty,
+    (a decompression-bomb guard; ``max_pixels=None`` turns it off), and
+    animated GIFs are cut after their first frame before decoding. Empty,
     unknown, truncated or corrupt bytes also raise ``InvalidArgumentError``
     with a message that says what was wrong. Only TensorFlow ops are used,
     so the checks hold inside ``tf.data``, ``tf.function`` and SavedModels.
@@ -124,7 +122,7 @@ class ImagePreprocessor(keras.layers.Layer):
         data = tf.reshape(data, [])
         checks = check_header(data, self.max_pixels)
         with tf.control_dependencies(checks):
-            data = tf.identity(data)
+            data = gif_first_frame(data)
         image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
         image = tf.cast(image, tf.float32)
         image = self._resize(image)
@@ -207,4 +205,4 @@ class ImagePreprocessor(keras.layers.Layer):
         return config
 
 
-__all__ = ["ImagePreprocessor", "FORMAT_NAMES"]
+__all__ = ["ImagePreprocessor"]
