@@ -1,0 +1,270 @@
+"""In-test doubles of TF Serving: REST (HTTP) and gRPC, running a real SavedModel.
+
+They reproduce TF Serving's wire formats (columnar ``inputs``/``outputs``
+JSON with ``{"b64": ...}`` strings and the unnamed single-output response;
+``PredictRequest``/``PredictResponse`` and ``GetModelMetadata`` over gRPC)
+and its error shapes (``{"error": message}`` with an HTTP status; gRPC status
+and details). Both bind 127.0.0.1 on a free port, serve from daemon threads
+and stop by themselves after ``lifetime`` seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops)
+
+
+class ServedModel:
+    """A loaded SavedModel plus what the doubles need to run and describe it."""
+
+    def __init__(self, name, version_dir, version=1):
+        self.name = name
+        self.version = int(version)
+        self.loaded = tf.saved_model.load(str(version_dir))
+        self.lock = threading.Lock()
+
+    def run(self, signature_name, inputs: dict) -> dict:
+        if signature_name not in self.loaded.signatures:
+            raise KeyError(f"Serving signature name: \"{signature_name}\" not found in signature def")
+        fn = self.loaded.signatures[signature_name]
+        specs = fn.structured_input_signature[1]
+        missing = sorted(set(specs) - set(inputs))
+        if missing:
+            raise ValueError(f"Missing inputs {missing} for signature {signature_name}")
+        feed = {k: tf.constant(inputs[k], dtype=specs[k].dtype) for k in specs}
+        with self.lock:
+            outputs = fn(**feed)
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    def signature_defs(self) -> dict:
+        out = {}
+        for name, fn in self.loaded.signatures.items():
+
+            def describe(spec):
+                shape = [-1 if d is None else d for d in spec.shape.as_list()]
+                return {"dtype": "DT_" + spec.dtype.name.upper(), "tensor_shape": {"dim": [{"size": str(d)} for d in shape]}}
+
+            out[name] = {
+                "inputs": {k: describe(s) for k, s in fn.structured_input_signature[1].items()},
+                "outputs": {k: describe(s) for k, s in fn.structured_outputs.items()},
+                "method_name": "tensorflow/serving/predict",
+            }
+        return out
+
+
+class _Faults:
+    """Make the next ``n`` requests fail as unavailable (retry tests)."""
+
+    def __init__(self):
+        self.unavailable = 0
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        self.requests = 0
+
+    def take(self):
+        with self.lock:
+            self.requests += 1
+            if self.unavailable > 0:
+                self.unavailable -= 1
+                return True
+            return False
+
+
+def _json_value(array: np.ndarray, name: str):
+    if array.dtype == object or array.dtype.kind == "S":
+        def enc(v):
+            if name.endswith("_bytes"):
+                return {"b64": base64.b64encode(v).decode("ascii")}
+            return v.decode("utf-8")
+
+        return np.vectorize(enc, otypes=[object])(array).tolist() if array.size else []
+    return array.tolist()
+
+
+def _from_json(value):
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return value
+
+
+class RestDouble:
+    """``POST /v1/models/NAME[/versions/N]:predict``, ``GET .../metadata``, ``GET /v1/models/NAME``."""
+
+    _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<verb>:predict|/metadata)?$")
+
+    def __init__(self, served: ServedModel, lifetime=120.0):
+        self.served = served
+        self.faults = _Faults()
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _send(self, status, payload):
+                body = json.dumps(payload).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _route(self):
+                if double.faults.delay:
+                    threading.Event().wait(double.faults.delay)
+                if double.faults.take():
+                    return self._send(503, {"error": "Servable not available (simulated)"})
+                match = double._PATH.match(self.path)
+                if not match:
+                    return self._send(404, {"error": f"Malformed request: {self.command} {self.path}"})
+                name, version, verb = match["name"], match["version"], match["verb"]
+                if name != double.served.name or (version and int(version) != double.served.version):
+                    return self._send(404, {"error": f"Servable not found for request: Specific({name}, {version})"})
+                if self.command == "GET" and verb is None:
+                    return self._send(200, {"model_version_status": [{"version": str(double.served.version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+                if self.command == "GET" and verb == "/metadata":
+                    return self._send(200, {
+                        "model_spec": {"name": name, "signature_name": "", "version": str(double.served.version)},
+                        "metadata": {"signature_def": {"signature_def": double.served.signature_defs()}},
+                    })
+                if self.command == "POST" and verb == ":predict":
+                    length = int(self.headers.get("Content-Length", 0))
+                    try:
+                        request = json.loads(self.rfile.read(length))
+                    except ValueError as error:
+                        return self._send(400, {"error": f"JSON Parse error: {error}"})
+                    if "inputs" not in request:
+                        return self._send(400, {"error": "Missing 'inputs' or 'instances' key"})
+                    signature = request.get("signature_name", "serving_default")
+                    inputs = request["inputs"]
+                    if not isinstance(inputs, dict):
+                        inputs = {"__single__": inputs}
+                    try:
+                        outputs = double.served.run(signature, {k: _from_json(v) for k, v in inputs.items()})
+                    except tf.errors.InvalidArgumentError as error:
+                        return self._send(400, {"error": error.message})
+                    except (KeyError, ValueError) as error:
+                        return self._send(400, {"error": str(error).strip('"')})
+                    encoded = {k: _json_value(v, k) for k, v in outputs.items()}
+                    if len(encoded) == 1:  # TF Serving drops the name of a single output
+                        encoded = next(iter(encoded.values()))
+                    return self._send(200, {"outputs": encoded})
+                return self._send(405, {"error": f"Unsupported method {self.command} on {self.path}"})
+
+            do_GET = _route
+            do_POST = _route
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._timer = threading.Timer(lifetime, self.stop)
+        self._timer.daemon = True
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.thread.start()
+        self._timer.start()
+        return self
+
+    def stop(self):
+        self._timer.cancel()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class GrpcDouble:
+    """A ``PredictionServiceServicer`` (Predict, GetModelMetadata) on 127.0.0.1."""
+
+    def __init__(self, served: ServedModel, lifetime=120.0):
+        import grpc
+        from tensorflow_serving.apis import (
+            get_model_metadata_pb2,
+            predict_pb2,
+            prediction_service_pb2_grpc,
+        )
+        from tensorflow.core.protobuf import meta_graph_pb2
+
+        self.served = served
+        self.faults = _Faults()
+        double = self
+
+        def check_spec(spec, context):
+            if spec.name != served.name or (spec.HasField("version") and spec.version.value != served.version):
+                version = spec.version.value if spec.HasField("version") else None
+                context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {version})")
+
+        class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+            def Predict(self, request, context):
+                if double.faults.delay:
+                    threading.Event().wait(double.faults.delay)
+                if double.faults.take():
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "Servable not available (simulated)")
+                check_spec(request.model_spec, context)
+                signature = request.model_spec.signature_name or "serving_default"
+                inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+                try:
+                    outputs = double.served.run(signature, inputs)
+                except tf.errors.InvalidArgumentError as error:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+                except (KeyError, ValueError) as error:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error).strip('"'))
+                response = predict_pb2.PredictResponse()
+                response.model_spec.name = served.name
+                response.model_spec.version.value = served.version
+                response.model_spec.signature_name = signature
+                for key, value in outputs.items():
+                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+                return response
+
+            def GetModelMetadata(self, request, context):
+                check_spec(request.model_spec, context)
+                signature_map = get_model_metadata_pb2.SignatureDefMap()
+                for name, fn in served.loaded.signatures.items():
+                    sig = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+                    for group, specs in (("inputs", fn.structured_input_signature[1]), ("outputs", fn.structured_outputs)):
+                        for key, spec in specs.items():
+                            info = getattr(sig, group)[key]
+                            info.name = f"{name}_{key}:0"
+                            info.dtype = spec.dtype.as_datatype_enum
+                            info.tensor_shape.CopyFrom(spec.shape.as_proto())
+                    signature_map.signature_def[name].CopyFrom(sig)
+                response = get_model_metadata_pb2.GetModelMetadataResponse()
+                response.model_spec.name = served.name
+                response.model_spec.version.value = served.version
+                response.metadata["signature_def"].Pack(signature_map)
+                return response
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self._timer = threading.Timer(lifetime, self.stop)
+        self._timer.daemon = True
+
+    @property
+    def target(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        self.server.start()
+        self._timer.start()
+        return self
+
+    def stop(self):
+        self._timer.cancel()
+        self.server.stop(grace=0)

@@ -1,0 +1,71 @@
+"""GrpcClient against an in-test PredictionService double running the real SavedModel."""
+
+import numpy as np
+import pytest
+
+from mmzoo.serving import GrpcClient, ServingError
+from tests.export.tiny_models import random_images
+
+TEXTS = ["a red circle", "big blue square"]
+
+
+def test_predict_matches_the_saved_model(grpc_double, served_classifier):
+    _, served = served_classifier
+    images = random_images(2, seed=31)
+    with GrpcClient("tiny_classifier", target=grpc_double.target, version=1) as client:
+        out = client.predict(images=images, texts=TEXTS)
+    expected = served.run("serving_default", {"image_bytes": images, "text": TEXTS})
+    np.testing.assert_allclose(out["scores"], expected["scores"], atol=1e-6)
+    np.testing.assert_array_equal(out["class_ids"], expected["class_ids"])
+    assert out["classes"].tolist() == [c.decode() for c in expected["classes"]]
+
+
+def test_preprocessed_signature_and_metadata(grpc_double, served_classifier):
+    model, served = served_classifier
+    import tensorflow as tf
+
+    inputs = model.preprocess(tf.constant(random_images(1)), tf.constant(["a"]))
+    arrays = {k: np.asarray(v) for k, v in inputs.items()}
+    with GrpcClient("tiny_classifier", target=grpc_double.target) as client:
+        out = client.predict(arrays, signature_name="preprocessed")
+        meta = client.metadata()
+    np.testing.assert_allclose(out["scores"], served.run("preprocessed", arrays)["scores"], atol=1e-6)
+    assert meta["serving_default"]["inputs"] == {
+        "image_bytes": {"dtype": "string", "shape": [None]},
+        "text": {"dtype": "string", "shape": [None]},
+    }
+    assert meta["preprocessed"]["inputs"]["image"]["shape"] == [None, 16, 16, 3]
+
+
+def test_errors_carry_the_server_message(grpc_double):
+    with GrpcClient("tiny_classifier", target=grpc_double.target, retries=0) as client:
+        with pytest.raises(ServingError, match="same batch size") as info:
+            client.predict(images=random_images(2), texts=["a"])
+        assert info.value.code == "INVALID_ARGUMENT"
+        with pytest.raises(ServingError, match="not a JPEG, PNG, GIF or BMP"):
+            client.predict(images=[b"garbage"], texts=["a"])
+    with GrpcClient("other_model", target=grpc_double.target, retries=0) as client:
+        with pytest.raises(ServingError, match="Servable not found") as info:
+            client.predict(images=random_images(1), texts=["a"])
+        assert info.value.code == "NOT_FOUND"
+
+
+def test_retries_unavailable_then_gives_up(grpc_double):
+    grpc_double.faults.unavailable = 2
+    with GrpcClient("tiny_classifier", target=grpc_double.target, retries=3, backoff=0.01) as client:
+        assert client.predict(images=random_images(1), texts=["a"])["scores"].shape == (1, 3)
+    assert grpc_double.faults.requests == 3
+    grpc_double.faults.unavailable = 5
+    with GrpcClient("tiny_classifier", target=grpc_double.target, retries=1, backoff=0.01) as client:
+        with pytest.raises(ServingError, match="not available") as info:
+            client.predict(images=random_images(1), texts=["a"])
+    assert info.value.code == "UNAVAILABLE"
+
+
+def test_deadline(grpc_double):
+    grpc_double.faults.delay = 1.5
+    with GrpcClient("tiny_classifier", target=grpc_double.target, timeout=0.3, retries=0) as client:
+        with pytest.raises(ServingError) as info:
+            client.predict(images=random_images(1), texts=["a"])
+    assert info.value.code == "DEADLINE_EXCEEDED"
+    grpc_double.faults.delay = 0.0
