@@ -1,0 +1,157 @@
+"""Raw bytes -> predictions: the exported signature versus the plain Python path.
+
+Export path: ``tf.saved_model.load(export)["serving_default"](image_bytes, text)``
+(decode, resize, tokenize and the model in one graph).
+Python path, what a user would write without the export: PIL decode + resize,
+Python tokenization with the tokenizer's vocabulary, ``model.predict``.
+
+Prints, from one run: the speed ratio (Python time / export time) at batch 1
+and batch 32 (goal: >= 2x at batch 32), the ratio against a direct
+``model(x)`` call instead of ``model.predict``, and p50/p99 latency at batch 1.
+
+    python benchmarks/serving.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import mmzoo  # noqa: E402
+from mmzoo.export import export_saved_model  # noqa: E402
+
+WORDS = ["a", "small", "big", "red", "green", "blue", "circle", "square", "triangle", "left", "right", "of"]
+
+
+def make_inputs(n, source_size, seed=0):
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n):
+        pixels = rng.integers(0, 256, (source_size, source_size, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+        images.append(buffer.getvalue())
+    texts = [" ".join(rng.choice(WORDS, size=rng.integers(3, 9))) for _ in range(n)]
+    return images, texts
+
+
+class PythonPath:
+    """PIL + Python tokenizer + ``model.predict`` (or ``model(x)``)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.height, self.width = model.image_size
+        vocabulary = model.tokenizer.get_vocabulary()
+        self.ids = {token: i for i, token in enumerate(vocabulary)}
+        self.length = model.sequence_length
+        self.unk = model.tokenizer.unk_id
+        self.uses_text = "token_ids" in model.model_input_names
+
+    def preprocess(self, images, texts):
+        pixels = np.stack(
+            [
+                np.asarray(
+                    Image.open(io.BytesIO(b)).convert("RGB").resize((self.width, self.height), Image.BILINEAR),
+                    dtype=np.float32,
+                )
+                for b in images
+            ]
+        )
+        x = {"image": pixels}
+        if self.uses_text:
+            token_ids = np.zeros((len(texts), self.length), np.int32)
+            for row, text in enumerate(texts):
+                tokens = re.findall(r"\w+|[^\w\s]", text.lower())[: self.length]
+                token_ids[row, : len(tokens)] = [self.ids.get(t, self.unk) for t in tokens]
+            x["token_ids"] = token_ids
+        return x
+
+    def predict(self, images, texts):
+        return self.model.predict(self.preprocess(images, texts), verbose=0, batch_size=len(images))
+
+    def call(self, images, texts):
+        return self.model(self.preprocess(images, texts), training=False)
+
+
+def timed(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return np.array(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
+    parser.add_argument("--model", default="concat_classifier")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--source-size", type=int, default=128, help="side of the encoded JPEGs")
+    args = parser.parse_args(argv)
+
+    repeats_1 = 30 if args.quick else 200
+    repeats_32 = 5 if args.quick else 30
+
+    model = mmzoo.build(args.model, preset=args.preset)
+    python = PythonPath(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        version_dir = export_saved_model(model, os.path.join(tmp, args.model), verify=False, warmup=False)
+        import tensorflow_text  # noqa: F401
+
+        serving = tf.saved_model.load(version_dir).signatures["serving_default"]
+        needs_text = "text" in serving.structured_input_signature[1]
+
+        def export_fn(images, texts):
+            feed = {"image_bytes": tf.constant(images)}
+            if needs_text:
+                feed["text"] = tf.constant(texts)
+            return serving(**feed)
+
+        images, texts = make_inputs(32, args.source_size)
+        results = {}
+        for batch, repeats in ((1, repeats_1), (32, repeats_32)):
+            b_images, b_texts = images[:batch], texts[:batch]
+            # same predictions from both paths (PIL and TF resize differ slightly)
+            ref = np.asarray(python.call(b_images, b_texts)["scores"])
+            got = export_fn(b_images, b_texts)["scores"].numpy()
+            agree = float((ref.argmax(-1) == got.argmax(-1)).mean())
+            for fn in (export_fn, python.predict, python.call):  # warm up / trace
+                fn(b_images, b_texts)
+                fn(b_images, b_texts)
+            t_export = timed(lambda: export_fn(b_images, b_texts), repeats)
+            t_predict = timed(lambda: python.predict(b_images, b_texts), repeats)
+            t_call = timed(lambda: python.call(b_images, b_texts), repeats)
+            results[batch] = (t_export, t_predict, t_call, agree)
+
+    print(f"model={args.model} preset={args.preset} image_size={model.image_size} "
+          f"source JPEG {args.source_size}x{args.source_size} quick={args.quick} device=CPU")
+    for batch, (t_export, t_predict, t_call, agree) in results.items():
+        print(
+            f"batch {batch:>2}: speedup export vs PIL+python tokens+model.predict = "
+            f"{np.median(t_predict) / np.median(t_export):.2f}x ; vs PIL+python tokens+model(x) = "
+            f"{np.median(t_call) / np.median(t_export):.2f}x ; top-1 agreement {agree:.2f}"
+        )
+    t_export, t_predict, _, _ = results[1]
+    print(
+        f"batch  1 latency export: p50 {np.percentile(t_export, 50) * 1e3:.2f} ms, "
+        f"p99 {np.percentile(t_export, 99) * 1e3:.2f} ms ; python+predict: p50 "
+        f"{np.percentile(t_predict, 50) * 1e3:.2f} ms, p99 {np.percentile(t_predict, 99) * 1e3:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
