@@ -1,0 +1,176 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmzoo.data import (
+    Record,
+    ids_to_labels,
+    label_names_from_records,
+    labels_to_ids,
+    make_dataset,
+    read_manifest,
+    shapes_label_names,
+    shapes_records,
+    texts_from_records,
+    validate_images,
+)
+
+from .conftest import BatchEcho, StandInModel, png_bytes
+
+
+def _all(ds):
+    return list(ds.as_numpy_iterator())
+
+
+def test_classification_batches(shapes_dir):
+    records = read_manifest(shapes_dir)
+    model = StandInModel(label_names=shapes_label_names())
+    ds = make_dataset(records, model, batch_size=5, training=False)
+    batches = _all(ds)
+    assert [len(y) for _, y in batches] == [5, 5, 2]  # captions not expanded for classifiers
+    x, y = batches[0]
+    assert x["image"].shape == (5, 16, 16, 3) and x["image"].dtype == np.float32
+    assert 0 <= x["image"].min() and x["image"].max() <= 255 and x["image"].max() > 100
+    assert x["token_ids"].shape == (5, 8) and x["token_ids"].dtype == np.int32
+    assert y.dtype == np.int32
+    expected = [model.label_names.index(r.label) for r in records[:5]]
+    np.testing.assert_array_equal(y, expected)
+    # unshuffled evaluation keeps the records' order: first image matches
+    first = model.image_preprocessor.decode_one(open(records[0].image, "rb").read())
+    np.testing.assert_allclose(x["image"][0], first.numpy(), atol=1e-4)
+    assert ds.num_examples == 12
+
+
+def test_seeded_shuffle_and_cache(shapes_dir):
+    records = read_manifest(shapes_dir)
+    model = BatchEcho(label_names=shapes_label_names(), task="classification")
+
+    def texts(ds):
+        return [t for b in ds.as_numpy_iterator() for t in b["text"]]
+
+    ordered = texts(make_dataset(records, model, batch_size=4, training=False))
+    assert ordered == [r.text.encode() for r in records]
+    a = make_dataset(records, model, batch_size=4, seed=1)
+    b = make_dataset(records, model, batch_size=4, seed=1)
+    c = make_dataset(records, model, batch_size=4, seed=2, cache=True)
+    epoch1, epoch2 = texts(a), texts(a)
+    assert epoch1 == texts(b)
+    assert sorted(epoch1) == sorted(ordered) and epoch1 != ordered
+    assert epoch1 != epoch2  # reshuffled each epoch
+    assert sorted(texts(c)) == sorted(ordered) and sorted(texts(c)) == sorted(ordered)
+
+
+def test_caption_expansion_and_repeat(shapes_dir):
+    records = read_manifest(shapes_dir)[:4]
+    model = BatchEcho(task="captioning")
+    batches = _all(make_dataset(records, model, batch_size=5, training=False))
+    captions = [c.decode() for b in batches for c in b["caption"]]
+    assert captions == [c for r in records for c in r.captions]  # 4 images x 3 captions
+    assert set(batches[0]) == {"image", "text", "caption"}  # labels dropped: no label_names
+    np.testing.assert_array_equal(batches[0]["image"][0], batches[0]["image"][1])  # same image, two captions
+    ds = make_dataset(records, model, batch_size=5, repeat=True, drop_remainder=True)
+    assert len(list(ds.take(7))) == 7
+
+
+def test_multilabel_multi_hot(image_files):
+    records = [Record(image_files[0], "t", ["b", "a"]), Record(image_files[1], "t", "c")]
+    model = BatchEcho(label_names=["a", "b", "c"], task="classification")
+    (batch,) = _all(make_dataset(records, model, batch_size=2, training=False))
+    np.testing.assert_array_equal(batch["label"], [[1, 1, 0], [0, 0, 1]])
+    assert batch["label"].dtype == np.float32
+
+
+def test_image_bytes_and_paths_mixed(image_files):
+    records = [Record(png_bytes((0, 0, 255)), "t", "x"), Record(image_files[0], "t", "x")]
+    (batch,) = _all(make_dataset(records, BatchEcho(["x"]), batch_size=2, training=False))
+    np.testing.assert_allclose(batch["image"][0, 0, 0], [0, 0, 255])
+    np.testing.assert_allclose(batch["image"][1, 0, 0], [255, 0, 0])
+    in_memory = shapes_records(6, image_size=32)
+    model = StandInModel(label_names=shapes_label_names())
+    x, y = next(iter(make_dataset(in_memory, model, batch_size=6)))
+    assert x["image"].shape == (6, 16, 16, 3) and y.shape == (6,)
+
+
+def test_unknown_label_and_missing_label_names(image_files):
+    records = [Record(image_files[0], "t", "cat"), Record(image_files[1], "t", "zebra")]
+    with pytest.raises(ValueError, match=r"Unknown label 'zebra' in .*img1\.png.*label_names \(1\): \['cat'\]"):
+        make_dataset(records, BatchEcho(["cat"]), batch_size=2)
+    with pytest.raises(ValueError, match="the model has no label_names"):
+        make_dataset(records, BatchEcho(None, task="classification"))
+    with pytest.raises(ValueError, match="some do not; first without: .*img1"):
+        make_dataset([records[0], Record(image_files[1], "t")], BatchEcho(["cat"]))
+    with pytest.raises(ValueError, match="batch_size must be positive. Received: batch_size=0"):
+        make_dataset(records, BatchEcho(["cat", "zebra"]), batch_size=0)
+
+
+def _bad_records(tmp_path, image_files):
+    (tmp_path / "text.png").write_bytes(b"this is not an image")
+    good = open(image_files[1], "rb").read()
+    (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
+    return [
+        Record(image_files[0], "t", "a"),
+        Record(str(tmp_path / "text.png"), "t", "a", source="m.jsonl line 2"),
+        Record(str(tmp_path / "gone.png"), "t", "a"),
+        Record(str(tmp_path / "truncated.png"), "t", "a"),
+        Record(image_files[2], "t", "a"),
+    ]
+
+
+def test_undecodable_image_error_names_file(tmp_path, image_files):
+    records = _bad_records(tmp_path, image_files)
+    model = BatchEcho(["a"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Cannot decode image .*text\.png \(m\.jsonl line 2\): not a JPEG"):
+        _all(make_dataset(records[:2], model, batch_size=1, training=False))
+    with pytest.raises(tf.errors.NotFoundError, match=r"gone\.png"):
+        _all(make_dataset(records[2:3], model, batch_size=1, training=False))
+    with pytest.raises(ValueError, match=r"3 image\(s\) could not be read or decoded.*text\.png.*gone\.png.*truncated\.png"):
+        make_dataset(records, model, validate=True)
+
+
+def test_skip_bad_drops_and_counts(tmp_path, image_files):
+    records = _bad_records(tmp_path, image_files)
+    ds = make_dataset(records, BatchEcho(["a"]), batch_size=8, training=False, skip_bad=True)
+    (batch,) = _all(ds)
+    assert len(batch["image"]) == 2
+    report = ds.skip_report
+    assert report.num_kept == 2 and report.num_skipped == 3
+    assert [s.source.split("/")[-1].split(" ")[0] for s in report.skipped] == ["text.png", "gone.png", "truncated.png"]
+    assert "not a JPEG" in report.skipped[0].reason and "No such file" in report.skipped[1].reason
+    good, report = validate_images(records, BatchEcho().image_preprocessor.decode_one)
+    assert [r.image for r in good] == [image_files[0], image_files[2]] and report.num_skipped == 3
+
+
+def test_make_dataset_from_manifest_path(shapes_dir):
+    model = StandInModel(label_names=shapes_label_names())
+    ds = make_dataset(shapes_dir, model, batch_size=12, training=False)
+    x, y = next(iter(ds))
+    assert y.shape == (12,)
+
+
+def test_label_and_text_helpers():
+    records = [Record("a", "t1", "dog", ["c1"]), Record("b", "t2", ["cat", "ant"]), Record("c", None, None, ["c2", "c3"])]
+    assert label_names_from_records(records) == ["ant", "cat", "dog"]
+    assert texts_from_records(records) == ["t1", "c1", "t2", "c2", "c3"]
+    assert texts_from_records(records, include_captions=False) == ["t1", "t2"]
+    ids = labels_to_ids(["b", "a"], ["a", "b"])
+    np.testing.assert_array_equal(ids, [1, 0])
+    assert ids_to_labels(ids, ["a", "b"]) == ["b", "a"]
+    hot = labels_to_ids([["a", "b"], "b"], ["a", "b", "c"])
+    assert ids_to_labels(hot, ["a", "b", "c"]) == [["a", "b"], ["b"]]
+    with pytest.raises(ValueError, match="Unknown label 'z'"):
+        labels_to_ids(["z"], ["a"])
+
+
+def test_fit_runs_on_the_pipeline(shapes_dir):
+    import keras
+
+    model = StandInModel(label_names=shapes_label_names())
+    image = keras.Input((16, 16, 3), name="image")
+    tokens = keras.Input((8,), dtype="int32", name="token_ids")
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(image))
+    text = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(64, 4)(tokens))
+    out = keras.layers.Dense(len(model.label_names), activation="softmax")(keras.layers.Concatenate()([pooled, text]))
+    net = keras.Model({"image": image, "token_ids": tokens}, out)
+    net.compile("adam", "sparse_categorical_crossentropy")
+    history = net.fit(make_dataset(shapes_dir, model, batch_size=6), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
