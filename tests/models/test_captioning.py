@@ -1,0 +1,148 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmzoo
+from mmzoo.data import make_dataset
+from mmzoo.data.shapes import shapes_records
+from mmzoo.models.captioning import LSTMCaptioner, TransformerCaptioner
+from tests.harness import assert_model_roundtrip
+
+NAMES = ["lstm_captioner", "transformer_captioner"]
+
+
+def _images(n=3, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, 32, 32, 3)).astype("float32")
+
+
+def _inputs(model, captions=("a red circle", "a big blue square left of a green triangle", "")):
+    return {"image": _images(len(captions)), "token_ids": model.tokenizer(list(captions)).numpy()}
+
+
+@pytest.fixture(scope="module")
+def records():
+    return shapes_records(12, image_size=32, seed=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_teacher_forcing_shapes_and_training_example(name):
+    model = mmzoo.build(name, preset="tiny")
+    assert model.task == "captioning" and model.tokenizer.add_start_end
+    out = model(_inputs(model))
+    assert list(out) == ["logits"]
+    assert tuple(out["logits"].shape) == (3, 16, model.tokenizer.vocabulary_size)
+    x, y, w = model.training_example(
+        {"image": tf.constant(_images(2)), "caption": tf.constant(["a red circle", "a blue square"])}
+    )
+    ids = model.tokenizer(["a red circle"]).numpy()[0]
+    np.testing.assert_array_equal(x["token_ids"].numpy()[0], ids)  # [START] a red circle [END] ...
+    np.testing.assert_array_equal(y["logits"].numpy()[0][:4], ids[1:5])  # shifted by one
+    np.testing.assert_array_equal(w["logits"].numpy(), (y["logits"].numpy() != 0).astype("float32"))
+    with pytest.raises(ValueError, match="'caption' key"):
+        model.training_example({"image": tf.constant(_images(1)), "text": tf.constant(["x"])})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_training_lowers_the_loss(name, records):
+    model = mmzoo.build(name, preset="tiny", learning_rate=3e-3)
+    model.compile()
+    ds = make_dataset(records, model, batch_size=12, shuffle=False).cache()
+    before = model.evaluate(ds, verbose=0, return_dict=True)
+    model.fit(ds, epochs=4, verbose=0)
+    after = model.evaluate(ds, verbose=0, return_dict=True)
+    assert after["loss"] < before["loss"] - 0.1
+    assert 0.0 <= after["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keras_round_trip(name, tmp_path):
+    model = mmzoo.build(name, preset="tiny")
+    inputs = _inputs(model)
+    reloaded = assert_model_roundtrip(model, inputs, tmp_path)
+    assert reloaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(
+        reloaded.generate(inputs["image"])["token_ids"], model.generate(inputs["image"])["token_ids"]
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_beam_width_one_equals_greedy_and_beam_scores_at_least_greedy(name):
+    model = mmzoo.build(name, preset="tiny")
+    images = _images(4, seed=1)
+    greedy = model.generate(images)
+    beam1 = model.generate(images, method="beam", beam_width=1)
+    beam4 = model.generate(images, method="beam", beam_width=4)
+    np.testing.assert_array_equal(beam1["token_ids"], greedy["token_ids"])
+    np.testing.assert_allclose(beam1["score"], greedy["score"], rtol=1e-4, atol=1e-4)
+    assert np.all(beam4["score"].numpy() >= greedy["score"].numpy() - 1e-4)
+    sampled = model.generate(images, method="sample", top_k=3, seed=0, max_length=6)
+    assert sampled["token_ids"].shape == (4, 6)
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_transformer_cached_and_uncached_decoders_agree(method):
+    model = mmzoo.build("transformer_captioner", preset="tiny", num_layers=2)
+    images = _images(3, seed=2)
+    cached = model.generate(images, method=method, beam_width=3, return_attention=True)
+    uncached = model.generate(images, method=method, beam_width=3, return_attention=True, use_cache=False)
+    np.testing.assert_array_equal(cached["token_ids"], uncached["token_ids"])
+    np.testing.assert_allclose(cached["score"], uncached["score"], atol=1e-4)
+    np.testing.assert_allclose(cached["attention"], uncached["attention"], atol=1e-5)
+    attention = cached["attention"].numpy()
+    assert attention.shape == (3, 16, model.num_image_tokens)
+    steps = (cached["token_ids"].numpy() != 0).sum(-1)
+    np.testing.assert_allclose(attention[0, : steps[0]].sum(-1), 1.0, atol=1e-5)
+
+
+def test_generate_traces_once_in_tf_function_with_any_image_tower():
+    model = mmzoo.build("transformer_captioner", preset="tiny", image_tower="vit")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+    def caption(image):
+        out = model.generate(image, method="beam", beam_width=2)
+        return out["token_ids"], out["score"], model.tokenizer.detokenize(out["token_ids"])
+
+    for batch in (1, 3):
+        ids, score, text = caption(_images(batch))
+        assert ids.shape == (batch, 16) and score.shape == (batch,) and text.shape == (batch,)
+    assert caption.experimental_get_tracing_count() == 1
+
+
+def test_export_archive_round_trip(tmp_path):
+    model = mmzoo.build("transformer_captioner", preset="tiny")
+    images = _images(2, seed=3)
+
+    def caption(image):
+        out = model.generate(image, method="beam", beam_width=2)
+        return {"token_ids": out["token_ids"], "score": out["score"],
+                "caption": model.tokenizer.detokenize(out["token_ids"])}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("caption", caption, input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+    path = os.path.join(str(tmp_path), "captioner")
+    archive.write_out(path, verbose=False)
+    expected = caption(tf.constant(images))
+    loaded = tf.saved_model.load(path)  # keep a reference: its variables die with it
+    restored = loaded.caption(tf.constant(images))
+    np.testing.assert_array_equal(restored["token_ids"], expected["token_ids"])
+    np.testing.assert_allclose(restored["score"], expected["score"], atol=1e-5)
+    np.testing.assert_array_equal(restored["caption"], expected["caption"])
+
+
+def test_errors():
+    model = mmzoo.build("lstm_captioner", preset="tiny")
+    with pytest.raises(ValueError, match="method='nucleus'"):
+        model.generate(_images(1), method="nucleus")
+    with pytest.raises(ValueError, match="return_attention=True"):
+        model.generate(_images(1), return_attention=True)
+    transformer = mmzoo.build("transformer_captioner", preset="tiny")
+    with pytest.raises(ValueError, match="max_length=40"):
+        transformer.generate(_images(1), max_length=40)
+    with pytest.raises(ValueError, match="num_layers=0"):
+        TransformerCaptioner(num_layers=0)
+    assert isinstance(LSTMCaptioner(image_size=16, image_tower_kwargs={"filters": (4,)}, hidden_dim=8,
+                                    embedding_dim=8), LSTMCaptioner)
