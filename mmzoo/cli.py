@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole path on the built-in data: train, export, reload, predict")
     p.add_argument("--quick", action="store_true", help="a run of a minute or two")
-    p.add_argument("--out", default="mmzoo_out", help="where data and runs go (default: mmzoo_out)")
-    p.add_argument("--saved-models", default=None, help="export base (default: saved_models, or OUT/saved_models when --out is given)")
+    p.add_argument("--out", default=None, help="where data, runs and exports go (default: data and runs in mmzoo_out/, exports in saved_models/)")
+    p.add_argument("--saved-models", default=None, help="export base (default: saved_models/, or OUT/saved_models with --out)")
     p.set_defaults(fn=_cmd_demo)
 
     p = sub.add_parser("train", help="train a zoo entry on a manifest")

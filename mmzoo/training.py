@@ -129,7 +129,9 @@ def train(
     os.makedirs(out_dir, exist_ok=True)
     callbacks = [keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"))]
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
+    )  # shuffle=False: make_dataset already shuffles (seeded)
     train_seconds = time.perf_counter() - start
     model_path = os.path.join(out_dir, "model.keras")
     model.save(model_path)

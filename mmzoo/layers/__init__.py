@@ -1,1 +1,32 @@
-"""mmzoo.layers"""
+"""Building blocks: fusion layers, transformer blocks, embeddings, pooling.
+
+Every layer is registered serializable under the package name ``mmzoo``.
+"""
+
+from mmzoo.layers.class_token import ClassToken
+from mmzoo.layers.concat_fusion import ConcatFusion
+from mmzoo.layers.cross_attention_fusion import CrossAttentionFusion
+from mmzoo.layers.gated_fusion import GatedFusion
+from mmzoo.layers.late_fusion import LateFusion
+from mmzoo.layers.masked_global_pooling import MaskedGlobalPooling
+from mmzoo.layers.patch_embedding import PatchEmbedding
+from mmzoo.layers.position_embedding import PositionEmbedding
+from mmzoo.layers.sequence_mask import SequenceMask
+from mmzoo.layers.token_and_position_embedding import TokenAndPositionEmbedding
+from mmzoo.layers.token_slice import TokenSlice
+from mmzoo.layers.transformer_encoder_block import TransformerEncoderBlock
+
+__all__ = [
+    "ClassToken",
+    "ConcatFusion",
+    "CrossAttentionFusion",
+    "GatedFusion",
+    "LateFusion",
+    "MaskedGlobalPooling",
+    "PatchEmbedding",
+    "PositionEmbedding",
+    "SequenceMask",
+    "TokenAndPositionEmbedding",
+    "TokenSlice",
+    "TransformerEncoderBlock",
+]

@@ -149,12 +149,13 @@ class MultimodalModel(keras.Model):
         """Restore the compile state saved in a ``.keras`` file.
 
         Zoo models override ``compile`` (``"auto"`` defaults), so Keras does
-        not recompile them on load by itself; this does, optimizer included.
+        not recompile them on load by itself; this does. The optimizer is
+        left unbuilt: it builds on the first step over the variables that get
+        gradients (building it here over every variable would not match the
+        saved slots).
         """
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
-        if getattr(self, "optimizer", None) is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
         return {

@@ -1,0 +1,157 @@
+"""``mmzoo demo``: the whole path on the built-in shapes data, end to end.
+
+1. generate the built-in shapes data (train / val / test splits),
+2. train a fused classifier next to the two unimodal baselines, a dual
+   encoder and a captioner, and print their metrics,
+3. export each to ``saved_models/<name>/<version>/`` and write
+   ``saved_models/models.config``,
+4. reload every export in a fresh process that imports only ``tensorflow``
+   and ``tensorflow_text`` (as TF Serving would run it) and print its
+   predictions for a few sample images.
+
+``--quick`` shrinks the data and models to a run of a minute or two;
+``--out DIR`` puts data, runs and exports under ``DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+# Two plans: (train, val, test) sizes, preset, epochs per model.
+PLANS = {
+    "quick": {
+        "splits": (600, 150, 6),
+        "image_size": 32,
+        "preset": "tiny",
+        "epochs": {"classifier": 8, "baseline": 4, "dual_encoder": 6, "captioner": 8},
+        "batch_size": 32,
+    },
+    "full": {
+        "splits": (3000, 500, 6),
+        "image_size": 64,
+        "preset": "default",
+        "epochs": {"classifier": 15, "baseline": 6, "dual_encoder": 12, "captioner": 15},
+        "batch_size": 32,
+    },
+}
+
+CLASSIFIER = "cross_attention_classifier"
+BASELINES = ("image_only_classifier", "text_only_classifier")
+MATCHER = "dual_encoder"
+CAPTIONER = "transformer_captioner"
+
+
+def _log(msg):
+    print(msg, flush=True)
+
+
+def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
+    """Run the demo; returns ``{"metrics": ..., "exports": ...}``."""
+    import keras
+
+    from mmzoo.data import generate_shapes_splits
+    from mmzoo.export import export_saved_model, write_models_config
+    from mmzoo.training import train
+
+    start = time.perf_counter()
+    plan = PLANS["quick" if quick else "full"]
+    if saved_models_dir is None:
+        saved_models_dir = os.path.join(out_dir, "saved_models") if out_dir else "saved_models"
+    out_dir = out_dir or "mmzoo_out"
+    data_dir, runs_dir = os.path.join(out_dir, "data"), os.path.join(out_dir, "runs")
+    n_train, n_val, n_test = plan["splits"]
+
+    _log(f"[1/4] generating the built-in shapes data in {data_dir} ({n_train} train, {n_val} val images)")
+    splits = generate_shapes_splits(
+        data_dir, num_train=n_train, num_val=n_val, num_test=n_test, image_size=plan["image_size"], seed=0
+    )
+
+    _log(f"[2/4] training at preset '{plan['preset']}' (image size {plan['image_size']})")
+    jobs = [
+        (CLASSIFIER, plan["epochs"]["classifier"]),
+        *[(b, plan["epochs"]["baseline"]) for b in BASELINES],
+        (MATCHER, plan["epochs"]["dual_encoder"]),
+        (CAPTIONER, plan["epochs"]["captioner"]),
+    ]
+    results = {}
+    size = [plan["image_size"]] * 2
+    for name, epochs in jobs:
+        t0 = time.perf_counter()
+        result = train(
+            name,
+            splits["train"],
+            val_data=splits["val"],
+            epochs=epochs,
+            batch_size=plan["batch_size"],
+            preset=plan["preset"],
+            out_dir=os.path.join(runs_dir, name),
+            overrides={"image_size": size},
+            verbose=0,
+        )
+        results[name] = result
+        _log(f"      {name:<28} {_headline(result['metrics'])}  ({time.perf_counter() - t0:.0f}s, {epochs} epochs)")
+        keras.backend.clear_session()
+
+    _log("")
+    _log("      classification on the shapes questions (both modalities needed):")
+    for name in (CLASSIFIER, *BASELINES):
+        _log(f"        {name:<28} accuracy {results[name]['metrics']['accuracy']:.3f}")
+
+    _log(f"[3/4] exporting to {saved_models_dir}/")
+    exports = {}
+    for name in (CLASSIFIER, MATCHER, CAPTIONER):
+        model = keras.saving.load_model(results[name]["model_path"], safe_mode=True)
+        exports[name] = export_saved_model(model, os.path.join(saved_models_dir, name))
+        _log(f"      {exports[name]}")
+        keras.backend.clear_session()
+    config_path = write_models_config(saved_models_dir)
+    _log(f"      {config_path}")
+
+    _log("[4/4] reloading every export in a fresh process (tensorflow + tensorflow_text only)")
+    from mmzoo.data import read_manifest
+
+    samples = read_manifest(splits["test"])[:3]
+    candidates = sorted({c for r in read_manifest(splits["val"]) for c in r.captions})[:200]
+    request = {
+        "classifier": exports[CLASSIFIER],
+        "matcher": exports[MATCHER],
+        "captioner": exports[CAPTIONER],
+        "images": [r.image for r in samples],
+        "questions": [r.text for r in samples],
+        "answers": [r.label for r in samples],
+        "references": [r.captions[0] for r in samples],
+        "candidates": candidates,
+    }
+    request_path = os.path.join(out_dir, "demo_request.json")
+    with open(request_path, "w") as f:
+        json.dump(request, f)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmzoo.reload_check", request_path],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"Reloading the exports in a fresh process failed:\n{proc.stderr[-3000:]}")
+    sys.stdout.write(proc.stdout)
+    _log(f"done in {time.perf_counter() - start:.0f}s. Serve them with: docker run ... --model_config_file=/models/models.config (see README)")
+    return {"metrics": {k: v["metrics"] for k, v in results.items()}, "exports": exports}
+
+
+def _headline(metrics: dict) -> str:
+    keys = [k for k in (
+            "accuracy",
+            "macro_f1",
+            "image_to_text_recall@1",
+            "text_to_image_recall@1",
+            "bleu_4",
+            "cider_d",
+            "exact_match",
+        ) if k in metrics]
+    if not keys:
+        keys = [k for k, v in metrics.items() if isinstance(v, float)][:3]
+    return "  ".join(f"{k} {metrics[k]:.3f}" for k in keys)

@@ -1,0 +1,52 @@
+"""Reload mmzoo exports the way TF Serving would and print their predictions.
+
+Run as ``python -m mmzoo.reload_check REQUEST.json`` (``mmzoo demo``
+does). It imports only ``tensorflow`` and ``tensorflow_text``: no Keras, no
+mmzoo model code; it checks that on exit. REQUEST.json holds the export
+directories, sample image paths, questions and candidate captions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0]) as f:
+        req = json.load(f)
+
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops)
+
+    images = tf.constant([open(p, "rb").read() for p in req["images"]])
+    classifier = tf.saved_model.load(req["classifier"]).signatures["serving_default"]
+    matcher = tf.saved_model.load(req["matcher"])
+    captioner = tf.saved_model.load(req["captioner"])
+
+    cls = classifier(image_bytes=images, text=tf.constant(req["questions"]))
+    cand = tf.constant(req["candidates"])
+    img_emb = matcher.signatures["embed_image"](image_bytes=images)["embedding"]
+    txt_emb = matcher.signatures["embed_text"](text=cand)["embedding"]
+    best = tf.argmax(tf.matmul(img_emb, txt_emb, transpose_b=True), axis=1).numpy()
+    greedy = captioner.signatures["serving_default"](image_bytes=images)
+    beam = captioner.signatures["beam_search"](image_bytes=images)
+
+    for i, path in enumerate(req["images"]):
+        print(f"  image {path}")
+        print(f"    question   {req['questions'][i]!r} -> {cls['classes'][i].numpy().decode()} "
+              f"(p={float(tf.reduce_max(cls['scores'][i])):.2f}; truth: {req['answers'][i]})")
+        print(f"    best match {req['candidates'][best[i]]!r} (of {len(req['candidates'])} captions)")
+        print(f"    greedy     {greedy['caption'][i].numpy().decode()!r}")
+        print(f"    beam       {beam['caption'][i].numpy().decode()!r}")
+        print(f"    reference  {req['references'][i]!r}")
+    leaked = sorted(m for m in sys.modules if m == "keras" or m.startswith("keras.") or m.startswith("mmzoo.models"))
+    if leaked:
+        print(f"error: the reload process imported {leaked[:5]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
