@@ -37,7 +37,8 @@ def _assert_tree_close(a, b, atol=1e-5):
 
 def _symbolic(value):
     value = np.asarray(value)
-    return keras.Input(shape=value.shape[1:], batch_size=None, dtype=str(value.dtype))
+    dtype = "string" if value.dtype.kind in "SUO" else str(value.dtype)
+    return keras.Input(shape=value.shape[1:], batch_size=None, dtype=dtype)
 
 
 def run_layer_checks(
