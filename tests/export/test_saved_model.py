@@ -209,27 +209,30 @@ def test_tfsm_layer_reloads_in_a_keras_model(classifier_export):
     np.testing.assert_allclose(out["scores"].numpy(), _keras_scores(model, images, TEXTS), atol=1e-5)
 
 
+def _fake_version(base, version):
+    """An existing version directory with a marker file in it."""
+    path = base / str(version)
+    path.mkdir(parents=True)
+    (path / "marker").write_text("old")
+    return path
+
+
 def test_next_free_version_and_refuse_overwrite(tmp_path):
     model = TinyClassifier(image_size=(8, 8))
     base = tmp_path / "m"
-    first = export_saved_model(model, base, warmup=False, verify=False)
+    old = _fake_version(base, 1)
     second = export_saved_model(model, base, warmup=False, verify=False)
-    assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
+    assert os.path.basename(second) == "2"
     assert list_versions(base) == [1, 2]
 
-    meta_path = os.path.join(first, "assets.extra", METADATA_FILENAME)
-    marker = os.path.join(first, "marker")
-    open(marker, "w").close()
     with pytest.raises(FileExistsError, match="version=1"):
         export_saved_model(model, base, version=1)
-    assert os.path.exists(marker), "an existing version was touched"
+    assert (old / "marker").read_text() == "old", "an existing version was touched"
 
     replaced = export_saved_model(model, base, version=1, overwrite=True, warmup=False, verify=False)
-    assert replaced == first and not os.path.exists(marker) and os.path.exists(meta_path)
+    assert replaced == str(old)
+    assert not (old / "marker").exists() and (old / "saved_model.pb").is_file()
     assert sorted(os.listdir(base)) == ["1", "2"]
-
-    explicit = export_saved_model(model, base, version=7, warmup=False, verify=False)
-    assert os.path.basename(explicit) == "7"
     with pytest.raises(ValueError, match="positive integer"):
         export_saved_model(model, base, version=0)
 
@@ -237,7 +240,7 @@ def test_next_free_version_and_refuse_overwrite(tmp_path):
 def test_failure_mid_export_leaves_nothing(tmp_path, monkeypatch):
     model = TinyClassifier(image_size=(8, 8))
     base = tmp_path / "m"
-    export_saved_model(model, base, warmup=False, verify=False)
+    old = _fake_version(base, 1)
 
     def broken_verify(export_dir, requests):
         assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))  # really mid-export
@@ -249,7 +252,7 @@ def test_failure_mid_export_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, base, version=1, overwrite=True)
     assert sorted(os.listdir(base)) == ["1"]
-    assert os.path.isfile(base / "1" / "saved_model.pb")
+    assert (old / "marker").read_text() == "old"
 
 
 class PyFunctionLayer(keras.layers.Layer):
