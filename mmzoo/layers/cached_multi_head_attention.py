@@ -108,8 +108,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
                 raise ValueError("value is required unless a precomputed cache is given. Received: value=None")
             new_kv = self.compute_key_value(value, key)
             if cache is not None:
-                start = [0, 0, cache_update_index, 0, 0]
-                cache = ops.slice_update(cache, start, ops.cast(new_kv, cache.dtype))
+                cache = _write_cache(cache, ops.cast(new_kv, cache.dtype), cache_update_index)
                 k, v = cache[:, 0], cache[:, 1]
             else:
                 k, v = new_kv[:, 0], new_kv[:, 1]
@@ -144,3 +143,21 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             }
         )
         return config
+
+
+def _write_cache(cache, new_kv, index):
+    """``cache[:, :, index:index + n] = new_kv`` with core TensorFlow ops.
+
+    ``keras.ops.slice_update`` lowers to ``XlaDynamicUpdateSlice`` on the
+    TensorFlow backend, an op TF Serving cannot run without XLA; a padded
+    write selected by a position mask exports everywhere.
+    """
+    import tensorflow as tf
+
+    index = tf.cast(index, "int32")
+    length = tf.shape(cache)[2]
+    n = tf.shape(new_kv)[2]
+    padded = tf.pad(new_kv, [[0, 0], [0, 0], [index, length - index - n], [0, 0], [0, 0]])
+    positions = tf.range(length)
+    mask = tf.logical_and(positions >= index, positions < index + n)
+    return tf.where(tf.reshape(mask, [1, 1, -1, 1, 1]), padded, cache)
