@@ -22,6 +22,7 @@ import difflib
 
 from mmzoo.towers.applications import APPLICATIONS_BACKBONES, build_applications_tower
 from mmzoo.towers.cnn import CLASSIC_CNN, build_cnn_tower
+from mmzoo.towers.hub import build_hub_image_tower, build_hub_text_tower
 from mmzoo.towers.recurrent import build_bilstm_tower, build_lstm_tower
 from mmzoo.towers.transformer import build_transformer_text_tower
 from mmzoo.towers.vit import build_vit_tower
@@ -30,12 +31,14 @@ IMAGE_TOWERS = {
     "cnn": build_cnn_tower,
     "applications": build_applications_tower,
     "vit": build_vit_tower,
+    "hub": build_hub_image_tower,
 }
 
 TEXT_TOWERS = {
     "lstm": build_lstm_tower,
     "bilstm": build_bilstm_tower,
     "transformer": build_transformer_text_tower,
+    "hub": build_hub_text_tower,
 }
 
 
@@ -91,6 +94,8 @@ __all__ = [
     "build_applications_tower",
     "build_bilstm_tower",
     "build_cnn_tower",
+    "build_hub_image_tower",
+    "build_hub_text_tower",
     "build_image_tower",
     "build_lstm_tower",
     "build_text_tower",
