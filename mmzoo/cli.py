@@ -40,22 +40,14 @@ def _cmd_list(args):
 
 
 def _cmd_train(args):
-    from mmzoo.training import parse_overrides, train
+    from mmzoo.training import TrainingDiverged, cli_options, train
 
-    result = train(
-        args.name,
-        args.data,
-        val_data=args.val_data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        preset=args.preset,
-        out_dir=args.out,
-        overrides=parse_overrides(args.set),
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        skip_bad=args.skip_bad,
-        verbose=2 if args.quiet else "auto",
-    )
+    options = cli_options(args)  # command line > --config file > train()'s defaults
+    try:
+        result = train(**options)
+    except TrainingDiverged as e:
+        print(f"mmzoo train: {e}", file=sys.stderr)
+        return 3
     print(json.dumps(result))
     return 0
 
@@ -149,17 +141,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--saved-models", default=None, help="export base (default: saved_models/, or OUT/saved_models with --out)")
     p.set_defaults(fn=_cmd_demo)
 
-    p = sub.add_parser("train", help="train a zoo entry on a manifest")
-    p.add_argument("name")
-    p.add_argument("--data", required=True, help="training manifest (.jsonl/.csv, COCO .json, Flickr8k captions, .tfrecord)")
+    p = sub.add_parser(
+        "train",
+        help="train a zoo entry on a manifest",
+        description="Train a zoo entry. Flags given here override the --config file; every run saves "
+        "OUT/run_config.json, so `mmzoo train --config OUT/run_config.json` repeats it.",
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("name", nargs="?", help="zoo entry (mmzoo list)")
+    p.add_argument("--config", help="run config (.json, or .yaml with PyYAML) holding any of these flags and `set`")
+    p.add_argument("--data", help="training manifest (.jsonl/.csv, COCO .json, Flickr8k captions, .tfrecord)")
     p.add_argument("--val-data")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, help="default 5")
+    p.add_argument("--batch-size", type=int, help="the global batch, split over the replicas (default 32)")
     p.add_argument("--preset")
-    p.add_argument("--out", default="runs/model")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="builder override, repeatable")
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output directory (default runs/model)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder override, repeatable")
+    p.add_argument("--learning-rate", type=float, help="default: the zoo entry's")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="default constant")
+    p.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 0)")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without improvement")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--deterministic", action="store_true", help="deterministic TF ops (repeatable runs and resumption)")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multi_worker", "tpu"],
+                   help="tf.distribute strategy; multi_worker reads TF_CONFIG")
+    p.add_argument("--tpu", help="TPU name or address for --strategy tpu")
+    p.add_argument("--cpu-devices", type=int, metavar="N", help="split the CPU into N logical devices (mirrored on CPU)")
+    p.add_argument("--mixed-precision", choices=["mixed_float16", "mixed_bfloat16"])
+    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, help="XLA-compile the train step")
+    p.add_argument("--steps-per-execution", type=int, metavar="N", help="train steps per tf.function call")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows/images and report them")
     p.add_argument("--quiet", action="store_true", help="one line per epoch")
     p.set_defaults(fn=_cmd_train)
