@@ -93,7 +93,8 @@ class HubEncoder(keras.layers.Layer):
         output_key: pick this key of a dict output (e.g. ``"pooled_output"``);
             ``None`` returns the module's output as is (a tensor or a dict).
         input_key: the keyword a signature is called with when the input is a
-            single tensor and the signature has several inputs.
+            single tensor and the signature has several inputs; or the key of
+            the preprocessor's dict output fed to a single-tensor encoder.
         preprocessor: an optional second handle run first (the BERT pattern: a
             text preprocessing SavedModel + an encoder SavedModel). Its output
             (a dict) feeds the encoder. When the encoder outputs a dict without
@@ -262,6 +263,24 @@ class HubEncoder(keras.layers.Layer):
                 f"{_input_specs(fn)}. Received: {keras.tree.map_structure(lambda t: (t.dtype.name, tuple(t.shape)), inputs)}"
             ) from e
 
+    def _match_encoder_input(self, preprocessed):
+        """A preprocessor's dict feeds a single-tensor ``__call__`` through its one
+        matching key (``input_key``, the spec's name, or the only key)."""
+        if self._encoder_is_signature or not isinstance(preprocessed, dict):
+            return preprocessed
+        specs = _input_specs(self._encoder_fn)
+        if not specs or not isinstance(specs[0], tf.TensorSpec):
+            return preprocessed
+        for key in (self.input_key, specs[0].name):
+            if key is not None and key in preprocessed:
+                return preprocessed[key]
+        if len(preprocessed) == 1:
+            return next(iter(preprocessed.values()))
+        raise ValueError(
+            f"The preprocessor outputs {sorted(preprocessed)} but the encoder at {self.handle!r} takes one "
+            f"tensor: choose the key with input_key=. Received: input_key={self.input_key!r}"
+        )
+
     def call(self, inputs, training=None):
         x = inputs
         if self.vocabulary is not None:
@@ -271,7 +290,7 @@ class HubEncoder(keras.layers.Layer):
             preprocessed = self._invoke(
                 self._preprocessor_fn, self._preprocessor_is_signature, x, None, self.preprocessor
             )
-            x = preprocessed
+            x = self._match_encoder_input(preprocessed)
         module_training = None
         if self._encoder_training:
             module_training = bool(training) and self.trainable
