@@ -460,11 +460,39 @@ def _compile(model, learning_rate, schedule_kind, warmup_steps, total_steps, jit
     config["learning_rate"] = lr
     new_optimizer = inner.__class__.from_config(config)
     model.compile(optimizer=new_optimizer, jit_compile=jit_compile, steps_per_execution=int(steps_per_execution))
+    if jit_compile is True and not model.jit_compile:
+        _force_jit(model)
     # Build the optimizer over every trainable variable now, so a backup
     # written after any step loads into a fresh run (models that skip
     # gradient-less variables would otherwise build it over a subset).
     model.optimizer.build(model.trainable_variables)
     return base_lr
+
+
+def _force_jit(model):
+    """Honour ``jit_compile=True`` when only the preprocessing layers block it.
+
+    Keras refuses XLA when any tracked layer has ``supports_jit=False``; a zoo
+    model tracks its ``tokenizer`` and ``image_preprocessor`` (string ops),
+    but they run in the ``tf.data`` pipeline, never in the train step. Under
+    op determinism Keras' refusal stands (XLA is not deterministic there).
+    """
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    if is_op_determinism_enabled():
+        print("mmzoo train: --jit-compile is ignored with --deterministic (XLA ops are not deterministic).")
+        return
+    preprocessing = []
+    for attr in ("tokenizer", "image_preprocessor"):
+        layer = getattr(model, attr, None)
+        if layer is not None:
+            preprocessing.extend(layer._flatten_layers(include_self=True, recursive=True))
+    ids = {id(layer) for layer in preprocessing}
+    blocking = [layer.name for layer in model._flatten_layers() if not layer.supports_jit and id(layer) not in ids]
+    if blocking:
+        print(f"mmzoo train: --jit-compile is ignored: layers {blocking} do not support XLA.")
+        return
+    model._jit_compile = True
 
 
 def _log(verbose, message):
@@ -543,7 +571,23 @@ def train(
     if not name or not data:
         raise ValueError(f"train needs a model name and a training manifest. Received: name={name!r}, data={data!r}")
     _validate(epochs, batch_size, mixed_precision, steps_per_execution, early_stopping, lr_schedule, warmup_steps)
+    from tensorflow.python.framework import config as tf_framework_config
 
+    arguments = {k: v for k, v in locals().items() if k in RUN_ARGUMENTS or k == "callbacks"}
+    was_deterministic = tf_framework_config.is_op_determinism_enabled()
+    try:
+        return _train(**arguments)
+    finally:
+        # Op determinism is process-wide: leave the process as it was.
+        if deterministic and not was_deterministic:
+            tf_framework_config.disable_op_determinism()
+
+
+def _train(
+    *, name, data, val_data, epochs, batch_size, preset, out_dir, overrides, learning_rate, seed, skip_bad,
+    verbose, strategy, tpu, cpu_devices, mixed_precision, jit_compile, steps_per_execution, deterministic,
+    early_stopping, lr_schedule, warmup_steps, callbacks,
+):
     import tensorflow as tf
 
     from mmzoo import distribute
