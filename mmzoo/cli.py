@@ -79,11 +79,44 @@ def _cmd_evaluate(args):
     return 0
 
 
+def _parse_batch_size(value):
+    if value in ("auto", None):
+        return "auto"
+    if value.lower() in ("none", "dynamic"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--batch-size must be 'auto', 'none' or an int. Received: {value!r}") from None
+
+
 def _cmd_export(args):
     from mmzoo.export import export_saved_model
 
+    stem = os.path.splitext(os.path.basename(args.model))[0]
+    if args.format == "tflite" and args.tower:
+        raise ValueError(
+            "--tower exports a reusable SavedModel; LiteRT export covers the whole model's "
+            f"classification/embedding signatures. Received: --format tflite --tower {args.tower}"
+        )
     model = _load(args.model)
-    base_dir = os.path.join(args.base_dir, args.name) if args.name else args.base_dir
+    if args.format == "tflite":
+        from mmzoo.export.tflite import export_tflite
+
+        path = args.output or os.path.join(args.base_dir, f"{args.name or stem}.tflite")
+        info = export_tflite(
+            model, path, batch_size=_parse_batch_size(args.batch_size), overwrite=args.overwrite
+        )
+        print(json.dumps({"path": os.path.abspath(path), "ops": info["ops"], "batch_size": info["batch_size"],
+                          "signatures": sorted(info["signatures"])}))
+        return 0
+    if args.tower:
+        from mmzoo.export.tower import export_tower
+
+        path = args.output or os.path.join(args.base_dir, args.name or f"{stem}_{args.tower}_tower")
+        print(export_tower(model, path, tower=args.tower, overwrite=args.overwrite))
+        return 0
+    base_dir = args.output or (os.path.join(args.base_dir, args.name) if args.name else args.base_dir)
     kwargs = {}
     if args.beam_width is not None:
         kwargs["beam_width"] = args.beam_width
@@ -184,13 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["greedy", "beam"], help="captioning: decoding method")
     p.set_defaults(fn=_cmd_evaluate)
 
-    p = sub.add_parser("export", help="export a .keras model as a TF Serving SavedModel")
+    p = sub.add_parser("export", help="export a .keras model: TF Serving SavedModel, one tower, or LiteRT")
     p.add_argument("model")
     p.add_argument("--base-dir", default="saved_models")
     p.add_argument("--name", help="model name: exports to BASE_DIR/NAME/<version>")
     p.add_argument("--version", type=int)
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.add_argument("--beam-width", type=int, help="captioning: beam width of the beam_search signature")
+    p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model",
+                   help="saved_model (TF Serving) or tflite (LiteRT: classification/embedding signatures "
+                   "over preprocessed inputs; writes BASE_DIR/NAME.tflite + .json)")
+    p.add_argument("--tower", choices=["image", "text"],
+                   help="export only this tower as a reusable hub-style SavedModel (BASE_DIR/NAME)")
+    p.add_argument("--output", help="exact output path (overrides BASE_DIR/NAME)")
+    p.add_argument("--batch-size", default="auto", help="tflite: auto | none (dynamic) | N")
     p.set_defaults(fn=_cmd_export)
 
     p = sub.add_parser("predict", help="run an exported SavedModel on image files and texts; prints JSON")

@@ -107,3 +107,17 @@ def test_captioners_are_refused_clearly(tmp_path):
         export_tflite(model, tmp_path / "cap.tflite")
     with pytest.raises(ValueError, match="batch_size"):
         export_tflite(mmzoo.build("itm_matcher", preset="tiny", image_size=(32, 32)), tmp_path / "x.tflite", batch_size=0)
+
+
+def test_cli_export_tflite(tmp_path, capsys):
+    from mmzoo.cli import main
+
+    model = mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32), text_tower="transformer")
+    path = str(tmp_path / "clf.keras")
+    model.save(path)
+    assert main(["export", path, "--format", "tflite", "--base-dir", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["path"] == str(tmp_path / "clf.tflite")
+    assert (out["ops"], out["batch_size"], out["signatures"]) == ("builtins", None, ["preprocessed"])
+    assert main(["export", path, "--format", "tflite", "--output", str(tmp_path / "x.tflite"), "--batch-size", "two"]) == 2
+    assert "--batch-size must be" in capsys.readouterr().err

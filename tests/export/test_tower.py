@@ -135,3 +135,16 @@ def test_errors_and_overwrite(model_a, tmp_path):
     with pytest.raises(ValueError, match="no image tower named 'nope'"):
         export_tower(model_a, tmp_path / "y", tower="image", layer_name="nope")
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-tower-")]
+
+
+def test_cli_export_tower(model_a, tmp_path, capsys):
+    from mmzoo.cli import main
+
+    path = str(tmp_path / "a.keras")
+    model_a.save(path)
+    assert main(["export", path, "--tower", "text", "--base-dir", str(tmp_path / "towers")]) == 0
+    out_dir = capsys.readouterr().out.strip()
+    assert out_dir == str(tmp_path / "towers" / "a_text_tower")
+    assert "tokenize" in tf.saved_model.load(out_dir).signatures
+    assert main(["export", path, "--tower", "image", "--format", "tflite"]) == 2
+    assert "--tower exports a reusable SavedModel" in capsys.readouterr().err
