@@ -53,10 +53,11 @@ def _lookup(kind: str, name, choices: dict):
 
 
 def build_image_tower(name: str, /, image_size=(64, 64), **kwargs):
-    """Build the image tower ``name`` (``"cnn"``, ``"applications"`` or ``"vit"``).
+    """Build the image tower ``name`` (``"cnn"``, ``"applications"``, ``"vit"`` or ``"hub"``).
 
     ``kwargs`` go to the tower's builder (``build_cnn_tower``,
-    ``build_applications_tower``, ``build_vit_tower``), including the Keras
+    ``build_applications_tower``, ``build_vit_tower``, ``build_hub_image_tower``:
+    ``handle=`` a TF Hub URL or local SavedModel), including the Keras
     ``name=`` of the tower model (default ``"image_tower"``).
 
     Example:
@@ -69,10 +70,11 @@ def build_image_tower(name: str, /, image_size=(64, 64), **kwargs):
 
 
 def build_text_tower(name: str, /, vocabulary_size: int, sequence_length: int, **kwargs):
-    """Build the text tower ``name`` (``"lstm"``, ``"bilstm"`` or ``"transformer"``).
+    """Build the text tower ``name`` (``"lstm"``, ``"bilstm"``, ``"transformer"`` or ``"hub"``).
 
     ``kwargs`` go to the tower's builder (``build_lstm_tower``,
-    ``build_bilstm_tower``, ``build_transformer_text_tower``), including the
+    ``build_bilstm_tower``, ``build_transformer_text_tower``,
+    ``build_hub_text_tower``), including the
     Keras ``name=`` of the tower model (default ``"text_tower"``).
 
     Example:
