@@ -653,17 +653,17 @@ def _train(
 
     nan_guard = _TerminateOnNaN()
     checkpoint = _EpochCheckpoint(os.path.join(write_dir, "checkpoints"))
-    all_callbacks = [
-        _EpochSeeds(),
-        nan_guard,
-        _BackupAndRestore(backup_dir),
-        checkpoint,
-        keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"), append=first_epoch > 0),
-    ]
+    history_path = os.path.join(write_dir, "history.csv")
+    if first_epoch:
+        _truncate_history(history_path, first_epoch)
+    # Order matters: the epoch's logs are on disk before the backup says the
+    # epoch is done, so a run killed at any moment resumes with a whole history.
+    all_callbacks = [_EpochSeeds(), nan_guard, keras.callbacks.CSVLogger(history_path, append=first_epoch > 0)]
     if _tensorboard_installed():
         all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(write_dir, "logs")))
     else:
         _log(verbose, "mmzoo train: TensorBoard logs skipped (pip install tensorboard to write OUT/logs).")
+    all_callbacks += [checkpoint, _BackupAndRestore(backup_dir)]
     if early_stopping:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -766,6 +766,19 @@ def _train(
     if not chief:
         shutil.rmtree(write_dir, ignore_errors=True)
     return result
+
+
+def _truncate_history(path, first_epoch):
+    """Keep the header and the rows of epochs before ``first_epoch`` (a resumed
+    run rewrites the epoch that was cut short)."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if line.split(",", 1)[0].strip().isdigit()
+                        and int(line.split(",", 1)[0]) < first_epoch]
+    with open(path, "w", newline="") as f:
+        f.writelines(kept)
 
 
 def _tensorboard_installed() -> bool:

@@ -35,6 +35,8 @@ def manifest(tmp_path_factory):
 
 
 def _weights(path):
+    import mmzoo.models  # noqa: F401  (registers the zoo classes for loading)
+
     model = keras.saving.load_model(path, safe_mode=True)
     return [np.asarray(w) for w in model.get_weights()]
 
