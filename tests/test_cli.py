@@ -1,0 +1,80 @@
+"""The `mmzoo` command, end to end on tiny models: data, train, evaluate,
+export, predict, serve-config, list; bad input exits 2 with a message."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mmzoo.cli import main
+from mmzoo.data import label_names_from_records, read_manifest
+
+
+def _last_json(out: str):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_train_evaluate_export_predict_serve_config(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["data", "--out", str(data), "--num-images", "24", "--image-size", "32"]) == 0
+    manifest = capsys.readouterr().out.strip()
+    assert os.path.isfile(manifest)
+
+    run = tmp_path / "run"
+    args = ["train", "concat_classifier", "--data", manifest, "--epochs", "1", "--batch-size", "8",
+            "--preset", "tiny", "--out", str(run), "--set", "image_size=[32,32]", "--quiet"]
+    assert main(args) == 0
+    result = _last_json(capsys.readouterr().out)
+    assert result["task"] == "classification" and 0.0 <= result["metrics"]["accuracy"] <= 1.0
+    for name in ("model.keras", "metrics.json", "history.csv", "run_config.json"):
+        assert (run / name).is_file(), name
+
+    assert main(["evaluate", str(run / "model.keras"), "--data", manifest]) == 0
+    metrics = _last_json(capsys.readouterr().out)
+    assert set(metrics) >= {"accuracy", "macro_f1", "num_examples"} and metrics["num_examples"] == 24
+
+    base = tmp_path / "saved_models"
+    assert main(["export", str(run / "model.keras"), "--base-dir", str(base), "--name", "clf"]) == 0
+    version_dir = capsys.readouterr().out.strip().splitlines()[-1]
+    assert version_dir == str(base / "clf" / "1") and (base / "clf" / "1" / "saved_model.pb").is_file()
+
+    image = str(data / "images" / "000000.png")
+    assert main(["predict", str(base / "clf"), "--image", image, "--text", "what color is the circle"]) == 0
+    prediction = _last_json(capsys.readouterr().out)
+    labels = label_names_from_records(read_manifest(manifest))  # what `train` learned
+    assert len(prediction["classes"]) == 1 and prediction["classes"][0] in labels
+    assert len(prediction["scores"][0]) == len(labels)
+
+    assert main(["serve-config", str(base)]) == 0
+    config = open(capsys.readouterr().out.strip()).read()
+    assert 'name: "clf"' in config and "base_path" in config
+
+
+def test_list_without_params_names_every_entry(capsys):
+    assert main(["list", "--no-params"]) == 0
+    out = capsys.readouterr().out
+    for name in ("concat_classifier", "dual_encoder", "transformer_captioner"):
+        assert name in out
+
+
+def test_bad_input_is_a_clear_error_with_exit_2(tmp_path, capsys):
+    assert main(["train", "no_such_model", "--data", str(tmp_path / "missing.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and ("missing.jsonl" in err or "no_such_model" in err)
+    assert main(["evaluate", str(tmp_path / "nope.keras"), "--data", "x.jsonl"]) == 2
+    assert "nope.keras" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_end_to_end(tmp_path):
+    """The README's main command, in quick mode."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmzoo.cli", "demo", "--quick", "--out", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "[4/4]" in out and "greedy" in out and "best match" in out
+    assert (tmp_path / "demo" / "saved_models" / "models.config").is_file()
