@@ -146,7 +146,18 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     task_type, task_id = task_info(strategy)
-    cluster = tf_config().get("cluster", {})
+    return chief_from_tf_config({"cluster": tf_config().get("cluster", {}),
+                                 "task": {"type": task_type, "index": task_id}})
+
+
+def chief_from_tf_config(config: dict) -> bool:
+    """Whether the task of a ``TF_CONFIG`` dict is the chief.
+
+    >>> chief_from_tf_config({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}})
+    True
+    """
+    cluster, task = config.get("cluster", {}) or {}, config.get("task", {}) or {}
+    task_type, task_id = task.get("type", "worker"), int(task.get("index", 0) or 0)
     if task_type == "chief":
         return True
     return task_type == "worker" and task_id == 0 and "chief" not in cluster
@@ -157,6 +168,14 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
     extended = strategy.extended
     n = getattr(extended, "_num_workers", None)
     return int(n) if n else 1
+
+
+def _strategy_name(strategy) -> str:
+    if is_default(strategy):
+        return "default"
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
+    return type(strategy).__name__
 
 
 def _devices(strategy) -> list:
@@ -176,7 +195,7 @@ def describe(strategy: tf.distribute.Strategy, global_batch_size: int | None = N
     """
     replicas = int(strategy.num_replicas_in_sync)
     info = {
-        "strategy": "default" if is_default(strategy) else type(strategy).__name__,
+        "strategy": _strategy_name(strategy),
         "num_replicas": replicas,
         "num_workers": num_workers(strategy),
         "devices": _devices(strategy),

@@ -30,6 +30,7 @@ to a temporary directory (and keep their own ``backup-<task>`` state in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -402,22 +403,32 @@ class _EpochSeeds(keras.callbacks.Callback):
 
 
 # ---------------------------------------------------------------- data
-def _epoch_datasets(records, model, batch_size, seed, first_epoch, epochs, skip_bad):
+def _examples(records, task):
+    """One record per training example: captioned data (matching, captioning)
+    gets one record per (image, caption) pair, as ``make_dataset`` expands them."""
+    if task != "classification" and any(r.captions for r in records):
+        return [dataclasses.replace(r, captions=[c]) for r in records for c in r.captions]
+    return list(records)
+
+
+def _epoch_datasets(examples, model, batch_size, seed, first_epoch, epochs):
     """The training batches of epochs ``first_epoch .. epochs-1``, back to back.
 
-    Epoch ``e`` is ``make_dataset`` shuffled with seed ``seed + e``, so the
-    order of every epoch is fixed by the seed and the epoch number alone: a
-    resumed run sees exactly the batches an uninterrupted run sees.
+    Epoch ``e`` visits ``examples`` in the permutation drawn from ``(seed,
+    e)``, fixed in the pipeline (not reshuffled per iterator: Keras iterates
+    a dataset once more to build the model, and a distributed copy
+    iterates its own). A resumed run, a distributed run and an uninterrupted
+    run see exactly the same batches.
     """
     from mmzoo.data import make_dataset
 
     first_epoch = min(first_epoch, epochs - 1)
     dataset = None
     for epoch in range(first_epoch, epochs):
-        ds = make_dataset(records, model, batch_size=batch_size, training=True, seed=seed + epoch, skip_bad=skip_bad)
-        num_examples = ds.num_examples
+        order = np.random.default_rng([int(seed), epoch]).permutation(len(examples))
+        ds = make_dataset([examples[i] for i in order], model, batch_size=batch_size, training=True, shuffle=False)
         dataset = ds if dataset is None else dataset.concatenate(ds)
-    dataset.num_examples = num_examples
+    dataset.num_examples = len(examples)
     return dataset
 
 
@@ -493,6 +504,52 @@ def _force_jit(model):
         print(f"mmzoo train: --jit-compile is ignored: layers {blocking} do not support XLA.")
         return
     model._jit_compile = True
+
+
+def _build_from_local_batch(model, strategy, dataset):
+    """Work around Keras' symbolic build under ``MultiWorkerMirroredStrategy``.
+
+    Before training, Keras (3.15) all-reduces the first distributed batch to
+    build metrics and optimizer; the collective all-reduce of that strategy
+    rejects nested (dict) batches. Build from one local batch instead (only
+    its shapes matter) and skip Keras' reduce.
+    """
+    batch = next(iter(dataset.take(1)))
+
+    def symbolic_build(iterator=None, data_batch=None):
+        with strategy.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = symbolic_build
+
+
+def _patch_keras_multi_worker_logs():
+    """Work around Keras 3.15 reducing scalar step logs with ``axis=0`` under
+    ``MultiWorkerMirroredStrategy`` ("Invalid reduction dimension 0 for input
+    with 0 dimensions"): scalars are all-reduced with ``axis=None``; every
+    other value goes to Keras' own ``reduce_per_replica``. Idempotent."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if getattr(tf_trainer.reduce_per_replica, "_mmzoo_patched", False):
+        return
+    import tensorflow as tf
+
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in ("auto", "mean"):
+            def reduce(v):
+                # With one replica per worker the values are plain tensors.
+                if all(getattr(t, "shape", None) is not None and t.shape.rank == 0
+                       for t in strategy.experimental_local_results(v)):
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
+
+            return keras.tree.map_structure(reduce, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._mmzoo_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def _log(verbose, message):
@@ -624,9 +681,15 @@ def _train(
     try:
         with strat.scope():
             model = build_for_data(name, records, preset=preset, overrides=overrides)
-            # The example count (captions expand records) sets the steps per epoch.
-            probe = make_dataset(records, model, batch_size=batch_size, training=False, skip_bad=skip_bad)
-            steps_per_epoch = int(math.ceil(probe.num_examples / batch_size))
+            if skip_bad:  # decode every image once, not once per epoch
+                from mmzoo.data.pipeline import validate_images
+
+                records, report = validate_images(records, model.image_preprocessor.decode_one)
+                report.log("mmzoo train")
+                if not records:
+                    raise ValueError(f"Every training image failed to decode: {report}")
+            examples = _examples(records, model.task)
+            steps_per_epoch = int(math.ceil(len(examples) / batch_size))
             total_steps = steps_per_epoch * int(epochs)
             base_lr = _compile(
                 model, learning_rate, lr_schedule, warmup_steps, total_steps, jit_compile, steps_per_execution
@@ -636,8 +699,11 @@ def _train(
 
     first_epoch = backup_epoch(backup_dir)
     shard_policy = "data"  # make_dataset pipelines are built from in-memory columns
-    train_ds = _epoch_datasets(records, model, batch_size, seed, first_epoch, int(epochs), skip_bad)
+    train_ds = _epoch_datasets(examples, model, batch_size, seed, first_epoch, int(epochs))
     train_input = distribute.distribute_dataset(strat, train_ds, policy=shard_policy)
+    if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy):
+        _build_from_local_batch(model, strat, train_ds)
+        _patch_keras_multi_worker_logs()
     val_input = None
     if val_records:
         val_ds = make_dataset(val_records, model, batch_size=batch_size, training=False, skip_bad=skip_bad)
@@ -749,7 +815,7 @@ def _train(
             "learning_rate": base_lr,
             "steps_per_epoch": steps_per_epoch,
             "total_steps": total_steps,
-            "num_examples": probe.num_examples,
+            "num_examples": len(examples),
             "tokenizer": {
                 "mode": model.tokenizer.mode,
                 "vocabulary_size": int(model.tokenizer.vocabulary_size),
