@@ -24,4 +24,17 @@ def export_saved_model(model, base_dir, version=None, **kwargs):
     return _export(model, base_dir, version=version, **kwargs)
 
 
-__all__ = ["__version__", "build", "export_saved_model", "get_entry", "list_models", "register_model"]
+def load_model(path, safe_mode=True, **kwargs):
+    """Load a ``.keras`` file written by mmzoo (``safe_mode=True`` by default).
+
+    Registers the zoo's classes first, which a bare
+    ``keras.saving.load_model`` needs (``import mmzoo.models`` does the same).
+    """
+    import keras
+
+    import mmzoo.models  # noqa: F401
+
+    return keras.saving.load_model(path, safe_mode=safe_mode, **kwargs)
+
+
+__all__ = ["__version__", "build", "export_saved_model", "get_entry", "list_models", "load_model", "register_model"]
