@@ -59,3 +59,11 @@ def test_register_model_requires_a_tiny_preset_and_a_known_task():
         register_model("x_entry", description="x", task="classification", presets={"default": {}})
     with pytest.raises(ValueError, match="Received: task='regression'"):
         register_model("x_entry", description="x", task="regression", presets={"tiny": {}})
+
+
+def test_load_model_registers_the_zoo_and_uses_safe_mode(tmp_path):
+    model = mmzoo.build("text_only_classifier", preset="tiny")
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    reloaded = mmzoo.load_model(path)
+    assert type(reloaded) is type(model) and reloaded.label_names == model.label_names
