@@ -42,7 +42,6 @@ import numpy as np  # noqa: E402
 from mmzoo.data import generate_shapes_dataset, make_dataset, read_manifest  # noqa: E402
 from mmzoo.data.manifest import write_manifest  # noqa: E402
 from mmzoo.data.records import Record  # noqa: E402
-from mmzoo.data.shapes import generate_shapes_splits  # noqa: E402
 from mmzoo.training import train  # noqa: E402
 
 ENTRIES = (
@@ -71,13 +70,18 @@ def parse_args(argv=None):
     p.add_argument("--gate-epochs", type=int, default=None, help="epochs of the noise-modality runs")
     p.add_argument("--models", nargs="*", default=None, help="subset of the classifier entries")
     p.add_argument("--skip-gates", action="store_true", help="skip the noise-modality experiment")
+    p.add_argument(
+        "--train-min-shapes", type=int, default=1,
+        help="fewest shapes per training image (1 adds one-shape scenes, where each question "
+        "supervises a single object; held-out images always have 2-3 shapes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="where to write the shapes data (default: a temp dir)")
     args = p.parse_args(argv)
     plan = (
         dict(num_train=1000, num_test=300, epochs=5, image_size=32, preset="tiny", gate_epochs=3)
         if args.quick
-        else dict(num_train=6000, num_test=1000, epochs=8, image_size=32, preset="tiny", gate_epochs=4)
+        else dict(num_train=8000, num_test=1000, epochs=25, image_size=32, preset="tiny", gate_epochs=4)
     )
     for key, value in plan.items():
         if getattr(args, key) is None:
@@ -102,14 +106,17 @@ def _train(name, manifests, args, out_root, epochs):
 
 
 def fusion_table(args, data_dir, out_root):
-    manifests = generate_shapes_splits(
-        os.path.join(data_dir, "question"),
-        num_train=args.num_train,
-        num_val=0,
-        num_test=args.num_test,
-        seed=args.seed,
-        image_size=args.image_size,
-    )
+    folder = os.path.join(data_dir, "question")
+    manifests = {
+        "train": generate_shapes_dataset(
+            folder, num_images=args.num_train, image_size=args.image_size, seed=args.seed, split="train",
+            num_shapes=(args.train_min_shapes, 3),
+        ),
+        "test": generate_shapes_dataset(
+            folder, num_images=args.num_test, image_size=args.image_size, seed=args.seed, split="test",
+            num_shapes=(2, 3),
+        ),
+    }
     names = [n for n, _ in ENTRIES if not args.models or n in args.models]
     rows = {}
     for name in names:
@@ -125,7 +132,7 @@ def fusion_table(args, data_dir, out_root):
     print()
     print(
         f"Shapes question task, {args.num_train} training / {args.num_test} held-out images at "
-        f"{args.image_size}x{args.image_size}, preset '{args.preset}', {args.epochs} epochs, "
+        f"{args.image_size}x{args.image_size} (training scenes: {args.train_min_shapes}-3 shapes, held-out: 2-3), preset '{args.preset}', {args.epochs} epochs, "
         f"batch {args.batch_size}, seed {args.seed}."
     )
     print()
