@@ -42,7 +42,7 @@ from mmzoo.layers.transformer_decoder_block import TransformerDecoderBlock
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.registry import register_model
-from mmzoo.towers import IMAGE_TOWERS, build_image_tower
+from mmzoo.towers import IMAGE_TOWERS, build_image_tower, select_tower_kwargs
 
 METHODS = ("greedy", "beam", "sample")
 
@@ -54,14 +54,6 @@ def _as_config(value):
     if isinstance(value, (list, tuple)):
         return [_as_config(v) for v in value]
     return value
-
-
-def _select_tower_kwargs(tower: str, kwargs) -> dict:
-    """``kwargs`` itself, or ``kwargs[tower]`` when keyed by tower names (presets)."""
-    kwargs = _as_config(dict(kwargs or {}))
-    if kwargs and all(k in IMAGE_TOWERS for k in kwargs) and all(isinstance(v, dict) for v in kwargs.values()):
-        return dict(kwargs.get(tower, {}))
-    return kwargs
 
 
 def _captioning_tokenizer(tokenizer, sequence_length) -> TextTokenizer:
@@ -236,7 +228,7 @@ class LSTMCaptioner(CaptionerBase):
                  label_smoothing=0.0, **kwargs):
         tokenizer = _captioning_tokenizer(tokenizer, sequence_length)
         size = normalize_image_size(image_size)
-        image_tower_kwargs = _select_tower_kwargs(image_tower, image_tower_kwargs)
+        image_tower_kwargs = select_tower_kwargs(image_tower, _as_config(dict(image_tower_kwargs or {})), IMAGE_TOWERS)
         vocabulary_size = tokenizer.vocabulary_size
 
         image = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
@@ -319,7 +311,7 @@ class TransformerCaptioner(CaptionerBase):
                  dropout=0.1, learning_rate=1e-3, label_smoothing=0.0, **kwargs):
         tokenizer = _captioning_tokenizer(tokenizer, sequence_length)
         size = normalize_image_size(image_size)
-        image_tower_kwargs = _select_tower_kwargs(image_tower, image_tower_kwargs)
+        image_tower_kwargs = select_tower_kwargs(image_tower, _as_config(dict(image_tower_kwargs or {})), IMAGE_TOWERS)
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive int. Received: num_layers={num_layers!r}")
         intermediate = intermediate_dim or 4 * hidden_dim

@@ -22,18 +22,9 @@ from mmzoo.layers.gated_fusion import GatedFusion
 from mmzoo.layers.late_fusion import LateFusion
 from mmzoo.models.base import MultimodalModel, resolve_tokenizer
 from mmzoo.registry import register_model
-from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, build_image_tower, build_text_tower
+from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, build_image_tower, build_text_tower, select_tower_kwargs
 
 FUSIONS = ("concat", "gated", "cross_attention", "late", "image_only", "text_only")
-
-
-def select_tower_kwargs(tower: str, kwargs, choices) -> dict:
-    """Tower arguments: ``kwargs`` itself, or ``kwargs[tower]`` when ``kwargs``
-    is keyed by tower names (how presets size every tower at once)."""
-    kwargs = dict(kwargs or {})
-    if kwargs and all(k in choices for k in kwargs) and all(isinstance(v, dict) for v in kwargs.values()):
-        return dict(kwargs.get(tower, {}))
-    return kwargs
 
 
 def _resolve_labels(num_classes, label_names, mode):

@@ -28,15 +28,7 @@ from mmzoo.layers.logit_scale import LogitScale
 from mmzoo.layers.pair_similarity import PairSimilarity
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
 from mmzoo.registry import register_model
-from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, build_image_tower, build_text_tower
-
-
-def _tower_kwargs(tower: str, kwargs, choices) -> dict:
-    """``kwargs`` itself, or ``kwargs[tower]`` when keyed by tower names (presets)."""
-    kwargs = dict(kwargs or {})
-    if kwargs and all(k in choices for k in kwargs) and all(isinstance(v, dict) for v in kwargs.values()):
-        return dict(kwargs.get(tower, {}))
-    return kwargs
+from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, build_image_tower, build_text_tower, select_tower_kwargs
 
 
 def _positive_int(name, value):
@@ -128,8 +120,8 @@ class DualEncoder(MultimodalModel):
             raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing}")
         tokenizer = resolve_tokenizer(tokenizer)
         size = normalize_image_size(image_size)
-        image_tower_kwargs = _tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
-        text_tower_kwargs = _tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
+        image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
+        text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
         image, token_ids, image_features, text_features = _inputs_and_towers(
             tokenizer, size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs
         )
@@ -335,8 +327,8 @@ class ITMMatcher(MultimodalModel):
         _positive_int("hidden_units", hidden_units)
         tokenizer = resolve_tokenizer(tokenizer)
         size = normalize_image_size(image_size)
-        image_tower_kwargs = _tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
-        text_tower_kwargs = _tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
+        image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
+        text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
         fusion_kwargs = dict(fusion_kwargs or {})
         image, token_ids, image_features, text_features = _inputs_and_towers(
             tokenizer, size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs

@@ -52,6 +52,19 @@ def _lookup(kind: str, name, choices: dict):
     return choices[name]
 
 
+def select_tower_kwargs(tower: str, kwargs, choices) -> dict:
+    """Tower arguments: ``kwargs`` itself, or ``kwargs[tower]`` when ``kwargs``
+    is keyed by tower names (how zoo presets size every tower at once).
+
+    >>> select_tower_kwargs("lstm", {"lstm": {"units": 8}, "transformer": {"dim": 16}}, TEXT_TOWERS)
+    {'units': 8}
+    """
+    kwargs = dict(kwargs or {})
+    if kwargs and all(k in choices for k in kwargs) and all(isinstance(v, dict) for v in kwargs.values()):
+        return dict(kwargs.get(tower, {}))
+    return kwargs
+
+
 def build_image_tower(name: str, /, image_size=(64, 64), **kwargs):
     """Build the image tower ``name`` (``"cnn"``, ``"applications"``, ``"vit"`` or ``"hub"``).
 
