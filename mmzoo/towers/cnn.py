@@ -93,7 +93,9 @@ def build_cnn_tower(
             f, kernel_size, padding=padding, use_bias=not batch_norm, name=f"block{i}_conv"
         )(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+            # synchronized: under tf.distribute the statistics come from the global
+            # batch, so N replicas train the same model as one device would.
+            x = keras.layers.BatchNormalization(synchronized=True, name=f"block{i}_bn")(x)
         x = keras.layers.Activation(activation, name=f"block{i}_act")(x)
         x = keras.layers.MaxPooling2D(pool_size, name=f"block{i}_pool")(x)
 

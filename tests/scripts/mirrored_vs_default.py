@@ -1,6 +1,6 @@
 """Train the same tiny run on one device and with MirroredStrategy over 2 logical CPUs.
 
-Usage: python tests/scripts/mirrored_vs_default.py MANIFEST OUT_DIR [MODEL]
+Usage: python tests/scripts/mirrored_vs_default.py MANIFEST OUT_DIR [MODEL] [LEARNING_RATE]
 Prints one JSON line: {"default": result, "mirrored": result, "default_loss": [...], "mirrored_loss": [...]}.
 Logical devices must exist before TensorFlow initialises, hence a process of its own.
 """
@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
 
-def main(manifest, out_dir, model="gated_classifier"):
+def main(manifest, out_dir, model="gated_classifier", learning_rate="1e-2"):
     from mmzoo.distribute import configure_cpu_devices
 
     configure_cpu_devices(2)
@@ -27,6 +27,7 @@ def main(manifest, out_dir, model="gated_classifier"):
         out = os.path.join(out_dir, strategy)
         report[strategy] = train(
             model, manifest, epochs=3, batch_size=8, preset="tiny", out_dir=out, seed=0, deterministic=True,
+            learning_rate=float(learning_rate),
             overrides={"image_size": [32, 32], "dropout": 0.0}, strategy=strategy, verbose=0,
         )
         with open(os.path.join(out, "history.csv"), newline="") as f:
