@@ -16,13 +16,10 @@ from __future__ import annotations
 import keras
 
 from mmzoo.heads.classification_head import ClassificationHead
-from mmzoo.layers.concat_fusion import ConcatFusion
-from mmzoo.layers.cross_attention_fusion import CrossAttentionFusion
-from mmzoo.layers.gated_fusion import GatedFusion
-from mmzoo.layers.late_fusion import LateFusion
-from mmzoo.models.base import MultimodalModel, resolve_tokenizer
+from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
+from mmzoo.models.trunk import build_fused_trunk
 from mmzoo.registry import register_model
-from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, build_image_tower, build_text_tower, select_tower_kwargs
+from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs  # noqa: F401  (re-exported)
 
 FUSIONS = ("concat", "gated", "cross_attention", "late", "image_only", "text_only")
 
@@ -94,56 +91,21 @@ class MultimodalClassifier(MultimodalModel):
         tokenizer = resolve_tokenizer(tokenizer)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
-        fusion_kwargs = dict(fusion_kwargs or {})
-        from mmzoo.models.base import normalize_image_size
-
         size = normalize_image_size(image_size)
-        use_image = fusion != "text_only"
-        use_text = fusion != "image_only"
-
-        inputs = {}
-        if use_image:
-            image = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
-            inputs["image"] = image
-            image_features = build_image_tower(image_tower, image_size=size, name="image_tower", **image_tower_kwargs)(image)
-        if use_text:
-            token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
-            inputs["token_ids"] = token_ids
-            text_features = build_text_tower(
-                text_tower,
-                vocabulary_size=tokenizer.vocabulary_size,
-                sequence_length=tokenizer.sequence_length,
-                name="text_tower",
-                **text_tower_kwargs,
-            )(token_ids)
-
         head_kwargs = dict(num_classes=num_classes, mode=mode, hidden_units=hidden_units, dropout=dropout, name="scores")
-        if fusion == "image_only":
-            features = image_features["pooled"]
-        elif fusion == "text_only":
-            features = text_features["pooled"]
-        elif fusion == "concat":
-            features = ConcatFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
-        elif fusion == "gated":
-            fusion_kwargs.setdefault("units", 64)
-            fusion_kwargs["return_gates"] = True
-            features, _ = GatedFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
-        elif fusion == "cross_attention":
-            fusion_kwargs.setdefault("num_heads", 2)
-            fusion_kwargs.setdefault("key_dim", 32)
-            features = CrossAttentionFusion(name="fusion", **fusion_kwargs)(
-                {
-                    "text": text_features["tokens"],
-                    "image": image_features["tokens"],
-                    "text_mask": text_features["mask"],
-                    "image_mask": image_features["mask"],
-                }
-            )
-        else:  # late
-            out_units = 1 if mode == "binary" else num_classes
-            features = LateFusion(num_outputs=out_units, name="fusion", **fusion_kwargs)(
-                [image_features["pooled"], text_features["pooled"]]
-            )
+        trunk = build_fused_trunk(
+            fusion=fusion,
+            tokenizer=tokenizer,
+            image_size=size,
+            image_tower=image_tower,
+            image_tower_kwargs=image_tower_kwargs,
+            text_tower=text_tower,
+            text_tower_kwargs=text_tower_kwargs,
+            fusion_kwargs=fusion_kwargs,
+            late_outputs=(1 if mode == "binary" else num_classes) if fusion == "late" else None,
+        )
+        inputs, features = trunk.inputs, trunk.features
+        if fusion == "late":
             head_kwargs.update(from_logits_input=True, hidden_units=0, dropout=0.0)
         scores = ClassificationHead(**head_kwargs)(features)
 
@@ -162,7 +124,7 @@ class MultimodalClassifier(MultimodalModel):
         self.image_tower_kwargs = image_tower_kwargs
         self.text_tower = text_tower
         self.text_tower_kwargs = text_tower_kwargs
-        self.fusion_kwargs = {k: v for k, v in fusion_kwargs.items() if k != "return_gates"}
+        self.fusion_kwargs = trunk.fusion_kwargs
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.learning_rate = learning_rate

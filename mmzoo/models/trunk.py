@@ -1,0 +1,137 @@
+"""The fused trunk shared by the classifiers and the multi-task model.
+
+``build_fused_trunk`` creates the ``image`` / ``token_ids`` inputs, the image
+tower, the text tower and the fusion layer (layer names ``image_tower``,
+``text_tower`` and ``fusion``) and returns the inputs, the fused features and
+the fusion arguments it used (defaults filled in). Heads go on top::
+
+    from mmzoo.models.base import default_tokenizer
+    from mmzoo.models.trunk import build_fused_trunk
+    trunk = build_fused_trunk(fusion="concat", tokenizer=default_tokenizer(), image_size=(32, 32))
+    trunk.inputs      # {"image": KerasTensor, "token_ids": KerasTensor}
+    trunk.features    # KerasTensor [batch, dim]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from mmzoo.layers.concat_fusion import ConcatFusion
+from mmzoo.layers.cross_attention_fusion import CrossAttentionFusion
+from mmzoo.layers.gated_fusion import GatedFusion
+from mmzoo.layers.late_fusion import LateFusion
+from mmzoo.models.base import normalize_image_size
+from mmzoo.towers import build_image_tower, build_text_tower
+
+TRUNK_FUSIONS = ("concat", "gated", "cross_attention", "late", "image_only", "text_only")
+"""Every fusion the trunk builds; ``late`` needs ``late_outputs`` (it emits logits)."""
+
+
+@dataclasses.dataclass
+class FusedTrunk:
+    """What ``build_fused_trunk`` returns.
+
+    Attributes:
+        inputs: ``{"image": ..., "token_ids": ...}`` (only the modalities the
+            fusion uses).
+        features: the fused features ``[batch, dim]`` (per-class logits for
+            ``late`` fusion).
+        fusion_kwargs: the fusion layer's arguments with defaults filled in
+            (without ``return_gates``), as the model's config keeps them.
+        image_features / text_features: the towers' output dicts
+            (``pooled``, ``tokens``, ``mask``), ``None`` when unused.
+    """
+
+    inputs: dict
+    features: object
+    fusion_kwargs: dict
+    image_features: dict | None = None
+    text_features: dict | None = None
+
+
+def build_fused_trunk(
+    *,
+    fusion,
+    tokenizer,
+    image_size,
+    image_tower="cnn",
+    image_tower_kwargs=None,
+    text_tower="lstm",
+    text_tower_kwargs=None,
+    fusion_kwargs=None,
+    late_outputs=None,
+) -> FusedTrunk:
+    """Inputs + image tower + text tower + fusion layer, as symbolic tensors.
+
+    Args:
+        fusion: one of ``TRUNK_FUSIONS``.
+        tokenizer: the model's ``TextTokenizer`` (sequence length, vocabulary size).
+        image_size: ``(height, width)`` (or an int) of the ``image`` input.
+        image_tower / text_tower: tower names and ``*_tower_kwargs`` their
+            arguments (already selected for the tower, see ``select_tower_kwargs``).
+        fusion_kwargs: arguments of the fusion layer; defaults:
+            ``units=64`` (gated), ``num_heads=2, key_dim=32`` (cross_attention).
+        late_outputs: number of logits of ``late`` fusion (required for it).
+    """
+    if fusion not in TRUNK_FUSIONS:
+        raise ValueError(f"fusion must be one of {TRUNK_FUSIONS}. Received: fusion={fusion!r}")
+    if fusion == "late" and not late_outputs:
+        raise ValueError(f"fusion='late' needs late_outputs (the number of logits). Received: late_outputs={late_outputs}")
+    size = normalize_image_size(image_size)
+    fusion_kwargs = dict(fusion_kwargs or {})
+    use_image = fusion != "text_only"
+    use_text = fusion != "image_only"
+
+    inputs = {}
+    image_features = text_features = None
+    if use_image:
+        image = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
+        inputs["image"] = image
+        image_features = build_image_tower(image_tower, image_size=size, name="image_tower", **dict(image_tower_kwargs or {}))(
+            image
+        )
+    if use_text:
+        token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
+        inputs["token_ids"] = token_ids
+        text_features = build_text_tower(
+            text_tower,
+            vocabulary_size=tokenizer.vocabulary_size,
+            sequence_length=tokenizer.sequence_length,
+            name="text_tower",
+            **dict(text_tower_kwargs or {}),
+        )(token_ids)
+
+    if fusion == "image_only":
+        features = image_features["pooled"]
+    elif fusion == "text_only":
+        features = text_features["pooled"]
+    elif fusion == "concat":
+        features = ConcatFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
+    elif fusion == "gated":
+        fusion_kwargs.setdefault("units", 64)
+        fusion_kwargs["return_gates"] = True
+        features, _ = GatedFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
+    elif fusion == "cross_attention":
+        fusion_kwargs.setdefault("num_heads", 2)
+        fusion_kwargs.setdefault("key_dim", 32)
+        features = CrossAttentionFusion(name="fusion", **fusion_kwargs)(
+            {
+                "text": text_features["tokens"],
+                "image": image_features["tokens"],
+                "text_mask": text_features["mask"],
+                "image_mask": image_features["mask"],
+            }
+        )
+    else:  # late
+        features = LateFusion(num_outputs=int(late_outputs), name="fusion", **fusion_kwargs)(
+            [image_features["pooled"], text_features["pooled"]]
+        )
+    return FusedTrunk(
+        inputs=inputs,
+        features=features,
+        fusion_kwargs={k: v for k, v in fusion_kwargs.items() if k != "return_gates"},
+        image_features=image_features,
+        text_features=text_features,
+    )
