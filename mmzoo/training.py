@@ -201,9 +201,12 @@ def _jsonable(value):
 
 
 # ---------------------------------------------------------------- building
-def corpus_texts(records, task: str) -> list[str]:
+def corpus_texts(records, task: str, uses_captions: bool = False) -> list[str]:
     if task == "classification":
-        return [r.text for r in records if r.text]
+        texts = [r.text for r in records if r.text]
+        if uses_captions:  # multi-task classifiers also read the captions
+            texts.extend(c for r in records for c in r.captions or [])
+        return texts
     texts = []
     for r in records:
         texts.extend(r.captions or [])
@@ -225,7 +228,7 @@ def build_for_data(name: str, records, preset: str | None = None, overrides: dic
     entry = get_entry(name)
     overrides = dict(overrides or {})
     if "tokenizer" not in overrides:
-        texts = corpus_texts(records, entry.task)
+        texts = corpus_texts(records, entry.task, getattr(entry.builder, "uses_captions", False))
         if not texts:
             raise ValueError(
                 f"The training data has no {'text' if entry.task == 'classification' else 'caption'} "
@@ -403,10 +406,11 @@ class _EpochSeeds(keras.callbacks.Callback):
 
 
 # ---------------------------------------------------------------- data
-def _examples(records, task):
-    """One record per training example: captioned data (matching, captioning)
-    gets one record per (image, caption) pair, as ``make_dataset`` expands them."""
-    if task != "classification" and any(r.captions for r in records):
+def _examples(records, task, uses_captions=False):
+    """One record per training example: captioned data (matching, captioning,
+    models with ``uses_captions``) gets one record per (image, caption) pair,
+    as ``make_dataset`` expands them."""
+    if (task != "classification" or uses_captions) and any(r.captions for r in records):
         return [dataclasses.replace(r, captions=[c]) for r in records for c in r.captions]
     return list(records)
 
@@ -688,7 +692,7 @@ def _train(
                 report.log("mmzoo train")
                 if not records:
                     raise ValueError(f"Every training image failed to decode: {report}")
-            examples = _examples(records, model.task)
+            examples = _examples(records, model.task, getattr(model, "uses_captions", False))
             steps_per_epoch = int(math.ceil(len(examples) / batch_size))
             total_steps = steps_per_epoch * int(epochs)
             base_lr = _compile(

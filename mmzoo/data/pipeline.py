@@ -218,7 +218,7 @@ def _columns(records, model, captions):
         first = records[with_label.index(False)]
         raise ValueError(f"Some records have a label and some do not; first without: {first.source}")
     if captions == "auto":
-        captions = task != "classification"
+        captions = task != "classification" or bool(getattr(model, "uses_captions", False))
     use_captions = bool(captions) and any(r.captions for r in records)
 
     rows = []  # (record index, caption)
@@ -287,7 +287,8 @@ def make_dataset(
         validate: decode every image once first (in parallel) and raise a
             ``ValueError`` listing every bad file (implied by ``skip_bad``).
         captions: ``"auto"`` (expand captions unless ``model.task`` is
-            ``"classification"``), ``True`` or ``False``.
+            ``"classification"`` and the model has no ``uses_captions =
+            True``, as the multi-task classifier has), ``True`` or ``False``.
         drop_remainder: drop the last smaller batch.
         num_parallel_calls: parallelism of read + decode.
 

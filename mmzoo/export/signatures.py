@@ -26,6 +26,8 @@ sigmoid probabilities, ``class_ids``/``classes`` the top-scoring class, and
 Binary classifiers (``mode="binary"``, one sigmoid unit ``p``) serve
 ``scores = [1 - p, p]`` over their two ``label_names``.
 Captioners' ``preprocessed`` signature takes only ``image``.
+Classifiers with further heads (the multi-task classifier) add the outputs of
+their ``serving_outputs(outputs)`` method (``match_score``) beside ``scores``.
 """
 
 from __future__ import annotations
@@ -161,7 +163,11 @@ class SignatureBuilder:
     def _head(self, inputs):
         model = self.model
         if self.task == "classification":
-            return _classification_head(model, _run_model(model, inputs))
+            outputs = _run_model(model, inputs)
+            result = _classification_head(model, outputs)
+            if hasattr(model, "serving_outputs"):  # multi-task models: their other heads
+                result.update(model.serving_outputs(outputs))
+            return result
         if self.task == "matching":
             outputs = _run_model(model, inputs)
             score = outputs["score"] if isinstance(outputs, dict) else outputs
