@@ -22,7 +22,10 @@ OS cache for both); the median of ``--repeats`` passes is reported.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
+import sys
 import statistics
 import tempfile
 import time
@@ -131,7 +134,16 @@ def main(argv=None):
     print(f"pipeline, decode+resize only  : {plain:9.1f} images/s (no ImagePreprocessor header checks)")
     print(f"RATIO pipeline/sequential: {parallel / sequential:.2f}x (goal >= 1.6x)")
     print(f"RATIO pipeline(decode+resize only)/sequential: {plain / sequential:.2f}x")
-    return parallel / sequential
+    ratio = parallel / sequential
+    rows = [
+        {"figure": "tf.data pipeline vs sequential Python loop, images/s", "goal": ">= 1.6x",
+         "value": f"{ratio:.2f}x ({parallel:.0f} vs {sequential:.0f} img/s)", "met": bool(ratio >= 1.6)},
+        {"figure": "same, plain decode + resize instead of `ImagePreprocessor.decode_one`", "goal": None,
+         "value": f"{plain / sequential:.2f}x", "met": None},
+    ]
+    command = shlex.join(["python", "benchmarks/data_pipeline.py", *(sys.argv[1:] if argv is None else argv)])
+    print(json.dumps({"benchmark": "data_pipeline", "command": command, "rows": rows}))
+    return ratio
 
 
 if __name__ == "__main__":

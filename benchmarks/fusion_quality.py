@@ -29,7 +29,10 @@ held-out data: the gate should trust the informative modality.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
+import sys
 import tempfile
 import time
 
@@ -232,10 +235,44 @@ def main(argv=None):
         out_root = os.path.join(tmp, "runs")
         start = time.perf_counter()
         print(f"Training {len(args.models or ENTRIES)} classifier entries on the shapes question task ...", flush=True)
-        fusion_table(args, data_dir, out_root)
-        if not args.skip_gates:
-            gate_experiment(args, data_dir, out_root)
+        fusion_rows = fusion_table(args, data_dir, out_root)
+        gates = gate_experiment(args, data_dir, out_root) if not args.skip_gates else {}
         print(f"\n(total {time.perf_counter() - start:.0f}s)")
+    print(json.dumps(json_report(args, fusion_rows, gates, argv)))
+
+
+def json_report(args, fusion_rows, gates, argv=None):
+    """The benchmark contract's JSON last line (rows for benchmarks/run.py)."""
+    rows = []
+    for name, result in fusion_rows.items():
+        m = result["metrics"]
+        ceiling = CEILINGS.get(name, 1.0)
+        rows.append({
+            "figure": f"`{name}` held-out accuracy (ceiling {ceiling:.2f}; {args.num_train} train images, "
+                      f"{args.epochs} epochs, preset {args.preset})",
+            "goal": None, "value": f"{m['accuracy']:.3f} (macro-F1 {m['macro_f1']:.3f})", "met": None,
+        })
+    fused = [n for n in fusion_rows if n not in UNIMODAL]
+    unimodal = [n for n in fusion_rows if n in UNIMODAL]
+    if fused and unimodal:
+        best_fused = max(fused, key=lambda n: fusion_rows[n]["metrics"]["accuracy"])
+        best_uni = max(unimodal, key=lambda n: fusion_rows[n]["metrics"]["accuracy"])
+        fa, ua = fusion_rows[best_fused]["metrics"]["accuracy"], fusion_rows[best_uni]["metrics"]["accuracy"]
+        rows.append({
+            "figure": "best fused / best unimodal held-out accuracy", "goal": "best fused >= 0.95",
+            "value": f"{fa / max(ua, 1e-9):.1f}x ({best_fused} {fa:.3f} / {best_uni} {ua:.3f})",
+            "met": bool(fa >= 0.95),
+        })
+    for label, result in gates.items():
+        informative = 0 if label.startswith("text is noise") else 1  # gate index: 0 image, 1 text
+        rows.append({
+            "figure": f"GMU gate, {label}: mean gate image / text",
+            "goal": f"gate on the {'image' if informative == 0 else 'text'} > 0.5",
+            "value": f"{result['gates'][0]:.3f} / {result['gates'][1]:.3f} (micro-F1 {result['micro_f1']:.3f})",
+            "met": bool(result["gates"][informative] > 0.5),
+        })
+    command = shlex.join(["python", "benchmarks/fusion_quality.py", *(sys.argv[1:] if argv is None else argv)])
+    return {"benchmark": "fusion_quality", "command": command, "rows": rows}
 
 
 if __name__ == "__main__":

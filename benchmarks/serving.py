@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
+import shlex
+import sys
 import sys
 import tempfile
 import time
@@ -151,6 +154,22 @@ def main(argv=None):
         f"p99 {np.percentile(t_export, 99) * 1e3:.2f} ms ; python+predict: p50 "
         f"{np.percentile(t_predict, 50) * 1e3:.2f} ms, p99 {np.percentile(t_predict, 99) * 1e3:.2f} ms"
     )
+
+    def ratio(batch, index):
+        return np.median(results[batch][index]) / np.median(results[batch][0])
+
+    label = f"`{args.model}` ({args.preset})"
+    rows = [
+        {"figure": f"exported `serving_default` vs PIL + Python tokenization + `model.predict`, batch 32, {label}",
+         "goal": ">= 2x", "value": f"{ratio(32, 1):.1f}x", "met": bool(ratio(32, 1) >= 2.0)},
+        {"figure": "same, batch 1", "goal": None,
+         "value": f"{ratio(1, 1):.1f}x; export p50 {np.percentile(t_export, 50) * 1e3:.1f} ms, "
+                  f"p99 {np.percentile(t_export, 99) * 1e3:.1f} ms", "met": None},
+        {"figure": "exported `serving_default` vs PIL + Python tokenization + direct `model(x)`, batch 32 / 1",
+         "goal": None, "value": f"{ratio(32, 2):.1f}x / {ratio(1, 2):.1f}x", "met": None},
+    ]
+    command = shlex.join(["python", "benchmarks/serving.py", *(sys.argv[1:] if argv is None else argv)])
+    print(json.dumps({"benchmark": "serving", "command": command, "rows": rows}))
 
 
 if __name__ == "__main__":
