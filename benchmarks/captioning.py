@@ -43,14 +43,21 @@ from mmzoo.data.shapes import generate_shapes_splits  # noqa: E402
 from mmzoo.metrics.captioning import evaluate_captioner  # noqa: E402
 
 
-def _median_seconds(fn, repeats):
-    fn()  # warm-up: tracing
-    times = []
+def _interleaved_medians(fns: dict, repeats: int) -> dict:
+    """Median seconds of each callable, timed round-robin after one warm-up call each.
+
+    Round-robin, so a burst of load from other processes on a shared machine
+    slows every variant alike instead of one block of repeats.
+    """
+    for fn in fns.values():
+        fn()  # warm-up: tracing
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def decoding_ratios(quick: bool) -> dict:
@@ -64,15 +71,16 @@ def decoding_ratios(quick: bool) -> dict:
     bias[model.tokenizer.end_id] = -1e4  # never stop early: every caption takes 32 steps
     head.bias.assign(bias)
     images = tf.constant(np.random.default_rng(0).uniform(0, 255, (16, size, size, 3)).astype("float32"))
-    repeats = 3 if quick else 5
+    repeats = 5 if quick else 9
 
     def run(**kwargs):
         return lambda: model.generate(images, max_length=32, **kwargs)["token_ids"].numpy()
 
     lengths = (run()() != 0).sum(-1)
-    cached = _median_seconds(run(), repeats)
-    uncached = _median_seconds(run(use_cache=False), repeats)
-    beam = _median_seconds(run(method="beam", beam_width=4), repeats)
+    medians = _interleaved_medians(
+        {"cached": run(), "uncached": run(use_cache=False), "beam": run(method="beam", beam_width=4)}, repeats
+    )
+    cached, uncached, beam = medians["cached"], medians["uncached"], medians["beam"]
     return {
         "decode_tokens": int(lengths.min()),
         "batch_size": 16,
