@@ -215,7 +215,11 @@ def embed_text_throughput(model, texts, out_dir, batch_size=256, repeats=3):
 
 
 class HeldOutCurve(keras.callbacks.Callback):
-    """Held-out image->text / text->image R@1 every ``every`` epochs (BN statistics recomputed first)."""
+    """Held-out image->text / text->image R@1 every ``every`` epochs.
+
+    The BN statistics are recomputed for the evaluation, then put back, so
+    training (and the "as trained" figure) is the same with or without it.
+    """
 
     def __init__(self, test, calibration_pixels, every):
         super().__init__()
@@ -225,8 +229,12 @@ class HeldOutCurve(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.every or (epoch + 1) % self.every:
             return
+        saved = [(w, w.numpy()) for layer in _batch_norm_layers(self.model)
+                 for w in (layer.moving_mean, layer.moving_variance)]
         recompute_batch_norm_statistics(self.model, self.calibration_pixels)
         m = evaluate_matcher(self.model, self.test, batch_size=256)
+        for w, value in saved:
+            w.assign(value)
         self.points.append((epoch + 1, m["image_to_text_recall@1"], m["text_to_image_recall@1"]))
         print(f"  epoch {epoch + 1}: loss {logs['loss']:.3f}, held-out R@1 image->text "
               f"{m['image_to_text_recall@1']:.3f}, text->image {m['text_to_image_recall@1']:.3f}", flush=True)

@@ -259,3 +259,19 @@ def test_dual_encoder_under_mirrored_strategy_uses_the_global_batch(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dist"] == pytest.approx(result["single"], rel=1e-4)
     assert all(np.isfinite(result["fit"])) and result["fit"][-1] < result["fit"][0]
+
+
+@pytest.mark.parametrize("name", ["dual_encoder", "itm_matcher"])
+def test_shapes_preset_builds_at_32px_and_reloads(name, tmp_path):
+    # The recipe benchmarks/retrieval.py trains: 32x32 images, the default towers
+    # (batch-normalised CNN, 2-layer Transformer text tower), 64-d embeddings.
+    model = mmzoo.build(name, preset="shapes")
+    assert tuple(model.image_size) == (32, 32)
+    assert model.image_tower_kwargs["batch_norm"] is True and model.text_tower == "transformer"
+    x = _batch(model, n=4)
+    assert tuple(np.asarray(model(x)["score"]).shape) == (4,)
+    if name == "dual_encoder":
+        assert tuple(model.embed_image(x["image"]).shape) == (4, 64)
+        model.compile()
+        assert float(model.optimizer.learning_rate) == pytest.approx(2e-3)
+    assert_model_roundtrip(model, x, tmp_path)
