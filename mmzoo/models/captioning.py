@@ -457,6 +457,14 @@ _SMALL_IMAGE = {
     "vit": {"patch_size": 8, "dim": 64, "num_layers": 2, "num_heads": 4},
     "applications": {"backbone": "MobileNetV3Small", "dim": 64},
 }
+# `shapes`: the recipe benchmarks/captioning.py trains on the built-in shapes
+# captions: 32x32 pixels (every colour, size and relation stays visible),
+# 20 tokens (the longest shapes caption has 18 words), no dropout (short runs).
+_SHAPES_IMAGE = {
+    "cnn": {"filters": (32, 64, 96), "dim": 96},
+    "vit": {"patch_size": 4, "dim": 96, "num_layers": 2, "num_heads": 4},
+    "applications": {"backbone": "MobileNetV3Small", "dim": 96},
+}
 
 
 @register_model(
@@ -468,6 +476,8 @@ _SMALL_IMAGE = {
                      dropout=0.0),
         "small": dict(image_size=(64, 64), image_tower_kwargs=_SMALL_IMAGE, embedding_dim=64, hidden_dim=128),
         "default": dict(image_size=(64, 64), image_tower_kwargs=_DEFAULT_IMAGE, embedding_dim=128, hidden_dim=256),
+        "shapes": dict(image_size=(32, 32), sequence_length=20, image_tower_kwargs=_SHAPES_IMAGE, embedding_dim=64,
+                       hidden_dim=192, dropout=0.0, learning_rate=2e-3),
     },
 )
 def lstm_captioner(**kwargs) -> LSTMCaptioner:
@@ -486,6 +496,8 @@ def lstm_captioner(**kwargs) -> LSTMCaptioner:
                       num_heads=4),
         "default": dict(image_size=(64, 64), image_tower_kwargs=_DEFAULT_IMAGE, hidden_dim=128, num_layers=2,
                         num_heads=4),
+        "shapes": dict(image_size=(32, 32), sequence_length=20, image_tower_kwargs=_SHAPES_IMAGE, hidden_dim=96,
+                       num_layers=2, num_heads=4, dropout=0.0, learning_rate=2e-3),
     },
 )
 def transformer_captioner(**kwargs) -> TransformerCaptioner:
