@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, help="XLA-compile the train step")
     p.add_argument("--steps-per-execution", type=int, metavar="N", help="train steps per tf.function call")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows/images and report them")
+    p.add_argument("--cache", choices=["auto", "memory", "none"],
+                   help="keep decoded training images in memory (auto: when they fit in 2 GiB; default)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch")
     p.set_defaults(fn=_cmd_train)
 

@@ -52,8 +52,11 @@ RUN_ARGUMENTS = (
     "name", "data", "val_data", "epochs", "batch_size", "preset", "out_dir", "overrides",
     "learning_rate", "seed", "skip_bad", "verbose", "strategy", "tpu", "cpu_devices",
     "mixed_precision", "jit_compile", "steps_per_execution", "deterministic", "early_stopping",
-    "lr_schedule", "warmup_steps",
+    "lr_schedule", "warmup_steps", "cache",
 )
+CACHE_POLICIES = ("auto", "memory", "none")
+# ``cache="auto"`` keeps decoded training images in memory up to this size.
+AUTO_CACHE_BYTES = 2 * 1024**3
 # Command-line spellings accepted in config files.
 _CONFIG_ALIASES = {"out": "out_dir"}
 
@@ -415,14 +418,15 @@ def _examples(records, task, uses_captions=False):
     return list(records)
 
 
-def _epoch_datasets(examples, model, batch_size, seed, first_epoch, epochs):
+def _epoch_datasets(examples, model, batch_size, seed, first_epoch, epochs, decoded_images=None):
     """The training batches of epochs ``first_epoch .. epochs-1``, back to back.
 
     Epoch ``e`` visits ``examples`` in the permutation drawn from ``(seed,
     e)``, fixed in the pipeline (not reshuffled per iterator: Keras iterates
     a dataset once more to build the model, and a distributed copy
     iterates its own). A resumed run, a distributed run and an uninterrupted
-    run see exactly the same batches.
+    run see exactly the same batches. With ``decoded_images`` every epoch
+    gathers its images from that one in-memory copy instead of decoding.
     """
     from mmzoo.data import make_dataset
 
@@ -430,7 +434,8 @@ def _epoch_datasets(examples, model, batch_size, seed, first_epoch, epochs):
     dataset = None
     for epoch in range(first_epoch, epochs):
         order = np.random.default_rng([int(seed), epoch]).permutation(len(examples))
-        ds = make_dataset([examples[i] for i in order], model, batch_size=batch_size, training=True, shuffle=False)
+        ds = make_dataset([examples[i] for i in order], model, batch_size=batch_size, training=True, shuffle=False,
+                          decoded_images=decoded_images)
         dataset = ds if dataset is None else dataset.concatenate(ds)
     dataset.num_examples = len(examples)
     return dataset
@@ -585,6 +590,7 @@ def train(
     early_stopping: int | None = None,
     lr_schedule: str = "constant",
     warmup_steps: int = 0,
+    cache: str = "auto",
     callbacks: list | None = None,
     config=None,
 ) -> dict:
@@ -612,6 +618,11 @@ def train(
             validation data); the best weights are restored.
         lr_schedule: ``"constant"`` or ``"cosine"``, after ``warmup_steps``
             steps of linear warmup.
+        cache: ``"memory"`` decodes the training images once and keeps
+            them in memory for every epoch (``mmzoo.data.decode_images``);
+            ``"none"`` reads and decodes the files every epoch; ``"auto"``
+            (default) is ``"memory"`` when the decoded images take at most
+            ``AUTO_CACHE_BYTES`` (2 GiB), else ``"none"``.
         callbacks: extra Keras callbacks.
         config: a run config (path or dict, see ``load_run_config``) giving
             the arguments not passed explicitly.
@@ -632,6 +643,8 @@ def train(
     if not name or not data:
         raise ValueError(f"train needs a model name and a training manifest. Received: name={name!r}, data={data!r}")
     _validate(epochs, batch_size, mixed_precision, steps_per_execution, early_stopping, lr_schedule, warmup_steps)
+    if cache not in CACHE_POLICIES:
+        raise ValueError(f"cache must be one of {list(CACHE_POLICIES)}. Received: cache={cache!r}")
     from tensorflow.python.framework import config as tf_framework_config
 
     arguments = {k: v for k, v in locals().items() if k in RUN_ARGUMENTS or k == "callbacks"}
@@ -647,12 +660,12 @@ def train(
 def _train(
     *, name, data, val_data, epochs, batch_size, preset, out_dir, overrides, learning_rate, seed, skip_bad,
     verbose, strategy, tpu, cpu_devices, mixed_precision, jit_compile, steps_per_execution, deterministic,
-    early_stopping, lr_schedule, warmup_steps, callbacks,
+    early_stopping, lr_schedule, warmup_steps, cache, callbacks,
 ):
     import tensorflow as tf
 
     from mmzoo import distribute
-    from mmzoo.data import make_dataset, read_manifest
+    from mmzoo.data import decode_images, decoded_size, make_dataset, read_manifest
     from mmzoo.metrics import evaluate_model
 
     # Devices and the strategy first: both must exist before TF initialises.
@@ -703,14 +716,20 @@ def _train(
 
     first_epoch = backup_epoch(backup_dir)
     shard_policy = "data"  # make_dataset pipelines are built from in-memory columns
-    train_ds = _epoch_datasets(examples, model, batch_size, seed, first_epoch, int(epochs))
+    decoded_images = None
+    if cache == "memory" or (cache == "auto" and decoded_size(examples, model) <= AUTO_CACHE_BYTES):
+        decoded_images = decode_images(examples, model)
+        _log(verbose, f"mmzoo train: {len(decoded_images.rows)} training images decoded once, kept in memory "
+                      f"({decoded_images.nbytes / 2**20:.0f} MiB; --cache none to decode every epoch)")
+    train_ds = _epoch_datasets(examples, model, batch_size, seed, first_epoch, int(epochs), decoded_images)
     train_input = distribute.distribute_dataset(strat, train_ds, policy=shard_policy)
     if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy):
         _build_from_local_batch(model, strat, train_ds)
         _patch_keras_multi_worker_logs()
     val_input = None
     if val_records:
-        val_ds = make_dataset(val_records, model, batch_size=batch_size, training=False, skip_bad=skip_bad)
+        val_ds = make_dataset(val_records, model, batch_size=batch_size, training=False, skip_bad=skip_bad,
+                              cache=decoded_images is not None)
         val_input = distribute.distribute_dataset(strat, val_ds, policy=shard_policy)
 
     dist.update(steps_per_epoch=steps_per_epoch, shard_policy=shard_policy.upper())
@@ -813,7 +832,9 @@ def _train(
         "early_stopping": early_stopping,
         "lr_schedule": lr_schedule,
         "warmup_steps": int(warmup_steps or 0),
+        "cache": cache,
         "resolved": {
+            "images_in_memory": decoded_images is not None,
             "mmzoo_version": _version(),
             "preset": result["preset"],
             "learning_rate": base_lr,

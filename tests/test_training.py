@@ -175,6 +175,8 @@ def test_train_argument_errors(manifest, tmp_path):
         train("gated_classifier", manifest, strategy="horovod", out_dir=str(tmp_path), **TINY)
     with pytest.raises(ValueError, match="needs TF_CONFIG"):
         train("gated_classifier", manifest, strategy="multi_worker", out_dir=str(tmp_path), **TINY)
+    with pytest.raises(ValueError, match=r"cache must be one of \['auto', 'memory', 'none'\]. Received: cache='disk'"):
+        train("gated_classifier", manifest, cache="disk", out_dir=str(tmp_path), **TINY)
 
 
 # ------------------------------------------------------------------ a run, its outputs, its config
@@ -221,6 +223,19 @@ def test_run_writes_every_output(reference_run):
         saved = json.load(f)
     assert saved["lr_schedule"] == "cosine" and saved["warmup_steps"] == 1
     assert saved["resolved"]["steps_per_epoch"] == 2 and saved["resolved"]["total_steps"] == 4
+
+
+def test_images_decoded_once_train_the_same_model_as_decoding_every_epoch(reference_run, manifest, tmp_path):
+    out, result = reference_run  # cache="auto": these few images are kept in memory
+    with open(os.path.join(out, "run_config.json")) as f:
+        assert json.load(f)["cache"] == "auto"
+    again = train(
+        "gated_classifier", manifest, epochs=2, out_dir=str(tmp_path), seed=1, deterministic=True,
+        lr_schedule="cosine", warmup_steps=1, early_stopping=5, cache="none", **TINY
+    )
+    assert again["final_loss"] == pytest.approx(result["final_loss"], rel=1e-6)
+    for a, b in zip(_weights(os.path.join(out, "model.keras")), _weights(str(tmp_path / "model.keras"))):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_run_config_repeats_the_run(reference_run, tmp_path):

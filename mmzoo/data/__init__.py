@@ -22,6 +22,9 @@ from mmzoo.data.coco import read_coco_captions
 from mmzoo.data.flickr import read_flickr8k
 from mmzoo.data.manifest import read_manifest, write_manifest
 from mmzoo.data.pipeline import (
+    DecodedImages,
+    decode_images,
+    decoded_size,
     ids_to_labels,
     label_names_from_records,
     labels_to_ids,
@@ -41,11 +44,14 @@ from mmzoo.data.shapes import (
 from mmzoo.data.tfrecord import read_tfrecord, write_tfrecord
 
 __all__ = [
+    "DecodedImages",
     "Record",
     "RecordList",
     "SkipReport",
     "SkippedRow",
     "VOCABULARY",
+    "decode_images",
+    "decoded_size",
     "generate_shapes_dataset",
     "generate_shapes_splits",
     "ids_to_labels",

@@ -233,6 +233,7 @@ def _columns(records, model, captions):
     expanded = [records[i] for i in order]
     columns = _image_columns(expanded)
     columns["source"] = [_describe(r) for r in expanded]
+    columns["record_index"] = np.asarray(order, "int64")
     if all(with_text):
         columns["text"] = [r.text for r in expanded]
     if use_labels:
@@ -251,6 +252,74 @@ def _columns(records, model, captions):
     return columns
 
 
+def _image_key(record):
+    return record.image if isinstance(record.image, str) else bytes(record.image)
+
+
+class DecodedImages:
+    """Images decoded once and kept in memory, for pipelines that reuse them.
+
+    ``images``: float32 ``[N, H, W, 3]`` (what ``model.image_preprocessor``
+    makes); ``keys``: the image of each row (a path, or the encoded bytes).
+    ``make_dataset(..., decoded_images=cache)`` gathers rows from it instead
+    of reading and decoding files, which is what makes a many-epoch run on a
+    small machine as fast as training from arrays: decoding PNGs every epoch
+    cost 40% of the training throughput of the tiny models here
+    (``benchmarks/training.py``). Build one with ``decode_images``.
+    """
+
+    def __init__(self, images, keys):
+        self.images = tf.convert_to_tensor(images, tf.float32)
+        self.rows = {key: i for i, key in enumerate(keys)}
+        if self.images.shape.rank != 4 or self.images.shape[0] != len(self.rows):
+            raise ValueError(
+                "DecodedImages needs images [N, H, W, 3] and N distinct keys. "
+                f"Received: images.shape={self.images.shape}, {len(self.rows)} distinct keys"
+            )
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.images.shape.num_elements()) * 4
+
+    def row(self, record) -> int:
+        try:
+            return self.rows[_image_key(record)]
+        except KeyError:
+            raise ValueError(f"Image of {_describe(record)} is not among the decoded images.") from None
+
+
+def decoded_size(records, model) -> int:
+    """Bytes that ``decode_images(records, model)`` would hold (float32 pixels)."""
+    height, width = model.image_preprocessor.image_size
+    return len({_image_key(r) for r in records}) * int(height) * int(width) * 3 * 4
+
+
+def decode_images(records, model, num_parallel_calls=AUTOTUNE) -> DecodedImages:
+    """Decode every distinct image of ``records`` once (in parallel): a ``DecodedImages``.
+
+    Errors name the file, as ``make_dataset``'s do (run ``validate_images``
+    or ``make_dataset(skip_bad=True)`` first to drop bad images).
+    """
+    unique, seen = [], set()
+    for r in records:
+        key = _image_key(r)
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    if not unique:
+        raise ValueError("decode_images needs at least one record. Received: 0 records")
+    columns = _image_columns(unique)
+    columns["source"] = [_describe(r) for r in unique]
+    decode_one = model.image_preprocessor.decode_one
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    ds = ds.map(lambda e: _read_and_decode(e, decode_one), num_parallel_calls=num_parallel_calls)
+    try:
+        images = np.concatenate(list(ds.batch(256).prefetch(AUTOTUNE).as_numpy_iterator()))
+    except tf.errors.OpError as e:
+        raise ValueError(f"decode_images: {_clean_error(getattr(e, 'message', str(e)))}") from None
+    return DecodedImages(images, [_image_key(r) for r in unique])
+
+
 def make_dataset(
     records,
     model,
@@ -265,6 +334,7 @@ def make_dataset(
     captions="auto",
     drop_remainder: bool = False,
     num_parallel_calls=AUTOTUNE,
+    decoded_images: DecodedImages | None = None,
 ):
     """A batched ``tf.data.Dataset`` of ``model.training_example(batch)``.
 
@@ -291,6 +361,9 @@ def make_dataset(
             True``, as the multi-task classifier has), ``True`` or ``False``.
         drop_remainder: drop the last smaller batch.
         num_parallel_calls: parallelism of read + decode.
+        decoded_images: a ``DecodedImages`` holding the records' images
+            (``decode_images``): rows are gathered from memory instead of
+            read and decoded (``mmzoo train`` does this when they fit).
 
     The batch given to ``training_example``: ``{"image": float32 [B, H, W, 3],
     "text": string [B], "label": int32 [B] or float32 multi-hot [B, C],
@@ -324,9 +397,19 @@ def make_dataset(
     columns = _columns(records, model, captions)
     num_examples = len(columns["source"])
     shuffle = training if shuffle is None else bool(shuffle)
+    if decoded_images is not None:
+        rows = np.asarray([decoded_images.row(r) for r in records], "int64")
+        columns = {k: v for k, v in columns.items() if k not in ("path", "data")}
+        columns["image_row"] = rows[columns.pop("record_index")]
+        table = decoded_images.images
+    else:
+        columns.pop("record_index")
 
     def load(element):
-        example = {"image": _read_and_decode(element, decode_one)}
+        if decoded_images is not None:
+            example = {"image": tf.gather(table, element["image_row"])}
+        else:
+            example = {"image": _read_and_decode(element, decode_one)}
         for key in ("text", "label", "caption"):
             if key in element:
                 example[key] = element[key]

@@ -3,7 +3,10 @@ import pytest
 import tensorflow as tf
 
 from mmzoo.data import (
+    DecodedImages,
     Record,
+    decode_images,
+    decoded_size,
     ids_to_labels,
     label_names_from_records,
     labels_to_ids,
@@ -174,3 +177,36 @@ def test_fit_runs_on_the_pipeline(shapes_dir):
     net.compile("adam", "sparse_categorical_crossentropy")
     history = net.fit(make_dataset(shapes_dir, model, batch_size=6), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_decoded_images_give_the_same_batches_as_decoding(shapes_dir):
+    records = read_manifest(shapes_dir)
+    model = BatchEcho(label_names=shapes_label_names(), task="matching")  # captions expanded: 3 rows per image
+    decoded = decode_images(records + records[:2], model)  # duplicates are decoded once
+    assert len(decoded.rows) == len(records) and decoded.images.shape == (len(records), 16, 16, 3)
+    assert decoded_size(records, model) == decoded.nbytes == len(records) * 16 * 16 * 3 * 4
+    files = _all(make_dataset(records, model, batch_size=5, training=False))
+    memory = _all(make_dataset(records, model, batch_size=5, training=False, decoded_images=decoded))
+    assert len(files) == len(memory) > 1
+    for a, b in zip(files, memory):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        assert list(a["caption"]) == list(b["caption"])
+    # Seeded shuffles pick the same rows either way.
+    shuffled = [make_dataset(records, model, batch_size=5, seed=3, decoded_images=d) for d in (None, decoded)]
+    a, b = (_all(ds) for ds in shuffled)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["image"], y["image"])
+
+
+def test_decoded_images_errors(shapes_dir, tmp_path):
+    records = read_manifest(shapes_dir)
+    model = BatchEcho(label_names=shapes_label_names(), task="classification")
+    decoded = decode_images(records[:3], model)
+    with pytest.raises(ValueError, match="is not among the decoded images"):
+        make_dataset(records, model, batch_size=4, decoded_images=decoded)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match="bad.png"):
+        decode_images([Record(image=str(bad), source="manifest.jsonl:7")], model)
+    with pytest.raises(ValueError, match=r"Received: images.shape=\(2, 4, 4, 3\), 3 distinct keys"):
+        DecodedImages(np.zeros((2, 4, 4, 3), "float32"), ["a", "b", "c"])
