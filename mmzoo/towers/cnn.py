@@ -29,6 +29,7 @@ def build_cnn_tower(
     padding: str = "same",
     activation="relu",
     batch_norm: bool = False,
+    batch_norm_momentum: float = 0.9,
     pool_size: int = 2,
     pool: str = "flatten",
     dim: int | None = None,
@@ -46,6 +47,14 @@ def build_cnn_tower(
     (projected to ``dim`` when given), ``mask`` = all ``True`` ``[B, h*w]``,
     ``pooled`` = ``Flatten`` of the feature map (``pool="flatten"``, projected
     to ``dim`` when given) or the mean of the tokens (``pool="avg"``).
+
+    ``batch_norm_momentum`` is that of the moving mean and variance used at
+    inference: 0.9 rather than Keras' 0.99, because the zoo's small models
+    train for a few hundred steps and with 0.99 the averages are still near
+    their initial values (mean 0, variance 1) when training ends, so every
+    image gets nearly the same features at inference (a dual encoder measured
+    image-to-text R@1 0.005 on its own training images with 0.99, 0.46 with
+    batch statistics).
 
     ``CLASSIC_CNN`` (``filters=(32, 64, 128)``, ``padding="valid"``,
     ``pool="flatten"``, no batch norm, no projection) reproduces the classic
@@ -72,6 +81,8 @@ def build_cnn_tower(
     check_choice("padding", padding, ("same", "valid"))
     check_choice("pool", pool, ("flatten", "avg"))
     check_rate("dropout", dropout)
+    if not 0.0 <= batch_norm_momentum < 1.0:
+        raise ValueError(f"batch_norm_momentum must be in [0, 1). Received: batch_norm_momentum={batch_norm_momentum}")
 
     h, w = height, width
     for _ in filters:
@@ -95,7 +106,9 @@ def build_cnn_tower(
         if batch_norm:
             # synchronized: under tf.distribute the statistics come from the global
             # batch, so N replicas train the same model as one device would.
-            x = keras.layers.BatchNormalization(synchronized=True, name=f"block{i}_bn")(x)
+            x = keras.layers.BatchNormalization(
+                momentum=batch_norm_momentum, synchronized=True, name=f"block{i}_bn"
+            )(x)
         x = keras.layers.Activation(activation, name=f"block{i}_act")(x)
         x = keras.layers.MaxPooling2D(pool_size, name=f"block{i}_pool")(x)
 
