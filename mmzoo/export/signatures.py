@@ -124,9 +124,23 @@ def _classification_head(model, outputs):
     return result
 
 
+def _with_one_row_at_least(fn, inputs):
+    """``fn(inputs)`` for a batch of any size, 0 included; outputs cut to the batch.
+
+    TF 2.21's oneDNN ``Conv2D`` returns its input's shape for a batch of 0, so
+    a CNN tower fails on an empty request with an unrelated shape error. An
+    empty batch runs as one zero row and the outputs are sliced back to 0
+    rows; any other batch is passed through (padding by 0 rows is a no-op).
+    """
+    batch = tf.shape(next(iter(inputs.values())))[0]
+    extra = tf.maximum(1 - batch, 0)
+    padded = {k: tf.pad(v, [[0, extra]] + [[0, 0]] * (v.shape.rank - 1)) for k, v in inputs.items()}
+    return tf.nest.map_structure(lambda t: t[:batch], fn(padded))
+
+
 def _run_model(model, inputs):
     inputs = {k: v for k, v in inputs.items() if k in model_input_names(model)}
-    return model(inputs, training=False)
+    return _with_one_row_at_least(lambda x: model(x, training=False), inputs)
 
 
 class SignatureBuilder:
@@ -175,7 +189,9 @@ class SignatureBuilder:
         return self._caption(inputs["image"], method="greedy")
 
     def _caption(self, image, method, **kwargs):
-        out = self.model.generate(image, method=method, **kwargs)
+        out = _with_one_row_at_least(
+            lambda x: self.model.generate(x["image"], method=method, **kwargs), {"image": image}
+        )
         caption = self.model.tokenizer.detokenize(out["token_ids"])
         return {"caption": caption, "score": tf.cast(out["score"], tf.float32)}
 
@@ -244,7 +260,8 @@ class SignatureBuilder:
 
                 def embed_image(image_bytes):
                     image = self._raw_inputs(image_bytes=image_bytes)["image"]
-                    return {"embedding": tf.cast(model.embed_image(image), tf.float32)}
+                    embedding = _with_one_row_at_least(lambda x: model.embed_image(x["image"]), {"image": image})
+                    return {"embedding": tf.cast(embedding, tf.float32)}
 
                 eps["embed_image"] = (embed_image, self._raw_signature(["image_bytes"]))
             if hasattr(model, "embed_text"):

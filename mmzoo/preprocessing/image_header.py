@@ -33,19 +33,21 @@ _DUMMY_JPEG = bytes.fromhex(
 
 
 def _field_weights():
-    """``[32, 9]`` weights: header bytes (as a vector) times these = the size fields.
+    """``[32, 12]`` weights: header bytes (as a vector) times these = the size fields.
 
     Columns: PNG width, PNG height (big-endian u32 at 16, 20); GIF width,
     height (little-endian u16 at 6, 8); BMP info-header size (u32 at 14);
     BMP core width, height (u16 at 18, 20); BMP info width, height (u32 at
-    18, 22, two's complement applied afterwards). One ``matvec`` instead of
+    18, 22, two's complement applied afterwards); BMP pixel-data offset
+    (u32 at 10), bits per pixel (core: u16 at 24, info: u16 at 28). One ``matvec`` instead of
     a chain of scalar ops per byte.
     """
     import numpy as np
 
-    weights = np.zeros((_HEADER_BYTES, 9), np.float64)
+    weights = np.zeros((_HEADER_BYTES, 12), np.float64)
     fields = [(16, 4, True), (20, 4, True), (6, 2, False), (8, 2, False), (14, 4, False),
-              (18, 2, False), (20, 2, False), (18, 4, False), (22, 4, False)]
+              (18, 2, False), (20, 2, False), (18, 4, False), (22, 4, False),
+              (10, 4, False), (24, 2, False), (28, 2, False)]
     for column, (start, length, big_endian) in enumerate(fields):
         for k in range(length):
             weights[start + k, column] = 256.0 ** ((length - 1 - k) if big_endian else k)
@@ -74,6 +76,11 @@ def read_image_header(data):
     ``InvalidArgumentError`` only for a JPEG whose header is corrupt.
     Straight-line ops (no control flow): it runs once per image in tf.data.
     """
+    return _read_header(data)[:4]
+
+
+def _read_header(data):
+    """``read_image_header`` plus the bytes an uncompressed BMP needs (``check_header``)."""
     data = tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [])
     length = tf.cast(tf.strings.length(data), tf.int64)
     padded = tf.strings.join([data, tf.constant(b"\0" * _HEADER_BYTES)])
@@ -88,7 +95,8 @@ def read_image_header(data):
 
     header = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.float64)
     fields = tf.cast(tf.linalg.matvec(tf.constant(_FIELD_WEIGHTS.T), header), tf.int64)
-    png_w, png_h, gif_w, gif_h, bmp_size, core_w, core_h, info_w, info_h = tf.unstack(fields)
+    (png_w, png_h, gif_w, gif_h, bmp_size, core_w, core_h, info_w, info_h,
+     bmp_offset, core_bpp, info_bpp) = tf.unstack(fields)
     signed_w = tf.where(info_w >= 2**31, info_w - 2**32, info_w)
     signed_h = tf.where(info_h >= 2**31, info_h - 2**32, info_h)
     bmp_core = tf.equal(bmp_size, 12)  # BITMAPCOREHEADER
@@ -105,7 +113,12 @@ def read_image_header(data):
     jpeg_w = tf.where(jpeg_ok, jpeg_shape[1], zero)
     heights = tf.stack([zero, jpeg_h, png_h, gif_h, bmp_h])
     widths = tf.stack([zero, jpeg_w, png_w, gif_w, bmp_w])
-    return fmt, length, tf.gather(heights, fmt), tf.gather(widths, fmt)
+    height, width = tf.gather(heights, fmt), tf.gather(widths, fmt)
+    # What an uncompressed BMP needs: pixel-data offset + rows padded to 4 bytes.
+    bpp = tf.where(bmp_core, core_bpp, info_bpp)
+    bmp_needed = bmp_offset + (bpp * bmp_w + 31) // 32 * 4 * bmp_h
+    return fmt, length, height, width, bmp_needed
+
 
 
 def check_header(data, max_pixels=None):
@@ -113,19 +126,23 @@ def check_header(data, max_pixels=None):
 
     Returns a list of ops for ``tf.control_dependencies``; it fails with
     ``InvalidArgumentError`` and a message naming the first problem found:
-    empty bytes, an unknown format, a truncated or corrupt header, or more
-    than ``max_pixels`` pixels. One ``Assert`` over straight-line ops (no
+    empty bytes, an unknown format, more than ``max_pixels`` pixels, or a
+    truncated or corrupt header (an uncompressed BMP shorter than its header
+    says). One ``Assert`` over straight-line ops (no
     ``tf.cond``): this runs for every image of every tf.data pipeline.
     """
     data = tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [])
-    fmt, length, height, width = read_image_header(data)
+    fmt, length, height, width, bmp_needed = _read_header(data)
     min_bytes = tf.gather(tf.constant([0, *[_MIN_BYTES[i] for i in (JPEG, PNG, GIF, BMP)]], tf.int64), fmt)
+    # An uncompressed BMP's size follows from its header: a short one is truncated
+    # (TensorFlow's own message for it names no cause).
+    min_bytes = tf.where(tf.equal(fmt, BMP), tf.maximum(min_bytes, bmp_needed), min_bytes)
     pixels = height * width
     failures = [
         tf.equal(length, 0),
         tf.equal(fmt, UNKNOWN),
+        tf.constant(False) if max_pixels is None else (height > 0) & (width > 0) & (pixels > max_pixels),
         (length < min_bytes) | (height <= 0) | (width <= 0),
-        tf.constant(False) if max_pixels is None else pixels > max_pixels,
     ]
     failed = tf.stack(failures)
     messages = tf.stack(
@@ -142,16 +159,19 @@ def check_header(data, max_pixels=None):
                     ").",
                 ]
             ),
+            tf.strings.format(
+                "Refusing to decode image: image is {}x{} = {} pixels, over max_pixels={}.",
+                (width, height, pixels, -1 if max_pixels is None else max_pixels),
+            ),
             tf.strings.join(
                 [
                     "Cannot decode image: truncated or corrupt ",
                     tf.gather(tf.constant(list(FORMAT_NAMES)), fmt),
-                    tf.strings.format(" header ({} bytes, header says {}x{}).", (length, width, height)),
+                    tf.strings.format(
+                        " header ({} bytes; the header says {}x{}, which needs at least {} bytes).",
+                        (length, width, height, min_bytes),
+                    ),
                 ]
-            ),
-            tf.strings.format(
-                "Refusing to decode image: image is {}x{} = {} pixels, over max_pixels={}.",
-                (width, height, pixels, -1 if max_pixels is None else max_pixels),
             ),
         ]
     )
