@@ -60,7 +60,15 @@ BROKEN_IMAGES = {
     "truncated_jpeg": r"^Invalid JPEG data",
     "truncated_jpeg_header": r"^Invalid JPEG data",
     "truncated_gif": r"^Invalid GIF data",
+    "truncated_bmp": r"BMP",
 }
+TRUNCATED_BMP_BUG = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a truncated BMP passes the header check and TensorFlow's DecodeBmp says only 'Input size should "
+    "match (header_size + row_size * abs_height) but they differ by -N'; fix proposed for "
+    "mmzoo/preprocessing/image_header.py (check the BMP length against its header)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +132,9 @@ def test_animated_gif_is_its_first_frame(targets):
     np.testing.assert_allclose(out[0], out[1], atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", sorted(BROKEN_IMAGES))
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=TRUNCATED_BMP_BUG if k == "truncated_bmp" else ()) for k in sorted(BROKEN_IMAGES)]
+)
 def test_broken_images_raise_invalid_argument_saying_what_is_wrong(targets, kind):
     """Random bytes, zero bytes, truncated JPEG / PNG / GIF (body or header)."""
     broken = rb.image_of_kind(kind, np.random.default_rng(0))
@@ -227,6 +237,7 @@ def test_error_text_and_clarity_rules():
     assert rb.is_clear(node + "assertion failed: [Cannot decode image: the image bytes are empty]" + tail)
     assert rb.error_text("assertion failed: [Cannot decode image: x]") == "Cannot decode image: x"
     assert rb.is_clear("Invalid PNG. Failed to initialize decoder.")
+    assert rb.is_clear("Refusing to decode image: image is 16777217x3 = 50331651 pixels, over max_pixels=50000000.")
     assert not rb.is_clear(node + "Incompatible shapes: [16] vs. [0,16,16,3]" + tail)
     assert not rb.is_clear(node + "input depth must be evenly divisible by filter depth: 3 vs 8" + tail)
     assert not rb.is_clear("a/image_tower/conv failed")  # node names do not count
@@ -237,11 +248,12 @@ def test_error_text_and_clarity_rules():
 def test_hypothesis_requests_are_well_formed_or_invalid_argument(targets, label):
     """A few drawn requests per raw signature (``benchmarks/robustness.py`` runs many more).
 
-    Batches of 1-3 here: the empty batch is the known failure of
-    ``test_empty_batch_gives_empty_outputs`` (the benchmark draws it too and counts it).
+    Batches of 1-3 and no BMPs here: the empty batch and a corrupt BMP are the known failures of
+    ``test_empty_batch_gives_empty_outputs`` and ``test_broken_images...[truncated_bmp]`` (the
+    benchmark draws both and counts them).
     """
     target = targets[label]
-    request = rb.strategies()["request"]("image_bytes" in target.inputs, "text" in target.inputs, min_batch=1)
+    request = rb.strategies(exclude_kinds=("bmp",))["request"]("image_bytes" in target.inputs, "text" in target.inputs, min_batch=1)
 
     @settings(max_examples=6, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
