@@ -60,15 +60,8 @@ BROKEN_IMAGES = {
     "truncated_jpeg": r"^Invalid JPEG data",
     "truncated_jpeg_header": r"^Invalid JPEG data",
     "truncated_gif": r"^Invalid GIF data",
-    "truncated_bmp": r"BMP",
+    "truncated_bmp": r"^Cannot decode image: truncated or corrupt BMP header \(747 bytes; the header says 24x20, which needs",
 }
-TRUNCATED_BMP_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a truncated BMP passes the header check and TensorFlow's DecodeBmp says only 'Input size should "
-    "match (header_size + row_size * abs_height) but they differ by -N'; fix proposed for "
-    "mmzoo/preprocessing/image_header.py (check the BMP length against its header)",
-)
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +125,7 @@ def test_animated_gif_is_its_first_frame(targets):
     np.testing.assert_allclose(out[0], out[1], atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "kind", [pytest.param(k, marks=TRUNCATED_BMP_BUG if k == "truncated_bmp" else ()) for k in sorted(BROKEN_IMAGES)]
-)
+@pytest.mark.parametrize("kind", sorted(BROKEN_IMAGES))
 def test_broken_images_raise_invalid_argument_saying_what_is_wrong(targets, kind):
     """Random bytes, zero bytes, truncated JPEG / PNG / GIF (body or header)."""
     broken = rb.image_of_kind(kind, np.random.default_rng(0))
@@ -182,19 +173,7 @@ def test_100k_character_text_is_truncated_not_refused(targets):
     np.testing.assert_allclose(out[0], out[1], atol=1e-6)
 
 
-EMPTY_BATCH_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="TF 2.21's oneDNN Conv2D returns the input's shape for a batch of 0, so the zoo's CNN towers "
-    "fail on an empty batch with an unclear InvalidArgumentError ('Incompatible shapes: [16] vs. "
-    "[0,16,16,3]'); fix proposed for mmzoo/export/signatures.py (run the model on one zero row and "
-    "slice to the batch). embed_text has no convolution and passes.",
-)
-
-
-@pytest.mark.parametrize(
-    "label", [pytest.param(x, marks=() if x.endswith("/embed_text") else EMPTY_BATCH_BUG) for x in LABELS]
-)
+@pytest.mark.parametrize("label", LABELS)
 def test_empty_batch_gives_empty_outputs(targets, label):
     target = targets[label]
     feed = rb.explicit_feeds(target)["empty_batch"]
@@ -246,14 +225,9 @@ def test_error_text_and_clarity_rules():
 # ------------------------------------------------------------- hypothesis
 @pytest.mark.parametrize("label", RAW_LABELS)
 def test_hypothesis_requests_are_well_formed_or_invalid_argument(targets, label):
-    """A few drawn requests per raw signature (``benchmarks/robustness.py`` runs many more).
-
-    Batches of 1-3 and no BMPs here: the empty batch and a corrupt BMP are the known failures of
-    ``test_empty_batch_gives_empty_outputs`` and ``test_broken_images...[truncated_bmp]`` (the
-    benchmark draws both and counts them).
-    """
+    """A few drawn requests per raw signature (``benchmarks/robustness.py`` runs many more)."""
     target = targets[label]
-    request = rb.strategies(exclude_kinds=("bmp",))["request"]("image_bytes" in target.inputs, "text" in target.inputs, min_batch=1)
+    request = rb.strategies()["request"]("image_bytes" in target.inputs, "text" in target.inputs)
 
     @settings(max_examples=6, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 import textwrap
 
 import pytest
@@ -221,5 +220,8 @@ def test_real_quick_run_of_the_fastest_script(tmp_path):
     block = text[text.index(run.begin_marker("robustness")):text.index(run.end_marker("robustness"))]
     assert "by `python benchmarks/run.py --quick --only robustness`" in block
     assert "`python benchmarks/robustness.py --quick`" in block
-    assert "| other outcomes | 0 |" in block or "other" in block
-    assert sys.executable  # the scripts ran under this interpreter
+    rows = [line for line in block.splitlines() if line.startswith("| hostile requests tried")]
+    assert len(rows) == 1 and rows[0].endswith("| yes |"), rows  # the sweep ran and found no 'other' outcome
+    original = open(os.path.join(REPO, "benchmarks", "README.md")).read()
+    old_block = original[original.index(run.begin_marker("robustness")):original.index(run.end_marker("robustness"))]
+    assert text.replace(block, "") == original.replace(old_block, "")  # nothing outside the block changed
