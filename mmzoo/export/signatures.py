@@ -124,29 +124,33 @@ def _classification_head(model, outputs):
     return result
 
 
-def _with_one_row_at_least(fn, inputs):
+def _with_one_row_at_least(fn, inputs, enabled=True):
     """``fn(inputs)`` for a batch of any size, 0 included; outputs cut to the batch.
 
     TF 2.21's oneDNN ``Conv2D`` returns its input's shape for a batch of 0, so
     a CNN tower fails on an empty request with an unrelated shape error. An
     empty batch runs as one zero row and the outputs are sliced back to 0
     rows; any other batch is passed through (padding by 0 rows is a no-op).
+    ``enabled=False`` (LiteRT conversion: the pad would cost the converted
+    model its dynamic batch) calls ``fn`` as is.
     """
+    if not enabled:
+        return fn(inputs)
     batch = tf.shape(next(iter(inputs.values())))[0]
     extra = tf.maximum(1 - batch, 0)
     padded = {k: tf.pad(v, [[0, extra]] + [[0, 0]] * (v.shape.rank - 1)) for k, v in inputs.items()}
     return tf.nest.map_structure(lambda t: t[:batch], fn(padded))
 
 
-def _run_model(model, inputs):
+def _run_model(model, inputs, pad_empty_batch=True):
     inputs = {k: v for k, v in inputs.items() if k in model_input_names(model)}
-    return _with_one_row_at_least(lambda x: model(x, training=False), inputs)
+    return _with_one_row_at_least(lambda x: model(x, training=False), inputs, pad_empty_batch)
 
 
 class SignatureBuilder:
     """The endpoint functions (raw and preprocessed) of one model."""
 
-    def __init__(self, model, beam_width=4):
+    def __init__(self, model, beam_width=4, pad_empty_batch=True):
         task = getattr(model, "task", "")
         if task not in ("classification", "matching", "captioning"):
             raise ValueError(
@@ -158,6 +162,7 @@ class SignatureBuilder:
         self.model = model
         self.task = task
         self.beam_width = int(beam_width)
+        self.pad_empty_batch = bool(pad_empty_batch)
         names = model_input_names(model)
         self.uses_image = "image" in names or task == "captioning"
         self.uses_text = "token_ids" in names and task != "captioning"
@@ -177,20 +182,20 @@ class SignatureBuilder:
     def _head(self, inputs):
         model = self.model
         if self.task == "classification":
-            outputs = _run_model(model, inputs)
+            outputs = _run_model(model, inputs, self.pad_empty_batch)
             result = _classification_head(model, outputs)
             if hasattr(model, "serving_outputs"):  # multi-task models: their other heads
                 result.update(model.serving_outputs(outputs))
             return result
         if self.task == "matching":
-            outputs = _run_model(model, inputs)
+            outputs = _run_model(model, inputs, self.pad_empty_batch)
             score = outputs["score"] if isinstance(outputs, dict) else outputs
             return {"score": tf.reshape(tf.cast(score, tf.float32), [-1])}
         return self._caption(inputs["image"], method="greedy")
 
     def _caption(self, image, method, **kwargs):
         out = _with_one_row_at_least(
-            lambda x: self.model.generate(x["image"], method=method, **kwargs), {"image": image}
+            lambda x: self.model.generate(x["image"], method=method, **kwargs), {"image": image}, self.pad_empty_batch
         )
         caption = self.model.tokenizer.detokenize(out["token_ids"])
         return {"caption": caption, "score": tf.cast(out["score"], tf.float32)}
@@ -260,7 +265,9 @@ class SignatureBuilder:
 
                 def embed_image(image_bytes):
                     image = self._raw_inputs(image_bytes=image_bytes)["image"]
-                    embedding = _with_one_row_at_least(lambda x: model.embed_image(x["image"]), {"image": image})
+                    embedding = _with_one_row_at_least(
+                        lambda x: model.embed_image(x["image"]), {"image": image}, self.pad_empty_batch
+                    )
                     return {"embedding": tf.cast(embedding, tf.float32)}
 
                 eps["embed_image"] = (embed_image, self._raw_signature(["image_bytes"]))

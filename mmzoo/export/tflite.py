@@ -78,7 +78,7 @@ def tflite_endpoints(model, batch_size=None) -> dict:
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
         raise ValueError(f"batch_size must be None or a positive int. Received: batch_size={batch_size!r}")
     image_spec, token_spec = _specs(model, batch_size)
-    builder = SignatureBuilder(model)
+    builder = SignatureBuilder(model, pad_empty_batch=False)
     head = builder._head
     names = model_input_names(model)
     eps = {}
