@@ -21,33 +21,18 @@ import tensorflow as tf
 
 from mmzoo.heads.matching.itm_data import make_itm_dataset  # noqa: F401  (re-exported)
 from mmzoo.heads.matching.losses import contrastive_loss
-from mmzoo.layers.cross_attention_fusion import CrossAttentionFusion
-from mmzoo.layers.gated_fusion import GatedFusion
 from mmzoo.layers.l2_normalize import L2Normalize
 from mmzoo.layers.logit_scale import LogitScale
 from mmzoo.layers.pair_similarity import PairSimilarity
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
+from mmzoo.models.trunk import build_fused_trunk, build_towers
 from mmzoo.registry import register_model
-from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, build_image_tower, build_text_tower, select_tower_kwargs
+from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs
 
 
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
-
-
-def _inputs_and_towers(tokenizer, size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs):
-    image = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
-    token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
-    image_features = build_image_tower(image_tower, image_size=size, name="image_tower", **image_tower_kwargs)(image)
-    text_features = build_text_tower(
-        text_tower,
-        vocabulary_size=tokenizer.vocabulary_size,
-        sequence_length=tokenizer.sequence_length,
-        name="text_tower",
-        **text_tower_kwargs,
-    )(token_ids)
-    return image, token_ids, image_features, text_features
 
 
 def _num_replicas() -> int:
@@ -122,8 +107,9 @@ class DualEncoder(MultimodalModel):
         size = normalize_image_size(image_size)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
-        image, token_ids, image_features, text_features = _inputs_and_towers(
-            tokenizer, size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs
+        inputs, image_features, text_features = build_towers(
+            tokenizer=tokenizer, image_size=size, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
+            text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,
         )
         image_embedding = L2Normalize(name="image_embedding")(
             keras.layers.Dense(embedding_dim, name="image_projection")(image_features["pooled"])
@@ -133,7 +119,7 @@ class DualEncoder(MultimodalModel):
         )
         score = PairSimilarity(normalize=False, name="score")([image_embedding, text_embedding])
         super().__init__(
-            inputs={"image": image, "token_ids": token_ids},
+            inputs=inputs,
             outputs={"score": score},
             tokenizer=tokenizer,
             image_size=size,
@@ -146,8 +132,8 @@ class DualEncoder(MultimodalModel):
             name="logit_scale",
         )
         self.logit_scale.build()
-        self.image_encoder = keras.Model(image, image_embedding, name="image_encoder")
-        self.text_encoder = keras.Model(token_ids, text_embedding, name="text_encoder")
+        self.image_encoder = keras.Model(inputs["image"], image_embedding, name="image_encoder")
+        self.text_encoder = keras.Model(inputs["token_ids"], text_embedding, name="text_encoder")
         self.embedding_dim = embedding_dim
         self.image_tower = image_tower
         self.image_tower_kwargs = image_tower_kwargs
@@ -329,33 +315,20 @@ class ITMMatcher(MultimodalModel):
         size = normalize_image_size(image_size)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
-        fusion_kwargs = dict(fusion_kwargs or {})
-        image, token_ids, image_features, text_features = _inputs_and_towers(
-            tokenizer, size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs
+        trunk = build_fused_trunk(
+            fusion=fusion, tokenizer=tokenizer, image_size=size, image_tower=image_tower,
+            image_tower_kwargs=image_tower_kwargs, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,
+            fusion_kwargs=fusion_kwargs,
         )
-        if fusion == "cross_attention":
-            fusion_kwargs.setdefault("num_heads", 2)
-            fusion_kwargs.setdefault("key_dim", 32)
-            fused = CrossAttentionFusion(name="fusion", **fusion_kwargs)(
-                {
-                    "text": text_features["tokens"],
-                    "image": image_features["tokens"],
-                    "text_mask": text_features["mask"],
-                    "image_mask": image_features["mask"],
-                }
-            )
-        else:
-            fusion_kwargs.setdefault("units", 64)
-            fused = GatedFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
         features = keras.layers.Concatenate(name="itm_features")(
-            [fused, image_features["pooled"], text_features["pooled"]]
+            [trunk.features, trunk.image_features["pooled"], trunk.text_features["pooled"]]
         )
         hidden = keras.layers.Dense(hidden_units, activation="gelu", name="itm_hidden")(features)
         hidden = keras.layers.Dropout(dropout, name="itm_dropout")(hidden)
         probability = keras.layers.Dense(1, activation="sigmoid", name="itm_logit", dtype="float32")(hidden)
         score = keras.layers.Reshape((), name="score")(probability)
         super().__init__(
-            inputs={"image": image, "token_ids": token_ids},
+            inputs=trunk.inputs,
             outputs={"score": score},
             tokenizer=tokenizer,
             image_size=size,
@@ -366,7 +339,7 @@ class ITMMatcher(MultimodalModel):
         self.image_tower_kwargs = image_tower_kwargs
         self.text_tower = text_tower
         self.text_tower_kwargs = text_tower_kwargs
-        self.fusion_kwargs = fusion_kwargs
+        self.fusion_kwargs = trunk.fusion_kwargs
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.learning_rate = learning_rate

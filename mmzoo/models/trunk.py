@@ -1,4 +1,4 @@
-"""The fused trunk shared by the classifiers and the multi-task model.
+"""The fused trunk shared by the classifiers, the multi-task model and the ITM matcher.
 
 ``build_fused_trunk`` creates the ``image`` / ``token_ids`` inputs, the image
 tower, the text tower and the fusion layer (layer names ``image_tower``,
@@ -51,6 +51,36 @@ class FusedTrunk:
     text_features: dict | None = None
 
 
+def build_towers(*, tokenizer, image_size, image_tower="cnn", image_tower_kwargs=None, text_tower="lstm",
+                 text_tower_kwargs=None):
+    """The ``image`` / ``token_ids`` inputs and the two towers, without fusion.
+
+    Returns ``(inputs, image_features, text_features)``: ``inputs`` holds the
+    inputs of the towers built; a tower name of ``None`` leaves that
+    modality out (its features are ``None``). Tower outputs are the dicts
+    of ``mmzoo.towers`` (``pooled``, ``tokens``, ``mask``). The dual encoder
+    uses this directly; ``build_fused_trunk`` adds the fusion layer.
+    """
+    size = normalize_image_size(image_size)
+    inputs = {}
+    image_features = text_features = None
+    if image_tower is not None:
+        inputs["image"] = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
+        image_features = build_image_tower(
+            image_tower, image_size=size, name="image_tower", **dict(image_tower_kwargs or {})
+        )(inputs["image"])
+    if text_tower is not None:
+        inputs["token_ids"] = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
+        text_features = build_text_tower(
+            text_tower,
+            vocabulary_size=tokenizer.vocabulary_size,
+            sequence_length=tokenizer.sequence_length,
+            name="text_tower",
+            **dict(text_tower_kwargs or {}),
+        )(inputs["token_ids"])
+    return inputs, image_features, text_features
+
+
 def build_fused_trunk(
     *,
     fusion,
@@ -79,29 +109,15 @@ def build_fused_trunk(
         raise ValueError(f"fusion must be one of {TRUNK_FUSIONS}. Received: fusion={fusion!r}")
     if fusion == "late" and not late_outputs:
         raise ValueError(f"fusion='late' needs late_outputs (the number of logits). Received: late_outputs={late_outputs}")
-    size = normalize_image_size(image_size)
     fusion_kwargs = dict(fusion_kwargs or {})
-    use_image = fusion != "text_only"
-    use_text = fusion != "image_only"
-
-    inputs = {}
-    image_features = text_features = None
-    if use_image:
-        image = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
-        inputs["image"] = image
-        image_features = build_image_tower(image_tower, image_size=size, name="image_tower", **dict(image_tower_kwargs or {}))(
-            image
-        )
-    if use_text:
-        token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
-        inputs["token_ids"] = token_ids
-        text_features = build_text_tower(
-            text_tower,
-            vocabulary_size=tokenizer.vocabulary_size,
-            sequence_length=tokenizer.sequence_length,
-            name="text_tower",
-            **dict(text_tower_kwargs or {}),
-        )(token_ids)
+    inputs, image_features, text_features = build_towers(
+        tokenizer=tokenizer,
+        image_size=image_size,
+        image_tower=image_tower if fusion != "text_only" else None,
+        image_tower_kwargs=image_tower_kwargs,
+        text_tower=text_tower if fusion != "image_only" else None,
+        text_tower_kwargs=text_tower_kwargs,
+    )
 
     if fusion == "image_only":
         features = image_features["pooled"]
