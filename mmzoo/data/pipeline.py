@@ -90,19 +90,46 @@ def ids_to_labels(ids, label_names, threshold: float = 0.5) -> list:
 # ------------------------------------------------------------------- loading
 def _image_columns(records):
     """``path``/``data`` string columns: only the ones the records need."""
-    paths = [r.image if isinstance(r.image, str) else "" for r in records]
-    datas = [bytes(r.image) if r.has_image_bytes else b"" for r in records]
-    columns = {}
-    if any(paths):
-        columns["path"] = paths
-    if any(datas):
-        columns["data"] = datas
     for r in records:
         if not isinstance(r.image, (str, bytes, bytearray)):
             raise ValueError(
                 f"Record.image must be a path or encoded bytes. Received: {type(r.image).__name__} ({r.source})"
             )
+    return _path_and_data_columns([r.image for r in records])
+
+
+def _path_and_data_columns(images):
+    paths = [im if isinstance(im, str) else "" for im in images]
+    datas = [b"" if isinstance(im, str) else bytes(im) for im in images]
+    columns = {}
+    if any(paths):
+        columns["path"] = paths
+    if any(datas) or not any(paths):
+        columns["data"] = datas
     return columns
+
+
+def image_dataset(images, decode_one, batch_size=None, sources=None, num_parallel_calls=AUTOTUNE):
+    """tf.data of decoded images (float32 ``[H, W, 3]``) from paths or encoded bytes, in order.
+
+    ``decode_one``: a model's ``image_preprocessor.decode_one``; ``sources``:
+    how errors name each image (default: its path, or its index). Batched
+    when ``batch_size`` is given. The one image reader behind ``make_dataset``,
+    ``decode_images``, retrieval and captioning evaluation.
+    """
+    images = list(images)
+    for i, im in enumerate(images):
+        if not isinstance(im, (str, bytes, bytearray)):
+            raise ValueError(f"Images must be paths or encoded bytes. Received: {type(im).__name__} (image {i})")
+    columns = _path_and_data_columns(images)
+    if sources is None:
+        sources = [im if isinstance(im, str) else f"image {i}" for i, im in enumerate(images)]
+    columns["source"] = [str(x) for x in sources]
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    ds = ds.map(lambda e: _read_and_decode(e, decode_one), num_parallel_calls=num_parallel_calls)
+    if batch_size:
+        ds = ds.batch(int(batch_size))
+    return ds.prefetch(AUTOTUNE)
 
 
 def _looks_like_image(data):
@@ -308,13 +335,10 @@ def decode_images(records, model, num_parallel_calls=AUTOTUNE) -> DecodedImages:
             unique.append(r)
     if not unique:
         raise ValueError("decode_images needs at least one record. Received: 0 records")
-    columns = _image_columns(unique)
-    columns["source"] = [_describe(r) for r in unique]
-    decode_one = model.image_preprocessor.decode_one
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    ds = ds.map(lambda e: _read_and_decode(e, decode_one), num_parallel_calls=num_parallel_calls)
+    ds = image_dataset([r.image for r in unique], model.image_preprocessor.decode_one, batch_size=256,
+                       sources=[_describe(r) for r in unique], num_parallel_calls=num_parallel_calls)
     try:
-        images = np.concatenate(list(ds.batch(256).prefetch(AUTOTUNE).as_numpy_iterator()))
+        images = np.concatenate(list(ds.as_numpy_iterator()))
     except tf.errors.OpError as e:
         raise ValueError(f"decode_images: {_clean_error(getattr(e, 'message', str(e)))}") from None
     return DecodedImages(images, [_image_key(r) for r in unique])

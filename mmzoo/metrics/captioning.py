@@ -14,26 +14,15 @@ dropped, see ``normalize_caption``) before scoring::
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from mmzoo.metrics.bleu import corpus_bleu, normalize_caption
 from mmzoo.metrics.cider import cider_d
 
 
 def _image_dataset(model, records, batch_size):
-    images = [r.image for r in records]
-    if all(isinstance(i, str) for i in images):
-        ds = tf.data.Dataset.from_tensor_slices(images).map(tf.io.read_file)
-    else:
-        raw = []
-        for image in images:
-            if isinstance(image, str):
-                with open(image, "rb") as f:
-                    image = f.read()
-            raw.append(bytes(image))
-        ds = tf.data.Dataset.from_tensor_slices(tf.constant(raw, dtype=tf.string))
-    decode = model.image_preprocessor.decode_one
-    return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
+    from mmzoo.data.pipeline import image_dataset
+
+    return image_dataset([r.image for r in records], model.image_preprocessor.decode_one, batch_size)
 
 
 def generate_captions(model, records, batch_size=32, method="greedy", **generate_kwargs) -> list[str]:

@@ -63,27 +63,11 @@ def records_to_retrieval_set(records):
     return list(image_index), list(text_index), [sorted(s) for s in text_to_images]
 
 
-def image_dataset(images: Sequence, preprocessor, batch_size: int | None = None):
-    """tf.data of decoded images (float32 ``[H, W, 3]``) from paths or encoded bytes."""
-    import tensorflow as tf
-
-    is_path = [isinstance(im, str) for im in images]
-    data = [im.encode("utf-8") if isinstance(im, str) else bytes(im) for im in images]
-    ds = tf.data.Dataset.from_tensor_slices((is_path, data))
-
-    def decode(path_flag, value):
-        raw = tf.cond(path_flag, lambda: tf.io.read_file(value), lambda: value)
-        return preprocessor.decode_one(raw)
-
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    if batch_size:
-        ds = ds.batch(batch_size)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 def decode_images(images: Sequence, preprocessor, batch_size: int = 64) -> np.ndarray:
-    """All ``images`` decoded into one float32 ``[N, H, W, 3]`` array."""
-    batches = [np.asarray(b) for b in image_dataset(images, preprocessor, batch_size)]
+    """All ``images`` (paths or encoded bytes) decoded into one float32 ``[N, H, W, 3]`` array."""
+    from mmzoo.data.pipeline import image_dataset
+
+    batches = [np.asarray(b) for b in image_dataset(images, preprocessor.decode_one, batch_size)]
     return np.concatenate(batches, axis=0)
 
 
