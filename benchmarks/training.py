@@ -153,19 +153,17 @@ def build_mixed(name, preset, seed, policy, jit=False):
     """``(model, jit_on)``: the entry built and compiled under the global dtype
     policy ``policy``, which is restored afterwards.
 
-    The same way ``mmzoo.training.train(mixed_precision=...)`` does it (it has
-    no function of its own to call): variables stay float32, layers compute in
-    the policy's dtype, the zoo's output layers are built with
-    ``dtype="float32"``; under ``mixed_float16`` ``compile`` wraps the optimizer
-    in a ``LossScaleOptimizer``.
+    Through ``mmzoo.training.dtype_policy``, as ``mmzoo train
+    --mixed-precision`` does: variables stay float32, layers compute in the
+    policy's dtype, the zoo's output layers are built with ``dtype="float32"``;
+    under ``mixed_float16`` ``compile`` wraps the optimizer in a
+    ``LossScaleOptimizer``.
     """
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
+    from mmzoo.training import dtype_policy
+
+    with dtype_policy(policy):
         model = build(name, preset, seed)
         jit_on = compile_model(model, jit=jit)
-    finally:
-        keras.config.set_dtype_policy(previous)
     return model, jit_on
 
 

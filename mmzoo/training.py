@@ -30,6 +30,7 @@ to a temporary directory (and keep their own ``backup-<task>`` state in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -442,6 +443,23 @@ def _epoch_datasets(examples, model, batch_size, seed, first_epoch, epochs, deco
 
 
 # ---------------------------------------------------------------- training
+@contextlib.contextmanager
+def dtype_policy(policy):
+    """Build (and compile) models under the Keras dtype ``policy`` inside the block.
+
+    ``None`` or ``"float32"`` leaves the policy alone. The previous global
+    policy is restored on exit, so only the models built inside the block
+    compute in mixed precision (the zoo keeps their output layers float32).
+    """
+    previous = keras.config.dtype_policy()
+    if policy and policy != "float32":
+        keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def _validate(epochs, batch_size, mixed_precision, steps_per_execution, early_stopping, lr_schedule, warmup_steps):
     if int(epochs) < 1:
         raise ValueError(f"epochs must be positive. Received: epochs={epochs}")
@@ -692,27 +710,21 @@ def _train(
             f"{dist['strategy']}. Received: batch_size={batch_size}"
         )
 
-    previous_policy = keras.config.dtype_policy()
-    if mixed_precision and mixed_precision != "float32":
-        keras.config.set_dtype_policy(mixed_precision)
-    try:
-        with strat.scope():
-            model = build_for_data(name, records, preset=preset, overrides=overrides)
-            if skip_bad:  # decode every image once, not once per epoch
-                from mmzoo.data.pipeline import validate_images
+    with dtype_policy(mixed_precision), strat.scope():
+        model = build_for_data(name, records, preset=preset, overrides=overrides)
+        if skip_bad:  # decode every image once, not once per epoch
+            from mmzoo.data.pipeline import validate_images
 
-                records, report = validate_images(records, model.image_preprocessor.decode_one)
-                report.log("mmzoo train")
-                if not records:
-                    raise ValueError(f"Every training image failed to decode: {report}")
-            examples = _examples(records, model.task, getattr(model, "uses_captions", False))
-            steps_per_epoch = int(math.ceil(len(examples) / batch_size))
-            total_steps = steps_per_epoch * int(epochs)
-            base_lr = _compile(
-                model, learning_rate, lr_schedule, warmup_steps, total_steps, jit_compile, steps_per_execution
-            )
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+            records, report = validate_images(records, model.image_preprocessor.decode_one)
+            report.log("mmzoo train")
+            if not records:
+                raise ValueError(f"Every training image failed to decode: {report}")
+        examples = _examples(records, model.task, getattr(model, "uses_captions", False))
+        steps_per_epoch = int(math.ceil(len(examples) / batch_size))
+        total_steps = steps_per_epoch * int(epochs)
+        base_lr = _compile(
+            model, learning_rate, lr_schedule, warmup_steps, total_steps, jit_compile, steps_per_execution
+        )
 
     first_epoch = backup_epoch(backup_dir)
     shard_policy = "data"  # make_dataset pipelines are built from in-memory columns
