@@ -7,7 +7,9 @@
   ``read_flickr8k``, ``read_tfrecord``; writers ``write_manifest``,
   ``write_tfrecord``.
 * Built-in data: ``generate_shapes_dataset``, ``generate_shapes_splits``,
-  ``shapes_records``, ``shapes_dataset`` (``mmzoo.data.shapes``).
+  ``shapes_records``, ``shapes_dataset`` (``mmzoo.data.shapes``), and for
+  matching its truth check ``shapes_caption_checker`` /
+  ``shapes_possible_captions`` and ``SHAPES_WORD_GROUPS``.
 * Pipelines: ``make_dataset``, ``label_names_from_records``,
   ``texts_from_records``, ``labels_to_ids``, ``ids_to_labels``.
 
@@ -34,11 +36,14 @@ from mmzoo.data.pipeline import (
 )
 from mmzoo.data.records import Record, RecordList, SkippedRow, SkipReport
 from mmzoo.data.shapes import (
+    SHAPES_WORD_GROUPS,
     VOCABULARY,
     generate_shapes_dataset,
     generate_shapes_splits,
+    shapes_caption_checker,
     shapes_dataset,
     shapes_label_names,
+    shapes_possible_captions,
     shapes_records,
 )
 from mmzoo.data.tfrecord import read_tfrecord, write_tfrecord
@@ -48,6 +53,7 @@ __all__ = [
     "Record",
     "RecordList",
     "SkipReport",
+    "SHAPES_WORD_GROUPS",
     "SkippedRow",
     "VOCABULARY",
     "decode_images",
@@ -62,8 +68,10 @@ __all__ = [
     "read_flickr8k",
     "read_manifest",
     "read_tfrecord",
+    "shapes_caption_checker",
     "shapes_dataset",
     "shapes_label_names",
+    "shapes_possible_captions",
     "shapes_records",
     "texts_from_records",
     "validate_images",

@@ -161,6 +161,83 @@ def _caption(rng, objects, image_size):
     return template.format(**values)
 
 
+#: Interchangeable phrases of the caption grammar (colours, shapes, sizes,
+#: relations, regions): the word groups of
+#: ``mmzoo.heads.matching.negatives.word_swap_negative`` for compositional
+#: ITM negatives on this data.
+SHAPES_WORD_GROUPS = (
+    tuple(COLORS),
+    SHAPES,
+    SIZES,
+    _RELATIONS,
+    ("top left", "top right", "bottom left", "bottom right", "top", "bottom", "left", "right", "center"),
+)
+
+
+def shapes_possible_captions(objects, image_size) -> set:
+    """Every caption the grammar can draw for a scene (``meta["objects"]`` of a record).
+
+    A caption outside this set is false of the image (wrong colour, shape,
+    size, relation, region or count), which is how the retrieval benchmark
+    tells a true paraphrase from a real error, and how ITM training labels
+    edited captions truthfully.
+
+    >>> objects = [{"shape": "circle", "color": "red", "size": "small", "x": 8.0, "y": 16.0},
+    ...            {"shape": "square", "color": "blue", "size": "large", "x": 24.0, "y": 16.0}]
+    >>> captions = shapes_possible_captions(objects, 32)
+    >>> "a red circle left of a blue square" in captions, "a blue circle left of a red square" in captions
+    (True, False)
+    """
+    import itertools
+
+    k = len(objects)
+    if k not in _CAPTIONS:
+        raise ValueError(f"A shapes scene has 1 to 3 objects. Received: {k} objects")
+    out = set()
+    for template in _CAPTIONS[k]:
+        for order in itertools.permutations(objects):
+            for with_size in (False, True):
+                values = {n: _phrase(o, with_size) for n, o in zip("ABC", order)}
+                values["rel"] = _relation(order[0], order[1]) if k > 1 else ""
+                values["region"] = _region(order[0]["x"], order[0]["y"], image_size)
+                out.add(template.format(**values))
+    return out
+
+
+def shapes_caption_checker(image_size):
+    """``is_match(record, caption) -> bool`` for shapes records of ``image_size`` pixels.
+
+    True when ``caption`` is one the grammar could draw for the record's scene
+    (``record.meta["objects"]``); the signature is that of ``is_match=`` in
+    ``mmzoo.heads.matching.itm_pairs``. Each scene's caption set is computed
+    once and kept while the checker lives.
+
+    >>> from mmzoo.data.shapes import shapes_records
+    >>> record = shapes_records(1, image_size=32, seed=3)[0]
+    >>> is_match = shapes_caption_checker(32)
+    >>> all(is_match(record, c) for c in record.captions), is_match(record, "a green circle")
+    (True, False)
+    """
+    image_size = int(image_size)
+    cache: dict = {}
+
+    def is_match(record, caption: str) -> bool:
+        meta = getattr(record, "meta", None) or {}
+        if "objects" not in meta:
+            raise ValueError(
+                "shapes_caption_checker needs shapes records (meta with 'objects'). "
+                f"Received a record from {getattr(record, 'source', None) or getattr(record, 'image', '?')!r} "
+                f"with meta keys {sorted(meta)}"
+            )
+        key = id(record)
+        entry = cache.get(key)
+        if entry is None or entry[0] is not record:
+            entry = cache[key] = (record, shapes_possible_captions(meta["objects"], image_size))
+        return caption in entry[1]
+
+    return is_match
+
+
 def _scene(rng, image_size, num_shapes, num_captions, label_type, text_noise):
     k = int(rng.integers(num_shapes[0], num_shapes[1] + 1))
     shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:k]]

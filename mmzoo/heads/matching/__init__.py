@@ -1,5 +1,6 @@
 """Matching heads: contrastive loss, global-batch negatives, hard-negative
-mining, zero-shot classification and ITM training data.
+mining, compositional (word-swap) negatives, zero-shot classification and
+ITM training data.
 
     from mmzoo.heads.matching import contrastive_loss, mine_hard_negatives
 """
@@ -8,6 +9,7 @@ from mmzoo.heads.matching.distributed import gather_across_replicas, num_replica
 from mmzoo.heads.matching.itm_data import itm_pairs, make_itm_dataset, records_to_retrieval_set
 from mmzoo.heads.matching.losses import contrastive_logits, contrastive_loss
 from mmzoo.heads.matching.mining import hard_negative_indices, mine_hard_negatives
+from mmzoo.heads.matching.negatives import word_swap_negative
 from mmzoo.heads.matching.zero_shot import DEFAULT_TEMPLATES, class_embeddings, zero_shot_classify
 
 __all__ = [
@@ -22,5 +24,6 @@ __all__ = [
     "records_to_retrieval_set",
     "mine_hard_negatives",
     "num_replicas_in_sync",
+    "word_swap_negative",
     "zero_shot_classify",
 ]

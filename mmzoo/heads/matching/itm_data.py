@@ -11,7 +11,16 @@ from manifest records:
   ``num_negatives`` images for its caption are negatives (label 0): with a
   ``dual_encoder``, drawn among the ``sample_from_top`` most similar
   non-matching ones (hard negatives), otherwise uniformly at random among
-  the non-matching ones.
+  the non-matching ones;
+* with ``word_groups``, the image's own captions with one phrase changed
+  (a colour, a size, a relation, or two colours exchanged) are negatives
+  too: compositional negatives (NegCLIP) that differ from a positive only in
+  the detail the model has to look at;
+* with ``is_match`` (the data's truth check), any negative that is in fact
+  true of its image is labelled 1. Mined negatives in templated data are
+  often paraphrases of the image's own captions: labelled 0, they are noise
+  (measured on the shapes benchmark: an ITM trained on them stayed at the
+  1:2 prior).
 
 Captions are compared by exact string: a caption identical to one of the
 image's own captions is never used as its negative (frequent in templated
@@ -90,6 +99,15 @@ def _random_negatives(positive_lists, num_keys, num_negatives, rng):
     return out
 
 
+def _first_records(records):
+    """The first record of every unique image, in ``records_to_retrieval_set`` order."""
+    seen: dict = {}
+    for record in records:
+        key = record.image if isinstance(record.image, (bytes, bytearray)) else str(record.image)
+        seen.setdefault(bytes(key) if isinstance(key, bytearray) else key, record)
+    return list(seen.values())
+
+
 def itm_pairs(
     records,
     dual_encoder=None,
@@ -98,14 +116,39 @@ def itm_pairs(
     sample_from_top: int = 8,
     seed: int = 0,
     batch_size: int = 64,
+    word_groups=None,
+    edited_negatives: int = 1,
+    is_match=None,
 ):
     """The (image, text, label) triples ``make_itm_dataset`` trains on.
 
+    Args:
+        records, dual_encoder, num_negatives, sample_from_top, seed,
+            batch_size: as ``make_itm_dataset``.
+        word_groups: lists of interchangeable phrases (colours, sizes,
+            relations...). When given, every positive pair also gets
+            ``edited_negatives`` *edited* captions for its image: the caption
+            with one phrase replaced or two exchanged
+            (``negatives.word_swap_negative``, NegCLIP-style).
+        edited_negatives: edited captions per positive pair (with
+            ``word_groups``).
+        is_match: optional ``fn(record, caption) -> bool``, the data's own
+            truth check (``mmzoo.data.shapes_caption_checker(size)`` for the
+            built-in shapes). Every negative it calls true is labelled 1:
+            mined "negatives" that are paraphrases of the image's captions,
+            and edits that happen to stay true, would otherwise teach the
+            model that true pairs do not match.
+
     Returns ``(images, texts, image_ids, text_ids, labels)``: the unique
-    images and texts, and aligned int arrays of pairs with 1/0 labels.
+    images and texts (edited captions appended after the records' own), and
+    aligned int arrays of pairs with 1/0 labels.
     """
     if num_negatives < 1:
         raise ValueError(f"num_negatives must be at least 1. Received: num_negatives={num_negatives}")
+    if word_groups is not None and edited_negatives < 1:
+        raise ValueError(
+            f"edited_negatives must be at least 1 with word_groups. Received: edited_negatives={edited_negatives}"
+        )
     images, texts, text_to_images = records_to_retrieval_set(records)
     image_to_texts: list[list[int]] = [[] for _ in images]
     for t, ims in enumerate(text_to_images):
@@ -127,6 +170,13 @@ def itm_pairs(
     else:
         neg_texts = _random_negatives(image_to_texts, len(texts), num_negatives, rng)
         neg_images = _random_negatives(text_to_images, len(images), num_negatives, rng)
+    groups = None
+    if word_groups is not None:
+        from mmzoo.heads.matching.negatives import normalize_word_groups, word_swap_negative
+
+        groups = normalize_word_groups(word_groups)
+    text_index = {t: k for k, t in enumerate(texts)}
+    texts = list(texts)
     image_ids, text_ids, labels = [], [], []
     for i, own in enumerate(image_to_texts):
         for t in own:
@@ -135,11 +185,26 @@ def itm_pairs(
                 # A negative text for the image and a negative image for the text.
                 image_ids.append(i), text_ids.append(int(neg_texts[i, n])), labels.append(0.0)
                 image_ids.append(int(neg_images[t, n])), text_ids.append(t), labels.append(0.0)
+            for _ in range(edited_negatives if groups is not None else 0):
+                edited = word_swap_negative(texts[t], groups, rng)
+                if edited is None:
+                    continue
+                k = text_index.get(edited)
+                if k is None:
+                    k = text_index[edited] = len(texts)
+                    texts.append(edited)
+                image_ids.append(i), text_ids.append(k), labels.append(0.0)
     labels = np.asarray(labels, np.float32)
-    image_ids, text_ids = np.asarray(image_ids), np.asarray(text_ids)
-    # A mined "negative" can still match (shared captions): label it truthfully.
+    image_ids, text_ids = np.asarray(image_ids, dtype=np.int64), np.asarray(text_ids, dtype=np.int64)
+    # A "negative" can still match: a caption shared with the image (exact
+    # string), or one the data's truth check accepts. Label it truthfully.
+    image_records = _first_records(records) if is_match is not None else None
+    num_own = len(text_to_images)
     for k in np.flatnonzero(labels == 0):
-        if image_ids[k] in text_to_images[text_ids[k]]:
+        i, t = int(image_ids[k]), int(text_ids[k])
+        if (t < num_own and i in text_to_images[t]) or (
+            image_records is not None and is_match(image_records[i], texts[t])
+        ):
             labels[k] = 1.0
     return images, texts, image_ids, text_ids, labels
 
@@ -155,6 +220,9 @@ def make_itm_dataset(
     shuffle: bool = True,
     repeat: bool = False,
     seed: int = 0,
+    word_groups=None,
+    edited_negatives: int = 1,
+    is_match=None,
 ):
     """A ``tf.data.Dataset`` of ``({"image", "token_ids"}, label)`` for ``itm_model.fit``.
 
@@ -171,6 +239,11 @@ def make_itm_dataset(
         sample_from_top: hard negatives are drawn among this many most
             similar non-matching items.
         shuffle, repeat, seed: the usual ``tf.data`` options.
+        word_groups, edited_negatives: compositional negatives, the image's
+            own captions with one colour/size/relation... changed
+            (``itm_pairs``).
+        is_match: the data's truth check ``fn(record, caption) -> bool``;
+            negatives it accepts are labelled 1 (``itm_pairs``).
 
     Example:
 
@@ -183,7 +256,8 @@ def make_itm_dataset(
     import tensorflow as tf
 
     images, texts, image_ids, text_ids, labels = itm_pairs(
-        records, dual_encoder, num_negatives=num_negatives, sample_from_top=sample_from_top, seed=seed
+        records, dual_encoder, num_negatives=num_negatives, sample_from_top=sample_from_top, seed=seed,
+        word_groups=word_groups, edited_negatives=edited_negatives, is_match=is_match,
     )
     token_ids = tokenize_texts(itm_model.tokenizer, texts)
     is_path = np.array([isinstance(im, str) for im in images])

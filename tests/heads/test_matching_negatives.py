@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from mmzoo.heads.matching.negatives import find_phrases, normalize_word_groups, word_swap_negative
+
+GROUPS = [["red", "blue", "green"], ["circle", "square"], ["small", "large"], ["left of", "above", "next to"]]
+
+
+def test_phrases_are_found_longest_first_and_do_not_overlap():
+    groups = normalize_word_groups([["left", "right"], ["left of", "above"]])
+    spans = find_phrases("a circle left of a square at the left".split(), groups)
+    assert [(s, e, g) for s, e, g, _ in spans] == [(2, 4, 1), (8, 9, 0)]
+
+
+def test_a_replacement_changes_exactly_one_phrase_within_its_group():
+    rng = np.random.default_rng(0)
+    text = "a small red circle"
+    seen = set()
+    for _ in range(50):
+        neg = word_swap_negative(text, GROUPS, rng, exchange_probability=0.0)
+        words, original = neg.split(), text.split()
+        assert len(words) == len(original) and neg != text
+        changed = [(a, b) for a, b in zip(original, words) if a != b]
+        assert len(changed) == 1
+        a, b = changed[0]
+        assert any(a in g and b in g for g in GROUPS)
+        seen.add(neg)
+    # Every group present in the text gets edited over 50 draws.
+    assert {"a large red circle", "a small blue circle", "a small red square"} <= seen
+
+
+def test_an_exchange_swaps_the_binding_of_two_attributes():
+    rng = np.random.default_rng(1)
+    text = "a red circle left of a blue square"
+    negs = {word_swap_negative(text, GROUPS, rng, exchange_probability=1.0) for _ in range(20)}
+    # Exchanges: colours (red<->blue) or shapes (circle<->square); never a same-word "swap".
+    assert negs == {"a blue circle left of a red square", "a red square left of a blue circle"}
+
+
+def test_multi_word_phrases_are_replaced_whole():
+    rng = np.random.default_rng(2)
+    negs = {word_swap_negative("the circle next to the square", [["left of", "next to", "above"]], rng)
+            for _ in range(30)}
+    assert negs == {"the circle left of the square", "the circle above the square"}
+
+
+def test_texts_without_any_phrase_and_bad_groups():
+    rng = np.random.default_rng(0)
+    assert word_swap_negative("two shapes", GROUPS, rng) is None
+    with pytest.raises(ValueError, match="at least two"):
+        word_swap_negative("a red circle", [["red"]], rng)
+    with pytest.raises(ValueError, match="non-empty strings"):
+        word_swap_negative("a red circle", [["red", " "]], rng)
+    with pytest.raises(ValueError, match="at least one group"):
+        normalize_word_groups([])
+    with pytest.raises(ValueError, match="exchange_probability"):
+        word_swap_negative("a red circle", GROUPS, rng, exchange_probability=2.0)
