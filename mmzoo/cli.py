@@ -72,6 +72,17 @@ def _cmd_evaluate(args):
     if args.rerank_model:
         options["rerank_model"] = _load(args.rerank_model)
         options["rerank_k"] = args.rerank_k
+        if args.rerank_weight is not None:
+            options["rerank_weight"] = args.rerank_weight
+    elif args.rerank_weight is not None:
+        raise ValueError("--rerank-weight fuses the --rerank-model's log-odds with the dual encoder's logit; "
+                         "give --rerank-model too.")
+    if args.querybank:
+        options["querybank"] = read_manifest(args.querybank, skip_bad=args.skip_bad)
+        if args.querybank_beta is not None:
+            options["querybank_beta"] = args.querybank_beta
+    elif args.querybank_beta is not None:
+        raise ValueError("--querybank-beta needs --querybank MANIFEST (records not in --data).")
     if args.method:
         options["method"] = args.method
     metrics = evaluate_model(model, records, batch_size=args.batch_size, **options)
@@ -216,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true")
     p.add_argument("--rerank-model", help="matching: an itm_matcher .keras to re-rank the top-k")
     p.add_argument("--rerank-k", type=int, default=10)
+    p.add_argument("--rerank-weight", type=float,
+                   help="matching: re-rank by dual logit + W * ITM log-odds (default: ITM alone)")
+    p.add_argument("--querybank", metavar="MANIFEST",
+                   help="matching: querybank normalisation over these records' images and captions "
+                        "(training records, not --data)")
+    p.add_argument("--querybank-beta", type=float, help="matching: QB-Norm temperature (default: the logit scale)")
     p.add_argument("--method", choices=["greedy", "beam"], help="captioning: decoding method")
     p.set_defaults(fn=_cmd_evaluate)
 

@@ -26,6 +26,7 @@ optional re-ranking of the dual encoder's top-k by an ITM model.
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -72,14 +73,47 @@ def summarize_ranks(ranks, prefix: str, ks: Iterable[int] = DEFAULT_KS) -> dict:
     return out
 
 
-def _chunked_ranks(queries, keys, positives, chunk_size, rerank_fn=None, rerank_k=10, query_is_image=True):
-    """Ranks of every query against all keys; optionally re-rank each query's top-k."""
+def querybank_log_normalizer(bank_embeddings, key_embeddings, beta: float, chunk_size: int = 1024) -> np.ndarray:
+    """``log sum_b exp(beta * bank_b . key_k)`` for every key: QB-Norm's inverted-softmax denominator.
+
+    Computed over chunks of the bank, so a large querybank never materialises
+    a ``[bank, keys]`` matrix at once.
+    """
+    bank = np.asarray(bank_embeddings, dtype=np.float32)
+    keys = np.asarray(key_embeddings, dtype=np.float32)
+    if bank.ndim != 2 or bank.shape[1] != keys.shape[1] or len(bank) == 0:
+        raise ValueError(
+            "The querybank must be a non-empty [N, D] array with the keys' D. "
+            f"Received: shapes {bank.shape} and {keys.shape}"
+        )
+    out = np.full(len(keys), -np.inf, dtype=np.float64)
+    for start in range(0, len(bank), chunk_size):
+        logits = beta * (bank[start : start + chunk_size] @ keys.T).astype(np.float64)
+        peak = logits.max(axis=0)
+        chunk = peak + np.log(np.exp(logits - peak).sum(axis=0))
+        out = np.logaddexp(out, chunk)
+    return out.astype(np.float32)
+
+
+def _chunked_ranks(
+    queries, keys, positives, chunk_size, rerank_fn=None, rerank_k=10, query_is_image=True,
+    scale=1.0, key_offsets=None, rerank_weight=None,
+):
+    """Ranks of every query against all keys; optionally re-rank each query's top-k.
+
+    First-stage scores are ``scale * query . key - key_offsets[key]`` (QB-Norm
+    when ``key_offsets`` are a querybank's log-normalisers). The re-ranked
+    order is by ``rerank_fn`` alone (``rerank_weight=None``) or by
+    ``first_stage + rerank_weight * rerank_fn``.
+    """
     n = len(queries)
     ranks = np.zeros(n, dtype=np.int64)
     reranked = np.zeros(n, dtype=np.int64) if rerank_fn is not None else None
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        scores = queries[start:stop] @ keys.T
+        scores = scale * (queries[start:stop] @ keys.T)
+        if key_offsets is not None:
+            scores = scores - key_offsets[None, :]
         mask = positive_mask_chunk(positives, start, stop, len(keys))
         chunk_ranks = ranks_from_scores(scores, mask)
         ranks[start:stop] = chunk_ranks
@@ -93,6 +127,8 @@ def _chunked_ranks(queries, keys, positives, chunk_size, rerank_fn=None, rerank_
         cols = top.reshape(-1)
         pair_scores = rerank_fn(rows, cols) if query_is_image else rerank_fn(cols, rows)
         pair_scores = np.asarray(pair_scores, dtype=np.float32).reshape(stop - start, k)
+        if rerank_weight is not None:
+            pair_scores = np.take_along_axis(scores, top, axis=1) + rerank_weight * pair_scores
         top_mask = np.take_along_axis(mask, top, axis=1)
         in_top = top_mask.any(axis=1)
         new = ranks_from_scores(pair_scores, top_mask)
@@ -109,6 +145,10 @@ def retrieval_metrics(
     chunk_size: int = 1024,
     rerank_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     rerank_k: int = 10,
+    rerank_weight: float | None = None,
+    logit_scale: float = 1.0,
+    querybank_images=None,
+    querybank_texts=None,
 ) -> dict:
     """Recall@K, mean and median rank in both directions from embeddings.
 
@@ -123,6 +163,19 @@ def retrieval_metrics(
             ``rerank_k`` keys by embedding similarity are re-ordered by it,
             giving extra ``reranked_*`` metrics.
         rerank_k: how many candidates to re-rank.
+        rerank_weight: ``None`` re-orders by ``rerank_fn`` alone; a number
+            re-orders by ``first-stage logit + rerank_weight * rerank_fn``
+            (score fusion; give ``rerank_fn`` log-odds, ``logit_scale`` the
+            dual encoder's, so both terms are log-space).
+        logit_scale: first-stage logits are ``logit_scale * cosine``.
+        querybank_images, querybank_texts: optional embeddings ``[Nb, D]`` of
+            queries *not* in the evaluation set (e.g. training images and
+            captions): querybank normalisation (QB-Norm, Bogolin et al.,
+            CVPR 2022, inverted softmax). Each text's image-to-text logit is
+            reduced by ``log sum_b exp(logit(bank image b, text))``, and each
+            image's text-to-image logit by the same over bank texts. A caption
+            that is close to *every* image (a generic "hub" caption, true of
+            many images) is pushed down, so the most specific one wins.
 
     Returns:
         A dict of floats: ``image_to_text_recall@K``, ``image_to_text_mean_rank``,
@@ -138,11 +191,21 @@ def retrieval_metrics(
         )
     if chunk_size < 1 or rerank_k < 1:
         raise ValueError(f"chunk_size and rerank_k must be positive. Received: {chunk_size}, {rerank_k}")
+    if not np.isfinite(logit_scale) or logit_scale <= 0:
+        raise ValueError(f"logit_scale must be a positive number. Received: logit_scale={logit_scale}")
     ks = tuple(int(k) for k in ks)
     t2i = positives_to_lists(text_to_images, len(texts))
     i2t = invert_positives(t2i, len(images))
-    i2t_ranks, i2t_rr = _chunked_ranks(images, texts, i2t, chunk_size, rerank_fn, rerank_k, True)
-    t2i_ranks, t2i_rr = _chunked_ranks(texts, images, t2i, chunk_size, rerank_fn, rerank_k, False)
+    text_offsets = image_offsets = None
+    if querybank_images is not None:
+        text_offsets = querybank_log_normalizer(querybank_images, texts, logit_scale, chunk_size)
+    if querybank_texts is not None:
+        image_offsets = querybank_log_normalizer(querybank_texts, images, logit_scale, chunk_size)
+    common = dict(rerank_fn=rerank_fn, rerank_k=rerank_k, scale=logit_scale, rerank_weight=rerank_weight)
+    i2t_ranks, i2t_rr = _chunked_ranks(images, texts, i2t, chunk_size, query_is_image=True,
+                                       key_offsets=text_offsets, **common)
+    t2i_ranks, t2i_rr = _chunked_ranks(texts, images, t2i, chunk_size, query_is_image=False,
+                                       key_offsets=image_offsets, **common)
     out = summarize_ranks(i2t_ranks, "image_to_text_", ks)
     out.update(summarize_ranks(t2i_ranks, "text_to_image_", ks))
     if rerank_fn is not None:
@@ -174,8 +237,13 @@ def _tokenize(model, texts):
     return tokenize_texts(model.tokenizer, texts)
 
 
-def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: int = 256):
-    """``fn(image_indices, text_indices) -> float [n]``: a matching model's pair scores."""
+def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: int = 256, log_odds: bool = False):
+    """``fn(image_indices, text_indices) -> float [n]``: a matching model's pair scores.
+
+    With ``log_odds=True`` a probability ``p`` (an ITM model's score) comes
+    back as ``log(p / (1 - p))`` (``p`` clipped to ``[1e-7, 1 - 1e-7]``), the
+    scale on which it adds to a dual encoder's logit.
+    """
 
     def score(image_indices, text_indices):
         image_indices = np.asarray(image_indices)
@@ -187,9 +255,34 @@ def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: in
                 "token_ids": token_ids[text_indices[s : s + batch_size]],
             }
             out.append(np.asarray(model(x, training=False)["score"]).reshape(-1))
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+        values = np.concatenate(out) if out else np.zeros((0,), np.float32)
+        if log_odds:
+            p = np.clip(values.astype(np.float64), 1e-7, 1 - 1e-7)
+            values = (np.log(p) - np.log1p(-p)).astype(np.float32)
+        return values
 
     return score
+
+
+def _querybank_images_and_texts(querybank):
+    """``(images, captions)`` of a querybank given as records or as images (paths/bytes)."""
+    items = list(querybank)
+    if not items:
+        raise ValueError("querybank is empty: give training records (or images) that are not evaluated.")
+    if all(hasattr(item, "image") for item in items):
+        images = list(dict.fromkeys(
+            bytes(r.image) if isinstance(r.image, (bytes, bytearray)) else str(r.image) for r in items
+        ))
+        texts = list(dict.fromkeys(
+            c for r in items for c in (list(getattr(r, "captions", None) or []) or ([r.text] if r.text else []))
+        ))
+        return images, texts
+    if all(isinstance(item, (str, bytes, bytearray, os.PathLike)) for item in items):
+        return [os.fspath(i) if isinstance(i, os.PathLike) else i for i in items], []
+    raise ValueError(
+        "querybank must be manifest records or image paths/bytes. Received items of type "
+        f"{sorted({type(i).__name__ for i in items})}"
+    )
 
 
 def evaluate_matcher(
@@ -202,6 +295,9 @@ def evaluate_matcher(
     ks: Iterable[int] = DEFAULT_KS,
     chunk_size: int = 1024,
     max_pairs: int = 4_000_000,
+    rerank_weight: float | None = None,
+    querybank=None,
+    querybank_beta: float | None = None,
 ) -> dict:
     """Retrieval metrics of a matching model on manifest ``records``.
 
@@ -210,8 +306,17 @@ def evaluate_matcher(
     ITM cross-encoder alone scores every (image, caption) pair (quadratic:
     refused above ``max_pairs`` pairs; use it as ``rerank_model`` instead).
     With ``rerank_model`` (an ``itm_matcher``), each query's top
-    ``rerank_k`` candidates are re-ordered by its match probability and the
-    ``reranked_*`` metrics are added.
+    ``rerank_k`` candidates are re-ordered and the ``reranked_*`` metrics
+    are added: by its match probability alone (``rerank_weight=None``), or
+    by the fused score ``dual-encoder logit + rerank_weight * ITM log-odds``,
+    which keeps the dual encoder's preference where the ITM model is unsure.
+
+    ``querybank`` (records or images that are *not* evaluated, e.g. a few
+    thousand training records) turns on querybank normalisation (QB-Norm's
+    inverted softmax, see ``retrieval_metrics``) with temperature
+    ``querybank_beta`` (default: the dual encoder's learned logit scale):
+    generic captions close to many images stop winning over the specific one.
+    The first-stage logits then become ``beta * cosine - log-normaliser``.
 
     Returns a JSON-serialisable dict of floats: ``image_to_text_recall@{1,5,10}``,
     ``image_to_text_mean_rank``, ``image_to_text_median_rank``, the
@@ -229,16 +334,33 @@ def evaluate_matcher(
             rr_pixels = pixels
             if tuple(rerank_model.image_size) != tuple(model.image_size):
                 rr_pixels = _decode_all(rerank_model, paths, batch_size)
-            rerank_fn = pair_scorer(rerank_model, rr_pixels, rr_tokens, batch_size=max(batch_size, 256))
+            rerank_fn = pair_scorer(rerank_model, rr_pixels, rr_tokens, batch_size=max(batch_size, 256),
+                                    log_odds=True)
+        scale = float(np.asarray(model.logit_scale.scale())) if hasattr(model, "logit_scale") else 1.0
+        bank_images = bank_texts = None
+        if querybank is not None:
+            if querybank_beta is not None:
+                if not np.isfinite(querybank_beta) or querybank_beta <= 0:
+                    raise ValueError(f"querybank_beta must be a positive number. Received: {querybank_beta}")
+                scale = float(querybank_beta)
+            qb_images, qb_texts = _querybank_images_and_texts(querybank)
+            bank_images = model.image_encoder.predict(
+                _decode_all(model, qb_images, batch_size), batch_size=batch_size, verbose=0
+            )
+            if qb_texts:
+                bank_texts = model.text_encoder.predict(
+                    _tokenize(model, qb_texts), batch_size=max(batch_size, 256), verbose=0
+                )
         metrics = retrieval_metrics(
             image_embeddings, text_embeddings, text_to_images, ks=ks, chunk_size=chunk_size,
-            rerank_fn=rerank_fn, rerank_k=rerank_k,
+            rerank_fn=rerank_fn, rerank_k=rerank_k, rerank_weight=rerank_weight, logit_scale=scale,
+            querybank_images=bank_images, querybank_texts=bank_texts,
         )
     else:
-        if rerank_model is not None:
+        if rerank_model is not None or querybank is not None:
             raise ValueError(
-                "rerank_model re-ranks a dual encoder's candidates; the model to evaluate "
-                f"has no embed_image/embed_text. Received: model={type(model).__name__}"
+                "rerank_model and querybank apply to a dual encoder's embeddings; the model to "
+                f"evaluate has no embed_image/embed_text. Received: model={type(model).__name__}"
             )
         num_pairs = len(paths) * len(texts)
         if num_pairs > max_pairs:

@@ -116,3 +116,56 @@ def test_bad_inputs():
         retrieval_metrics(np.ones((2, 3)), np.ones((2, 3)), [0, 5])
     with pytest.raises(ValueError, match="one entry per query"):
         retrieval_metrics(np.ones((2, 3)), np.ones((2, 3)), [0])
+
+
+def test_querybank_normaliser_equals_a_direct_logsumexp():
+    from mmzoo.metrics.retrieval import querybank_log_normalizer
+
+    rng = np.random.default_rng(3)
+    bank, keys = rng.normal(size=(37, 5)).astype("float32"), rng.normal(size=(11, 5)).astype("float32")
+    direct = np.log(np.exp(20.0 * (bank.astype(np.float64) @ keys.T.astype(np.float64))).sum(axis=0))
+    np.testing.assert_allclose(querybank_log_normalizer(bank, keys, 20.0, chunk_size=8), direct, rtol=1e-5)
+    with pytest.raises(ValueError, match="querybank"):
+        querybank_log_normalizer(np.zeros((0, 5)), keys, 1.0)
+
+
+def test_querybank_normalisation_demotes_a_hub_caption():
+    # Text 0 is a "hub": similar to every image (a generic caption). Image 0's
+    # own caption is text 1, which it scores slightly below the hub.
+    images = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "float32")
+    texts = np.array([[0.7, 0.7, 0.0], [0.69, 0.0, 0.72], [0.0, 0.7, 0.71]], "float32")
+    text_to_images = [[], 0, 1]  # the hub is nobody's reference caption here
+    plain = retrieval_metrics(images, texts, text_to_images, ks=(1,))
+    assert plain["image_to_text_recall@1"] == 0.0  # both images pick the hub
+    # Bank images spread over both axes: the hub's normaliser is the largest.
+    bank = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.7, 0.7, 0.0]], "float32")
+    qb = retrieval_metrics(images, texts, text_to_images, ks=(1,), logit_scale=10.0, querybank_images=bank)
+    assert qb["image_to_text_recall@1"] == 1.0
+    # Scaling alone (no bank) changes no ranking.
+    assert retrieval_metrics(images, texts, text_to_images, ks=(1,), logit_scale=10.0) == plain
+    with pytest.raises(ValueError, match="logit_scale"):
+        retrieval_metrics(images, texts, text_to_images, logit_scale=0.0)
+
+
+def test_fused_reranking_adds_the_weighted_cross_encoder_score():
+    # 1 image, 3 texts, its caption is text 2. First stage: t0 0.9, t1 0.5, t2 0.6.
+    images = np.array([[1.0]], "float32")
+    texts = np.array([[0.9], [0.5], [0.6]], "float32")
+    itm = {0: 0.2, 1: 3.0, 2: 0.5}  # log-odds: the cross-encoder prefers t1 (wrong)
+
+    def rerank(image_idx, text_idx):
+        return np.array([itm[int(t)] for t in text_idx], "float32")
+
+    alone = retrieval_metrics(images, texts, [[], [], 0], ks=(1,), rerank_fn=rerank, rerank_k=3)
+    assert alone["reranked_image_to_text_mean_rank"] == 2.0  # t1 first, then t2
+    # Fused with weight 0.1: t0 0.92, t1 0.8, t2 0.65 -> t2 third.
+    low = retrieval_metrics(images, texts, [[], [], 0], ks=(1,), rerank_fn=rerank, rerank_k=3, rerank_weight=0.1)
+    assert low["reranked_image_to_text_mean_rank"] == 3.0
+    # Weight 5 on logit scale 10: t0 9 + 1 = 10, t1 5 + 15 = 20, t2 6 + 2.5 = 8.5 -> t2 third.
+    high = retrieval_metrics(images, texts, [[], [], 0], ks=(1,), rerank_fn=rerank, rerank_k=3,
+                             rerank_weight=5.0, logit_scale=10.0)
+    assert high["reranked_image_to_text_mean_rank"] == 3.0
+    # A cross-encoder that likes t2: fusion moves it from rank 2 to rank 1 even though t0 leads the first stage.
+    itm.update({0: -2.0, 1: -1.0, 2: 1.0})  # fused with 0.2: t0 0.5, t1 0.3, t2 0.8
+    fixed = retrieval_metrics(images, texts, [[], [], 0], ks=(1,), rerank_fn=rerank, rerank_k=3, rerank_weight=0.2)
+    assert fixed["image_to_text_mean_rank"] == 2.0 and fixed["reranked_image_to_text_mean_rank"] == 1.0

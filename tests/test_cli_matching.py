@@ -1,0 +1,33 @@
+"""`mmzoo evaluate` on matchers: re-ranking with score fusion and querybank normalisation."""
+
+import json
+
+import mmzoo
+from mmzoo.cli import main
+
+
+def _last_json(out: str):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path, capsys):
+    assert main(["data", "--out", str(tmp_path / "test"), "--num-images", "8", "--image-size", "32"]) == 0
+    test = capsys.readouterr().out.strip()
+    assert main(["data", "--out", str(tmp_path / "bank"), "--num-images", "10", "--image-size", "32",
+                 "--seed", "7"]) == 0
+    bank = capsys.readouterr().out.strip()
+    clip, itm = tmp_path / "clip.keras", tmp_path / "itm.keras"
+    mmzoo.build("dual_encoder", preset="tiny").save(clip)
+    mmzoo.build("itm_matcher", preset="tiny").save(itm)
+
+    assert main(["evaluate", str(clip), "--data", test, "--querybank", bank, "--querybank-beta", "25",
+                 "--rerank-model", str(itm), "--rerank-k", "3", "--rerank-weight", "0"]) == 0
+    m = _last_json(capsys.readouterr().out)
+    assert m["num_images"] == 8.0
+    # Weight 0: the fused order inside the top 3 is the first stage's.
+    assert m["reranked_image_to_text_recall@1"] == m["image_to_text_recall@1"]
+
+    assert main(["evaluate", str(clip), "--data", test, "--querybank-beta", "25"]) == 2
+    assert "--querybank-beta needs --querybank" in capsys.readouterr().err
+    assert main(["evaluate", str(clip), "--data", test, "--rerank-weight", "1"]) == 2
+    assert "give --rerank-model" in capsys.readouterr().err
