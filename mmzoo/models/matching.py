@@ -344,6 +344,37 @@ class ITMMatcher(MultimodalModel):
         self.dropout = dropout
         self.learning_rate = learning_rate
 
+    def init_towers_from(self, dual_encoder) -> "ITMMatcher":
+        """Start both towers from a trained dual encoder's (ALBEF / BLIP share them).
+
+        A cross-encoder trained from scratch must learn to see shapes and read
+        captions before it can learn what a mismatch is; started from a
+        contrastively trained dual encoder's towers it only learns the fusion
+        (measured on the shapes benchmark in benchmarks/README.md). The towers
+        must be built alike: same tower kinds and arguments, image size and
+        vocabulary size. Returns ``self``.
+        """
+        problems = []
+        for attr in ("image_tower", "image_tower_kwargs", "text_tower", "text_tower_kwargs"):
+            if getattr(dual_encoder, attr, None) != getattr(self, attr):
+                problems.append(f"{attr}: {getattr(dual_encoder, attr, None)!r} vs {getattr(self, attr)!r}")
+        if tuple(getattr(dual_encoder, "image_size", ())) != tuple(self.image_size):
+            problems.append(f"image_size: {getattr(dual_encoder, 'image_size', None)} vs {self.image_size}")
+        if getattr(dual_encoder, "tokenizer", None) is not None and (
+            dual_encoder.tokenizer.vocabulary_size != self.tokenizer.vocabulary_size
+        ):
+            problems.append(
+                f"vocabulary size: {dual_encoder.tokenizer.vocabulary_size} vs {self.tokenizer.vocabulary_size}"
+            )
+        if problems:
+            raise ValueError(
+                "init_towers_from needs a dual encoder whose towers are built like this model's "
+                "(dual encoder vs itm_matcher): " + "; ".join(problems)
+            )
+        for name in ("image_tower", "text_tower"):
+            self.get_layer(name).set_weights(dual_encoder.get_layer(name).get_weights())
+        return self
+
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """Adam, binary cross-entropy on ``score``, accuracy and AUC."""
         if optimizer == "auto":

@@ -167,6 +167,84 @@ def test_make_itm_dataset_without_dual_encoder_uses_random_negatives(tmp_path):
     assert sum(int(np.asarray(b[1]).shape[0]) for b in ds) == len(itm_pairs(records)[4])
 
 
+def test_itm_pairs_with_edited_negatives_and_a_truth_check(tmp_path):
+    from mmzoo.data import SHAPES_WORD_GROUPS, shapes_caption_checker
+
+    records = _records(tmp_path)
+    is_match = shapes_caption_checker(32)
+    images, texts, image_ids, text_ids, labels = itm_pairs(
+        records, None, seed=2, word_groups=SHAPES_WORD_GROUPS, is_match=is_match
+    )
+    own_texts = {c for r in records for c in r.captions}
+    num_positive = sum(len(set(r.captions)) for r in records)
+    # (positive, negative text, negative image, edited caption) per positive pair.
+    assert len(labels) == 4 * num_positive
+    edited = [k for k in range(3, len(labels), 4)]
+    assert all(image_ids[k] == image_ids[k - 3] for k in edited)
+    assert any(texts[text_ids[k]] not in own_texts for k in edited)
+    # Every label is the truth about its pair, as the shapes grammar sees it.
+    by_image = {i: r for i, r in enumerate(records)}
+    for i, t, label in zip(image_ids, text_ids, labels):
+        assert label == float(is_match(by_image[int(i)], texts[int(t)])), (texts[int(t)], label)
+    assert (labels == 0).sum() >= num_positive
+    # Without the truth check an edit is a negative unless it is one of the image's own captions.
+    _, texts2, image_ids2, text_ids2, labels2 = itm_pairs(records, None, seed=2, word_groups=SHAPES_WORD_GROUPS)
+    for k in range(3, len(labels2), 4):
+        own = set(records[int(image_ids2[k])].captions)
+        assert labels2[k] == float(texts2[int(text_ids2[k])] in own)
+    with pytest.raises(ValueError, match="edited_negatives"):
+        itm_pairs(records, None, word_groups=SHAPES_WORD_GROUPS, edited_negatives=0)
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    ds = make_itm_dataset(records, itm, batch_size=8, word_groups=SHAPES_WORD_GROUPS, is_match=is_match)
+    assert sum(int(np.asarray(b[1]).shape[0]) for b in ds) == len(labels)
+
+
+def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
+    from mmzoo.data import shapes_records
+    from mmzoo.metrics.retrieval import evaluate_matcher
+
+    records = _records(tmp_path)
+    bank = shapes_records(12, image_size=32, seed=9)
+    clip = mmzoo.build("dual_encoder", preset="tiny")
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    plain = evaluate_matcher(clip, records, batch_size=4)
+    qb = evaluate_matcher(clip, records, batch_size=4, querybank=bank, querybank_beta=30.0)
+    same = evaluate_matcher(clip, records, batch_size=4, querybank=bank, querybank_beta=30.0)
+    assert qb == same and qb["num_texts"] == plain["num_texts"]
+    # An enormous weight makes the fused order the ITM order, i.e. re-ranking by the ITM alone.
+    alone = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=4)
+    fused = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=4, rerank_weight=1e6)
+    assert fused["reranked_image_to_text_mean_rank"] == pytest.approx(alone["reranked_image_to_text_mean_rank"])
+    # Weight 0 keeps the first-stage order inside the top-k.
+    zero = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=4, rerank_weight=0.0)
+    assert zero["reranked_image_to_text_recall@1"] == zero["image_to_text_recall@1"]
+    with pytest.raises(ValueError, match="querybank_beta"):
+        evaluate_matcher(clip, records, querybank=bank, querybank_beta=-1.0)
+    with pytest.raises(ValueError, match="querybank is empty"):
+        evaluate_matcher(clip, records, querybank=[])
+    with pytest.raises(ValueError, match="embed_image"):
+        evaluate_matcher(itm, records, querybank=bank)
+
+
+def test_itm_towers_start_from_a_dual_encoder():
+    clip = mmzoo.build("dual_encoder", preset="tiny")
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    x = _batch(clip, n=4)
+    before = np.asarray(itm.get_layer("image_tower")(x["image"])["pooled"])
+    assert itm.init_towers_from(clip) is itm
+    for name in ("image_tower", "text_tower"):
+        for a, b in zip(itm.get_layer(name).get_weights(), clip.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    after = np.asarray(itm.get_layer("image_tower")(x["image"])["pooled"])
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, np.asarray(clip.get_layer("image_tower")(x["image"])["pooled"]), atol=1e-6)
+    lstm = mmzoo.build("itm_matcher", preset="tiny", text_tower="lstm")
+    with pytest.raises(ValueError, match="text_tower"):
+        lstm.init_towers_from(clip)
+    with pytest.raises(ValueError, match="image_size"):
+        mmzoo.build("itm_matcher", preset="tiny", image_size=(48, 48)).init_towers_from(clip)
+
+
 def test_zero_shot_classify():
     model = mmzoo.build("dual_encoder", preset="tiny")
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
