@@ -16,6 +16,8 @@ ITM cross-encoder::
 
 from __future__ import annotations
 
+import json
+
 import keras
 import tensorflow as tf
 
@@ -354,9 +356,12 @@ class ITMMatcher(MultimodalModel):
         must be built alike: same tower kinds and arguments, image size and
         vocabulary size. Returns ``self``.
         """
+        def plain(value):  # a reloaded model's kwargs hold lists where a built one has tuples
+            return json.loads(json.dumps(value, sort_keys=True))
+
         problems = []
         for attr in ("image_tower", "image_tower_kwargs", "text_tower", "text_tower_kwargs"):
-            if getattr(dual_encoder, attr, None) != getattr(self, attr):
+            if plain(getattr(dual_encoder, attr, None)) != plain(getattr(self, attr)):
                 problems.append(f"{attr}: {getattr(dual_encoder, attr, None)!r} vs {getattr(self, attr)!r}")
         if tuple(getattr(dual_encoder, "image_size", ())) != tuple(self.image_size):
             problems.append(f"image_size: {getattr(dual_encoder, 'image_size', None)} vs {self.image_size}")

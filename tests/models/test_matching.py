@@ -226,8 +226,10 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
         evaluate_matcher(itm, records, querybank=bank)
 
 
-def test_itm_towers_start_from_a_dual_encoder():
+def test_itm_towers_start_from_a_dual_encoder(tmp_path):
     clip = mmzoo.build("dual_encoder", preset="tiny")
+    clip.save(tmp_path / "clip.keras")
+    clip = mmzoo.load_model(str(tmp_path / "clip.keras"))  # reloaded: its kwargs hold lists, not tuples
     itm = mmzoo.build("itm_matcher", preset="tiny")
     x = _batch(clip, n=4)
     before = np.asarray(itm.get_layer("image_tower")(x["image"])["pooled"])
