@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts
+from mmzoo.heads.matching.itm_data import record_image_key, decode_images, records_to_retrieval_set, tokenize_texts
 from mmzoo.heads.matching.mining import positive_mask_chunk, positives_to_lists
 
 DEFAULT_KS = (1, 5, 10)
@@ -270,9 +270,7 @@ def _querybank_images_and_texts(querybank):
     if not items:
         raise ValueError("querybank is empty: give training records (or images) that are not evaluated.")
     if all(hasattr(item, "image") for item in items):
-        images = list(dict.fromkeys(
-            bytes(r.image) if isinstance(r.image, (bytes, bytearray)) else str(r.image) for r in items
-        ))
+        images = list(dict.fromkeys(record_image_key(r) for r in items))
         texts = list(dict.fromkeys(
             c for r in items for c in (list(getattr(r, "captions", None) or []) or ([r.text] if r.text else []))
         ))

@@ -39,6 +39,12 @@ import numpy as np
 from mmzoo.heads.matching.mining import mine_hard_negatives
 
 
+def record_image_key(record):
+    """A hashable key of a record's image: its path, or its encoded bytes."""
+    key = record.image if isinstance(record.image, (bytes, bytearray)) else str(record.image)
+    return bytes(key) if isinstance(key, bytearray) else key
+
+
 def records_to_retrieval_set(records):
     """Unique images, unique caption strings and ``text_to_images``.
 
@@ -53,8 +59,7 @@ def records_to_retrieval_set(records):
     text_index: dict[str, int] = {}
     text_to_images: list[set[int]] = []
     for record in records:
-        key = record.image if isinstance(record.image, (bytes, bytearray)) else str(record.image)
-        i = image_index.setdefault(bytes(key) if isinstance(key, bytearray) else key, len(image_index))
+        i = image_index.setdefault(record_image_key(record), len(image_index))
         captions = list(getattr(record, "captions", None) or [])
         if not captions and getattr(record, "text", None):
             captions = [record.text]
@@ -103,8 +108,7 @@ def _first_records(records):
     """The first record of every unique image, in ``records_to_retrieval_set`` order."""
     seen: dict = {}
     for record in records:
-        key = record.image if isinstance(record.image, (bytes, bytearray)) else str(record.image)
-        seen.setdefault(bytes(key) if isinstance(key, bytearray) else key, record)
+        seen.setdefault(record_image_key(record), record)
     return list(seen.values())
 
 
