@@ -31,14 +31,19 @@ def classifier():
     return mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32))
 
 
-def test_classifier_parity_with_the_saved_model(classifier, tmp_path):
+@pytest.fixture(scope="module")
+def classifier_saved_model(classifier, tmp_path_factory):
+    """The classifier's SavedModel (read-only), shared by the parity and raw-signature tests."""
+    return export_saved_model(classifier, tmp_path_factory.mktemp("tflite") / "sm", warmup=False)
+
+
+def test_classifier_parity_with_the_saved_model(classifier, classifier_saved_model, tmp_path):
     model = classifier
     info = export_tflite(model, tmp_path / "clf.tflite")
     # The LSTM text tower converts to builtins with a fixed batch of 1 ("auto").
     assert (info["ops"], info["batch_size"]) == ("builtins", 1)
     assert set(info["signatures"]) == {"preprocessed"}
-    version_dir = export_saved_model(model, tmp_path / "sm", warmup=False)
-    loaded = tf.saved_model.load(version_dir).signatures["preprocessed"]
+    loaded = tf.saved_model.load(classifier_saved_model).signatures["preprocessed"]
     runner = _interpreter(tmp_path / "clf.tflite").get_signature_runner("preprocessed")
 
     image = model.image_preprocessor(tf.constant(_pngs())).numpy()
@@ -95,10 +100,9 @@ def test_dual_encoder_embeddings_parity_with_the_saved_model(tmp_path):
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
 
 
-def test_raw_input_signatures_do_not_convert_and_say_why(classifier, tmp_path):
-    version_dir = export_saved_model(classifier, tmp_path / "sm", warmup=False)
+def test_raw_input_signatures_do_not_convert_and_say_why(classifier_saved_model):
     with pytest.raises(TFLiteConversionError, match="ScaleAndTranslate|FastWordpiece"):
-        convert_saved_model(version_dir, ["serving_default"])
+        convert_saved_model(classifier_saved_model, ["serving_default"])
 
 
 def test_captioners_are_refused_clearly(tmp_path):
