@@ -129,11 +129,19 @@ def test_zero_weight_switches_a_head_off_and_captions_are_required_otherwise(rec
         model.fit(make_dataset(records, model, batch_size=8, captions=False), epochs=1, verbose=0)
 
 
-def test_keras_round_trip_safe_mode_and_resume_training(records, tmp_path):
+@pytest.fixture(scope="module")
+def trained(records):
+    """A compiled multitask model (non-default loss weights and head size) after one epoch (read-only)."""
+    keras.utils.set_random_seed(0)
     model = _tiny(loss_weights={"scores": 1.0, "match_score": 0.25}, match_hidden_units=8)
     model.compile()
+    model.fit(make_dataset(records, model, batch_size=8, seed=0), epochs=1, verbose=0)
+    return model
+
+
+def test_keras_round_trip_safe_mode_and_resume_training(trained, records, tmp_path):
+    model = trained
     ds = make_dataset(records, model, batch_size=8, seed=0)
-    model.fit(ds, epochs=1, verbose=0)
     x = next(iter(make_dataset(records, model, batch_size=4, training=False)))[0]
     reloaded = assert_model_roundtrip(model, {k: x[k] for k in ("image", "token_ids")}, tmp_path)
     assert isinstance(reloaded, MultiTaskClassifier)
@@ -143,10 +151,8 @@ def test_keras_round_trip_safe_mode_and_resume_training(records, tmp_path):
     assert HEAD_METRICS <= set(history) and np.isfinite(history["loss"][0])
 
 
-def test_export_serves_every_head(records, tmp_path):
-    model = _tiny()
-    model.compile()
-    model.fit(make_dataset(records, model, batch_size=8, seed=0), epochs=1, verbose=0)
+def test_export_serves_every_head(trained, records, tmp_path):
+    model = trained
     version_dir = mmzoo.export_saved_model(model, str(tmp_path / "multitask"), warmup=False)
     with open(os.path.join(version_dir, "assets.extra", "mmzoo.json")) as f:
         meta = json.load(f)
