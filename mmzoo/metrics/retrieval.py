@@ -26,12 +26,13 @@ optional re-ranking of the dual encoder's top-k by an ITM model.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from mmzoo.heads.matching.itm_data import record_image_key, decode_images, records_to_retrieval_set, tokenize_texts
+from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts
 from mmzoo.heads.matching.mining import positive_mask_chunk, positives_to_lists
 
 DEFAULT_KS = (1, 5, 10)
@@ -264,23 +265,41 @@ def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: in
     return score
 
 
-def _querybank_images_and_texts(querybank):
-    """``(images, captions)`` of a querybank given as records or as images (paths/bytes)."""
+@dataclasses.dataclass(frozen=True)
+class QuerybankEmbeddings:
+    """A querybank embedded once (``embed_querybank``): reuse it across ``evaluate_matcher`` calls."""
+
+    images: np.ndarray
+    texts: np.ndarray | None = None
+
+
+def embed_querybank(model, querybank, batch_size: int = 64) -> QuerybankEmbeddings:
+    """Embed a querybank's images (and captions, for records) with a dual encoder.
+
+    ``querybank``: manifest records (their images and captions) or images
+    (paths or encoded bytes) that are *not* evaluated, e.g. training records.
+    Embedding it once and passing the result as ``evaluate_matcher(...,
+    querybank=...)`` avoids decoding the bank again on every evaluation.
+    """
     items = list(querybank)
     if not items:
         raise ValueError("querybank is empty: give training records (or images) that are not evaluated.")
     if all(hasattr(item, "image") for item in items):
-        images = list(dict.fromkeys(record_image_key(r) for r in items))
-        texts = list(dict.fromkeys(
-            c for r in items for c in (list(getattr(r, "captions", None) or []) or ([r.text] if r.text else []))
-        ))
-        return images, texts
-    if all(isinstance(item, (str, bytes, bytearray, os.PathLike)) for item in items):
-        return [os.fspath(i) if isinstance(i, os.PathLike) else i for i in items], []
-    raise ValueError(
-        "querybank must be manifest records or image paths/bytes. Received items of type "
-        f"{sorted({type(i).__name__ for i in items})}"
+        images, texts, _ = records_to_retrieval_set(items)
+    elif all(isinstance(item, (str, bytes, bytearray, os.PathLike)) for item in items):
+        images, texts = [os.fspath(i) if isinstance(i, os.PathLike) else i for i in items], []
+    else:
+        raise ValueError(
+            "querybank must be manifest records or image paths/bytes. Received items of type "
+            f"{sorted({type(i).__name__ for i in items})}"
+        )
+    image_embeddings = model.image_encoder.predict(
+        _decode_all(model, images, batch_size), batch_size=batch_size, verbose=0
     )
+    text_embeddings = None
+    if texts:
+        text_embeddings = model.text_encoder.predict(_tokenize(model, texts), batch_size=max(batch_size, 256), verbose=0)
+    return QuerybankEmbeddings(np.asarray(image_embeddings), None if text_embeddings is None else np.asarray(text_embeddings))
 
 
 def evaluate_matcher(
@@ -310,7 +329,7 @@ def evaluate_matcher(
     which keeps the dual encoder's preference where the ITM model is unsure.
 
     ``querybank`` (records or images that are *not* evaluated, e.g. a few
-    thousand training records) turns on querybank normalisation (QB-Norm's
+    thousand training records, or their ``embed_querybank`` result) turns on querybank normalisation (QB-Norm's
     inverted softmax, see ``retrieval_metrics``) with temperature
     ``querybank_beta`` (default: the dual encoder's learned logit scale):
     generic captions close to many images stop winning over the specific one.
@@ -341,14 +360,9 @@ def evaluate_matcher(
                 if not np.isfinite(querybank_beta) or querybank_beta <= 0:
                     raise ValueError(f"querybank_beta must be a positive number. Received: {querybank_beta}")
                 scale = float(querybank_beta)
-            qb_images, qb_texts = _querybank_images_and_texts(querybank)
-            bank_images = model.image_encoder.predict(
-                _decode_all(model, qb_images, batch_size), batch_size=batch_size, verbose=0
-            )
-            if qb_texts:
-                bank_texts = model.text_encoder.predict(
-                    _tokenize(model, qb_texts), batch_size=max(batch_size, 256), verbose=0
-                )
+            if not isinstance(querybank, QuerybankEmbeddings):
+                querybank = embed_querybank(model, querybank, batch_size)
+            bank_images, bank_texts = querybank.images, querybank.texts
         metrics = retrieval_metrics(
             image_embeddings, text_embeddings, text_to_images, ks=ks, chunk_size=chunk_size,
             rerank_fn=rerank_fn, rerank_k=rerank_k, rerank_weight=rerank_weight, logit_scale=scale,

@@ -211,6 +211,12 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
     qb = evaluate_matcher(clip, records, batch_size=4, querybank=bank, querybank_beta=30.0)
     same = evaluate_matcher(clip, records, batch_size=4, querybank=bank, querybank_beta=30.0)
     assert qb == same and qb["num_texts"] == plain["num_texts"]
+    # A bank embedded once gives the same metrics as the records it came from.
+    from mmzoo.metrics.retrieval import embed_querybank
+
+    embedded = embed_querybank(clip, bank, batch_size=4)
+    assert embedded.images.shape[0] == 12 and embedded.texts.shape[0] >= 12
+    assert evaluate_matcher(clip, records, batch_size=4, querybank=embedded, querybank_beta=30.0) == qb
     # An enormous weight makes the fused order the ITM order, i.e. re-ranking by the ITM alone.
     alone = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=4)
     fused = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=4, rerank_weight=1e6)
