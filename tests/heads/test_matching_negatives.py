@@ -55,3 +55,13 @@ def test_texts_without_any_phrase_and_bad_groups():
         normalize_word_groups([])
     with pytest.raises(ValueError, match="exchange_probability"):
         word_swap_negative("a red circle", GROUPS, rng, exchange_probability=2.0)
+
+
+def test_normalized_groups_are_accepted_again_and_give_the_same_edits():
+    groups = normalize_word_groups(GROUPS)
+    assert normalize_word_groups(groups) == groups
+    assert groups[3][2] == ("next", "to")
+    text = "a small red circle left of a large blue square"
+    a = [word_swap_negative(text, GROUPS, np.random.default_rng(7)) for _ in range(3)]
+    b = [word_swap_negative(text, groups, np.random.default_rng(7)) for _ in range(3)]
+    assert a == b

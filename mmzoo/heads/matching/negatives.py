@@ -25,7 +25,7 @@ the text is scanned for them longest phrase first, and the edit is either
 The edit is purely textual: it can produce a caption that happens to be true
 (``next to`` for two shapes that are also ``left of`` each other). Pass a
 truth check (``is_match=`` of ``itm_pairs``) where the data has one; the
-built-in shapes data does (``mmzoo.data.shapes.shapes_caption_is_true``).
+built-in shapes data does (``mmzoo.data.shapes_caption_checker``).
 
 >>> import numpy as np
 >>> groups = [["red", "blue", "green"], ["circle", "square"], ["left of", "above"]]
@@ -44,15 +44,19 @@ import numpy as np
 
 
 def _normalize_groups(word_groups) -> list[list[tuple[str, ...]]]:
+    """Each group as a list of distinct word tuples; idempotent (a phrase may be a str or a word tuple)."""
     groups = []
     for g, group in enumerate(word_groups):
         phrases = []
         for phrase in group:
-            if not isinstance(phrase, str) or not phrase.split():
+            if isinstance(phrase, tuple) and phrase and all(isinstance(w, str) and w for w in phrase):
+                words = phrase
+            elif isinstance(phrase, str) and phrase.split():
+                words = tuple(phrase.split())
+            else:
                 raise ValueError(
                     f"word_groups[{g}] must hold non-empty strings. Received: {phrase!r}"
                 )
-            words = tuple(phrase.split())
             if words not in phrases:
                 phrases.append(words)
         if len(phrases) < 2:
@@ -101,7 +105,7 @@ def word_swap_negative(
         A caption different from ``text``, or ``None`` when ``text`` contains
         no phrase of any group.
     """
-    groups = word_groups if _is_normalized(word_groups) else _normalize_groups(word_groups)
+    groups = _normalize_groups(word_groups)
     if not 0.0 <= exchange_probability <= 1.0:
         raise ValueError(f"exchange_probability must be in [0, 1]. Received: {exchange_probability}")
     words = text.split()
@@ -122,14 +126,10 @@ def word_swap_negative(
     return " ".join(w for piece in pieces for w in piece)
 
 
-def _is_normalized(word_groups) -> bool:
-    return isinstance(word_groups, _NormalizedGroups)
-
-
-class _NormalizedGroups(list):
-    """Word groups already split into word tuples (validated once per dataset)."""
-
-
 def normalize_word_groups(word_groups) -> list:
-    """Validate ``word_groups`` once; the result can be passed to ``word_swap_negative`` repeatedly."""
-    return _NormalizedGroups(_normalize_groups(word_groups))
+    """Validate ``word_groups`` once (each phrase split into a word tuple).
+
+    The result is accepted wherever word groups are, and validating it again
+    is cheap and changes nothing.
+    """
+    return _normalize_groups(word_groups)
