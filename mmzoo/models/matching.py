@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from mmzoo.heads.matching.itm_data import make_itm_dataset  # noqa: F401  (re-exported)
 from mmzoo.heads.matching.losses import contrastive_loss
+from mmzoo.heads.matching.token_negatives import token_groups_from_words, token_swap_negatives
 from mmzoo.layers.l2_normalize import L2Normalize
 from mmzoo.layers.logit_scale import LogitScale
 from mmzoo.layers.pair_similarity import PairSimilarity
@@ -70,6 +71,15 @@ class DualEncoder(MultimodalModel):
         ignore_duplicate_texts: identical token sequences in a batch are not
             used as negatives of each other (templated captions repeat).
         label_smoothing: of the contrastive cross-entropies.
+        hard_negative_groups: groups of interchangeable words (colours,
+            shapes, ``("left", "right")``...). When given, training adds to
+            every image an edited copy of its caption as an extra negative
+            text (NegCLIP; ``mmzoo.heads.matching.token_swap_negatives``):
+            one word replaced by another of its group, or two words of a
+            group exchanged. One-word phrases in the vocabulary are used.
+        hard_negative_exchange_probability: chance of an exchange (binding
+            swap) when a caption has two words of one group.
+        seed: seed of the edits (``None``: random).
         learning_rate: Adam's learning rate for the ``compile()`` default.
         tokenizer: a ``TextTokenizer`` (default: the built-in shapes words).
         image_size: ``(height, width)`` of the ``image`` input.
@@ -97,12 +107,20 @@ class DualEncoder(MultimodalModel):
         learn_temperature: bool = True,
         ignore_duplicate_texts: bool = True,
         label_smoothing: float = 0.0,
+        hard_negative_groups=None,
+        hard_negative_exchange_probability: float = 0.5,
+        seed=None,
         learning_rate: float = 1e-3,
         tokenizer=None,
         image_size=(64, 64),
         **kwargs,
     ):
         _positive_int("embedding_dim", embedding_dim)
+        if not 0.0 <= float(hard_negative_exchange_probability) <= 1.0:
+            raise ValueError(
+                "hard_negative_exchange_probability must be in [0, 1]. "
+                f"Received: {hard_negative_exchange_probability}"
+            )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing}")
         tokenizer = resolve_tokenizer(tokenizer)
@@ -146,6 +164,15 @@ class DualEncoder(MultimodalModel):
         self.learn_temperature = bool(learn_temperature)
         self.ignore_duplicate_texts = bool(ignore_duplicate_texts)
         self.label_smoothing = float(label_smoothing)
+        self.hard_negative_groups = (
+            None if hard_negative_groups is None else [[str(w) for w in g] for g in hard_negative_groups]
+        )
+        self.hard_negative_exchange_probability = float(hard_negative_exchange_probability)
+        self.seed = seed
+        self._token_groups = None
+        if self.hard_negative_groups is not None:
+            self._token_groups = token_groups_from_words(tokenizer, self.hard_negative_groups)
+            self._negative_seed = keras.random.SeedGenerator(seed, name="hard_negative_seed")
         self.learning_rate = learning_rate
 
     # -- embeddings ---------------------------------------------------------
@@ -185,17 +212,28 @@ class DualEncoder(MultimodalModel):
         """Symmetric InfoNCE of the batch's pairs (global batch under a strategy).
 
         ``y`` and ``sample_weight`` are ignored: the positives are the pairs
-        of ``x``. Returns the loss scaled by ``1 / num_replicas`` as Keras
-        losses are, plus any regularisation losses.
+        of ``x``. With ``hard_negative_groups``, training (not evaluation)
+        adds an edited copy of each caption as an image-to-text negative.
+        Returns the loss scaled by ``1 / num_replicas`` as Keras losses are,
+        plus any regularisation losses.
         """
         image_embedding = self.image_encoder(x["image"], training=training)
         text_embedding = self.text_encoder(x["token_ids"], training=training)
+        negatives = negative_mask = None
+        if self._token_groups is not None and training:
+            edited, negative_mask = token_swap_negatives(
+                x["token_ids"], self._token_groups, seed=self._negative_seed,
+                exchange_probability=self.hard_negative_exchange_probability,
+            )
+            negatives = self.text_encoder(edited, training=training)
         loss = contrastive_loss(
             image_embedding,
             text_embedding,
             self.logit_scale.scale(),
             keys=x["token_ids"] if self.ignore_duplicate_texts else None,
             label_smoothing=self.label_smoothing,
+            negative_text_embeddings=negatives,
+            negative_mask=negative_mask,
         )
         replicas = _num_replicas()
         if replicas > 1:
@@ -250,6 +288,9 @@ class DualEncoder(MultimodalModel):
             learn_temperature=self.learn_temperature,
             ignore_duplicate_texts=self.ignore_duplicate_texts,
             label_smoothing=self.label_smoothing,
+            hard_negative_groups=self.hard_negative_groups,
+            hard_negative_exchange_probability=self.hard_negative_exchange_probability,
+            seed=self.seed,
             learning_rate=self.learning_rate,
         )
         return config

@@ -63,6 +63,36 @@ def test_duplicate_keys_are_not_negatives():
     assert got != pytest.approx(float(contrastive_loss(img, txt, 4.0)), rel=1e-3)
 
 
+def test_negative_texts_are_extra_image_to_text_columns_only():
+    rng = np.random.default_rng(5)
+    img = _unit(rng.normal(size=(4, 3)))
+    txt = _unit(rng.normal(size=(4, 3)))
+    neg = _unit(rng.normal(size=(4, 3)))
+    mask = np.array([True, False, True, True])
+    scale = 3.0
+    # Direct: each image's softmax runs over the 4 texts and the 3 unmasked negatives.
+    i2t = 0.0
+    for i in range(4):
+        row = np.concatenate([scale * img[i] @ txt.T, scale * img[i] @ neg[mask].T])
+        i2t += -(row[i] - np.log(np.sum(np.exp(row))))
+    t2i = 0.0
+    for j in range(4):
+        col = scale * txt[j] @ img.T
+        t2i += -(col[j] - np.log(np.sum(np.exp(col))))
+    expected = 0.5 * (i2t / 4 + t2i / 4)
+    f = lambda a: a.astype("float32")  # noqa: E731
+    got = float(contrastive_loss(f(img), f(txt), scale, negative_text_embeddings=f(neg), negative_mask=mask))
+    assert got == pytest.approx(expected, rel=1e-5)
+    i2t_logits, t2i_logits, _ = contrastive_logits(f(img), f(txt), scale, negative_text_embeddings=f(neg),
+                                                   negative_mask=mask)
+    assert i2t_logits.shape == (4, 8) and t2i_logits.shape == (4, 4)
+    assert float(np.max(np.asarray(i2t_logits)[:, 5])) < -1e8  # the masked negative
+    # Without a mask every negative counts, and a negative equal to the positive caption raises the loss.
+    assert float(contrastive_loss(f(img), f(txt), scale, negative_text_embeddings=f(txt))) > float(
+        contrastive_loss(f(img), f(txt), scale)
+    ) + 0.1
+
+
 def test_logits_and_labels():
     img = np.eye(3, dtype="float32")
     i2t, t2i, labels = contrastive_logits(img, img, 2.0)
@@ -102,6 +132,8 @@ _TWO_REPLICA_SCRIPT = textwrap.dedent(
     keys = rng.integers(0, 3, size=(8, 2)).astype("int32")  # duplicates across replicas
     w_init = rng.normal(size=(5, 4)).astype("float32")
     scale = 6.0
+    x_neg = rng.normal(size=(8, 5)).astype("float32")
+    neg_mask = np.array([True, False, True, True, False, True, True, True])
 
     def embed(x, w):
         return tf.math.l2_normalize(tf.matmul(x, w), axis=-1)
@@ -111,6 +143,8 @@ _TWO_REPLICA_SCRIPT = textwrap.dedent(
     with tf.GradientTape() as tape:
         single = contrastive_loss(embed(x_img, w), embed(x_txt, w), scale, keys=keys)
     single_grad = tape.gradient(single, w).numpy()
+    single_neg = contrastive_loss(embed(x_img, w), embed(x_txt, w), scale, keys=keys,
+                                  negative_text_embeddings=embed(x_neg, w), negative_mask=neg_mask)
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
@@ -120,30 +154,34 @@ _TWO_REPLICA_SCRIPT = textwrap.dedent(
     def shard(ctx):
         i = ctx.replica_id_in_sync_group
         sl = slice(4 * i, 4 * i + 4)
-        return x_img[sl], x_txt[sl], keys[sl]
+        return x_img[sl], x_txt[sl], keys[sl], x_neg[sl], neg_mask[sl]
 
     values = strategy.experimental_distribute_values_from_function(shard)
 
     @tf.function
     def step(values):
-        def replica_fn(xi, xt, k):
+        def replica_fn(xi, xt, k, xn, m):
             with tf.GradientTape() as tape:
                 loss = contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k)
                 scaled = loss / tf.distribute.get_replica_context().num_replicas_in_sync
-            return loss, tape.gradient(scaled, wd)
-        loss, grad = strategy.run(replica_fn, args=values)
-        return (strategy.reduce("MEAN", loss, axis=None), strategy.reduce("SUM", grad, axis=None))
+            with_negatives = contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k,
+                                              negative_text_embeddings=embed(xn, wd), negative_mask=m)
+            return loss, tape.gradient(scaled, wd), with_negatives
+        loss, grad, with_negatives = strategy.run(replica_fn, args=values)
+        return (strategy.reduce("MEAN", loss, axis=None), strategy.reduce("SUM", grad, axis=None),
+                strategy.reduce("MEAN", with_negatives, axis=None))
 
-    global_loss, global_grad = step(values)
+    global_loss, global_grad, global_neg = step(values)
 
     # Without gathering, each replica only sees its own 4 negatives: a different loss.
     @tf.function
     def local_step(values):
-        fn = lambda xi, xt, k: contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k, gather=False)
+        fn = lambda xi, xt, k, xn, m: contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k, gather=False)
         return strategy.reduce("MEAN", strategy.run(fn, args=values), axis=None)
 
     print(json.dumps({
         "single": float(single), "global": float(global_loss), "local": float(local_step(values)),
+        "single_neg": float(single_neg), "global_neg": float(global_neg),
         "grad_max_diff": float(np.max(np.abs(global_grad.numpy() - single_grad))),
         "grad_norm": float(np.linalg.norm(single_grad)),
     }))
@@ -162,6 +200,9 @@ def test_cross_replica_negatives_on_two_logical_cpus(tmp_path):
 
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["global"] == pytest.approx(result["single"], rel=1e-5)
+    # NegCLIP negatives are gathered too: every image sees all 6 unmasked ones.
+    assert result["global_neg"] == pytest.approx(result["single_neg"], rel=1e-5)
+    assert result["single_neg"] > result["single"] + 1e-3
     assert abs(result["local"] - result["single"]) > 1e-3
     assert result["grad_norm"] > 1e-4
     assert result["grad_max_diff"] < 1e-5 * max(1.0, result["grad_norm"])

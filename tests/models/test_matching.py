@@ -76,6 +76,41 @@ def test_dual_encoder_loss_equals_the_head_function():
     assert float(model.compute_loss(x=x, training=False)) == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_dual_encoder_hard_negatives_enter_the_training_loss_only(tmp_path):
+    from mmzoo.heads.matching import contrastive_loss, token_swap_negatives
+
+    groups = [["red", "blue", "green"], ["circle", "square", "triangle"]]
+    model = mmzoo.build("dual_encoder", preset="tiny", hard_negative_groups=groups, seed=3)
+    plain = mmzoo.build("dual_encoder", preset="tiny")
+    plain.set_weights(model.get_weights()[: len(plain.get_weights())])
+    x = _batch(model)
+    image, text = model.embed_image(x["image"]), model.embed_text(x["token_ids"])
+    # Evaluation: the plain InfoNCE (no edits), as a model without groups computes it.
+    assert float(model.compute_loss(x=x, training=False)) == pytest.approx(
+        float(plain.compute_loss(x=x, training=False)), rel=1e-6
+    )
+    # Training: every caption here has a colour and a shape, so each image gets one edited negative.
+    edited, has = token_swap_negatives(x["token_ids"], model._token_groups, seed=0)
+    assert bool(np.all(has.numpy()))
+    with_edits = float(model.compute_loss(x=x, training=True))
+    baseline = float(contrastive_loss(image, text, model.logit_scale.scale(), keys=x["token_ids"]))
+    assert with_edits > baseline + 1e-4
+    # It trains, and the groups survive a .keras round trip.
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(x, epochs=4, batch_size=8, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    reloaded = assert_model_roundtrip(model, x, tmp_path)
+    assert reloaded.hard_negative_groups == groups and reloaded._token_groups == model._token_groups
+
+
+def test_dual_encoder_hard_negative_groups_must_be_in_the_vocabulary():
+    with pytest.raises(ValueError, match="None of the word groups"):
+        mmzoo.build("dual_encoder", preset="tiny", hard_negative_groups=[["zebra", "okapi"]])
+    with pytest.raises(ValueError, match="hard_negative_exchange_probability"):
+        mmzoo.build("dual_encoder", preset="tiny", hard_negative_groups=[["red", "blue"]],
+                    hard_negative_exchange_probability=-0.1)
+
+
 def test_dual_encoder_round_trip_keeps_temperature(tmp_path):
     model = mmzoo.build("dual_encoder", preset="tiny")
     model.logit_scale.log_scale.assign(3.0)

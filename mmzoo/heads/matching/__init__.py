@@ -1,5 +1,6 @@
 """Matching heads: contrastive loss, global-batch negatives, hard-negative
-mining, compositional (word-swap) negatives, zero-shot classification and
+mining, compositional (word-swap) negatives for ITM data and for the
+dual encoder's loss (token swaps), zero-shot classification and
 ITM training data.
 
     from mmzoo.heads.matching import contrastive_loss, mine_hard_negatives
@@ -10,6 +11,7 @@ from mmzoo.heads.matching.itm_data import itm_pairs, make_itm_dataset, records_t
 from mmzoo.heads.matching.losses import contrastive_logits, contrastive_loss
 from mmzoo.heads.matching.mining import hard_negative_indices, mine_hard_negatives
 from mmzoo.heads.matching.negatives import word_swap_negative
+from mmzoo.heads.matching.token_negatives import token_groups_from_words, token_swap_negatives
 from mmzoo.heads.matching.zero_shot import DEFAULT_TEMPLATES, class_embeddings, zero_shot_classify
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "records_to_retrieval_set",
     "mine_hard_negatives",
     "num_replicas_in_sync",
+    "token_groups_from_words",
+    "token_swap_negatives",
     "word_swap_negative",
     "zero_shot_classify",
 ]

@@ -14,6 +14,12 @@ batch (``gather=True``, the default).
 
 Pairs whose ``keys`` are equal (for example two identical captions in a
 batch) are not treated as negatives of each other when ``keys`` is given.
+
+``negative_text_embeddings`` (NegCLIP): extra texts that are negatives of
+every image, typically an edited copy of each caption
+(``mmzoo.heads.matching.token_swap_negatives``). They become extra columns of
+the image-to-text logits only (gathered across replicas like the others);
+the text-to-image direction is unchanged, as in NegCLIP.
 """
 
 from __future__ import annotations
@@ -42,13 +48,24 @@ def _duplicate_mask(local_keys, global_keys, offset):
 
 
 def contrastive_logits(
-    image_embeddings, text_embeddings, logit_scale, *, keys=None, gather: bool = True
+    image_embeddings,
+    text_embeddings,
+    logit_scale,
+    *,
+    keys=None,
+    gather: bool = True,
+    negative_text_embeddings=None,
+    negative_mask=None,
 ):
     """The two logit matrices and their labels, for inspection or custom losses.
 
-    Returns ``(image_to_text_logits [b, N], text_to_image_logits [b, N],
-    labels [b])`` where ``b`` is this replica's batch and ``N`` the global
-    batch (``N == b`` without a strategy or with ``gather=False``).
+    Returns ``(image_to_text_logits [b, N (+ N_neg)], text_to_image_logits
+    [b, N], labels [b])`` where ``b`` is this replica's batch and ``N`` the
+    global batch (``N == b`` without a strategy or with ``gather=False``).
+    With ``negative_text_embeddings [b, D]`` (and optionally
+    ``negative_mask [b]``, False for rows that have none) the image-to-text
+    logits get the global batch of negatives as extra columns; masked ones
+    are ``-1e9``.
     """
     image_embeddings = tf.cast(image_embeddings, tf.float32)
     text_embeddings = tf.cast(text_embeddings, tf.float32)
@@ -56,6 +73,11 @@ def contrastive_logits(
     to_gather = [image_embeddings, text_embeddings]
     if keys is not None:
         to_gather.append(tf.convert_to_tensor(keys))
+    if negative_text_embeddings is not None:
+        negatives = tf.cast(negative_text_embeddings, tf.float32)
+        if negative_mask is None:
+            negative_mask = tf.ones(tf.shape(negatives)[:1], tf.bool)
+        to_gather += [negatives, tf.cast(negative_mask, tf.float32)]  # collectives gather floats
     if gather:
         gathered, offset = gather_across_replicas(to_gather)
     else:
@@ -67,6 +89,11 @@ def contrastive_logits(
         duplicates = _duplicate_mask(to_gather[2], gathered[2], offset)
         image_to_text = tf.where(duplicates, _NEG_INF, image_to_text)
         text_to_image = tf.where(duplicates, _NEG_INF, text_to_image)
+    if negative_text_embeddings is not None:
+        all_negatives, all_mask = gathered[-2], gathered[-1]
+        extra = scale * tf.matmul(image_embeddings, all_negatives, transpose_b=True)
+        extra = tf.where(all_mask[None, :] > 0.5, extra, _NEG_INF)
+        image_to_text = tf.concat([image_to_text, extra], axis=1)
     labels = tf.range(tf.shape(image_embeddings)[0], dtype=tf.int32) + offset
     return image_to_text, text_to_image, labels
 
@@ -79,6 +106,8 @@ def contrastive_loss(
     keys=None,
     gather: bool = True,
     label_smoothing: float = 0.0,
+    negative_text_embeddings=None,
+    negative_mask=None,
 ):
     """Symmetric InfoNCE loss (CLIP) over in-batch (global-batch) negatives.
 
@@ -92,6 +121,9 @@ def contrastive_loss(
             token ids); pairs with equal keys are not negatives of each other.
         gather: gather keys across replicas under ``tf.distribute``.
         label_smoothing: cross-entropy label smoothing.
+        negative_text_embeddings: optional ``[b, D]`` extra negative texts of
+            the image-to-text direction (NegCLIP); ``negative_mask [b]`` marks
+            the rows that have one.
 
     Returns:
         A float32 scalar: the mean of the image-to-text and text-to-image
@@ -109,7 +141,8 @@ def contrastive_loss(
             f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing}"
         )
     image_to_text, text_to_image, labels = contrastive_logits(
-        image_embeddings, text_embeddings, logit_scale, keys=keys, gather=gather
+        image_embeddings, text_embeddings, logit_scale, keys=keys, gather=gather,
+        negative_text_embeddings=negative_text_embeddings, negative_mask=negative_mask,
     )
 
     def cross_entropy(logits):
