@@ -9,7 +9,8 @@
 * Built-in data: ``generate_shapes_dataset``, ``generate_shapes_splits``,
   ``shapes_records``, ``shapes_dataset`` (``mmzoo.data.shapes``), and for
   matching its truth check ``shapes_caption_checker`` /
-  ``shapes_possible_captions`` and ``SHAPES_WORD_GROUPS``.
+  ``shapes_possible_captions``, ``SHAPES_WORD_GROUPS`` (ITM edits) and
+  ``SHAPES_TOKEN_GROUPS`` (the dual encoder's NegCLIP edits).
 * Pipelines: ``make_dataset``, ``label_names_from_records``,
   ``texts_from_records``, ``labels_to_ids``, ``ids_to_labels``.
 
@@ -36,6 +37,7 @@ from mmzoo.data.pipeline import (
 )
 from mmzoo.data.records import Record, RecordList, SkippedRow, SkipReport
 from mmzoo.data.shapes import (
+    SHAPES_TOKEN_GROUPS,
     SHAPES_WORD_GROUPS,
     VOCABULARY,
     generate_shapes_dataset,
@@ -53,6 +55,7 @@ __all__ = [
     "Record",
     "RecordList",
     "SkipReport",
+    "SHAPES_TOKEN_GROUPS",
     "SHAPES_WORD_GROUPS",
     "SkippedRow",
     "VOCABULARY",

@@ -173,6 +173,20 @@ SHAPES_WORD_GROUPS = (
     ("top left", "top right", "bottom left", "bottom right", "top", "bottom", "left", "right", "center"),
 )
 
+#: One-word groups of the same grammar, for the dual encoder's in-graph
+#: NegCLIP edits (``DualEncoder(hard_negative_groups=...)``, token swaps):
+#: ``left``/``right`` edits both the relation ("left of") and the region
+#: ("top left"); ``next to`` and ``center`` are left out (a swap to them can
+#: be true, or ungrammatical).
+SHAPES_TOKEN_GROUPS = (
+    tuple(COLORS),
+    SHAPES,
+    SIZES,
+    ("left", "right"),
+    ("above", "below"),
+    ("top", "bottom"),
+)
+
 
 def shapes_possible_captions(objects, image_size) -> set:
     """Every caption the grammar can draw for a scene (``meta["objects"]`` of a record).

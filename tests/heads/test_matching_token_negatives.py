@@ -89,3 +89,20 @@ def test_token_groups_from_words_keeps_one_word_phrases_of_the_vocabulary():
     assert [[vocab[t] for t in g] for g in groups] == [["red", "blue"], ["above", "below"]]
     with pytest.raises(ValueError, match="None of the word groups"):
         token_groups_from_words(tokenizer, [["zebra", "okapi"], ["left of", "right of"]])
+
+
+def test_shapes_token_groups_edit_real_captions_into_false_ones():
+    from mmzoo.data import SHAPES_TOKEN_GROUPS, shapes_caption_checker
+    from mmzoo.data.shapes import shapes_records
+
+    tokenizer = mmzoo.build("dual_encoder", preset="tiny").tokenizer
+    groups = token_groups_from_words(tokenizer, SHAPES_TOKEN_GROUPS)
+    assert [len(g) for g in groups] == [len(g) for g in SHAPES_TOKEN_GROUPS]  # every word is in the vocabulary
+    records = [r for r in shapes_records(150, image_size=32, seed=5) for _ in r.captions]
+    captions = [c for r in shapes_records(150, image_size=32, seed=5) for c in r.captions]
+    edited, has = token_swap_negatives(tokenizer(tf.constant(captions)), groups, seed=0)
+    texts = [t.decode() for t in tokenizer.detokenize(edited).numpy()]
+    assert bool(np.all(has.numpy()))  # every caption names a colour and a shape
+    is_true = shapes_caption_checker(32)
+    false = [not is_true(r, t) for r, t in zip(records, texts)]
+    assert np.mean(false) > 0.97, [t for t, f in zip(texts, false) if not f][:5]
