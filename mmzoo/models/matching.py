@@ -220,7 +220,7 @@ class DualEncoder(MultimodalModel):
         """
         image_embedding = self.image_encoder(x["image"], training=training)
         text_embedding = self.text_encoder(x["token_ids"], training=training)
-        negatives = negative_mask = None
+        negatives = negative_mask = edited = None
         if self._token_groups is not None and training:
             edited, negative_mask = token_swap_negatives(
                 x["token_ids"], self._token_groups, seed=self._negative_seed,
@@ -235,6 +235,7 @@ class DualEncoder(MultimodalModel):
             label_smoothing=self.label_smoothing,
             negative_text_embeddings=negatives,
             negative_mask=negative_mask,
+            negative_keys=edited if (negatives is not None and self.ignore_duplicate_texts) else None,
         )
         replicas = _num_replicas()
         if replicas > 1:

@@ -93,6 +93,23 @@ def test_negative_texts_are_extra_image_to_text_columns_only():
     ) + 0.1
 
 
+def test_a_negative_equal_to_an_images_own_text_is_not_its_negative():
+    rng = np.random.default_rng(6)
+    img = _unit(rng.normal(size=(3, 4))).astype("float32")
+    txt = _unit(rng.normal(size=(3, 4))).astype("float32")
+    keys = np.array([[1, 2], [3, 4], [5, 6]], "int32")
+    # Image 0's edit reads like image 2's text: masked in row 2 only, by its key.
+    neg = np.stack([txt[2], _unit(rng.normal(size=4)), _unit(rng.normal(size=4))]).astype("float32")
+    neg_keys = np.array([[5, 6], [7, 8], [9, 9]], "int32")
+    i2t, _, _ = contrastive_logits(img, txt, 2.0, keys=keys, negative_text_embeddings=neg, negative_keys=neg_keys)
+    i2t = np.asarray(i2t)
+    assert i2t[2, 3] < -1e8 and i2t[0, 3] > -1e8 and i2t[1, 3] > -1e8
+    assert np.all(i2t[:, 4:] > -1e8)
+    # Without keys nothing is masked.
+    i2t, _, _ = contrastive_logits(img, txt, 2.0, negative_text_embeddings=neg, negative_keys=neg_keys)
+    assert np.all(np.asarray(i2t) > -1e8)
+
+
 def test_logits_and_labels():
     img = np.eye(3, dtype="float32")
     i2t, t2i, labels = contrastive_logits(img, img, 2.0)
@@ -134,6 +151,7 @@ _TWO_REPLICA_SCRIPT = textwrap.dedent(
     scale = 6.0
     x_neg = rng.normal(size=(8, 5)).astype("float32")
     neg_mask = np.array([True, False, True, True, False, True, True, True])
+    neg_keys = keys[::-1].copy()  # some edits equal texts of the other replica
 
     def embed(x, w):
         return tf.math.l2_normalize(tf.matmul(x, w), axis=-1)
@@ -144,7 +162,8 @@ _TWO_REPLICA_SCRIPT = textwrap.dedent(
         single = contrastive_loss(embed(x_img, w), embed(x_txt, w), scale, keys=keys)
     single_grad = tape.gradient(single, w).numpy()
     single_neg = contrastive_loss(embed(x_img, w), embed(x_txt, w), scale, keys=keys,
-                                  negative_text_embeddings=embed(x_neg, w), negative_mask=neg_mask)
+                                  negative_text_embeddings=embed(x_neg, w), negative_mask=neg_mask,
+                                  negative_keys=neg_keys)
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
@@ -154,18 +173,19 @@ _TWO_REPLICA_SCRIPT = textwrap.dedent(
     def shard(ctx):
         i = ctx.replica_id_in_sync_group
         sl = slice(4 * i, 4 * i + 4)
-        return x_img[sl], x_txt[sl], keys[sl], x_neg[sl], neg_mask[sl]
+        return x_img[sl], x_txt[sl], keys[sl], x_neg[sl], neg_mask[sl], neg_keys[sl]
 
     values = strategy.experimental_distribute_values_from_function(shard)
 
     @tf.function
     def step(values):
-        def replica_fn(xi, xt, k, xn, m):
+        def replica_fn(xi, xt, k, xn, m, nk):
             with tf.GradientTape() as tape:
                 loss = contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k)
                 scaled = loss / tf.distribute.get_replica_context().num_replicas_in_sync
             with_negatives = contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k,
-                                              negative_text_embeddings=embed(xn, wd), negative_mask=m)
+                                              negative_text_embeddings=embed(xn, wd), negative_mask=m,
+                                              negative_keys=nk)
             return loss, tape.gradient(scaled, wd), with_negatives
         loss, grad, with_negatives = strategy.run(replica_fn, args=values)
         return (strategy.reduce("MEAN", loss, axis=None), strategy.reduce("SUM", grad, axis=None),
@@ -176,7 +196,7 @@ _TWO_REPLICA_SCRIPT = textwrap.dedent(
     # Without gathering, each replica only sees its own 4 negatives: a different loss.
     @tf.function
     def local_step(values):
-        fn = lambda xi, xt, k, xn, m: contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k, gather=False)
+        fn = lambda xi, xt, k, xn, m, nk: contrastive_loss(embed(xi, wd), embed(xt, wd), scale, keys=k, gather=False)
         return strategy.reduce("MEAN", strategy.run(fn, args=values), axis=None)
 
     print(json.dumps({

@@ -56,6 +56,7 @@ def contrastive_logits(
     gather: bool = True,
     negative_text_embeddings=None,
     negative_mask=None,
+    negative_keys=None,
 ):
     """The two logit matrices and their labels, for inspection or custom losses.
 
@@ -65,36 +66,46 @@ def contrastive_logits(
     With ``negative_text_embeddings [b, D]`` (and optionally
     ``negative_mask [b]``, False for rows that have none) the image-to-text
     logits get the global batch of negatives as extra columns; masked ones
-    are ``-1e9``.
+    are ``-1e9``, and so is a negative whose ``negative_keys`` row equals the
+    image's own ``keys`` row (an edit of one caption that is another image's
+    caption is not a negative of that image).
     """
-    image_embeddings = tf.cast(image_embeddings, tf.float32)
-    text_embeddings = tf.cast(text_embeddings, tf.float32)
+    local = {
+        "images": tf.cast(image_embeddings, tf.float32),
+        "texts": tf.cast(text_embeddings, tf.float32),
+    }
     scale = tf.cast(logit_scale, tf.float32)
-    to_gather = [image_embeddings, text_embeddings]
     if keys is not None:
-        to_gather.append(tf.convert_to_tensor(keys))
+        local["keys"] = tf.convert_to_tensor(keys)
     if negative_text_embeddings is not None:
-        negatives = tf.cast(negative_text_embeddings, tf.float32)
+        local["negatives"] = tf.cast(negative_text_embeddings, tf.float32)
         if negative_mask is None:
-            negative_mask = tf.ones(tf.shape(negatives)[:1], tf.bool)
-        to_gather += [negatives, tf.cast(negative_mask, tf.float32)]  # collectives gather floats
+            negative_mask = tf.ones(tf.shape(local["negatives"])[:1], tf.bool)
+        local["negative_mask"] = tf.cast(negative_mask, tf.float32)  # collectives gather floats
+        if keys is not None and negative_keys is not None:
+            local["negative_keys"] = tf.cast(tf.convert_to_tensor(negative_keys), local["keys"].dtype)
+    names = list(local)
     if gather:
-        gathered, offset = gather_across_replicas(to_gather)
+        gathered, offset = gather_across_replicas([local[n] for n in names])
     else:
-        gathered, offset = to_gather, tf.constant(0, tf.int32)
-    all_images, all_texts = gathered[0], gathered[1]
-    image_to_text = scale * tf.matmul(image_embeddings, all_texts, transpose_b=True)
-    text_to_image = scale * tf.matmul(text_embeddings, all_images, transpose_b=True)
+        gathered, offset = [local[n] for n in names], tf.constant(0, tf.int32)
+    every = dict(zip(names, gathered))
+    image_to_text = scale * tf.matmul(local["images"], every["texts"], transpose_b=True)
+    text_to_image = scale * tf.matmul(local["texts"], every["images"], transpose_b=True)
     if keys is not None:
-        duplicates = _duplicate_mask(to_gather[2], gathered[2], offset)
+        duplicates = _duplicate_mask(local["keys"], every["keys"], offset)
         image_to_text = tf.where(duplicates, _NEG_INF, image_to_text)
         text_to_image = tf.where(duplicates, _NEG_INF, text_to_image)
     if negative_text_embeddings is not None:
-        all_negatives, all_mask = gathered[-2], gathered[-1]
-        extra = scale * tf.matmul(image_embeddings, all_negatives, transpose_b=True)
-        extra = tf.where(all_mask[None, :] > 0.5, extra, _NEG_INF)
-        image_to_text = tf.concat([image_to_text, extra], axis=1)
-    labels = tf.range(tf.shape(image_embeddings)[0], dtype=tf.int32) + offset
+        extra = scale * tf.matmul(local["images"], every["negatives"], transpose_b=True)
+        valid = tf.broadcast_to(every["negative_mask"][None, :] > 0.5, tf.shape(extra))
+        if "negative_keys" in local:
+            own, edited = local["keys"], every["negative_keys"]
+            if own.shape.rank == 1:
+                own, edited = own[:, None], edited[:, None]
+            valid = valid & ~tf.reduce_all(tf.equal(own[:, None, :], edited[None, :, :]), axis=-1)
+        image_to_text = tf.concat([image_to_text, tf.where(valid, extra, _NEG_INF)], axis=1)
+    labels = tf.range(tf.shape(local["images"])[0], dtype=tf.int32) + offset
     return image_to_text, text_to_image, labels
 
 
@@ -108,6 +119,7 @@ def contrastive_loss(
     label_smoothing: float = 0.0,
     negative_text_embeddings=None,
     negative_mask=None,
+    negative_keys=None,
 ):
     """Symmetric InfoNCE loss (CLIP) over in-batch (global-batch) negatives.
 
@@ -123,7 +135,8 @@ def contrastive_loss(
         label_smoothing: cross-entropy label smoothing.
         negative_text_embeddings: optional ``[b, D]`` extra negative texts of
             the image-to-text direction (NegCLIP); ``negative_mask [b]`` marks
-            the rows that have one.
+            the rows that have one, and ``negative_keys`` (like ``keys``)
+            keeps a negative equal to an image's own text from counting.
 
     Returns:
         A float32 scalar: the mean of the image-to-text and text-to-image
@@ -143,6 +156,7 @@ def contrastive_loss(
     image_to_text, text_to_image, labels = contrastive_logits(
         image_embeddings, text_embeddings, logit_scale, keys=keys, gather=gather,
         negative_text_embeddings=negative_text_embeddings, negative_mask=negative_mask,
+        negative_keys=negative_keys,
     )
 
     def cross_entropy(logits):
