@@ -105,6 +105,9 @@ def parse_args(argv=None):
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="where to write the shapes data (default: a temp dir)")
+    p.add_argument("--save-dir", default=os.environ.get("MMZOO_RETRIEVAL_SAVE_DIR"),
+                   help="save the trained dual_encoder.keras / itm_matcher.keras here, for later experiments "
+                        "(default: $MMZOO_RETRIEVAL_SAVE_DIR, else not saved)")
     args = p.parse_args(argv)
     if args.quick:
         args.train_images, args.test_images, args.val_images, args.querybank_images = 600, 200, 100, 200
@@ -321,6 +324,9 @@ def main(argv=None):
     print(f"dual encoder, BN moving averages as trained: {_fmt(stale)}")
     print(f"  (then BN statistics of {recomputed} layers recomputed on {len(calibration)} training images)",
           flush=True)
+    if args.save_dir:
+        os.makedirs(args.save_dir, exist_ok=True)
+        clip.save(os.path.join(args.save_dir, "dual_encoder.keras"))
 
     # 2. Querybank normalisation: temperature chosen on the validation images.
     #    The bank is embedded once, after the BN statistics are recomputed.
@@ -355,6 +361,8 @@ def main(argv=None):
               f"{'from scratch' if args.itm_from_scratch else 'from the dual encoder'}): {args.itm_epochs} "
               f"epochs on {len(itm_train)} images in {time.perf_counter() - t0:.0f}s, last loss "
               f"{itm_history['loss'][-1]:.3f}, AUC {itm_history['auc'][-1]:.3f}", flush=True)
+        if args.save_dir:
+            itm.save(os.path.join(args.save_dir, "itm_matcher.keras"))
 
     # 4. Held-out retrieval: dual encoder, + QB-Norm, + ITM re-ranking (weight chosen on validation).
     metrics = evaluate_matcher(clip, test, batch_size=256)
