@@ -31,18 +31,21 @@ from mmzoo.heads.matching.distributed import gather_across_replicas
 _NEG_INF = -1e9
 
 
-def _duplicate_mask(local_keys, global_keys, offset):
-    """``[b, N]`` True where key i equals key j for j other than i's own pair."""
+def _keys_equal(local_keys, global_keys):
+    """``[b, N]`` True where key row i of ``local_keys`` equals row j of ``global_keys`` (keys ``[n]`` or ``[n, L]``)."""
     local_keys = tf.convert_to_tensor(local_keys)
     global_keys = tf.convert_to_tensor(global_keys)
     if local_keys.shape.rank == 1:
         local_keys = local_keys[:, None]
         global_keys = global_keys[:, None]
-    equal = tf.reduce_all(
-        tf.equal(local_keys[:, None, :], global_keys[None, :, :]), axis=-1
-    )
-    b = tf.shape(local_keys)[0]
-    n = tf.shape(global_keys)[0]
+    return tf.reduce_all(tf.equal(local_keys[:, None, :], global_keys[None, :, :]), axis=-1)
+
+
+def _duplicate_mask(local_keys, global_keys, offset):
+    """``[b, N]`` True where key i equals key j for j other than i's own pair."""
+    equal = _keys_equal(local_keys, global_keys)
+    b = tf.shape(equal)[0]
+    n = tf.shape(equal)[1]
     own = tf.one_hot(tf.range(b) + offset, n, on_value=True, off_value=False, dtype=tf.bool)
     return tf.logical_and(equal, tf.logical_not(own))
 
@@ -100,10 +103,7 @@ def contrastive_logits(
         extra = scale * tf.matmul(local["images"], every["negatives"], transpose_b=True)
         valid = tf.broadcast_to(every["negative_mask"][None, :] > 0.5, tf.shape(extra))
         if "negative_keys" in local:
-            own, edited = local["keys"], every["negative_keys"]
-            if own.shape.rank == 1:
-                own, edited = own[:, None], edited[:, None]
-            valid = valid & ~tf.reduce_all(tf.equal(own[:, None, :], edited[None, :, :]), axis=-1)
+            valid = valid & ~_keys_equal(local["keys"], every["negative_keys"])
         image_to_text = tf.concat([image_to_text, tf.where(valid, extra, _NEG_INF)], axis=1)
     labels = tf.range(tf.shape(local["images"])[0], dtype=tf.int32) + offset
     return image_to_text, text_to_image, labels
