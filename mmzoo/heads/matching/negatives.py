@@ -43,8 +43,12 @@ from typing import Sequence
 import numpy as np
 
 
-def _normalize_groups(word_groups) -> list[list[tuple[str, ...]]]:
-    """Each group as a list of distinct word tuples; idempotent (a phrase may be a str or a word tuple)."""
+def normalize_word_groups(word_groups) -> list[list[tuple[str, ...]]]:
+    """Validate ``word_groups``: each group as a list of distinct word tuples.
+
+    Idempotent (a phrase may be a string or a word tuple), so the result is
+    accepted wherever word groups are.
+    """
     groups = []
     for g, group in enumerate(word_groups):
         phrases = []
@@ -105,7 +109,7 @@ def word_swap_negative(
         A caption different from ``text``, or ``None`` when ``text`` contains
         no phrase of any group.
     """
-    groups = _normalize_groups(word_groups)
+    groups = normalize_word_groups(word_groups)
     if not 0.0 <= exchange_probability <= 1.0:
         raise ValueError(f"exchange_probability must be in [0, 1]. Received: {exchange_probability}")
     words = text.split()
@@ -125,11 +129,3 @@ def word_swap_negative(
         pieces = [words[:start], list(replacement), words[stop:]]
     return " ".join(w for piece in pieces for w in piece)
 
-
-def normalize_word_groups(word_groups) -> list:
-    """Validate ``word_groups`` once (each phrase split into a word tuple).
-
-    The result is accepted wherever word groups are, and validating it again
-    is cheap and changes nothing.
-    """
-    return _normalize_groups(word_groups)
