@@ -294,9 +294,9 @@ def main(argv=None):
     semantic_test = semantic_records(test, args.image_size)
 
     # 1. Dual encoder: Adam, linear warmup then cosine decay.
-    hard = {"hard_negative_groups": None} if args.hard_negatives == "none" else {
-        "hard_negative_groups": SHAPES_TOKEN_GROUPS}
-    clip = mmzoo.build("dual_encoder", preset=args.preset, image_size=size, seed=args.seed, **hard)
+    groups = None if args.hard_negatives == "none" else SHAPES_TOKEN_GROUPS
+    clip = mmzoo.build("dual_encoder", preset=args.preset, image_size=size, seed=args.seed,
+                       hard_negative_groups=groups)
     steps = len(train) * len(train[0].captions) // args.batch_size
     total = max(1, steps * args.epochs)
     warmup = int(steps * args.warmup_epochs)

@@ -35,7 +35,9 @@ import tensorflow as tf  # noqa: E402
 import mmzoo  # noqa: E402
 from mmzoo.data import generate_shapes_dataset, read_manifest, shapes_caption_checker  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
-from mmzoo.metrics.retrieval import embed_querybank, evaluate_matcher  # noqa: E402
+from mmzoo.metrics.retrieval import (  # noqa: E402
+    embed_querybank, evaluate_matcher, pair_scorer, querybank_log_normalizer,
+)
 
 K = 10
 
@@ -71,13 +73,7 @@ class Setup:
         tok = tokenize_texts(clip.tokenizer, texts)
         ie = clip.image_encoder.predict(pix, batch_size=256, verbose=0)
         te = clip.text_encoder.predict(tok, batch_size=256, verbose=0)
-        lse = tf.reduce_logsumexp(beta * (self.bank.images @ te.T), axis=0).numpy()
-        return pix, tok, texts, beta * (ie @ te.T) - lse[None]
-
-    def itm_probabilities(self, pix, tok, rows, cols):
-        out = [np.asarray(self.itm({"image": pix[rows[s:s + 2048]], "token_ids": tok[cols[s:s + 2048]]},
-                                   training=False)["score"]).reshape(-1) for s in range(0, len(rows), 2048)]
-        return np.concatenate(out)
+        return pix, tok, texts, beta * (ie @ te.T) - querybank_log_normalizer(self.bank.images, te, beta)[None]
 
 
 def gate(setup):
@@ -86,7 +82,7 @@ def gate(setup):
         pix, tok, texts, q = setup.first_stage(recs)
         top = np.argsort(-q, 1)[:, :K]
         rows = np.repeat(np.arange(len(pix)), K)
-        p = setup.itm_probabilities(pix, tok, rows, top.reshape(-1)).reshape(-1, K)
+        p = np.asarray(pair_scorer(setup.itm, pix, tok, batch_size=2048)(rows, top.reshape(-1))).reshape(-1, K)
         refs = [set(r.captions) for r in recs]
         true = np.array([[truth(r, texts[t]) for t in top[i]] for i, r in enumerate(recs)])
 
