@@ -90,7 +90,7 @@ def test_dual_encoder_hard_negatives_enter_the_training_loss_only(tmp_path):
         float(plain.compute_loss(x=x, training=False)), rel=1e-6
     )
     # Training: every caption here has a colour and a shape, so each image gets one edited negative.
-    edited, has = token_swap_negatives(x["token_ids"], model._token_groups, seed=0)
+    _, has = token_swap_negatives(x["token_ids"], model._token_groups, seed=0)
     assert bool(np.all(has.numpy()))
     with_edits = float(model.compute_loss(x=x, training=True))
     baseline = float(contrastive_loss(image, text, model.logit_scale.scale(), keys=x["token_ids"]))
