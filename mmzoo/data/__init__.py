@@ -9,7 +9,7 @@
 * Built-in data: ``generate_shapes_dataset``, ``generate_shapes_splits``,
   ``shapes_records``, ``shapes_dataset`` (``mmzoo.data.shapes``), and for
   matching its truth check ``shapes_caption_checker`` /
-  ``shapes_possible_captions``, ``SHAPES_WORD_GROUPS`` (ITM edits) and
+  ``shapes_possible_captions`` (``shapes_caption_distribution``: with probabilities), ``SHAPES_WORD_GROUPS`` (ITM edits) and
   ``SHAPES_TOKEN_GROUPS`` (the dual encoder's NegCLIP edits).
 * Pipelines: ``make_dataset``, ``label_names_from_records``,
   ``texts_from_records``, ``labels_to_ids``, ``ids_to_labels``.
@@ -43,6 +43,7 @@ from mmzoo.data.shapes import (
     generate_shapes_dataset,
     generate_shapes_splits,
     shapes_caption_checker,
+    shapes_caption_distribution,
     shapes_dataset,
     shapes_label_names,
     shapes_possible_captions,
@@ -72,6 +73,7 @@ __all__ = [
     "read_manifest",
     "read_tfrecord",
     "shapes_caption_checker",
+    "shapes_caption_distribution",
     "shapes_dataset",
     "shapes_label_names",
     "shapes_possible_captions",

@@ -188,6 +188,41 @@ SHAPES_TOKEN_GROUPS = (
 )
 
 
+def shapes_caption_distribution(objects, image_size) -> dict:
+    """How likely the grammar is to draw each caption for a scene: ``{caption: probability}``.
+
+    The generator picks a template, an order of the objects and whether to
+    name sizes uniformly at random (``_caption``); different picks can give
+    the same string, so a caption's probability is the share of the picks
+    that spell it. The keys are ``shapes_possible_captions``; the values sum
+    to 1. ``benchmarks/retrieval.py`` uses them for the Bayes-optimal
+    image-to-text R@1 of its protocol.
+
+    >>> objects = [{"shape": "circle", "color": "red", "size": "small", "x": 8.0, "y": 16.0},
+    ...            {"shape": "square", "color": "blue", "size": "large", "x": 24.0, "y": 16.0}]
+    >>> dist = shapes_caption_distribution(objects, 32)
+    >>> round(sum(dist.values()), 6), dist["a red circle and a blue square"] == 1 / 20
+    (1.0, True)
+    """
+    import itertools
+
+    k = len(objects)
+    if k not in _CAPTIONS:
+        raise ValueError(f"A shapes scene has 1 to 3 objects. Received: {k} objects")
+    counts: dict = {}
+    picks = 0
+    for template in _CAPTIONS[k]:
+        for order in itertools.permutations(objects):
+            for with_size in (False, True):
+                values = {n: _phrase(o, with_size) for n, o in zip("ABC", order)}
+                values["rel"] = _relation(order[0], order[1]) if k > 1 else ""
+                values["region"] = _region(order[0]["x"], order[0]["y"], image_size)
+                caption = template.format(**values)
+                counts[caption] = counts.get(caption, 0) + 1
+                picks += 1
+    return {caption: n / picks for caption, n in counts.items()}
+
+
 def shapes_possible_captions(objects, image_size) -> set:
     """Every caption the grammar can draw for a scene (``meta["objects"]`` of a record).
 
@@ -202,20 +237,7 @@ def shapes_possible_captions(objects, image_size) -> set:
     >>> "a red circle left of a blue square" in captions, "a blue circle left of a red square" in captions
     (True, False)
     """
-    import itertools
-
-    k = len(objects)
-    if k not in _CAPTIONS:
-        raise ValueError(f"A shapes scene has 1 to 3 objects. Received: {k} objects")
-    out = set()
-    for template in _CAPTIONS[k]:
-        for order in itertools.permutations(objects):
-            for with_size in (False, True):
-                values = {n: _phrase(o, with_size) for n, o in zip("ABC", order)}
-                values["rel"] = _relation(order[0], order[1]) if k > 1 else ""
-                values["region"] = _region(order[0]["x"], order[0]["y"], image_size)
-                out.add(template.format(**values))
-    return out
+    return set(shapes_caption_distribution(objects, image_size))
 
 
 def shapes_caption_checker(image_size):

@@ -2,7 +2,13 @@
 
 import pytest
 
-from mmzoo.data import SHAPES_WORD_GROUPS, shapes_caption_checker, shapes_possible_captions, shapes_records
+from mmzoo.data import (
+    SHAPES_WORD_GROUPS,
+    shapes_caption_checker,
+    shapes_caption_distribution,
+    shapes_possible_captions,
+    shapes_records,
+)
 from mmzoo.heads.matching.negatives import word_swap_negative
 
 TWO = [
@@ -21,6 +27,26 @@ def test_possible_captions_of_a_hand_built_scene():
         assert false not in captions
     with pytest.raises(ValueError, match="1 to 3 objects"):
         shapes_possible_captions([], 32)
+
+
+def test_caption_distribution_is_the_generators_frequencies():
+    import collections
+
+    import numpy as np
+
+    from mmzoo.data.shapes import _caption
+
+    dist = shapes_caption_distribution(TWO, 32)
+    assert set(dist) == shapes_possible_captions(TWO, 32)
+    assert abs(sum(dist.values()) - 1.0) < 1e-9
+    rng = np.random.default_rng(0)
+    n = 20000
+    drawn = collections.Counter(_caption(rng, TWO, 32) for _ in range(n))
+    assert set(drawn) == set(dist)
+    for caption, p in dist.items():  # 5 binomial standard deviations
+        assert abs(drawn[caption] / n - p) < 5 * (p * (1 - p) / n) ** 0.5, caption
+    # "{A} and {B}" without sizes, circle first: one pick of 5 templates x 2 orders x 2.
+    assert dist["a red circle and a blue square"] == 1 / 20
 
 
 def test_every_generated_caption_is_true_of_its_own_image():

@@ -1,0 +1,54 @@
+"""benchmarks/retrieval.py: the strict protocol's oracle ceiling and its Bayes-optimal bound, on hand-built scenes."""
+
+import importlib.util
+import os
+
+from mmzoo.data import Record
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location("benchmarks_retrieval", os.path.join(REPO, "benchmarks", "retrieval.py"))
+retrieval = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(retrieval)
+
+
+def _scene(relation):
+    """A small red circle and a large blue square, the square right of or below the circle."""
+    square = {"x": 24.0, "y": 8.0} if relation == "left of" else {"x": 8.0, "y": 24.0}
+    return [
+        {"shape": "circle", "color": "red", "size": "small", "x": 8.0, "y": 8.0},
+        {"shape": "square", "color": "blue", "size": "large", **square},
+    ]
+
+
+def _record(name, objects, captions):
+    return Record(image=f"{name}.png", text=captions[0], label=None, captions=list(captions), meta={"objects": objects})
+
+
+GENERIC = "a red circle and a blue square"  # true of both scenes
+ABOVE = "a red circle above a blue square"  # true of the second scene only
+
+
+def _held_out():
+    return [_record("left", _scene("left of"), [GENERIC]), _record("above", _scene("above"), [ABOVE])]
+
+
+def test_the_oracle_ranks_the_caption_true_of_fewer_held_out_images_first():
+    # "above" sees both captions as true; ABOVE is true of one held-out image, GENERIC of two.
+    assert retrieval.protocol_ceiling(_held_out(), 32) == 1.0
+
+
+def test_bayes_bound_prefers_the_caption_rare_in_the_population():
+    held_out = _held_out()
+    # In a population of left-of scenes GENERIC is common and ABOVE never drawn:
+    # the "above" image's own ABOVE is the better bet; "left" has one true caption.
+    left_bank = [_record(f"b{i}", _scene("left of"), [GENERIC]) for i in range(5)]
+    assert retrieval.bayes_bound(held_out, left_bank, 32) == 1.0
+    # In a population of above scenes both are drawn equally often (1 in 20
+    # draws each): a tie for "above", counted as an expected value.
+    above_bank = [_record(f"b{i}", _scene("above"), [ABOVE]) for i in range(5)]
+    assert retrieval.bayes_bound(held_out, above_bank, 32) == 0.75
+
+
+def test_a_single_held_out_image_always_finds_its_caption():
+    (record,) = _held_out()[:1]
+    assert retrieval.bayes_bound([record], [record], 32) == 1.0
