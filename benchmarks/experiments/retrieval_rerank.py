@@ -1,6 +1,6 @@
 """Re-ranking experiments on the models ``benchmarks/retrieval.py --save-dir DIR`` keeps.
 
-Two analyses of "can the ITM model raise the strict image->text R@1" (results
+Three analyses of "can the ITM model raise the strict image->text R@1" (results
 and discussion in benchmarks/README.md, Retrieval):
 
 * ``gate``: keep the QB-Norm order among the top-10 captions the ITM accepts
@@ -10,11 +10,20 @@ and discussion in benchmarks/README.md, Retrieval):
   QB-Norm top 10 (softmax over first-stage logit + ITM log-odds, the image's
   own references as targets) on new images with three captions each, in
   pools of 1,000 as in the held-out protocol; R@1 per fusion weight on the
-  validation and held-out images after each epoch.
+  validation and held-out images after each epoch;
+* ``specificity``: the Bayes score of the protocol (truth of the caption, and
+  how rare it is in the population) with the ITM as the truth model: each
+  top-10 caption's frequency is the sum of the ITM's probabilities over the
+  ``--neighbours`` training images the dual encoder puts nearest to it
+  (``log p_ITM(i, t) - log(eps + sum_b p_ITM(b, t))``, alone or added to the
+  QB-Norm logit); the same with the grammar as a perfect truth model (the
+  bound of this rule); and how well the ITM tells true from false captions
+  in the top 10 (accuracy, AUC).
 
     MMZOO_RETRIEVAL_SAVE_DIR=runs/retrieval python benchmarks/retrieval.py --data-dir runs/retrieval_data
     python benchmarks/experiments/retrieval_rerank.py gate --models runs/retrieval --data runs/retrieval_data --beta 20.5
     python benchmarks/experiments/retrieval_rerank.py listwise --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python benchmarks/experiments/retrieval_rerank.py specificity --models runs/retrieval --data runs/retrieval_data --beta 20.5
 
 ``--beta`` is the QB-Norm temperature the benchmark chose on validation (it prints it).
 Not run by ``benchmarks/run.py`` (it lives in a subfolder): these are analyses, not figures with a goal.
@@ -44,7 +53,7 @@ K = 10
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("analysis", choices=("gate", "listwise"))
+    p.add_argument("analysis", choices=("gate", "listwise", "specificity"))
     p.add_argument("--models", required=True, help="dual_encoder.keras and itm_matcher.keras (retrieval.py --save-dir)")
     p.add_argument("--data", required=True, help="retrieval.py --data-dir (train/, val/, test/ manifests)")
     p.add_argument("--beta", type=float, required=True, help="QB-Norm temperature")
@@ -53,6 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, default=3000, help="listwise: new training images (3 captions each)")
     p.add_argument("--learning-rate", type=float, default=3e-4)
     p.add_argument("--work-dir", default="/tmp/mmzoo_rerank_experiment")
+    p.add_argument("--neighbours", type=int, default=128, help="specificity: bank images scored per caption")
     return p.parse_args(argv)
 
 
@@ -62,7 +72,8 @@ class Setup:
         self.clip = mmzoo.load_model(os.path.join(args.models, "dual_encoder.keras"))
         self.itm = mmzoo.load_model(os.path.join(args.models, "itm_matcher.keras"))
         train = read_manifest(os.path.join(args.data, "train", "manifest.jsonl"))
-        self.bank = embed_querybank(self.clip, train[-args.querybank_images:], batch_size=256)
+        self.bank_records = train[-args.querybank_images:]
+        self.bank = embed_querybank(self.clip, self.bank_records, batch_size=256)
         self.splits = {s: read_manifest(os.path.join(args.data, s, "manifest.jsonl")) for s in ("val", "test")}
 
     def first_stage(self, records):
@@ -153,10 +164,65 @@ def listwise(setup):
         evaluate(f"after epoch {epoch + 1}")
 
 
+def _auc(labels, scores):
+    """Area under the ROC curve (rank statistic; ties are rare for float scores)."""
+    order = np.argsort(scores)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    positives = labels.sum()
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * (len(labels) - positives)))
+
+
+def specificity(setup):
+    args, clip, itm = setup.args, setup.clip, setup.itm
+    truth = shapes_caption_checker(32)
+    bank_pixels = decode_images([r.image for r in setup.bank_records], itm.image_preprocessor, 256)
+    m = args.neighbours
+    for split, recs in setup.splits.items():
+        pix, tok, texts, q = setup.first_stage(recs)
+        top = np.argsort(-q, 1)[:, :K]
+        rows = np.arange(len(pix))[:, None]
+        p = np.asarray(pair_scorer(itm, pix, tok, batch_size=2048)(np.repeat(rows[:, 0], K), top.reshape(-1)))
+        p = p.reshape(-1, K)
+        candidates = np.unique(top)
+        text_embeddings = clip.text_encoder.predict(tok[candidates], batch_size=256, verbose=0)
+        nearest = np.argsort(-(text_embeddings @ setup.bank.images.T), 1)[:, :m]
+        bank_p = np.asarray(pair_scorer(itm, bank_pixels, tok, batch_size=2048)(
+            nearest.reshape(-1), np.repeat(candidates, m))).reshape(-1, m)
+        bank_true = np.array([[truth(setup.bank_records[b], texts[c]) for b in row]
+                              for c, row in zip(candidates, nearest)], dtype=float)
+        column = {c: j for j, c in enumerate(candidates)}
+        at = np.vectorize(column.get)(top)
+        itm_count, true_count = bank_p.sum(1)[at], bank_true.sum(1)[at]
+        refs = np.array([[texts[t] in set(r.captions) for t in row] for row, r in zip(top, recs)])
+        true = np.array([[truth(r, texts[t]) for t in row] for row, r in zip(top, recs)])
+        first = np.take_along_axis(q, top, 1)
+        log_p = np.log(np.clip(p, 1e-6, 1.0))
+
+        def r1(score):
+            return round(float(refs[rows[:, 0], np.argmax(score, 1)].mean()), 3)
+
+        res = {
+            "qb": r1(first),
+            "grammar_truth+grammar_frequency": r1(np.where(true, -np.log(true_count + 1.0) + 1e-3 * first, -1e9)),
+            "itm_truth_accuracy_top10": round(float(np.mean((p > 0.5) == true)), 3),
+            "itm_truth_auc_top10": round(_auc(true.reshape(-1), p.reshape(-1)), 3),
+            "references_with_itm_p_below_0.5": round(float((refs & (p < 0.5)).sum() / refs.sum()), 3),
+            "true_images_per_caption_among_neighbours (itm / grammar)":
+                [round(float(bank_p.sum(1).mean()), 1), round(float(bank_true.sum(1).mean()), 1)],
+        }
+        for eps in (0.5, 1.0, 2.0):
+            posterior = log_p - np.log(itm_count + eps)
+            res[f"itm_qb_norm eps {eps}"] = r1(posterior)
+            for w in (0.1, 0.3, 1.0):
+                res[f"{w} * qb + itm_qb_norm eps {eps}"] = r1(w * first + posterior)
+        print(split, json.dumps(res), flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
     setup = Setup(args)
-    (gate if args.analysis == "gate" else listwise)(setup)
+    {"gate": gate, "listwise": listwise, "specificity": specificity}[args.analysis](setup)
 
 
 if __name__ == "__main__":
