@@ -37,7 +37,7 @@ Training budget: held-out R@1 of the dual encoder alone (1,000 images, seed 0):
 x 1 caption x 10 epochs with edits 0.614 (0.635 at epoch 8; the same rows,
 ahead of 20,000 x 3 until the last epochs); 100,000 x 1 x 10 epochs 0.660,
 x 16 epochs 0.686. The defaults are 100,000 images x 1 caption x 16 epochs
-with edits (about 45 minutes on 2 CPU cores).
+with edits (about 40 minutes on 2 CPU cores).
 
     python benchmarks/retrieval.py            # the figures in benchmarks/README.md
     python benchmarks/retrieval.py --quick    # a couple of minutes on a laptop CPU
@@ -209,15 +209,18 @@ def bayes_bound(records, bank, image_size):
     duplicates, which this ignores), ``q(t)`` the mean of ``w_j(t)`` over the
     ``bank`` scenes with as many objects as held-out ones (training records:
     the population, not the held-out images) and ``n`` the number of
-    held-out images. Ties count as an
-    expected value, as in ``protocol_ceiling``. A model's R@1 can approach
-    this figure, not exceed it (up to the noise of ``q``).
+    held-out images. Ties count as an expected value, as in
+    ``protocol_ceiling``. No model does better in expectation; on one set of
+    held-out images it can, by chance (and through the noise of ``q``).
     """
     _, texts, _ = records_to_retrieval_set(records)
     gallery = set(texts)
     draws = max(len(r.captions) for r in records)
     sizes = {len(r.meta["objects"]) for r in records}
     bank = [r for r in bank if len(r.meta["objects"]) in sizes]
+    if not bank:
+        raise ValueError(f"bayes_bound needs bank scenes with {sorted(sizes)} objects, like the held-out ones; "
+                         "received none.")
 
     def hit_prob(p):
         return 1.0 - (1.0 - p) ** draws

@@ -3,6 +3,8 @@
 import importlib.util
 import os
 
+import pytest
+
 from mmzoo.data import Record
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,3 +54,9 @@ def test_bayes_bound_prefers_the_caption_rare_in_the_population():
 def test_a_single_held_out_image_always_finds_its_caption():
     (record,) = _held_out()[:1]
     assert retrieval.bayes_bound([record], [record], 32) == 1.0
+
+
+def test_bayes_bound_refuses_a_bank_without_scenes_like_the_held_out_ones():
+    one_object = [{"shape": "circle", "color": "red", "size": "small", "x": 8.0, "y": 8.0}]
+    with pytest.raises(ValueError, match=r"bank scenes with \[2\] objects"):
+        retrieval.bayes_bound(_held_out(), [_record("b", one_object, ["a red circle"])], 32)
