@@ -36,6 +36,8 @@ of the vocabulary (the label stays); ``meta["noisy_text"]`` marks those rows.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import zlib
 
@@ -150,15 +152,20 @@ def _phrase(obj, with_size):
     return ("an " if words[0] in "aeiou" else "a ") + words
 
 
+def _fill(template, order, with_size, image_size):
+    """One caption: ``template`` with the objects in ``order``, sizes named or not."""
+    values = {name: _phrase(o, with_size) for name, o in zip("ABC", order)}
+    values["rel"] = _relation(order[0], order[1]) if len(order) > 1 else ""
+    values["region"] = _region(order[0]["x"], order[0]["y"], image_size)
+    return template.format(**values)
+
+
 def _caption(rng, objects, image_size):
     k = len(objects)
     template = _CAPTIONS[k][rng.integers(len(_CAPTIONS[k]))]
     order = [objects[i] for i in rng.permutation(k)]
     with_size = bool(rng.integers(2))
-    values = {name: _phrase(o, with_size) for name, o in zip("ABC", order)}
-    values["rel"] = _relation(order[0], order[1]) if k > 1 else ""
-    values["region"] = _region(order[0]["x"], order[0]["y"], image_size)
-    return template.format(**values)
+    return _fill(template, order, with_size, image_size)
 
 
 #: Interchangeable phrases of the caption grammar (colours, shapes, sizes,
@@ -204,23 +211,16 @@ def shapes_caption_distribution(objects, image_size) -> dict:
     >>> round(sum(dist.values()), 6), dist["a red circle and a blue square"] == 1 / 20
     (1.0, True)
     """
-    import itertools
-
     k = len(objects)
     if k not in _CAPTIONS:
         raise ValueError(f"A shapes scene has 1 to 3 objects. Received: {k} objects")
-    counts: dict = {}
-    picks = 0
-    for template in _CAPTIONS[k]:
-        for order in itertools.permutations(objects):
-            for with_size in (False, True):
-                values = {n: _phrase(o, with_size) for n, o in zip("ABC", order)}
-                values["rel"] = _relation(order[0], order[1]) if k > 1 else ""
-                values["region"] = _region(order[0]["x"], order[0]["y"], image_size)
-                caption = template.format(**values)
-                counts[caption] = counts.get(caption, 0) + 1
-                picks += 1
-    return {caption: n / picks for caption, n in counts.items()}
+    picks = [
+        _fill(template, order, with_size, image_size)
+        for template in _CAPTIONS[k]
+        for order in itertools.permutations(objects)
+        for with_size in (False, True)
+    ]
+    return {caption: n / len(picks) for caption, n in collections.Counter(picks).items()}
 
 
 def shapes_possible_captions(objects, image_size) -> set:
