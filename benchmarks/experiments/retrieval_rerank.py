@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import time
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -45,7 +46,7 @@ import mmzoo  # noqa: E402
 from mmzoo.data import generate_shapes_dataset, read_manifest, shapes_caption_checker  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
 from mmzoo.metrics.retrieval import (  # noqa: E402
-    embed_querybank, evaluate_matcher, pair_scorer, querybank_log_normalizer,
+    QuerybankEmbeddings, evaluate_matcher, pair_scorer, querybank_log_normalizer,
 )
 
 K = 10
@@ -73,40 +74,59 @@ class Setup:
         self.itm = mmzoo.load_model(os.path.join(args.models, "itm_matcher.keras"))
         train = read_manifest(os.path.join(args.data, "train", "manifest.jsonl"))
         self.bank_records = train[-args.querybank_images:]
-        self.bank = embed_querybank(self.clip, self.bank_records, batch_size=256)
+        # Decoded once: QB-Norm embeds them, `specificity` scores them with the ITM (same image size).
+        self.bank_pixels = decode_images([r.image for r in self.bank_records], self.clip.image_preprocessor, 256)
+        self.bank = QuerybankEmbeddings(self.clip.image_encoder.predict(self.bank_pixels, batch_size=256, verbose=0))
         self.splits = {s: read_manifest(os.path.join(args.data, s, "manifest.jsonl")) for s in ("val", "test")}
 
     def first_stage(self, records):
-        """Pixels, token ids, caption strings and QB-Norm logits [images, captions] of a protocol pool."""
+        """Pixels, token ids, caption strings, QB-Norm logits [images, captions] and caption embeddings of a pool."""
         clip, beta = self.clip, self.args.beta
         paths, texts, _ = records_to_retrieval_set(records)
         pix = decode_images(paths, clip.image_preprocessor, 256)
         tok = tokenize_texts(clip.tokenizer, texts)
         ie = clip.image_encoder.predict(pix, batch_size=256, verbose=0)
         te = clip.text_encoder.predict(tok, batch_size=256, verbose=0)
-        return pix, tok, texts, beta * (ie @ te.T) - querybank_log_normalizer(self.bank.images, te, beta)[None]
+        logits = beta * (ie @ te.T) - querybank_log_normalizer(self.bank.images, te, beta)[None]
+        return pix, tok, texts, logits, te
+
+
+def top_k_lists(setup, records):
+    """Every image's QB-Norm top ``K`` with the ITM's probabilities and which candidates are references / true.
+
+    ``top`` ``[images, K]`` caption indices, ``first`` their QB-Norm logits,
+    ``p`` the ITM probabilities, ``refs`` / ``true`` booleans (one of the
+    image's references / true of it by the grammar), plus ``tok``, ``texts``
+    and ``text_embeddings`` of the pool's captions.
+    """
+    pix, tok, texts, q, te = setup.first_stage(records)
+    top = np.argsort(-q, 1)[:, :K]
+    rows = np.repeat(np.arange(len(pix)), K)
+    p = np.asarray(pair_scorer(setup.itm, pix, tok, batch_size=2048)(rows, top.reshape(-1))).reshape(-1, K)
+    truth = shapes_caption_checker(32)
+    return types.SimpleNamespace(
+        top=top, first=np.take_along_axis(q, top, 1), p=p, tok=tok, texts=texts, text_embeddings=te,
+        refs=np.array([[texts[t] in set(r.captions) for t in row] for row, r in zip(top, records)]),
+        true=np.array([[truth(r, texts[t]) for t in row] for row, r in zip(top, records)]),
+    )
+
+
+def _r1(lists, column):
+    """Image->text R@1 when each image keeps its candidate ``column[i]`` of the top ``K``."""
+    return round(float(lists.refs[np.arange(len(column)), column].mean()), 3)
 
 
 def gate(setup):
-    truth = shapes_caption_checker(32)
     for split, recs in setup.splits.items():
-        pix, tok, texts, q = setup.first_stage(recs)
-        top = np.argsort(-q, 1)[:, :K]
-        rows = np.repeat(np.arange(len(pix)), K)
-        p = np.asarray(pair_scorer(setup.itm, pix, tok, batch_size=2048)(rows, top.reshape(-1))).reshape(-1, K)
-        refs = [set(r.captions) for r in recs]
-        true = np.array([[truth(r, texts[t]) for t in top[i]] for i, r in enumerate(recs)])
+        c = top_k_lists(setup, recs)
 
-        def r1(pick):
-            return round(float(np.mean([texts[t] in s for t, s in zip(pick, refs)])), 3)
+        def gated(ok):  # the first candidate (QB-Norm order) that passes, else the first
+            return np.where(ok.any(1), np.argmax(ok, 1), 0)
 
-        def gated(ok):
-            return [row[np.argmax(o)] if o.any() else row[0] for row, o in zip(top, ok)]
-
-        res = {"qb": r1(top[:, 0]), "perfect_truth_gate": r1(gated(true))}
+        res = {"qb": _r1(c, np.zeros(len(c.top), int)), "perfect_truth_gate": _r1(c, gated(c.true))}
         for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-            res[f"itm_gate_{t}"] = r1(gated(p >= t))
-        res["itm_accuracy_on_top10_truth"] = round(float(np.mean((p > 0.5) == true)), 3)
+            res[f"itm_gate_{t}"] = _r1(c, gated(c.p >= t))
+        res["itm_accuracy_on_top10_truth"] = round(float(np.mean((c.p > 0.5) == c.true)), 3)
         print(split, json.dumps(res), flush=True)
 
 
@@ -118,7 +138,7 @@ def listwise(setup):
     lists = []
     for start in range(0, len(records), 1000):
         pool = records[start:start + 1000]
-        pix, tok, texts, q = setup.first_stage(pool)
+        pix, tok, texts, q, _ = setup.first_stage(pool)
         index = {t: i for i, t in enumerate(texts)}
         for i, r in enumerate(pool):
             top = list(np.argsort(-q[i])[:K])
@@ -174,40 +194,29 @@ def _auc(labels, scores):
 
 
 def specificity(setup):
-    args, clip, itm = setup.args, setup.clip, setup.itm
+    itm, m = setup.itm, setup.args.neighbours
     truth = shapes_caption_checker(32)
-    bank_pixels = decode_images([r.image for r in setup.bank_records], itm.image_preprocessor, 256)
-    m = args.neighbours
     for split, recs in setup.splits.items():
-        pix, tok, texts, q = setup.first_stage(recs)
-        top = np.argsort(-q, 1)[:, :K]
-        rows = np.arange(len(pix))[:, None]
-        p = np.asarray(pair_scorer(itm, pix, tok, batch_size=2048)(np.repeat(rows[:, 0], K), top.reshape(-1)))
-        p = p.reshape(-1, K)
-        candidates = np.unique(top)
-        text_embeddings = clip.text_encoder.predict(tok[candidates], batch_size=256, verbose=0)
-        nearest = np.argsort(-(text_embeddings @ setup.bank.images.T), 1)[:, :m]
-        bank_p = np.asarray(pair_scorer(itm, bank_pixels, tok, batch_size=2048)(
+        c = top_k_lists(setup, recs)
+        candidates = np.unique(c.top)  # sorted: searchsorted maps top-K entries to rows
+        nearest = np.argsort(-(c.text_embeddings[candidates] @ setup.bank.images.T), 1)[:, :m]
+        bank_p = np.asarray(pair_scorer(itm, setup.bank_pixels, c.tok, batch_size=2048)(
             nearest.reshape(-1), np.repeat(candidates, m))).reshape(-1, m)
-        bank_true = np.array([[truth(setup.bank_records[b], texts[c]) for b in row]
-                              for c, row in zip(candidates, nearest)], dtype=float)
-        column = {c: j for j, c in enumerate(candidates)}
-        at = np.vectorize(column.get)(top)
+        bank_true = np.array([[truth(setup.bank_records[b], c.texts[t]) for b in row]
+                              for t, row in zip(candidates, nearest)], dtype=float)
+        at = np.searchsorted(candidates, c.top)
         itm_count, true_count = bank_p.sum(1)[at], bank_true.sum(1)[at]
-        refs = np.array([[texts[t] in set(r.captions) for t in row] for row, r in zip(top, recs)])
-        true = np.array([[truth(r, texts[t]) for t in row] for row, r in zip(top, recs)])
-        first = np.take_along_axis(q, top, 1)
-        log_p = np.log(np.clip(p, 1e-6, 1.0))
+        log_p = np.log(np.clip(c.p, 1e-6, 1.0))
 
         def r1(score):
-            return round(float(refs[rows[:, 0], np.argmax(score, 1)].mean()), 3)
+            return _r1(c, np.argmax(score, 1))
 
         res = {
-            "qb": r1(first),
-            "grammar_truth+grammar_frequency": r1(np.where(true, -np.log(true_count + 1.0) + 1e-3 * first, -1e9)),
-            "itm_truth_accuracy_top10": round(float(np.mean((p > 0.5) == true)), 3),
-            "itm_truth_auc_top10": round(_auc(true.reshape(-1), p.reshape(-1)), 3),
-            "references_with_itm_p_below_0.5": round(float((refs & (p < 0.5)).sum() / refs.sum()), 3),
+            "qb": r1(c.first),
+            "grammar_truth+grammar_frequency": r1(np.where(c.true, -np.log(true_count + 1.0) + 1e-3 * c.first, -1e9)),
+            "itm_truth_accuracy_top10": round(float(np.mean((c.p > 0.5) == c.true)), 3),
+            "itm_truth_auc_top10": round(_auc(c.true.reshape(-1), c.p.reshape(-1)), 3),
+            "references_with_itm_p_below_0.5": round(float((c.refs & (c.p < 0.5)).sum() / c.refs.sum()), 3),
             "true_images_per_caption_among_neighbours (itm / grammar)":
                 [round(float(bank_p.sum(1).mean()), 1), round(float(bank_true.sum(1).mean()), 1)],
         }
@@ -215,7 +224,7 @@ def specificity(setup):
             posterior = log_p - np.log(itm_count + eps)
             res[f"itm_qb_norm eps {eps}"] = r1(posterior)
             for w in (0.1, 0.3, 1.0):
-                res[f"{w} * qb + itm_qb_norm eps {eps}"] = r1(w * first + posterior)
+                res[f"{w} * qb + itm_qb_norm eps {eps}"] = r1(w * c.first + posterior)
         print(split, json.dumps(res), flush=True)
 
 
