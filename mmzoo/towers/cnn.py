@@ -18,6 +18,7 @@ CLASSIC_CNN = {
     "batch_norm": False,
     "pool_size": 2,
     "pool": "flatten",
+    "hidden_units": (),
     "dim": None,
 }
 
@@ -32,6 +33,7 @@ def build_cnn_tower(
     batch_norm_momentum: float = 0.9,
     pool_size: int = 2,
     pool: str = "flatten",
+    hidden_units=(),
     dim: int | None = None,
     dropout: float = 0.0,
     name: str = "image_tower",
@@ -47,6 +49,15 @@ def build_cnn_tower(
     (projected to ``dim`` when given), ``mask`` = all ``True`` ``[B, h*w]``,
     ``pooled`` = ``Flatten`` of the feature map (``pool="flatten"``, projected
     to ``dim`` when given) or the mean of the tokens (``pool="avg"``).
+
+    ``hidden_units`` puts an MLP head on the pooled features: one
+    ``Dense(units, activation)`` per entry, between the pooling and the
+    projection to ``dim``. With the default ``()`` the pooled output is a
+    linear function of the last feature map, so an embedding scored by a dot
+    product adds up what each position contributes; relations between two
+    objects anywhere in the image ("a red circle left of a blue square") are
+    not such a sum, and the hidden layer lets the tower compute them
+    (``benchmarks/retrieval.py``: the ``shapes`` dual-encoder preset).
 
     ``batch_norm_momentum`` is that of the moving mean and variance used at
     inference: 0.9 rather than Keras' 0.99, because the zoo's small models
@@ -80,6 +91,9 @@ def build_cnn_tower(
     check_positive_int("dim", dim, allow_none=True)
     check_choice("padding", padding, ("same", "valid"))
     check_choice("pool", pool, ("flatten", "avg"))
+    hidden_units = tuple(hidden_units)
+    for units in hidden_units:
+        check_positive_int("hidden_units", units)
     check_rate("dropout", dropout)
     if not 0.0 <= batch_norm_momentum < 1.0:
         raise ValueError(f"batch_norm_momentum must be in [0, 1). Received: batch_norm_momentum={batch_norm_momentum}")
@@ -118,10 +132,12 @@ def build_cnn_tower(
         tokens = keras.layers.Dense(dim, name="token_projection")(tokens)
     if pool == "flatten":
         pooled = keras.layers.Flatten(name="flatten")(x)
-        if dim is not None:
-            pooled = keras.layers.Dense(dim, name="pooled_projection")(pooled)
     else:
         pooled = keras.layers.GlobalAveragePooling1D(name="avg_pool")(tokens)
+    for i, units in enumerate(hidden_units, start=1):
+        pooled = keras.layers.Dense(units, activation=activation, name=f"pooled_hidden{i}")(pooled)
+    if dim is not None and (pool == "flatten" or hidden_units):
+        pooled = keras.layers.Dense(dim, name="pooled_projection")(pooled)
     if dropout:
         pooled = keras.layers.Dropout(dropout, name="pooled_dropout")(pooled)
     mask = SequenceMask(name="token_mask")(tokens)

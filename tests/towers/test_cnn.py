@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -47,6 +48,32 @@ def test_classic_preset_is_three_conv_pool_blocks_and_flatten():
     assert tuple(tower.output["tokens"].shape) == (None, 4, 128)
 
 
+def test_hidden_units_put_an_mlp_between_pooling_and_projection():
+    tower = tiny(hidden_units=(12, 10))
+    out = tower_checks.check_output_contract(tower, IMAGES, pooled_dim=8, num_tokens=16, token_dim=8)
+    hidden = [tower.get_layer(f"pooled_hidden{i}") for i in (1, 2)]
+    assert [layer.units for layer in hidden] == [12, 10]
+    assert all(layer.activation.__name__ == "relu" for layer in hidden)
+    # pooled = projection(relu(W2 relu(W1 flatten(x)))): recompute it from the feature map.
+    feature_map = keras.Model(tower.input, tower.get_layer("block2_pool").output)(IMAGES).numpy()
+    h = feature_map.reshape(len(IMAGES), -1)
+    for layer in hidden:
+        kernel, bias = (w.numpy() for w in layer.weights)
+        h = np.maximum(h @ kernel + bias, 0.0)
+    kernel, bias = (w.numpy() for w in tower.get_layer("pooled_projection").weights)
+    np.testing.assert_allclose(out["pooled"], h @ kernel + bias, rtol=1e-4, atol=1e-4)
+
+
+def test_hidden_units_on_average_pooling_end_in_the_projection():
+    tower = tiny(pool="avg", hidden_units=(12,), dim=6)
+    tower_checks.check_output_contract(tower, IMAGES, pooled_dim=6, num_tokens=16, token_dim=6)
+    assert tower.get_layer("pooled_hidden1").units == 12
+
+
+def test_hidden_units_roundtrip(tmp_path):
+    tower_checks.check_roundtrip(tiny(hidden_units=(12,)), IMAGES, tmp_path)
+
+
 def test_rescales_inside():
     tower = tiny()
     assert tower.get_layer("rescaling").scale == pytest.approx(1 / 255)
@@ -77,6 +104,7 @@ def test_image_too_small_for_the_stack():
         ({"padding": "full"}, "Received: padding='full'"),
         ({"dim": 0}, "Received: dim=0"),
         ({"filters": (4, -1)}, "Received: filters=-1"),
+        ({"hidden_units": (8, 0)}, "Received: hidden_units=0"),
         ({"batch_norm": True, "batch_norm_momentum": 1.0}, "Received: batch_norm_momentum=1.0"),
     ],
 )
