@@ -384,15 +384,22 @@ def test_dual_encoder_under_mirrored_strategy_uses_the_global_batch(tmp_path):
 
 @pytest.mark.parametrize("name", ["dual_encoder", "itm_matcher"])
 def test_shapes_preset_builds_at_32px_and_reloads(name, tmp_path):
-    # The recipe benchmarks/retrieval.py trains: 32x32 images, the default towers
-    # (batch-normalised CNN, 2-layer Transformer text tower), 64-d embeddings.
+    # The recipe benchmarks/retrieval.py trains: 32x32 images, a batch-normalised
+    # CNN with an MLP head, a 2-layer Transformer text tower, 64-d embeddings.
     model = mmzoo.build(name, preset="shapes")
     assert tuple(model.image_size) == (32, 32)
     assert model.image_tower_kwargs["batch_norm"] is True and model.text_tower == "transformer"
+    assert tuple(model.image_tower_kwargs["hidden_units"]) == (512, 512)
+    assert model.get_layer("image_tower").get_layer("pooled_hidden2").units == 512
     x = _batch(model, n=4)
     assert tuple(np.asarray(model(x)["score"]).shape) == (4,)
     if name == "dual_encoder":
         assert tuple(model.embed_image(x["image"]).shape) == (4, 64)
         model.compile()
         assert float(model.optimizer.learning_rate) == pytest.approx(2e-3)
+    else:  # the benchmark starts the ITM's towers from the dual encoder's: the presets must agree
+        dual = mmzoo.build("dual_encoder", preset="shapes")
+        model.init_towers_from(dual)
+        np.testing.assert_array_equal(model.get_layer("image_tower").get_layer("pooled_hidden1").kernel.numpy(),
+                                      dual.get_layer("image_tower").get_layer("pooled_hidden1").kernel.numpy())
     assert_model_roundtrip(model, x, tmp_path)
