@@ -76,6 +76,8 @@ from mmzoo.data import (  # noqa: E402
 from mmzoo.heads.matching import make_itm_dataset  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set  # noqa: E402
 from mmzoo.metrics.retrieval import embed_querybank, evaluate_matcher  # noqa: E402
+from mmzoo.registry import get_entry  # noqa: E402
+from mmzoo.towers import IMAGE_TOWERS, select_tower_kwargs  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -91,6 +93,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=16, help="dual encoder epochs")
     p.add_argument("--batch-size", type=int, default=256, help="dual encoder batch (in-batch negatives)")
     p.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the warmup + cosine schedule")
+    p.add_argument("--image-hidden-units", default=None,
+                   help="MLP head of the CNN image tower, comma-separated units ('none': a linear projection); "
+                        "default: the preset's (shapes: 512,512). Applies to both models.")
     p.add_argument("--hard-negatives", choices=("none", "edits"), default="edits",
                    help="edits: NegCLIP word swaps of each caption as extra negatives of the dual encoder "
                         "(SHAPES_TOKEN_GROUPS)")
@@ -119,7 +124,19 @@ def parse_args(argv=None):
         args.epochs, args.itm_epochs, args.itm_train_images = 6, 2, 600
         args.batch_size, args.warmup_epochs = 64, 0.0
     args.train_shapes = tuple(int(v) for v in str(args.train_shapes).split(","))
+    if args.image_hidden_units is not None:
+        text = args.image_hidden_units.strip().lower()
+        args.image_hidden_units = () if text in ("", "none") else tuple(int(v) for v in text.split(","))
     return args
+
+
+def image_tower_override(args):
+    """``{"image_tower_kwargs": ...}`` with ``--image-hidden-units`` on the preset's CNN, or ``{}``."""
+    if args.image_hidden_units is None:
+        return {}
+    preset = get_entry("dual_encoder").preset_kwargs(args.preset)
+    cnn = select_tower_kwargs("cnn", preset.get("image_tower_kwargs"), IMAGE_TOWERS)
+    return {"image_tower_kwargs": {**cnn, "hidden_units": args.image_hidden_units}}
 
 
 def _fmt(metrics, prefix=""):
@@ -357,7 +374,7 @@ def main(argv=None):
     # 1. Dual encoder: Adam, linear warmup then cosine decay.
     groups = None if args.hard_negatives == "none" else SHAPES_TOKEN_GROUPS
     clip = mmzoo.build("dual_encoder", preset=args.preset, image_size=size, seed=args.seed,
-                       hard_negative_groups=groups)
+                       hard_negative_groups=groups, **image_tower_override(args))
     steps = len(train) * len(train[0].captions) // args.batch_size
     total = max(1, steps * args.epochs)
     warmup = int(steps * args.warmup_epochs)
@@ -404,7 +421,7 @@ def main(argv=None):
     #    plus word-swap edits of the positives, labelled by the grammar's truth.
     itm = None
     if not args.skip_itm:
-        itm = mmzoo.build("itm_matcher", preset=args.preset, image_size=size)
+        itm = mmzoo.build("itm_matcher", preset=args.preset, image_size=size, **image_tower_override(args))
         if not args.itm_from_scratch:
             itm.init_towers_from(clip)
         itm.compile()

@@ -1,4 +1,4 @@
-"""benchmarks/retrieval.py: the strict protocol's oracle ceiling and its Bayes-optimal bound, on hand-built scenes."""
+"""benchmarks/retrieval.py: the strict protocol's oracle ceiling and its Bayes-optimal bound, on hand-built scenes; its image-tower flag."""
 
 import importlib.util
 import os
@@ -60,3 +60,20 @@ def test_bayes_bound_refuses_a_bank_without_scenes_like_the_held_out_ones():
     one_object = [{"shape": "circle", "color": "red", "size": "small", "x": 8.0, "y": 8.0}]
     with pytest.raises(ValueError, match=r"bank scenes with \[2\] objects"):
         retrieval.bayes_bound(_held_out(), [_record("b", one_object, ["a red circle"])], 32)
+
+
+@pytest.mark.parametrize("flag, units", [("none", ()), ("24", (24,)), ("16,8", (16, 8))])
+def test_image_hidden_units_flag_sets_the_cnn_head_of_the_preset(flag, units):
+    import mmzoo
+
+    args = retrieval.parse_args(["--quick", "--image-hidden-units", flag])
+    override = retrieval.image_tower_override(args)
+    model = mmzoo.build("dual_encoder", preset=args.preset, **override)
+    hidden = [layer.units for layer in model.get_layer("image_tower").layers if layer.name.startswith("pooled_hidden")]
+    assert hidden == list(units)
+    # Everything else is the preset's CNN (tiny: filters (8, 16), dim 16).
+    assert tuple(model.image_tower_kwargs["filters"]) == (8, 16) and model.image_tower_kwargs["dim"] == 16
+
+
+def test_without_the_flag_the_preset_decides():
+    assert retrieval.image_tower_override(retrieval.parse_args(["--quick"])) == {}

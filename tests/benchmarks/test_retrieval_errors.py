@@ -1,0 +1,26 @@
+"""benchmarks/experiments/retrieval_errors.py: which word groups a false caption gets wrong."""
+
+import importlib.util
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_spec = importlib.util.spec_from_file_location(
+    "benchmarks_retrieval_errors", os.path.join(REPO, "benchmarks", "experiments", "retrieval_errors.py"))
+errors = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(errors)
+
+TRUE = ["a red circle left of a blue square", "a blue square right of a red circle", "a red circle and a blue square"]
+
+
+def test_a_swapped_relation_is_a_relation_error():
+    assert errors.error_groups("a red circle right of a blue square", TRUE) == "relation"
+
+
+def test_the_closest_true_caption_decides():
+    # One word from "a red circle left of a blue square" (colour), more from the others.
+    assert errors.error_groups("a green circle left of a blue square", TRUE) == "colour"
+    assert errors.error_groups("a red triangle and a green square", TRUE) == "colour+shape"
+
+
+def test_no_true_caption_of_that_length():
+    assert errors.error_groups("a small red circle", TRUE) == "no true caption of the same length"
