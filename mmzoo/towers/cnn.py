@@ -91,7 +91,7 @@ def build_cnn_tower(
     check_positive_int("dim", dim, allow_none=True)
     check_choice("padding", padding, ("same", "valid"))
     check_choice("pool", pool, ("flatten", "avg"))
-    hidden_units = tuple(hidden_units)
+    hidden_units = (hidden_units,) if isinstance(hidden_units, int) else tuple(hidden_units)
     for units in hidden_units:
         check_positive_int("hidden_units", units)
     check_rate("dropout", dropout)

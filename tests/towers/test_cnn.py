@@ -70,6 +70,10 @@ def test_hidden_units_on_average_pooling_end_in_the_projection():
     assert tower.get_layer("pooled_hidden1").units == 12
 
 
+def test_one_hidden_layer_may_be_given_as_an_int():
+    assert tiny(hidden_units=12).get_layer("pooled_hidden1").units == 12
+
+
 def test_hidden_units_roundtrip(tmp_path):
     tower_checks.check_roundtrip(tiny(hidden_units=(12,)), IMAGES, tmp_path)
 
