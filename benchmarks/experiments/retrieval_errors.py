@@ -33,17 +33,28 @@ sys.path.insert(0, BENCH)
 import numpy as np  # noqa: E402
 
 import mmzoo  # noqa: E402
-from mmzoo.data import generate_shapes_dataset, read_manifest, shapes_possible_captions  # noqa: E402
-from mmzoo.data.shapes import COLORS, SHAPES, SIZES  # noqa: E402
+from mmzoo.data import (  # noqa: E402
+    SHAPES_WORD_GROUPS,
+    generate_shapes_dataset,
+    read_manifest,
+    shapes_possible_captions,
+)
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set  # noqa: E402
 from retrieval import recompute_batch_norm_statistics  # noqa: E402
 
+def _words(phrases):
+    return {word for phrase in phrases for word in phrase.split()}
+
+
+# The grammar's word groups; "left" / "right" are both relations ("left of") and
+# regions ("top left"), and count as relations.
+_COLOURS, _SHAPES, _SIZES, _RELATIONS, _REGIONS = SHAPES_WORD_GROUPS
 GROUPS = {
-    "colour": set(COLORS),
-    "shape": set(SHAPES),
-    "size": set(SIZES),
-    "relation": {"left", "right", "above", "below", "next", "to", "of"},
-    "region": {"top", "bottom", "center"},
+    "colour": _words(_COLOURS),
+    "shape": _words(_SHAPES),
+    "size": _words(_SIZES),
+    "relation": _words(_RELATIONS),
+    "region": _words(_REGIONS) - _words(_RELATIONS),
 }
 
 
