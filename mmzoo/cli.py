@@ -74,6 +74,7 @@ def _cmd_evaluate(args):
         options["rerank_k"] = args.rerank_k
         if args.rerank_weight is not None:
             options["rerank_weight"] = args.rerank_weight
+            options["rerank_fusion"] = args.rerank_fusion
     elif args.rerank_weight is not None:
         raise ValueError("--rerank-weight fuses the --rerank-model's log-odds with the dual encoder's logit; "
                          "give --rerank-model too.")
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-k", type=int, default=10)
     p.add_argument("--rerank-weight", type=float,
                    help="matching: re-rank by dual logit + W * ITM log-odds (default: ITM alone)")
+    p.add_argument("--rerank-fusion", choices=("log_odds", "log_prob"), default="log_odds",
+                   help="matching, with --rerank-weight: fuse the ITM's log-odds, or its log-probability "
+                        "(a soft truth gate that keeps the dual encoder's order among accepted captions)")
     p.add_argument("--querybank", metavar="MANIFEST",
                    help="matching: querybank normalisation over these records' images and captions "
                         "(training records, not --data)")

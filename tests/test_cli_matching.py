@@ -26,6 +26,13 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path, capsys):
     assert m["num_images"] == 8.0
     # Weight 0: the fused order inside the top 3 is the first stage's.
     assert m["reranked_image_to_text_recall@1"] == m["image_to_text_recall@1"]
+    # --rerank-fusion log_prob with an enormous weight: the ITM's own order (its probabilities alone).
+    alone_args = ["evaluate", str(clip), "--data", test, "--rerank-model", str(itm), "--rerank-k", "3"]
+    assert main(alone_args) == 0
+    alone = _last_json(capsys.readouterr().out)
+    assert main(alone_args + ["--rerank-weight", "1e6", "--rerank-fusion", "log_prob"]) == 0
+    gated = _last_json(capsys.readouterr().out)
+    assert gated["reranked_image_to_text_mean_rank"] == alone["reranked_image_to_text_mean_rank"]
 
     assert main(["evaluate", str(clip), "--data", test, "--querybank-beta", "25"]) == 2
     assert "--querybank-beta needs --querybank" in capsys.readouterr().err

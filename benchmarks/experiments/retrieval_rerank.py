@@ -5,7 +5,8 @@ and discussion in benchmarks/README.md, Retrieval):
 
 * ``gate``: keep the QB-Norm order among the top-10 captions the ITM accepts
   (probability >= t), for several t, and with the grammar as a perfect truth
-  filter (the bound of any truth filter);
+  filter (the bound of any truth filter); and the two score fusions of
+  ``evaluate_matcher`` (QB-Norm logit + w * ITM log-odds or log-probability);
 * ``listwise``: fine-tune the ITM as a strict, listwise re-ranker of the
   QB-Norm top 10 (softmax over first-stage logit + ITM log-odds, the image's
   own references as targets) on new images with three captions each, in
@@ -127,6 +128,11 @@ def gate(setup):
         for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
             res[f"itm_gate_{t}"] = _r1(c, gated(c.p >= t))
         res["itm_accuracy_on_top10_truth"] = round(float(np.mean((c.p > 0.5) == c.true)), 3)
+        # Score fusion, the two forms evaluate_matcher(rerank_fusion=...) offers.
+        p = np.clip(c.p.astype(np.float64), 1e-7, 1 - 1e-7)
+        for w in (0.25, 0.5, 1.0, 2.0, 4.0):
+            res[f"fused_log_prob_{w:g}"] = _r1(c, np.argmax(c.first + w * np.log(p), 1))
+            res[f"fused_log_odds_{w:g}"] = _r1(c, np.argmax(c.first + w * (np.log(p) - np.log1p(-p)), 1))
         print(split, json.dumps(res), flush=True)
 
 

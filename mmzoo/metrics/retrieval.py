@@ -238,13 +238,18 @@ def _tokenize(model, texts):
     return tokenize_texts(model.tokenizer, texts)
 
 
-def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: int = 256, log_odds: bool = False):
+RERANK_FUSIONS = ("log_odds", "log_prob")
+
+
+def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: int = 256, output: str = "probability"):
     """``fn(image_indices, text_indices) -> float [n]``: a matching model's pair scores.
 
-    With ``log_odds=True`` a probability ``p`` (an ITM model's score) comes
-    back as ``log(p / (1 - p))`` (``p`` clipped to ``[1e-7, 1 - 1e-7]``), the
-    scale on which it adds to a dual encoder's logit.
+    ``output``: ``"probability"`` (the model's score ``p``), ``"log_odds"``
+    (``log(p / (1 - p))``) or ``"log_prob"`` (``log p``), with ``p`` clipped
+    to ``[1e-7, 1 - 1e-7]``: the log-space forms add to a dual encoder's logit.
     """
+    if output not in ("probability",) + RERANK_FUSIONS:
+        raise ValueError(f"output must be 'probability' or one of {RERANK_FUSIONS}. Received: output={output!r}")
 
     def score(image_indices, text_indices):
         image_indices = np.asarray(image_indices)
@@ -257,9 +262,9 @@ def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: in
             }
             out.append(np.asarray(model(x, training=False)["score"]).reshape(-1))
         values = np.concatenate(out) if out else np.zeros((0,), np.float32)
-        if log_odds:
+        if output != "probability":
             p = np.clip(values.astype(np.float64), 1e-7, 1 - 1e-7)
-            values = (np.log(p) - np.log1p(-p)).astype(np.float32)
+            values = (np.log(p) - np.log1p(-p) if output == "log_odds" else np.log(p)).astype(np.float32)
         return values
 
     return score
@@ -313,6 +318,7 @@ def evaluate_matcher(
     chunk_size: int = 1024,
     max_pairs: int = 4_000_000,
     rerank_weight: float | None = None,
+    rerank_fusion: str = "log_odds",
     querybank=None,
     querybank_beta: float | None = None,
 ) -> dict:
@@ -327,6 +333,12 @@ def evaluate_matcher(
     are added: by its match probability alone (``rerank_weight=None``), or
     by the fused score ``dual-encoder logit + rerank_weight * ITM log-odds``,
     which keeps the dual encoder's preference where the ITM model is unsure.
+    ``rerank_fusion="log_prob"`` fuses ``rerank_weight * log p`` instead: a
+    soft truth gate. ``log p`` is near 0 for every caption the ITM accepts,
+    so among those the dual encoder's order (which knows how specific a
+    caption is, the ITM does not) stands, while a caption the ITM rejects
+    loses ``|log p|``. Log-odds keep growing with the ITM's confidence and
+    let it re-order captions that are all true.
 
     ``querybank`` (records or images that are *not* evaluated, e.g. a few
     thousand training records, or their ``embed_querybank`` result) turns on querybank normalisation (QB-Norm's
@@ -339,6 +351,8 @@ def evaluate_matcher(
     ``image_to_text_mean_rank``, ``image_to_text_median_rank``, the
     ``text_to_image_*`` counterparts, ``num_images`` and ``num_texts``.
     """
+    if rerank_fusion not in RERANK_FUSIONS:
+        raise ValueError(f"rerank_fusion must be one of {RERANK_FUSIONS}. Received: rerank_fusion={rerank_fusion!r}")
     paths, texts, text_to_images = records_to_retrieval_set(records)
     pixels = _decode_all(model, paths, batch_size)
     token_ids = _tokenize(model, texts)
@@ -352,7 +366,7 @@ def evaluate_matcher(
             if tuple(rerank_model.image_size) != tuple(model.image_size):
                 rr_pixels = _decode_all(rerank_model, paths, batch_size)
             rerank_fn = pair_scorer(rerank_model, rr_pixels, rr_tokens, batch_size=max(batch_size, 256),
-                                    log_odds=True)
+                                    output=rerank_fusion)
         scale = float(np.asarray(model.logit_scale.scale())) if hasattr(model, "logit_scale") else 1.0
         bank_images = bank_texts = None
         if querybank is not None:

@@ -259,6 +259,14 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
     # Weight 0 keeps the first-stage order inside the top-k.
     zero = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=4, rerank_weight=0.0)
     assert zero["reranked_image_to_text_recall@1"] == zero["image_to_text_recall@1"]
+    # The log-probability fusion: the same two limits; an unknown fusion is refused.
+    gate = dict(rerank_model=itm, rerank_k=4, rerank_fusion="log_prob")
+    assert evaluate_matcher(clip, records, batch_size=4, rerank_weight=1e6, **gate)[
+        "reranked_image_to_text_mean_rank"] == pytest.approx(alone["reranked_image_to_text_mean_rank"])
+    zero = evaluate_matcher(clip, records, batch_size=4, rerank_weight=0.0, **gate)
+    assert zero["reranked_image_to_text_recall@1"] == zero["image_to_text_recall@1"]
+    with pytest.raises(ValueError, match="rerank_fusion"):
+        evaluate_matcher(clip, records, rerank_model=itm, rerank_weight=1.0, rerank_fusion="sum")
     with pytest.raises(ValueError, match="querybank_beta"):
         evaluate_matcher(clip, records, querybank=bank, querybank_beta=-1.0)
     with pytest.raises(ValueError, match="querybank is empty"):
