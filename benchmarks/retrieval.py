@@ -430,7 +430,7 @@ def main(argv=None):
               f"logit scale {scale:.1f})", flush=True)
     else:
         clip, calibration, scale, stale = train_dual_encoder(args, train, test, size)
-    if args.save_dir and not args.dual_encoder:
+    if args.save_dir:  # a loaded one too, so the folder holds the pair the ITM was trained with
         os.makedirs(args.save_dir, exist_ok=True)
         clip.save(os.path.join(args.save_dir, "dual_encoder.keras"))
 
@@ -470,7 +470,7 @@ def main(argv=None):
         if args.save_dir:
             itm.save(os.path.join(args.save_dir, "itm_matcher.keras"))
 
-    # 4. Held-out retrieval: dual encoder, + QB-Norm, + ITM re-ranking (weight chosen on validation).
+    # 4. Held-out retrieval: dual encoder, + QB-Norm, + ITM re-ranking (fusion and weight chosen on validation).
     metrics = evaluate_matcher(clip, test, batch_size=256)
     qb = qb_eval(beta, test)
     semantic = {"dual": evaluate_matcher(clip, semantic_test, batch_size=256)["image_to_text_recall@1"],
@@ -481,21 +481,26 @@ def main(argv=None):
     rerank = None
     if itm is not None:
         rr = dict(rerank_model=itm, rerank_k=args.rerank_k)
-        weight, weight_scores = choose(
-            [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0],
-            lambda w: qb_eval(beta, **rr, rerank_weight=w), key="reranked_image_to_text_recall@1",
+        # Weight 0 (no ITM) first: it wins ties. log_odds: the ITM's confidence re-orders captions;
+        # log_prob: a soft truth gate that keeps the QB-Norm order among captions the ITM accepts.
+        options = [("log_odds", 0.0)] + [(f, w) for f in ("log_odds", "log_prob") for w in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)]
+        (fusion, weight), option_scores = choose(
+            options, lambda o: qb_eval(beta, **rr, rerank_fusion=o[0], rerank_weight=o[1]),
+            key="reranked_image_to_text_recall@1",
         )
-        print("ITM re-rank weight on validation (R@1): "
-              + ", ".join(f"{w:g}: {r:.3f}" for w, r in weight_scores) + f" -> {weight:g}", flush=True)
-        fused = qb_eval(beta, test, **rr, rerank_weight=weight)
+        print("ITM re-rank fusion and weight on validation (R@1): "
+              + ", ".join(f"{f} {w:g}: {r:.3f}" for (f, w), r in option_scores) + f" -> {fusion} {weight:g}",
+              flush=True)
+        chosen = dict(rr, rerank_fusion=fusion, rerank_weight=weight)
+        fused = qb_eval(beta, test, **chosen)
         alone = qb_eval(beta, test, **rr)
-        semantic["fused"] = qb_eval(beta, semantic_test, **rr, rerank_weight=weight)["reranked_image_to_text_recall@1"]
+        semantic["fused"] = qb_eval(beta, semantic_test, **chosen)["reranked_image_to_text_recall@1"]
         semantic["alone"] = qb_eval(beta, semantic_test, **rr)["reranked_image_to_text_recall@1"]
         semantic["fused_w1"] = qb_eval(beta, semantic_test, **rr, rerank_weight=1.0)[
             "reranked_image_to_text_recall@1"]
         fused_w1 = qb_eval(beta, test, **rr, rerank_weight=1.0)["reranked_image_to_text_recall@1"]
-        rerank = {"weight": weight, "fused": fused, "alone": alone, "fused_w1": fused_w1}
-        print(f"+ ITM re-rank, fused w={weight:<4g}: {_fmt(fused, 'reranked_')}")
+        rerank = {"fusion": fusion, "weight": weight, "fused": fused, "alone": alone, "fused_w1": fused_w1}
+        print(f"+ ITM re-rank, {fusion} w={weight:<4g}: {_fmt(fused, 'reranked_')}")
         print(f"+ ITM re-rank alone         : {_fmt(alone, 'reranked_')}")
     print("semantic image->text R@1 (top caption TRUE of the image, any image's caption): "
           + ", ".join(f"{k} {v:.3f}" for k, v in semantic.items()))
@@ -535,10 +540,11 @@ def json_report(args, metrics, qb, beta, rerank, stale, semantic, ceiling, ratio
     if rerank:
         alone = rerank["alone"]["reranked_image_to_text_recall@1"]
         rows += [
-            {"figure": f"ITM re-ranking of the top {args.rerank_k}, fused (weight {rerank['weight']:g}, chosen on "
+            {"figure": f"ITM re-ranking of the top {args.rerank_k}, fused ({rerank['fusion']}, weight "
+                       f"{rerank['weight']:g}, chosen on "
                        "validation)", "goal": "raises R@1", "value": f"{final:.3f} ({final - qb1:+.3f})",
              "met": bool(final > qb1)},
-            {"figure": "ITM re-ranking, fused with weight 1", "goal": None,
+            {"figure": "ITM re-ranking, fused log-odds with weight 1", "goal": None,
              "value": f"{rerank['fused_w1']:.3f} ({rerank['fused_w1'] - qb1:+.3f})", "met": None},
             {"figure": "ITM re-ranking by the ITM alone", "goal": None, "value": f"{alone:.3f} ({alone - qb1:+.3f})",
              "met": None},
