@@ -107,7 +107,8 @@ def parse_args(argv=None):
                         "(SHAPES_TOKEN_GROUPS)")
     p.add_argument("--warmup-epochs", type=float, default=1.0)
     p.add_argument("--itm-epochs", type=int, default=4)
-    p.add_argument("--itm-train-images", type=int, default=5000, help="training images the ITM model sees")
+    p.add_argument("--itm-train-images", type=int, default=20000,
+                   help="training images the ITM model sees (5,000 until 2026-11-24: top-10 truth AUC 0.823 vs 0.854)")
     p.add_argument("--itm-from-scratch", action="store_true",
                    help="do not start the ITM towers from the dual encoder's")
     p.add_argument("--rerank-k", type=int, default=10)

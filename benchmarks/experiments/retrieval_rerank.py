@@ -12,6 +12,11 @@ and discussion in benchmarks/README.md, Retrieval):
   own references as targets) on new images with three captions each, in
   pools of 1,000 as in the held-out protocol; R@1 per fusion weight on the
   validation and held-out images after each epoch;
+* ``probe``: a truth verifier without the cross-encoder: an MLP on the dual
+  encoder's frozen embeddings ``[u, v, u * v]``, trained on the QB-Norm top 12
+  of training images (pools of 3,000 captions, labelled by the grammar's
+  truth); its AUC on the truth of the held-out top 10 next to the ITM's, and
+  the same gate / log-probability fusion as ``gate``;
 * ``specificity``: the Bayes score of the protocol (truth of the caption, and
   how rare it is in the population) with the ITM as the truth model: each
   top-10 caption's frequency is the sum of the ITM's probabilities over the
@@ -25,6 +30,7 @@ and discussion in benchmarks/README.md, Retrieval):
     python benchmarks/experiments/retrieval_rerank.py gate --models runs/retrieval --data runs/retrieval_data --beta 20.5
     python benchmarks/experiments/retrieval_rerank.py listwise --models runs/retrieval --data runs/retrieval_data --beta 20.5
     python benchmarks/experiments/retrieval_rerank.py specificity --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python benchmarks/experiments/retrieval_rerank.py probe --models runs/retrieval --data runs/retrieval_data --beta 20.5
 
 ``--beta`` is the QB-Norm temperature the benchmark chose on validation (it prints it).
 Not run by ``benchmarks/run.py`` (it lives in a subfolder): these are analyses, not figures with a goal.
@@ -55,7 +61,7 @@ K = 10
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("analysis", choices=("gate", "listwise", "specificity"))
+    p.add_argument("analysis", choices=("gate", "listwise", "specificity", "probe"))
     p.add_argument("--models", required=True, help="dual_encoder.keras and itm_matcher.keras (retrieval.py --save-dir)")
     p.add_argument("--data", required=True, help="retrieval.py --data-dir (train/, val/, test/ manifests)")
     p.add_argument("--beta", type=float, required=True, help="QB-Norm temperature")
@@ -65,6 +71,8 @@ def parse_args(argv=None):
     p.add_argument("--learning-rate", type=float, default=3e-4)
     p.add_argument("--work-dir", default="/tmp/mmzoo_rerank_experiment")
     p.add_argument("--neighbours", type=int, default=128, help="specificity: bank images scored per caption")
+    p.add_argument("--probe-images", type=int, default=20000, help="probe: training images (the first ones)")
+    p.add_argument("--probe-epochs", type=int, default=8)
     return p.parse_args(argv)
 
 
@@ -128,6 +136,10 @@ def gate(setup):
         for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
             res[f"itm_gate_{t}"] = _r1(c, gated(c.p >= t))
         res["itm_accuracy_on_top10_truth"] = round(float(np.mean((c.p > 0.5) == c.true)), 3)
+        # How well each score tells true from false captions among the top 10 (pooled over images).
+        res["top10_truth_auc (itm / qb logit)"] = [round(_auc(c.true.reshape(-1), c.p.reshape(-1)), 3),
+                                                   round(_auc(c.true.reshape(-1), c.first.reshape(-1)), 3)]
+        res["top10_true_fraction"] = round(float(c.true.mean()), 3)
         # Score fusion, the two forms evaluate_matcher(rerank_fusion=...) offers.
         p = np.clip(c.p.astype(np.float64), 1e-7, 1 - 1e-7)
         for w in (0.25, 0.5, 1.0, 2.0, 4.0):
@@ -234,10 +246,61 @@ def specificity(setup):
         print(split, json.dumps(res), flush=True)
 
 
+def probe(setup):
+    args, clip = setup.args, setup.clip
+    keras.utils.set_random_seed(0)
+    truth = shapes_caption_checker(32)
+    records = read_manifest(os.path.join(args.data, "train", "manifest.jsonl"))[: args.probe_images]
+    pix = decode_images([r.image for r in records], clip.image_preprocessor, 256)
+    ie = clip.image_encoder.predict(pix, batch_size=256, verbose=0)
+    captions = [r.captions[0] for r in records]
+    te = clip.text_encoder.predict(tokenize_texts(clip.tokenizer, captions), batch_size=256, verbose=0)
+    rows, cols, labels = [], [], []
+    for start in range(0, len(records), 3000):  # pools of 3,000 captions, as the held-out pool's ~2,700
+        q = args.beta * ie[start:start + 3000] @ te[start:start + 3000].T - querybank_log_normalizer(
+            setup.bank.images, te[start:start + 3000], args.beta)[None]
+        for a, row in enumerate(np.argsort(-q, 1)[:, :12]):
+            for b in sorted(set(row.tolist()) | {a}):
+                rows.append(start + a)
+                cols.append(start + b)
+                labels.append(b == a or truth(records[start + a], captions[start + b]))
+
+    def features(u, v):
+        return np.concatenate([u, v, u * v], 1).astype("float32")
+
+    x, y = features(ie[rows], te[cols]), np.array(labels, "float32")
+    inputs = keras.Input((x.shape[1],))
+    hidden = keras.layers.Dense(512, activation="gelu")(keras.layers.Dense(512, activation="gelu")(inputs))
+    mlp = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    mlp.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    t0 = time.time()
+    mlp.fit(x, y, batch_size=512, epochs=args.probe_epochs, verbose=0)
+    print(f"probe: {len(y)} pairs ({y.mean():.2f} true) from {len(records)} training images, "
+          f"{args.probe_epochs} epochs in {time.time() - t0:.0f}s", flush=True)
+    for split, recs in setup.splits.items():
+        c = top_k_lists(setup, recs)
+        paths, _, _ = records_to_retrieval_set(recs)
+        ve = clip.image_encoder.predict(decode_images(paths, clip.image_preprocessor, 256), batch_size=256, verbose=0)
+        p = mlp.predict(features(np.repeat(ve, K, 0), c.text_embeddings[c.top.reshape(-1)]),
+                        batch_size=4096, verbose=0).reshape(-1, K)
+        log_p = np.log(np.clip(p, 1e-7, 1.0))
+        res = {
+            "qb": _r1(c, np.zeros(len(c.top), int)),
+            "perfect_truth_gate": _r1(c, np.where(c.true.any(1), np.argmax(c.true, 1), 0)),
+            "top10_truth_auc (probe / itm / qb logit)": [round(_auc(c.true.reshape(-1), v.reshape(-1)), 3)
+                                                         for v in (p, c.p, c.first)],
+        }
+        for t in (0.3, 0.5, 0.7):
+            res[f"probe_gate_{t}"] = _r1(c, np.where((p >= t).any(1), np.argmax(p >= t, 1), 0))
+        for w in (0.25, 0.5, 1.0, 2.0):
+            res[f"fused_probe_log_prob_{w:g}"] = _r1(c, np.argmax(c.first + w * log_p, 1))
+        print(split, json.dumps(res), flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
     setup = Setup(args)
-    {"gate": gate, "listwise": listwise, "specificity": specificity}[args.analysis](setup)
+    {"gate": gate, "listwise": listwise, "specificity": specificity, "probe": probe}[args.analysis](setup)
 
 
 if __name__ == "__main__":
