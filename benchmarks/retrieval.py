@@ -41,9 +41,9 @@ x 16 epochs 0.686. Then the image tower: an MLP head on the CNN
 4 epochs 0.512 without, 0.580 with 256, 0.638 with 512,512 (most false top-1
 captions of the linear head got a relation wrong:
 ``benchmarks/experiments/retrieval_errors.py``). The defaults are 100,000
-images x 1 caption x 16 epochs with edits and the 512,512 head (53 minutes
-measured on 2 CPU cores, the first 25 shared with a CI run; the linear head
-took 40 on idle cores).
+images x 1 caption x 16 epochs with edits and the 512,512 head, and an ITM
+trained on 20,000 images (58 minutes measured on 2 CPU cores, the first ~20
+shared with a CI run).
 
     python benchmarks/retrieval.py            # the figures in benchmarks/README.md
     python benchmarks/retrieval.py --quick    # a couple of minutes on a laptop CPU
