@@ -81,7 +81,7 @@ from mmzoo.data import (  # noqa: E402
 )
 from mmzoo.heads.matching import make_itm_dataset  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set  # noqa: E402
-from mmzoo.metrics.retrieval import embed_querybank, evaluate_matcher  # noqa: E402
+from mmzoo.metrics.retrieval import RERANK_FUSIONS, embed_querybank, evaluate_matcher  # noqa: E402
 from mmzoo.registry import get_entry  # noqa: E402
 from mmzoo.towers import IMAGE_TOWERS, select_tower_kwargs  # noqa: E402
 
@@ -426,7 +426,9 @@ def main(argv=None):
         calibration = decode_images([r.image for r in train[:1024]], clip.image_preprocessor, 256)
         scale = float(np.asarray(clip.logit_scale.scale()))
         stale = None  # it was saved with recomputed BN statistics: "as trained" is not known
-        recompute_batch_norm_statistics(clip, calibration)  # what the run that saved it did: a no-op
+        # A no-op on a model this script saved (it saved it after the same recomputation); a model saved
+        # elsewhere gets the protocol's statistics too.
+        recompute_batch_norm_statistics(clip, calibration)
         print(f"dual_encoder loaded from {args.dual_encoder} ({clip.count_params():,} params, "
               f"logit scale {scale:.1f})", flush=True)
     else:
@@ -484,7 +486,7 @@ def main(argv=None):
         rr = dict(rerank_model=itm, rerank_k=args.rerank_k)
         # Weight 0 (no ITM) first: it wins ties. log_odds: the ITM's confidence re-orders captions;
         # log_prob: a soft truth gate that keeps the QB-Norm order among captions the ITM accepts.
-        options = [("log_odds", 0.0)] + [(f, w) for f in ("log_odds", "log_prob") for w in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)]
+        options = [("log_odds", 0.0)] + [(f, w) for f in RERANK_FUSIONS for w in (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)]
         (fusion, weight), option_scores = choose(
             options, lambda o: qb_eval(beta, **rr, rerank_fusion=o[0], rerank_weight=o[1]),
             key="reranked_image_to_text_recall@1",

@@ -38,3 +38,14 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path, capsys):
     assert "--querybank-beta needs --querybank" in capsys.readouterr().err
     assert main(["evaluate", str(clip), "--data", test, "--rerank-weight", "1"]) == 2
     assert "give --rerank-model" in capsys.readouterr().err
+
+
+def test_rerank_fusion_choices_are_the_library_ones():
+    import argparse
+
+    from mmzoo.cli import build_parser
+    from mmzoo.metrics.retrieval import RERANK_FUSIONS
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    action = next(a for a in subparsers.choices["evaluate"]._actions if a.dest == "rerank_fusion")
+    assert tuple(action.choices) == RERANK_FUSIONS and action.default == RERANK_FUSIONS[0]

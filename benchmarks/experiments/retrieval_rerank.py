@@ -53,7 +53,7 @@ import mmzoo  # noqa: E402
 from mmzoo.data import generate_shapes_dataset, read_manifest, shapes_caption_checker  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
 from mmzoo.metrics.retrieval import (  # noqa: E402
-    QuerybankEmbeddings, evaluate_matcher, pair_scorer, querybank_log_normalizer,
+    QuerybankEmbeddings, evaluate_matcher, pair_scorer, querybank_log_normalizer, transform_probability,
 )
 
 K = 10
@@ -89,7 +89,7 @@ class Setup:
         self.splits = {s: read_manifest(os.path.join(args.data, s, "manifest.jsonl")) for s in ("val", "test")}
 
     def first_stage(self, records):
-        """Pixels, token ids, caption strings, QB-Norm logits [images, captions] and caption embeddings of a pool."""
+        """Pixels, token ids, caption strings, QB-Norm logits [images, captions], caption and image embeddings of a pool."""
         clip, beta = self.clip, self.args.beta
         paths, texts, _ = records_to_retrieval_set(records)
         pix = decode_images(paths, clip.image_preprocessor, 256)
@@ -97,7 +97,7 @@ class Setup:
         ie = clip.image_encoder.predict(pix, batch_size=256, verbose=0)
         te = clip.text_encoder.predict(tok, batch_size=256, verbose=0)
         logits = beta * (ie @ te.T) - querybank_log_normalizer(self.bank.images, te, beta)[None]
-        return pix, tok, texts, logits, te
+        return pix, tok, texts, logits, te, ie
 
 
 def top_k_lists(setup, records):
@@ -108,13 +108,14 @@ def top_k_lists(setup, records):
     image's references / true of it by the grammar), plus ``tok``, ``texts``
     and ``text_embeddings`` of the pool's captions.
     """
-    pix, tok, texts, q, te = setup.first_stage(records)
+    pix, tok, texts, q, te, ie = setup.first_stage(records)
     top = np.argsort(-q, 1)[:, :K]
     rows = np.repeat(np.arange(len(pix)), K)
     p = np.asarray(pair_scorer(setup.itm, pix, tok, batch_size=2048)(rows, top.reshape(-1))).reshape(-1, K)
     truth = shapes_caption_checker(32)
     return types.SimpleNamespace(
         top=top, first=np.take_along_axis(q, top, 1), p=p, tok=tok, texts=texts, text_embeddings=te,
+        image_embeddings=ie,
         refs=np.array([[texts[t] in set(r.captions) for t in row] for row, r in zip(top, records)]),
         true=np.array([[truth(r, texts[t]) for t in row] for row, r in zip(top, records)]),
     )
@@ -141,10 +142,9 @@ def gate(setup):
                                                    round(_auc(c.true.reshape(-1), c.first.reshape(-1)), 3)]
         res["top10_true_fraction"] = round(float(c.true.mean()), 3)
         # Score fusion, the two forms evaluate_matcher(rerank_fusion=...) offers.
-        p = np.clip(c.p.astype(np.float64), 1e-7, 1 - 1e-7)
         for w in (0.25, 0.5, 1.0, 2.0, 4.0):
-            res[f"fused_log_prob_{w:g}"] = _r1(c, np.argmax(c.first + w * np.log(p), 1))
-            res[f"fused_log_odds_{w:g}"] = _r1(c, np.argmax(c.first + w * (np.log(p) - np.log1p(-p)), 1))
+            for fusion in ("log_prob", "log_odds"):
+                res[f"fused_{fusion}_{w:g}"] = _r1(c, np.argmax(c.first + w * transform_probability(c.p, fusion), 1))
         print(split, json.dumps(res), flush=True)
 
 
@@ -156,7 +156,7 @@ def listwise(setup):
     lists = []
     for start in range(0, len(records), 1000):
         pool = records[start:start + 1000]
-        pix, tok, texts, q, _ = setup.first_stage(pool)
+        pix, tok, texts, q, _, _ = setup.first_stage(pool)
         index = {t: i for i, t in enumerate(texts)}
         for i, r in enumerate(pool):
             top = list(np.argsort(-q[i])[:K])
@@ -279,11 +279,9 @@ def probe(setup):
           f"{args.probe_epochs} epochs in {time.time() - t0:.0f}s", flush=True)
     for split, recs in setup.splits.items():
         c = top_k_lists(setup, recs)
-        paths, _, _ = records_to_retrieval_set(recs)
-        ve = clip.image_encoder.predict(decode_images(paths, clip.image_preprocessor, 256), batch_size=256, verbose=0)
-        p = mlp.predict(features(np.repeat(ve, K, 0), c.text_embeddings[c.top.reshape(-1)]),
+        p = mlp.predict(features(np.repeat(c.image_embeddings, K, 0), c.text_embeddings[c.top.reshape(-1)]),
                         batch_size=4096, verbose=0).reshape(-1, K)
-        log_p = np.log(np.clip(p, 1e-7, 1.0))
+        log_p = transform_probability(p, "log_prob")
         res = {
             "qb": _r1(c, np.zeros(len(c.top), int)),
             "perfect_truth_gate": _r1(c, np.where(c.true.any(1), np.argmax(c.true, 1), 0)),

@@ -241,6 +241,20 @@ def _tokenize(model, texts):
 RERANK_FUSIONS = ("log_odds", "log_prob")
 
 
+def transform_probability(p, output: str) -> np.ndarray:
+    """A match probability as ``"probability"`` (unchanged), ``"log_odds"`` or ``"log_prob"`` (float32).
+
+    ``p`` is clipped to ``[1e-7, 1 - 1e-7]`` for the log forms, the scale on
+    which an ITM score adds to a dual encoder's logit (``rerank_fusion``).
+    """
+    if output not in ("probability",) + RERANK_FUSIONS:
+        raise ValueError(f"output must be 'probability' or one of {RERANK_FUSIONS}. Received: output={output!r}")
+    if output == "probability":
+        return np.asarray(p, dtype=np.float32)
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return (np.log(p) - np.log1p(-p) if output == "log_odds" else np.log(p)).astype(np.float32)
+
+
 def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: int = 256, output: str = "probability"):
     """``fn(image_indices, text_indices) -> float [n]``: a matching model's pair scores.
 
@@ -248,8 +262,7 @@ def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: in
     (``log(p / (1 - p))``) or ``"log_prob"`` (``log p``), with ``p`` clipped
     to ``[1e-7, 1 - 1e-7]``: the log-space forms add to a dual encoder's logit.
     """
-    if output not in ("probability",) + RERANK_FUSIONS:
-        raise ValueError(f"output must be 'probability' or one of {RERANK_FUSIONS}. Received: output={output!r}")
+    transform_probability(np.zeros(0), output)  # refuses an unknown output now, not at the first call
 
     def score(image_indices, text_indices):
         image_indices = np.asarray(image_indices)
@@ -262,10 +275,7 @@ def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: in
             }
             out.append(np.asarray(model(x, training=False)["score"]).reshape(-1))
         values = np.concatenate(out) if out else np.zeros((0,), np.float32)
-        if output != "probability":
-            p = np.clip(values.astype(np.float64), 1e-7, 1 - 1e-7)
-            values = (np.log(p) - np.log1p(-p) if output == "log_odds" else np.log(p)).astype(np.float32)
-        return values
+        return transform_probability(values, output)
 
     return score
 

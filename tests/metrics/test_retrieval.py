@@ -216,3 +216,16 @@ def test_log_prob_fusion_is_a_soft_truth_gate():
     assert fused("log_odds") == 2.0
     # log p: t0 8 - 0.01, t1 9 - 0.11, t2 10 - 4.6 -> t1: the false caption is gated, the order kept.
     assert fused("log_prob") == 1.0
+
+
+def test_transform_probability_clips_and_refuses_unknown_outputs():
+    from mmzoo.metrics.retrieval import transform_probability
+
+    p = np.array([0.0, 0.5, 1.0])
+    np.testing.assert_allclose(transform_probability(p, "log_prob"), [np.log(1e-7), np.log(0.5), np.log1p(-1e-7)],
+                               rtol=1e-6)
+    odds = transform_probability(p, "log_odds")
+    assert odds[1] == 0.0 and odds[0] == pytest.approx(-odds[2]) and np.isfinite(odds).all()
+    assert transform_probability(p, "probability").dtype == np.float32
+    with pytest.raises(ValueError, match="output must be"):
+        transform_probability(p, "logit")
