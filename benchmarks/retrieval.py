@@ -83,7 +83,7 @@ from mmzoo.heads.matching import make_itm_dataset  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set  # noqa: E402
 from mmzoo.metrics.retrieval import RERANK_FUSIONS, embed_querybank, evaluate_matcher  # noqa: E402
 from mmzoo.registry import get_entry  # noqa: E402
-from mmzoo.towers import IMAGE_TOWERS, select_tower_kwargs  # noqa: E402
+from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -102,6 +102,15 @@ def parse_args(argv=None):
     p.add_argument("--image-hidden-units", default=None,
                    help="MLP head of the CNN image tower, comma-separated units ('none': a linear projection); "
                         "default: the preset's (shapes: 512,512). Applies to both models.")
+    p.add_argument("--image-filters", default=None,
+                   help="filters of the CNN image tower's conv blocks, comma-separated (default: the preset's; "
+                        "shapes: 32,64,96). Applies to both models.")
+    p.add_argument("--text-dim", type=int, default=None,
+                   help="width of the Transformer text tower (default: the preset's; shapes: 64). Both models.")
+    p.add_argument("--text-layers", type=int, default=None,
+                   help="encoder blocks of the Transformer text tower (default: the preset's; shapes: 2). Both models.")
+    p.add_argument("--embedding-dim", type=int, default=None,
+                   help="dual encoder's joint embedding size (default: the preset's; shapes: 64)")
     p.add_argument("--hard-negatives", choices=("none", "edits"), default="edits",
                    help="edits: NegCLIP word swaps of each caption as extra negatives of the dual encoder "
                         "(SHAPES_TOKEN_GROUPS)")
@@ -137,16 +146,33 @@ def parse_args(argv=None):
     if args.image_hidden_units is not None:
         text = args.image_hidden_units.strip().lower()
         args.image_hidden_units = () if text in ("", "none") else tuple(int(v) for v in text.split(","))
+    if args.image_filters is not None:
+        args.image_filters = tuple(int(v) for v in str(args.image_filters).split(","))
     return args
 
 
-def image_tower_override(args):
-    """``{"image_tower_kwargs": ...}`` with ``--image-hidden-units`` on the preset's CNN, or ``{}``."""
-    if args.image_hidden_units is None:
-        return {}
+def tower_overrides(args):
+    """Build kwargs of both models for the tower flags, on top of the preset's towers (``{}`` without flags).
+
+    ``--image-hidden-units`` / ``--image-filters`` change the preset's CNN,
+    ``--text-dim`` / ``--text-layers`` its Transformer text tower. The ITM
+    model gets the same towers (``init_towers_from`` needs them alike).
+    """
     preset = get_entry("dual_encoder").preset_kwargs(args.preset)
-    cnn = select_tower_kwargs("cnn", preset.get("image_tower_kwargs"), IMAGE_TOWERS)
-    return {"image_tower_kwargs": {**cnn, "hidden_units": args.image_hidden_units}}
+    out = {}
+    image = {}
+    if args.image_hidden_units is not None:
+        image["hidden_units"] = args.image_hidden_units
+    if args.image_filters is not None:
+        image["filters"] = args.image_filters
+    if image:
+        cnn = select_tower_kwargs("cnn", preset.get("image_tower_kwargs"), IMAGE_TOWERS)
+        out["image_tower_kwargs"] = {**cnn, **image}
+    text = {k: v for k, v in (("dim", args.text_dim), ("num_layers", args.text_layers)) if v is not None}
+    if text:
+        transformer = select_tower_kwargs("transformer", preset.get("text_tower_kwargs"), TEXT_TOWERS)
+        out["text_tower_kwargs"] = {**transformer, **text}
+    return out
 
 
 def _fmt(metrics, prefix=""):
@@ -356,7 +382,8 @@ def train_dual_encoder(args, train, test, size):
     """
     groups = None if args.hard_negatives == "none" else SHAPES_TOKEN_GROUPS
     clip = mmzoo.build("dual_encoder", preset=args.preset, image_size=size, seed=args.seed,
-                       hard_negative_groups=groups, **image_tower_override(args))
+                       hard_negative_groups=groups, **tower_overrides(args),
+                       **({} if args.embedding_dim is None else {"embedding_dim": args.embedding_dim}))
     steps = len(train) * len(train[0].captions) // args.batch_size
     total = max(1, steps * args.epochs)
     warmup = int(steps * args.warmup_epochs)
@@ -452,7 +479,7 @@ def main(argv=None):
     #    plus word-swap edits of the positives, labelled by the grammar's truth.
     itm = None
     if not args.skip_itm:
-        itm = mmzoo.build("itm_matcher", preset=args.preset, image_size=size, **image_tower_override(args))
+        itm = mmzoo.build("itm_matcher", preset=args.preset, image_size=size, **tower_overrides(args))
         if not args.itm_from_scratch:
             itm.init_towers_from(clip)
         itm.compile()

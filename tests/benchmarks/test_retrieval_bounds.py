@@ -67,7 +67,7 @@ def test_image_hidden_units_flag_sets_the_cnn_head_of_the_preset(flag, units):
     import mmzoo
 
     args = retrieval.parse_args(["--quick", "--image-hidden-units", flag])
-    override = retrieval.image_tower_override(args)
+    override = retrieval.tower_overrides(args)
     model = mmzoo.build("dual_encoder", preset=args.preset, **override)
     hidden = [layer.units for layer in model.get_layer("image_tower").layers if layer.name.startswith("pooled_hidden")]
     assert hidden == list(units)
@@ -76,4 +76,27 @@ def test_image_hidden_units_flag_sets_the_cnn_head_of_the_preset(flag, units):
 
 
 def test_without_the_flag_the_preset_decides():
-    assert retrieval.image_tower_override(retrieval.parse_args(["--quick"])) == {}
+    assert retrieval.tower_overrides(retrieval.parse_args(["--quick"])) == {}
+
+
+def test_tower_flags_change_only_what_they_name_and_reach_both_models():
+    import mmzoo
+
+    args = retrieval.parse_args(["--quick", "--image-filters", "4,12", "--text-dim", "24", "--text-layers", "3"])
+    override = retrieval.tower_overrides(args)
+    dual = mmzoo.build("dual_encoder", preset=args.preset, **override)
+    itm = mmzoo.build("itm_matcher", preset=args.preset, **override)
+    for model in (dual, itm):
+        image = model.get_layer("image_tower")
+        convs = [layer.filters for layer in image.layers if layer.name.endswith("_conv")]
+        assert convs == [4, 12]
+        text = model.get_layer("text_tower")
+        blocks = [layer for layer in text.layers if layer.name.startswith("encoder_block_")]
+        assert len(blocks) == 3
+        assert text.get_layer("final_norm").output.shape[-1] == 24
+        # The rest of each tower is the tiny preset's.
+        assert model.image_tower_kwargs["dim"] == 16 and model.text_tower_kwargs["num_heads"] == 2
+    itm.init_towers_from(dual)  # towers built alike
+    # --embedding-dim is the dual encoder's alone.
+    args = retrieval.parse_args(["--quick", "--embedding-dim", "24"])
+    assert retrieval.tower_overrides(args) == {} and args.embedding_dim == 24
