@@ -105,6 +105,9 @@ def parse_args(argv=None):
     p.add_argument("--image-filters", default=None,
                    help="filters of the CNN image tower's conv blocks, comma-separated (default: the preset's; "
                         "shapes: 32,64,96). Applies to both models.")
+    p.add_argument("--image-coord-channels", choices=("on", "off"), default=None,
+                   help="CoordConv: x and y as extra input channels of every conv block (default: the preset's). "
+                        "Both models.")
     p.add_argument("--text-dim", type=int, default=None,
                    help="width of the Transformer text tower (default: the preset's; shapes: 64). Both models.")
     p.add_argument("--text-layers", type=int, default=None,
@@ -154,7 +157,7 @@ def parse_args(argv=None):
 def tower_overrides(args):
     """Build kwargs of both models for the tower flags, on top of the preset's towers (``{}`` without flags).
 
-    ``--image-hidden-units`` / ``--image-filters`` change the preset's CNN,
+    ``--image-hidden-units`` / ``--image-filters`` / ``--image-coord-channels`` change the preset's CNN,
     ``--text-dim`` / ``--text-layers`` its Transformer text tower. The ITM
     model gets the same towers (``init_towers_from`` needs them alike).
     """
@@ -165,6 +168,8 @@ def tower_overrides(args):
         image["hidden_units"] = args.image_hidden_units
     if args.image_filters is not None:
         image["filters"] = args.image_filters
+    if args.image_coord_channels is not None:
+        image["coord_channels"] = args.image_coord_channels == "on"
     if image:
         cnn = select_tower_kwargs("cnn", preset.get("image_tower_kwargs"), IMAGE_TOWERS)
         out["image_tower_kwargs"] = {**cnn, **image}

@@ -6,6 +6,7 @@ Every layer is registered serializable under the package name ``mmzoo``.
 from mmzoo.layers.cached_multi_head_attention import CachedMultiHeadAttention
 from mmzoo.layers.class_token import ClassToken
 from mmzoo.layers.concat_fusion import ConcatFusion
+from mmzoo.layers.coordinate_channels import CoordinateChannels
 from mmzoo.layers.cross_attention_fusion import CrossAttentionFusion
 from mmzoo.layers.gated_fusion import GatedFusion
 from mmzoo.layers.hub_encoder import HubEncoder
@@ -26,6 +27,7 @@ __all__ = [
     "CachedMultiHeadAttention",
     "ClassToken",
     "ConcatFusion",
+    "CoordinateChannels",
     "CrossAttentionFusion",
     "GatedFusion",
     "HubEncoder",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from mmzoo.layers.coordinate_channels import CoordinateChannels
 from mmzoo.layers.sequence_mask import SequenceMask
 from mmzoo.towers._common import check_choice, check_positive_int, check_rate, normalize_image_size
 
@@ -20,6 +21,7 @@ CLASSIC_CNN = {
     "pool": "flatten",
     "hidden_units": (),
     "dim": None,
+    "coord_channels": False,
 }
 
 
@@ -36,6 +38,7 @@ def build_cnn_tower(
     hidden_units=(),
     dim: int | None = None,
     dropout: float = 0.0,
+    coord_channels: bool = False,
     name: str = "image_tower",
 ) -> keras.Model:
     """A Conv-Pool stack image tower.
@@ -58,6 +61,11 @@ def build_cnn_tower(
     objects anywhere in the image ("a red circle left of a blue square") are
     not such a sum, and the hidden layer lets the tower compute them
     (``benchmarks/retrieval.py``: the ``shapes`` dual-encoder preset).
+
+    ``coord_channels=True`` gives every conv block the x and y coordinate of
+    each position as two extra input channels (CoordConv,
+    ``mmzoo.layers.CoordinateChannels``), so positions finer than the
+    pooling grid survive to the pooled features (relations between objects).
 
     ``batch_norm_momentum`` is that of the moving mean and variance used at
     inference: 0.9 rather than Keras' 0.99, because the zoo's small models
@@ -95,6 +103,8 @@ def build_cnn_tower(
     for units in hidden_units:
         check_positive_int("hidden_units", units)
     check_rate("dropout", dropout)
+    if not isinstance(coord_channels, bool):
+        raise ValueError(f"coord_channels must be True or False. Received: coord_channels={coord_channels!r}")
     if not 0.0 <= batch_norm_momentum < 1.0:
         raise ValueError(f"batch_norm_momentum must be in [0, 1). Received: batch_norm_momentum={batch_norm_momentum}")
 
@@ -114,6 +124,8 @@ def build_cnn_tower(
     image = keras.Input((height, width, 3), dtype="float32", name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(image)
     for i, f in enumerate(filters, start=1):
+        if coord_channels:
+            x = CoordinateChannels(name=f"block{i}_coords")(x)
         x = keras.layers.Conv2D(
             f, kernel_size, padding=padding, use_bias=not batch_norm, name=f"block{i}_conv"
         )(x)

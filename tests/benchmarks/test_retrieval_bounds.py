@@ -82,7 +82,8 @@ def test_without_the_flag_the_preset_decides():
 def test_tower_flags_change_only_what_they_name_and_reach_both_models():
     import mmzoo
 
-    args = retrieval.parse_args(["--quick", "--image-filters", "4,12", "--text-dim", "24", "--text-layers", "3"])
+    args = retrieval.parse_args(["--quick", "--image-filters", "4,12", "--image-coord-channels", "on",
+                                 "--text-dim", "24", "--text-layers", "3"])
     override = retrieval.tower_overrides(args)
     dual = mmzoo.build("dual_encoder", preset=args.preset, **override)
     itm = mmzoo.build("itm_matcher", preset=args.preset, **override)
@@ -90,6 +91,7 @@ def test_tower_flags_change_only_what_they_name_and_reach_both_models():
         image = model.get_layer("image_tower")
         convs = [layer.filters for layer in image.layers if layer.name.endswith("_conv")]
         assert convs == [4, 12]
+        assert image.get_layer("block1_conv").kernel.shape[2] == 3 + 2  # x and y channels
         text = model.get_layer("text_tower")
         blocks = [layer for layer in text.layers if layer.name.startswith("encoder_block_")]
         assert len(blocks) == 3

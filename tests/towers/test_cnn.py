@@ -78,6 +78,28 @@ def test_hidden_units_roundtrip(tmp_path):
     tower_checks.check_roundtrip(tiny(hidden_units=(12,)), IMAGES, tmp_path)
 
 
+def test_coord_channels_give_every_block_the_positions(tmp_path):
+    tower = tiny(coord_channels=True)
+    coords = [layer.name for layer in tower.layers if layer.name.endswith("_coords")]
+    assert coords == ["block1_coords", "block2_coords"]
+    # Each conv sees its input's channels plus x and y.
+    assert tower.get_layer("block1_conv").kernel.shape[2] == 3 + 2
+    assert tower.get_layer("block2_conv").kernel.shape[2] == 4 + 2
+    tower_checks.check_output_contract(tower, IMAGES, pooled_dim=8, num_tokens=16, token_dim=8)
+    tower_checks.check_roundtrip(tower, IMAGES, tmp_path)
+
+
+def test_coord_channels_make_a_shifted_image_look_different():
+    """Without coordinates a uniform image's features are the same at every interior
+    position; with them the tokens differ by where they are."""
+    flat = np.full((1, 16, 16, 3), 128.0, "float32")
+    plain = np.asarray(tiny(pool="avg", dim=None)(flat)["tokens"])[0]
+    coord = np.asarray(tiny(pool="avg", dim=None, coord_channels=True)(flat)["tokens"])[0]
+    interior = [5, 6, 9, 10]  # of the 4x4 map: the positions whose receptive field stays inside
+    assert np.ptp(plain[interior], axis=0).max() < 1e-5
+    assert np.ptp(coord[interior], axis=0).max() > 1e-3
+
+
 def test_rescales_inside():
     tower = tiny()
     assert tower.get_layer("rescaling").scale == pytest.approx(1 / 255)
@@ -109,6 +131,7 @@ def test_image_too_small_for_the_stack():
         ({"dim": 0}, "Received: dim=0"),
         ({"filters": (4, -1)}, "Received: filters=-1"),
         ({"hidden_units": (8, 0)}, "Received: hidden_units=0"),
+        ({"coord_channels": "yes"}, "Received: coord_channels='yes'"),
         ({"batch_norm": True, "batch_norm_momentum": 1.0}, "Received: batch_norm_momentum=1.0"),
     ],
 )
