@@ -14,9 +14,12 @@ class CoordinateChannels(keras.layers.Layer):
     so a CNN knows where something is only through the borders and the
     pooling grid; after three 2x poolings a 32-pixel image is a 4x4 map whose
     cells are 8 pixels wide. With the coordinates as channels, every filter
-    can carry an object's exact position through the pooling, which is what
-    relations such as "left of" (decided by a few pixels) need
-    (``benchmarks/retrieval.py``, ``build_cnn_tower(coord_channels=True)``).
+    can carry an object's exact position through the pooling, for relations
+    such as "left of" that a few pixels decide
+    (``build_cnn_tower(coord_channels=True)``). On the shapes retrieval
+    benchmark it measured no gain (4 epochs: held-out R@1 0.641 vs 0.638,
+    ``benchmarks/README.md``); the MLP head on the flattened map already
+    reads positions there.
 
     The coordinates run from -1 (left / top pixel centre) to 1 (right /
     bottom), in the layer's compute dtype; they do not depend on the input
