@@ -18,8 +18,8 @@ class CoordinateChannels(keras.layers.Layer):
     such as "left of" that a few pixels decide
     (``build_cnn_tower(coord_channels=True)``). On the shapes retrieval
     benchmark it measured no gain (4 epochs: held-out R@1 0.641 vs 0.638,
-    ``benchmarks/README.md``); the MLP head on the flattened map already
-    reads positions there.
+    ``benchmarks/README.md``), where an MLP head on the flattened map
+    can read positions from the flattened layout.
 
     The coordinates run from -1 (left / top pixel centre) to 1 (right /
     bottom), in the layer's compute dtype; they do not depend on the input

@@ -66,8 +66,8 @@ def build_cnn_tower(
     each position as two extra input channels (CoordConv,
     ``mmzoo.layers.CoordinateChannels``), so positions finer than the
     pooling grid survive to the pooled features (relations between objects;
-    no gain measured on the shapes retrieval benchmark, where the
-    ``hidden_units`` head already reads them).
+    no gain measured on the shapes retrieval benchmark, whose preset has a
+    ``hidden_units`` head on the flattened map).
 
     ``batch_norm_momentum`` is that of the moving mean and variance used at
     inference: 0.9 rather than Keras' 0.99, because the zoo's small models
