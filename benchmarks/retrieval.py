@@ -381,6 +381,11 @@ class HeldOutCurve(keras.callbacks.Callback):
               f"{m['image_to_text_recall@1']:.3f}, text->image {m['text_to_image_recall@1']:.3f}", flush=True)
 
 
+def calibration_pixels(train, model):
+    """The first 1,024 training images, decoded: the BN statistics' calibration set of the protocol."""
+    return decode_images([r.image for r in train[:1024]], model.image_preprocessor, 256)
+
+
 def train_dual_encoder(args, train, test, size):
     """Train the dual encoder: Adam, linear warmup then cosine decay; BN statistics recomputed after.
 
@@ -401,7 +406,7 @@ def train_dual_encoder(args, train, test, size):
     clip.compile(optimizer=keras.optimizers.Adam(schedule))
     ds = make_dataset(train, clip, batch_size=args.batch_size, training=True, seed=args.seed, cache=True,
                       drop_remainder=True)
-    calibration = decode_images([r.image for r in train[:1024]], clip.image_preprocessor, 256)
+    calibration = calibration_pixels(train, clip)
     curve = HeldOutCurve(test, calibration, args.eval_every)
     print(f"dual_encoder ({args.preset}, {clip.count_params():,} params): batch {args.batch_size}, "
           f"{steps} steps/epoch, lr {args.learning_rate:g} ({args.warmup_epochs:g} warmup epochs, cosine)",
@@ -457,7 +462,7 @@ def main(argv=None):
     # 1. Dual encoder: Adam, linear warmup then cosine decay (or loaded: --dual-encoder).
     if args.dual_encoder:
         clip = mmzoo.load_model(args.dual_encoder)
-        calibration = decode_images([r.image for r in train[:1024]], clip.image_preprocessor, 256)
+        calibration = calibration_pixels(train, clip)
         scale = float(np.asarray(clip.logit_scale.scale()))
         stale = None  # it was saved with recomputed BN statistics: "as trained" is not known
         # A no-op on a model this script saved (it saved it after the same recomputation); a model saved

@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-model", help="matching: an itm_matcher .keras to re-rank the top-k")
     p.add_argument("--rerank-k", type=int, default=10)
     p.add_argument("--rerank-weight", type=float,
-                   help="matching: re-rank by dual logit + W * ITM log-odds (default: ITM alone)")
+                   help="matching: re-rank by dual logit + W * ITM log-odds, or W * log p with "
+                        "--rerank-fusion log_prob (default: the ITM alone)")
     # The choices are mmzoo.metrics.retrieval.RERANK_FUSIONS, spelled out: importing it here would load
     # keras for every `mmzoo --help` (tests/test_cli_matching.py checks that the two agree).
     p.add_argument("--rerank-fusion", choices=("log_odds", "log_prob"), default="log_odds",

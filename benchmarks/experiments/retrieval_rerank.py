@@ -81,8 +81,8 @@ class Setup:
         self.args = args
         self.clip = mmzoo.load_model(os.path.join(args.models, "dual_encoder.keras"))
         self.itm = mmzoo.load_model(os.path.join(args.models, "itm_matcher.keras"))
-        train = read_manifest(os.path.join(args.data, "train", "manifest.jsonl"))
-        self.bank_records = train[-args.querybank_images:]
+        self.train = read_manifest(os.path.join(args.data, "train", "manifest.jsonl"))
+        self.bank_records = self.train[-args.querybank_images:]
         # Decoded once: QB-Norm embeds them, `specificity` scores them with the ITM (same image size).
         self.bank_pixels = decode_images([r.image for r in self.bank_records], self.clip.image_preprocessor, 256)
         self.bank = QuerybankEmbeddings(self.clip.image_encoder.predict(self.bank_pixels, batch_size=256, verbose=0))
@@ -90,14 +90,19 @@ class Setup:
 
     def first_stage(self, records):
         """Pixels, token ids, caption strings, QB-Norm logits [images, captions], caption and image embeddings of a pool."""
-        clip, beta = self.clip, self.args.beta
+        clip = self.clip
         paths, texts, _ = records_to_retrieval_set(records)
         pix = decode_images(paths, clip.image_preprocessor, 256)
         tok = tokenize_texts(clip.tokenizer, texts)
         ie = clip.image_encoder.predict(pix, batch_size=256, verbose=0)
         te = clip.text_encoder.predict(tok, batch_size=256, verbose=0)
-        logits = beta * (ie @ te.T) - querybank_log_normalizer(self.bank.images, te, beta)[None]
-        return pix, tok, texts, logits, te, ie
+        return pix, tok, texts, self.qb_logits(ie, te), te, ie
+
+    def qb_logits(self, image_embeddings, text_embeddings):
+        """QB-Norm logits ``[images, captions]``: beta * cosine minus the querybank's log-normaliser."""
+        beta = self.args.beta
+        return beta * (image_embeddings @ text_embeddings.T) - querybank_log_normalizer(
+            self.bank.images, text_embeddings, beta)[None]
 
 
 def top_k_lists(setup, records):
@@ -250,15 +255,14 @@ def probe(setup):
     args, clip = setup.args, setup.clip
     keras.utils.set_random_seed(0)
     truth = shapes_caption_checker(32)
-    records = read_manifest(os.path.join(args.data, "train", "manifest.jsonl"))[: args.probe_images]
+    records = setup.train[: args.probe_images]
     pix = decode_images([r.image for r in records], clip.image_preprocessor, 256)
     ie = clip.image_encoder.predict(pix, batch_size=256, verbose=0)
     captions = [r.captions[0] for r in records]
     te = clip.text_encoder.predict(tokenize_texts(clip.tokenizer, captions), batch_size=256, verbose=0)
     rows, cols, labels = [], [], []
     for start in range(0, len(records), 3000):  # pools of 3,000 captions, as the held-out pool's ~2,700
-        q = args.beta * ie[start:start + 3000] @ te[start:start + 3000].T - querybank_log_normalizer(
-            setup.bank.images, te[start:start + 3000], args.beta)[None]
+        q = setup.qb_logits(ie[start:start + 3000], te[start:start + 3000])
         for a, row in enumerate(np.argsort(-q, 1)[:, :12]):
             for b in sorted(set(row.tolist()) | {a}):
                 rows.append(start + a)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -47,10 +48,11 @@ class CoordinateChannels(keras.layers.Layer):
         height, width = inputs.shape[1], inputs.shape[2]
 
         def axis(n):  # pixel centres from -1 to 1; a single pixel sits at 0
-            return ops.linspace(-1.0, 1.0, n) if n > 1 else ops.zeros((1,))
+            return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
 
-        ys, xs = ops.meshgrid(axis(height), axis(width), indexing="ij")
-        grid = ops.cast(ops.stack([xs, ys], axis=-1), inputs.dtype)[None]
+        # A constant of the graph (the sizes are static): nothing is recomputed per step.
+        ys, xs = np.meshgrid(axis(height), axis(width), indexing="ij")
+        grid = ops.cast(np.stack([xs, ys], axis=-1)[None], inputs.dtype)
         grid = ops.broadcast_to(grid, (ops.shape(inputs)[0], height, width, 2))
         return ops.concatenate([inputs, grid], axis=-1)
 

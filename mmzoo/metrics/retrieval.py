@@ -241,14 +241,18 @@ def _tokenize(model, texts):
 RERANK_FUSIONS = ("log_odds", "log_prob")
 
 
+def _check_probability_output(output: str) -> None:
+    if output not in ("probability",) + RERANK_FUSIONS:
+        raise ValueError(f"output must be 'probability' or one of {RERANK_FUSIONS}. Received: output={output!r}")
+
+
 def transform_probability(p, output: str) -> np.ndarray:
     """A match probability as ``"probability"`` (unchanged), ``"log_odds"`` or ``"log_prob"`` (float32).
 
     ``p`` is clipped to ``[1e-7, 1 - 1e-7]`` for the log forms, the scale on
     which an ITM score adds to a dual encoder's logit (``rerank_fusion``).
     """
-    if output not in ("probability",) + RERANK_FUSIONS:
-        raise ValueError(f"output must be 'probability' or one of {RERANK_FUSIONS}. Received: output={output!r}")
+    _check_probability_output(output)
     if output == "probability":
         return np.asarray(p, dtype=np.float32)
     p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
@@ -262,7 +266,7 @@ def pair_scorer(model, pixels: np.ndarray, token_ids: np.ndarray, batch_size: in
     (``log(p / (1 - p))``) or ``"log_prob"`` (``log p``), with ``p`` clipped
     to ``[1e-7, 1 - 1e-7]``: the log-space forms add to a dual encoder's logit.
     """
-    transform_probability(np.zeros(0), output)  # refuses an unknown output now, not at the first call
+    _check_probability_output(output)  # now, not at the first call
 
     def score(image_indices, text_indices):
         image_indices = np.asarray(image_indices)

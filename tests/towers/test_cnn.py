@@ -89,7 +89,7 @@ def test_coord_channels_give_every_block_the_positions(tmp_path):
     tower_checks.check_roundtrip(tower, IMAGES, tmp_path)
 
 
-def test_coord_channels_make_a_shifted_image_look_different():
+def test_coord_channels_tell_positions_apart_on_a_uniform_image():
     """Without coordinates a uniform image's features are the same at every interior
     position; with them the tokens differ by where they are."""
     flat = np.full((1, 16, 16, 3), 128.0, "float32")
