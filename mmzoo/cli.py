@@ -52,6 +52,13 @@ def _cmd_train(args):
     return 0
 
 
+# mmzoo.metrics.retrieval.RERANK_FUSIONS, spelled out: importing it here would load keras for
+# every `mmzoo --help` (tests/test_cli_matching.py checks that the two agree). The first is
+# the library's default fusion.
+RERANK_FUSION_CHOICES = ("log_odds", "log_prob")
+RERANK_FUSION_DEFAULT = RERANK_FUSION_CHOICES[0]
+
+
 def _load(path):
     import keras
 
@@ -69,15 +76,21 @@ def _cmd_evaluate(args):
     model = _load(args.model)
     records = read_manifest(args.data, skip_bad=args.skip_bad)
     options = {}
+    # Check the flags before loading anything: a fusion without a weight would be
+    # silently ignored (the ITM alone ranks the top-k), so it is refused.
+    if args.rerank_weight is None and args.rerank_fusion is not None:
+        raise ValueError(f"--rerank-fusion {args.rerank_fusion} chooses how --rerank-weight W fuses the ITM "
+                         "with the dual encoder's logit; give --rerank-weight too (without it the ITM alone "
+                         "ranks the top-k).")
+    if args.rerank_weight is not None and not args.rerank_model:
+        raise ValueError("--rerank-weight fuses the --rerank-model's log-odds with the dual encoder's logit; "
+                         "give --rerank-model too.")
     if args.rerank_model:
         options["rerank_model"] = _load(args.rerank_model)
         options["rerank_k"] = args.rerank_k
         if args.rerank_weight is not None:
             options["rerank_weight"] = args.rerank_weight
-            options["rerank_fusion"] = args.rerank_fusion
-    elif args.rerank_weight is not None:
-        raise ValueError("--rerank-weight fuses the --rerank-model's log-odds with the dual encoder's logit; "
-                         "give --rerank-model too.")
+            options["rerank_fusion"] = args.rerank_fusion or RERANK_FUSION_DEFAULT
     if args.querybank:
         options["querybank"] = read_manifest(args.querybank, skip_bad=args.skip_bad)
         if args.querybank_beta is not None:
@@ -231,11 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-weight", type=float,
                    help="matching: re-rank by dual logit + W * ITM log-odds, or W * log p with "
                         "--rerank-fusion log_prob (default: the ITM alone)")
-    # The choices are mmzoo.metrics.retrieval.RERANK_FUSIONS, spelled out: importing it here would load
-    # keras for every `mmzoo --help` (tests/test_cli_matching.py checks that the two agree).
-    p.add_argument("--rerank-fusion", choices=("log_odds", "log_prob"), default="log_odds",
-                   help="matching, with --rerank-weight: fuse the ITM's log-odds, or its log-probability "
-                        "(a soft truth gate that keeps the dual encoder's order among accepted captions)")
+    p.add_argument("--rerank-fusion", choices=RERANK_FUSION_CHOICES, default=None,
+                   help="matching, with --rerank-weight: fuse the ITM's log-odds (the default), or its "
+                        "log-probability (a soft truth gate that keeps the dual encoder's order among "
+                        "accepted captions)")
     p.add_argument("--querybank", metavar="MANIFEST",
                    help="matching: querybank normalisation over these records' images and captions "
                         "(training records, not --data)")

@@ -38,14 +38,23 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path, capsys):
     assert "--querybank-beta needs --querybank" in capsys.readouterr().err
     assert main(["evaluate", str(clip), "--data", test, "--rerank-weight", "1"]) == 2
     assert "give --rerank-model" in capsys.readouterr().err
+    # A fusion without a weight would change nothing (the ITM alone ranks): refused, not ignored.
+    assert main(alone_args + ["--rerank-fusion", "log_prob"]) == 2
+    assert "--rerank-fusion log_prob" in capsys.readouterr().err
 
 
 def test_rerank_fusion_choices_are_the_library_ones():
     import argparse
 
-    from mmzoo.cli import build_parser
-    from mmzoo.metrics.retrieval import RERANK_FUSIONS
+    import inspect
+
+    from mmzoo.cli import RERANK_FUSION_DEFAULT, build_parser
+    from mmzoo.metrics.retrieval import RERANK_FUSIONS, evaluate_matcher
 
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     action = next(a for a in subparsers.choices["evaluate"]._actions if a.dest == "rerank_fusion")
-    assert tuple(action.choices) == RERANK_FUSIONS and action.default == RERANK_FUSIONS[0]
+    assert tuple(action.choices) == RERANK_FUSIONS
+    # No parser default: `--rerank-fusion` without `--rerank-weight` is refused, and with a weight
+    # an absent flag means the library's default fusion.
+    assert action.default is None and RERANK_FUSION_DEFAULT == inspect.signature(
+        evaluate_matcher).parameters["rerank_fusion"].default
