@@ -138,15 +138,18 @@ def parse_args(argv=None):
     p.add_argument("--dual-encoder", default=None, metavar="PATH",
                    help="load this trained dual_encoder.keras (a --save-dir of an earlier run with the same data "
                         "flags) instead of training one: for ITM and re-ranking experiments")
+    p.add_argument("--backup-dir", default=None, metavar="DIR",
+                   help="back up the dual encoder's training here at every epoch end; rerun the same command "
+                        "after an interruption to continue from the last finished epoch (long runs)")
     p.add_argument("--save-dir", default=os.environ.get("MMZOO_RETRIEVAL_SAVE_DIR"),
                    help="save the trained dual_encoder.keras / itm_matcher.keras here, for later experiments "
                         "(default: $MMZOO_RETRIEVAL_SAVE_DIR, else not saved)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.train_images, args.test_images, args.val_images, args.querybank_images = 600, 200, 100, 200
-        args.image_size, args.preset = 32, "tiny"
-        args.epochs, args.itm_epochs, args.itm_train_images = 6, 2, 600
-        args.batch_size, args.warmup_epochs = 64, 0.0
+    if args.quick:  # new defaults, so flags given with --quick still win (`--quick --epochs 2`)
+        p.set_defaults(train_images=600, test_images=200, val_images=100, querybank_images=200, image_size=32,
+                       preset="tiny", epochs=6, itm_epochs=2, itm_train_images=600, batch_size=64,
+                       warmup_epochs=0.0)
+        args = p.parse_args(argv)
     args.train_shapes = tuple(int(v) for v in str(args.train_shapes).split(","))
     if args.image_hidden_units is not None:
         text = args.image_hidden_units.strip().lower()
@@ -411,13 +414,24 @@ def train_dual_encoder(args, train, test, size):
     print(f"dual_encoder ({args.preset}, {clip.count_params():,} params): batch {args.batch_size}, "
           f"{steps} steps/epoch, lr {args.learning_rate:g} ({args.warmup_epochs:g} warmup epochs, cosine)",
           flush=True)
+    callbacks = [curve]
+    if args.backup_dir:
+        # Keras' BackupAndRestore writes the weights and the optimizer state at every epoch end
+        # and deletes them when training completes; a rerun with the same flags continues after
+        # the last finished epoch. The optimizer is built first, as `mmzoo train` does, so its
+        # state (Adam's moments, the step count the schedule reads) loads into the fresh run.
+        clip.optimizer.build(clip.trainable_variables)
+        callbacks.append(keras.callbacks.BackupAndRestore(args.backup_dir))
     t0 = time.perf_counter()
-    history = clip.fit(ds, epochs=args.epochs, verbose=0, callbacks=[curve]).history
+    history = clip.fit(ds, epochs=args.epochs, verbose=0, callbacks=callbacks).history
     train_s = time.perf_counter() - t0
     losses = " ".join(f"{v:.2f}" for v in history["loss"])
     scale = float(history["logit_scale"][-1])
-    print(f"dual_encoder: {args.epochs} epochs in {train_s:.0f}s, loss per epoch {losses} "
-          f"(chance {np.log(args.batch_size):.2f}), logit scale {scale:.1f}", flush=True)
+    ran = len(history["loss"])
+    resumed = f" (resumed from {args.backup_dir}: the last {ran})" if ran < args.epochs else ""
+    print(f"dual_encoder: {args.epochs} epochs{resumed} in {train_s:.0f}s ({int(clip.optimizer.iterations)} "
+          f"optimizer steps), loss per epoch {losses} (chance {np.log(args.batch_size):.2f}), "
+          f"logit scale {scale:.1f}", flush=True)
     stale = evaluate_matcher(clip, test, batch_size=256)
     recomputed = recompute_batch_norm_statistics(clip, calibration)
     print(f"dual encoder, BN moving averages as trained: {_fmt(stale)}")

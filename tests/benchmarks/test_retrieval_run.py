@@ -29,3 +29,34 @@ def test_quick_run_saves_models_and_a_second_run_reuses_the_dual_encoder(tmp_pat
     for key, value in first["dual"].items():
         assert second["dual"][key] == pytest.approx(value, abs=1e-6), key
     assert second["qb"]["image_to_text_recall@1"] == pytest.approx(first["qb"]["image_to_text_recall@1"])
+
+
+@pytest.mark.slow
+def test_backup_dir_resumes_an_interrupted_dual_encoder_run(tmp_path, monkeypatch, capsys):
+    data, backup = str(tmp_path / "data"), str(tmp_path / "backup")
+    # 600 training images x 1 caption in batches of 64: 9 steps per epoch.
+    args = ["--quick", "--data-dir", data, "--skip-throughput", "--skip-itm", "--epochs", "3",
+            "--eval-every", "0", "--backup-dir", backup]
+    original = retrieval.HeldOutCurve.on_epoch_end
+
+    def interrupt_in_epoch_2(self, epoch, logs=None):
+        # Runs before BackupAndRestore's epoch end: epoch 1 is backed up, epoch 2 is lost.
+        if epoch == 1:
+            raise KeyboardInterrupt("killed during epoch 2")
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(retrieval.HeldOutCurve, "on_epoch_end", interrupt_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        retrieval.main(args)
+    assert os.listdir(backup), "no backup written after epoch 1"
+    monkeypatch.setattr(retrieval.HeldOutCurve, "on_epoch_end", original)
+    capsys.readouterr()
+
+    result = retrieval.main(args)
+    out = capsys.readouterr().out
+    # Epochs 2 and 3 ran; the optimizer (and with it the learning-rate schedule) went on from
+    # step 9, not from 0.
+    assert f"3 epochs (resumed from {backup}: the last 2)" in out
+    assert "(27 optimizer steps)" in out
+    assert not os.path.exists(backup) or not os.listdir(backup)  # deleted once training completed
+    assert 0.0 <= result["dual"]["image_to_text_recall@1"] <= 1.0
