@@ -176,7 +176,7 @@ def json_report(report, argv=None):
     return {"benchmark": "captioning", "command": command, "rows": rows}
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models and data (a minute or two on CPU)")
     parser.add_argument("--skip-quality", action="store_true", help="decoding ratios only")
@@ -191,11 +191,16 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="Adam, cosine decay to 5%%")
     parser.add_argument("--eval-every", type=int, default=0, help="held-out BLEU-4 every N epochs")
     args = parser.parse_args(argv)
+    if args.quick:  # new defaults, so flags given with --quick still win (`--quick --epochs 2`)
+        parser.set_defaults(train_images=300, test_images=60, epochs=6, preset="tiny", image_size=32, batch_size=32,
+                            learning_rate=1e-3)
+        args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if args.quick:
-        args.train_images, args.test_images, args.epochs = 300, 60, 6
-        args.preset, args.image_size, args.batch_size, args.learning_rate = "tiny", 32, 32, 1e-3
+    return args
 
+
+def main(argv=None):
+    args = parse_args(argv)
     report = {"quick": args.quick}
     if not args.skip_decoding:
         ratios = decoding_ratios(args.quick)
