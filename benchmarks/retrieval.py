@@ -98,7 +98,7 @@ def parse_args(argv=None):
     p.add_argument("--test-images", type=int, default=1000)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--preset", default="shapes")
-    p.add_argument("--epochs", type=int, default=16, help="dual encoder epochs")
+    p.add_argument("--epochs", type=int, default=32, help="dual encoder epochs")
     p.add_argument("--batch-size", type=int, default=256, help="dual encoder batch (in-batch negatives)")
     p.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the warmup + cosine schedule")
     p.add_argument("--image-hidden-units", default=None,
