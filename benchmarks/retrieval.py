@@ -130,7 +130,11 @@ def parse_args(argv=None):
                    help="validation images (2-3 shapes) on which the QB-Norm temperature and the re-rank weight are chosen")
     p.add_argument("--querybank-images", type=int, default=10000,
                    help="training records (the last ones) forming the QB-Norm querybank")
-    p.add_argument("--eval-every", type=int, default=4, help="held-out R@1 every N epochs (learning curve)")
+    p.add_argument("--eval-every", type=int, default=4,
+                   help="held-out and validation R@1 every N epochs (learning curve, --checkpoint best)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="keep the dual encoder's evaluated epoch with the best validation image->text R@1, "
+                        "or the last epoch")
     p.add_argument("--skip-itm", action="store_true")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -140,7 +144,8 @@ def parse_args(argv=None):
                         "flags) instead of training one: for ITM and re-ranking experiments")
     p.add_argument("--backup-dir", default=None, metavar="DIR",
                    help="back up the dual encoder's training here at every epoch end; rerun the same command "
-                        "after an interruption to continue from the last finished epoch (long runs)")
+                        "after an interruption to continue from the last finished epoch (long runs; --checkpoint best then "
+                        "chooses among the epochs evaluated after the restart)")
     p.add_argument("--save-dir", default=os.environ.get("MMZOO_RETRIEVAL_SAVE_DIR"),
                    help="save the trained dual_encoder.keras / itm_matcher.keras here, for later experiments "
                         "(default: $MMZOO_RETRIEVAL_SAVE_DIR, else not saved)")
@@ -359,16 +364,24 @@ def embed_text_throughput(model, texts, out_dir, batch_size=256, repeats=3):
 
 
 class HeldOutCurve(keras.callbacks.Callback):
-    """Held-out image->text / text->image R@1 every ``every`` epochs.
+    """Held-out and validation image->text R@1 every ``every`` epochs; keeps the best on validation.
 
     The BN statistics are recomputed for the evaluation, then put back, so
     training (and the "as trained" figure) is the same with or without it.
+    With ``select=True`` the weights of the evaluated epoch with the best
+    VALIDATION image->text R@1 (ties: the later epoch) are put back at the
+    end of training ("restore best weights", as ``keras.callbacks.EarlyStopping``
+    does on a monitored metric): the strict R@1 can fall in the last epochs
+    while the training loss still falls. The held-out curve is printed, never
+    used to choose.
     """
 
-    def __init__(self, test, calibration_pixels, every):
+    def __init__(self, test, val, calibration_pixels, every, select=False):
         super().__init__()
-        self.test, self.calibration_pixels, self.every = test, calibration_pixels, every
-        self.points = []
+        self.test, self.val, self.calibration_pixels, self.every = test, val, calibration_pixels, every
+        self.select = select
+        self.points = []  # (epoch, held-out i->t R@1, held-out t->i R@1, validation i->t R@1)
+        self.best = None  # (validation R@1, epoch, weights)
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.every or (epoch + 1) % self.every:
@@ -377,11 +390,25 @@ class HeldOutCurve(keras.callbacks.Callback):
                  for w in (layer.moving_mean, layer.moving_variance)]
         recompute_batch_norm_statistics(self.model, self.calibration_pixels)
         m = evaluate_matcher(self.model, self.test, batch_size=256)
+        v = evaluate_matcher(self.model, self.val, batch_size=256)["image_to_text_recall@1"]
         for w, value in saved:
             w.assign(value)
-        self.points.append((epoch + 1, m["image_to_text_recall@1"], m["text_to_image_recall@1"]))
+        self.points.append((epoch + 1, m["image_to_text_recall@1"], m["text_to_image_recall@1"], v))
+        if self.select and (self.best is None or v >= self.best[0]):
+            self.best = (v, epoch + 1, self.model.get_weights())
         print(f"  epoch {epoch + 1}: loss {logs['loss']:.3f}, held-out R@1 image->text "
-              f"{m['image_to_text_recall@1']:.3f}, text->image {m['text_to_image_recall@1']:.3f}", flush=True)
+              f"{m['image_to_text_recall@1']:.3f}, text->image {m['text_to_image_recall@1']:.3f}; "
+              f"validation image->text {v:.3f}", flush=True)
+
+    def on_train_end(self, logs=None):
+        if self.best is None:
+            return
+        value, epoch, weights = self.best
+        last = self.points[-1][0]
+        if epoch != last:
+            self.model.set_weights(weights)
+        print(f"  kept the epoch-{epoch} weights (best validation image->text R@1 {value:.3f}; "
+              f"last evaluated epoch {last})", flush=True)
 
 
 def calibration_pixels(train, model):
@@ -389,11 +416,14 @@ def calibration_pixels(train, model):
     return decode_images([r.image for r in train[:1024]], model.image_preprocessor, 256)
 
 
-def train_dual_encoder(args, train, test, size):
+def train_dual_encoder(args, train, test, val, size):
     """Train the dual encoder: Adam, linear warmup then cosine decay; BN statistics recomputed after.
 
-    Returns the model, the BN calibration pixels, the final logit scale and
-    the held-out metrics with the BN moving averages as trained.
+    With ``--checkpoint best`` (the default) the weights of the evaluated
+    epoch (every ``--eval-every``) with the best validation image->text R@1
+    are kept. Returns the model, the BN calibration pixels, its logit scale,
+    the held-out metrics with the BN moving averages as trained, and the
+    learning curve ``(epoch, held-out i->t, held-out t->i, validation i->t)``.
     """
     groups = None if args.hard_negatives == "none" else SHAPES_TOKEN_GROUPS
     clip = mmzoo.build("dual_encoder", preset=args.preset, image_size=size, seed=args.seed,
@@ -410,7 +440,7 @@ def train_dual_encoder(args, train, test, size):
     ds = make_dataset(train, clip, batch_size=args.batch_size, training=True, seed=args.seed, cache=True,
                       drop_remainder=True)
     calibration = calibration_pixels(train, clip)
-    curve = HeldOutCurve(test, calibration, args.eval_every)
+    curve = HeldOutCurve(test, val, calibration, args.eval_every, select=args.checkpoint == "best")
     print(f"dual_encoder ({args.preset}, {clip.count_params():,} params): batch {args.batch_size}, "
           f"{steps} steps/epoch, lr {args.learning_rate:g} ({args.warmup_epochs:g} warmup epochs, cosine)",
           flush=True)
@@ -426,7 +456,7 @@ def train_dual_encoder(args, train, test, size):
     history = clip.fit(ds, epochs=args.epochs, verbose=0, callbacks=callbacks).history
     train_s = time.perf_counter() - t0
     losses = " ".join(f"{v:.2f}" for v in history["loss"])
-    scale = float(history["logit_scale"][-1])
+    scale = float(np.asarray(clip.logit_scale.scale()))  # of the kept weights
     ran = len(history["loss"])
     resumed = f" (resumed from {args.backup_dir}: the last {ran})" if ran < args.epochs else ""
     print(f"dual_encoder: {args.epochs} epochs{resumed} in {train_s:.0f}s ({int(clip.optimizer.iterations)} "
@@ -437,7 +467,7 @@ def train_dual_encoder(args, train, test, size):
     print(f"dual encoder, BN moving averages as trained: {_fmt(stale)}")
     print(f"  (then BN statistics of {recomputed} layers recomputed on {len(calibration)} training images)",
           flush=True)
-    return clip, calibration, scale, stale
+    return clip, calibration, scale, stale, curve.points
 
 
 def main(argv=None):
@@ -479,13 +509,14 @@ def main(argv=None):
         calibration = calibration_pixels(train, clip)
         scale = float(np.asarray(clip.logit_scale.scale()))
         stale = None  # it was saved with recomputed BN statistics: "as trained" is not known
+        curve = []
         # A no-op on a model this script saved (it saved it after the same recomputation); a model saved
         # elsewhere gets the protocol's statistics too.
         recompute_batch_norm_statistics(clip, calibration)
         print(f"dual_encoder loaded from {args.dual_encoder} ({clip.count_params():,} params, "
               f"logit scale {scale:.1f})", flush=True)
     else:
-        clip, calibration, scale, stale = train_dual_encoder(args, train, test, size)
+        clip, calibration, scale, stale, curve = train_dual_encoder(args, train, test, val, size)
     if args.save_dir:  # a loaded one too, so the folder holds the pair the ITM was trained with
         os.makedirs(args.save_dir, exist_ok=True)
         clip.save(os.path.join(args.save_dir, "dual_encoder.keras"))
@@ -577,7 +608,7 @@ def main(argv=None):
               f"({exported:,.0f} vs {keras_rate:,.0f} texts/s, batches of 256, tokenization included)")
 
     print(json.dumps(json_report(args, metrics, qb, beta, rerank, stale, semantic, ceiling, ratio, argv, bayes)))
-    return {"dual": metrics, "qb": qb, "rerank": rerank, "semantic": semantic}
+    return {"dual": metrics, "qb": qb, "rerank": rerank, "semantic": semantic, "curve": curve}
 
 
 def json_report(args, metrics, qb, beta, rerank, stale, semantic, ceiling, ratio, argv=None, bayes=None):

@@ -60,3 +60,22 @@ def test_backup_dir_resumes_an_interrupted_dual_encoder_run(tmp_path, monkeypatc
     assert "(27 optimizer steps)" in out
     assert not os.path.exists(backup) or not os.listdir(backup)  # deleted once training completed
     assert 0.0 <= result["dual"]["image_to_text_recall@1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_checkpoint_best_keeps_the_epoch_with_the_best_validation_recall(tmp_path):
+    from mmzoo.data import read_manifest
+    from mmzoo.metrics.retrieval import evaluate_matcher
+
+    data, models = str(tmp_path / "data"), str(tmp_path / "models")
+    result = retrieval.main(["--quick", "--data-dir", data, "--skip-throughput", "--skip-itm", "--epochs", "4",
+                             "--eval-every", "1", "--save-dir", models])
+    curve = result["curve"]
+    assert [point[0] for point in curve] == [1, 2, 3, 4]
+    best = max(point[3] for point in curve)
+    # The saved model (BN statistics recomputed, as at every evaluation) is the best validation epoch's.
+    clip = retrieval.mmzoo.load_model(os.path.join(models, "dual_encoder.keras"))
+    val = read_manifest(os.path.join(data, "val", "manifest.jsonl"))
+    assert evaluate_matcher(clip, val, batch_size=256)["image_to_text_recall@1"] == pytest.approx(best)
+    chosen = max((point for point in curve if point[3] == best), key=lambda point: point[0])
+    assert result["dual"]["image_to_text_recall@1"] == pytest.approx(chosen[1])
