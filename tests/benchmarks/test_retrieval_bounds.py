@@ -102,3 +102,42 @@ def test_tower_flags_change_only_what_they_name_and_reach_both_models():
     # --embedding-dim is the dual encoder's alone.
     args = retrieval.parse_args(["--quick", "--embedding-dim", "24"])
     assert retrieval.tower_overrides(args) == {} and args.embedding_dim == 24
+
+
+def test_held_out_curve_puts_back_the_best_validation_epoch(tmp_path):
+    import keras
+    import numpy as np
+
+    import mmzoo
+    from mmzoo.data import generate_shapes_dataset, read_manifest
+    from mmzoo.metrics.retrieval import evaluate_matcher
+
+    records = read_manifest(generate_shapes_dataset(str(tmp_path), num_images=8, image_size=32, seed=3))
+    for seed in range(20):  # an untrained model that retrieves at least one caption (pessimistic ties)
+        model = mmzoo.build("dual_encoder", preset="tiny", seed=seed)
+        first = evaluate_matcher(model, records, batch_size=8)["image_to_text_recall@1"]
+        if first > 0:
+            break
+    assert first > 0
+    curve = retrieval.HeldOutCurve(records, records, retrieval.calibration_pixels(records, model), every=1,
+                                   select=True)
+    curve.set_model(model)
+    curve.on_epoch_end(0, {"loss": 1.0})
+    kept = [w.copy() for w in model.get_weights()]
+    # "Epoch 2": an image tower that embeds every image alike scores every caption alike: R@1 0.
+    for w in model.image_encoder.weights:
+        w.assign(keras.ops.zeros_like(w))
+    curve.on_epoch_end(1, {"loss": 0.5})
+    assert [point[3] for point in curve.points] == [first, 0.0]
+    curve.on_train_end()
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), kept))
+    assert evaluate_matcher(model, records, batch_size=8)["image_to_text_recall@1"] == first
+
+    # select=False (--checkpoint last) keeps the last weights.
+    last = retrieval.HeldOutCurve(records, records, retrieval.calibration_pixels(records, model), every=1)
+    last.set_model(model)
+    for w in model.image_encoder.weights:
+        w.assign(keras.ops.zeros_like(w))
+    last.on_epoch_end(0, {"loss": 1.0})
+    last.on_train_end()
+    assert evaluate_matcher(model, records, batch_size=8)["image_to_text_recall@1"] == 0.0
