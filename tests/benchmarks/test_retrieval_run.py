@@ -69,7 +69,7 @@ def test_checkpoint_best_keeps_the_epoch_with_the_best_validation_recall(tmp_pat
 
     data, models = str(tmp_path / "data"), str(tmp_path / "models")
     result = retrieval.main(["--quick", "--data-dir", data, "--skip-throughput", "--skip-itm", "--epochs", "4",
-                             "--eval-every", "1", "--save-dir", models])
+                             "--eval-every", "1", "--checkpoint", "best", "--save-dir", models])
     curve = result["curve"]
     assert [point[0] for point in curve] == [1, 2, 3, 4]
     best = max(point[3] for point in curve)
