@@ -385,10 +385,14 @@ class HeldOutCurve(keras.callbacks.Callback):
         self.select = select
         self.points = []  # (epoch, held-out i->t R@1, held-out t->i R@1, validation i->t R@1)
         self.best = None  # (validation R@1, epoch, weights)
+        self.last_epoch = 0
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.every or (epoch + 1) % self.every:
-            return
+        self.last_epoch = epoch + 1
+        if self.every and (epoch + 1) % self.every == 0:
+            self._evaluate(epoch + 1, logs["loss"])
+
+    def _evaluate(self, epoch, loss):
         saved = [(w, w.numpy()) for layer in _batch_norm_layers(self.model)
                  for w in (layer.moving_mean, layer.moving_variance)]
         recompute_batch_norm_statistics(self.model, self.calibration_pixels)
@@ -396,22 +400,24 @@ class HeldOutCurve(keras.callbacks.Callback):
         v = evaluate_matcher(self.model, self.val, batch_size=256)["image_to_text_recall@1"]
         for w, value in saved:
             w.assign(value)
-        self.points.append((epoch + 1, m["image_to_text_recall@1"], m["text_to_image_recall@1"], v))
+        self.points.append((epoch, m["image_to_text_recall@1"], m["text_to_image_recall@1"], v))
         if self.select and (self.best is None or v >= self.best[0]):
-            self.best = (v, epoch + 1, self.model.get_weights())
-        print(f"  epoch {epoch + 1}: loss {logs['loss']:.3f}, held-out R@1 image->text "
+            self.best = (v, epoch, self.model.get_weights())
+        print(f"  epoch {epoch}: loss {loss:.3f}, held-out R@1 image->text "
               f"{m['image_to_text_recall@1']:.3f}, text->image {m['text_to_image_recall@1']:.3f}; "
               f"validation image->text {v:.3f}", flush=True)
 
     def on_train_end(self, logs=None):
         if self.best is None:
             return
+        last = self.last_epoch
+        if self.points[-1][0] != last:  # the last epoch competes too, evaluated or not
+            self._evaluate(last, float("nan"))
         value, epoch, weights = self.best
-        last = self.points[-1][0]
         if epoch != last:
             self.model.set_weights(weights)
         print(f"  kept the epoch-{epoch} weights (best validation image->text R@1 {value:.3f}; "
-              f"last evaluated epoch {last})", flush=True)
+              f"last epoch {last})", flush=True)
 
 
 def calibration_pixels(train, model):

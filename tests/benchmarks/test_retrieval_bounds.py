@@ -141,3 +141,20 @@ def test_held_out_curve_puts_back_the_best_validation_epoch(tmp_path):
     last.on_epoch_end(0, {"loss": 1.0})
     last.on_train_end()
     assert evaluate_matcher(model, records, batch_size=8)["image_to_text_recall@1"] == 0.0
+
+
+def test_held_out_curve_lets_an_unevaluated_last_epoch_compete(tmp_path):
+    import mmzoo
+    from mmzoo.data import generate_shapes_dataset, read_manifest
+
+    records = read_manifest(generate_shapes_dataset(str(tmp_path), num_images=4, image_size=32, seed=3))
+    model = mmzoo.build("dual_encoder", preset="tiny")
+    curve = retrieval.HeldOutCurve(records, records, retrieval.calibration_pixels(records, model), every=2,
+                                   select=True)
+    curve.set_model(model)
+    for epoch in range(3):  # evaluated after epoch 2 only
+        curve.on_epoch_end(epoch, {"loss": 1.0})
+    assert [point[0] for point in curve.points] == [2]
+    curve.on_train_end()
+    # Epoch 3 was evaluated at the end; with an unchanged model it ties epoch 2, and ties go to the later one.
+    assert [point[0] for point in curve.points] == [2, 3] and curve.best[1] == 3
