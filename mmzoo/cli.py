@@ -73,9 +73,6 @@ def _cmd_evaluate(args):
     from mmzoo.data import read_manifest
     from mmzoo.metrics import evaluate_model
 
-    model = _load(args.model)
-    records = read_manifest(args.data, skip_bad=args.skip_bad)
-    options = {}
     # Check the flags before loading anything: a fusion without a weight would be
     # silently ignored (the ITM alone ranks the top-k), so it is refused.
     if args.rerank_weight is None and args.rerank_fusion is not None:
@@ -85,6 +82,11 @@ def _cmd_evaluate(args):
     if args.rerank_weight is not None and not args.rerank_model:
         raise ValueError("--rerank-weight fuses the --rerank-model's log-odds with the dual encoder's logit; "
                          "give --rerank-model too.")
+    if args.querybank_beta is not None and not args.querybank:
+        raise ValueError("--querybank-beta needs --querybank MANIFEST (records not in --data).")
+    model = _load(args.model)
+    records = read_manifest(args.data, skip_bad=args.skip_bad)
+    options = {}
     if args.rerank_model:
         options["rerank_model"] = _load(args.rerank_model)
         options["rerank_k"] = args.rerank_k
@@ -95,8 +97,6 @@ def _cmd_evaluate(args):
         options["querybank"] = read_manifest(args.querybank, skip_bad=args.skip_bad)
         if args.querybank_beta is not None:
             options["querybank_beta"] = args.querybank_beta
-    elif args.querybank_beta is not None:
-        raise ValueError("--querybank-beta needs --querybank MANIFEST (records not in --data).")
     if args.method:
         options["method"] = args.method
     metrics = evaluate_model(model, records, batch_size=args.batch_size, **options)
