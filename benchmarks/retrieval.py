@@ -88,6 +88,7 @@ from mmzoo.heads.matching import make_itm_dataset  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set  # noqa: E402
 from mmzoo.metrics.retrieval import RERANK_FUSIONS, embed_querybank, evaluate_matcher  # noqa: E402
 from mmzoo.registry import get_entry  # noqa: E402
+from mmzoo.training import _BackupAndRestore  # noqa: E402
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs  # noqa: E402
 
 
@@ -455,12 +456,13 @@ def train_dual_encoder(args, train, test, val, size):
           flush=True)
     callbacks = [curve]
     if args.backup_dir:
-        # Keras' BackupAndRestore writes the weights and the optimizer state at every epoch end
-        # and deletes them when training completes; a rerun with the same flags continues after
-        # the last finished epoch. The optimizer is built first, as `mmzoo train` does, so its
-        # state (Adam's moments, the step count the schedule reads) loads into the fresh run.
+        # `mmzoo train`'s BackupAndRestore: the weights and the optimizer state at every epoch end
+        # (atomic writes; deleted when training completes), so a rerun with the same flags continues
+        # after the last finished epoch with Adam's moments and the schedule's step. As in `mmzoo
+        # train`'s compile, the optimizer is built over every trainable variable first; without it the
+        # backup's optimizer state does not load (the resume test's step count catches it).
         clip.optimizer.build(clip.trainable_variables)
-        callbacks.append(keras.callbacks.BackupAndRestore(args.backup_dir))
+        callbacks.append(_BackupAndRestore(args.backup_dir))
     t0 = time.perf_counter()
     history = clip.fit(ds, epochs=args.epochs, verbose=0, callbacks=callbacks).history
     train_s = time.perf_counter() - t0
