@@ -16,7 +16,8 @@ def _script(name):
 
 
 @pytest.mark.parametrize("name, full, quick", [
-    ("retrieval", dict(epochs=32, preset="shapes", batch_size=256), dict(epochs=6, preset="tiny", batch_size=64)),
+    ("retrieval", dict(epochs=16, train_images=200000, preset="shapes", batch_size=256),
+     dict(epochs=6, train_images=600, preset="tiny", batch_size=64)),
     ("captioning", dict(epochs=10, preset="shapes", batch_size=64), dict(epochs=6, preset="tiny", batch_size=32)),
 ])
 def test_quick_sets_defaults_and_explicit_flags_win(name, full, quick):
