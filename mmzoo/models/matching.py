@@ -308,7 +308,7 @@ class ITMMatcher(MultimodalModel):
     The two towers are fused, ``CrossAttentionFusion`` (text tokens attend to
     image patch tokens; default) or ``GatedFusion`` of the pooled vectors;
     the fused vector, concatenated with both pooled vectors, goes through
-    ``Dense(hidden_units, gelu) -> Dropout -> Dense(1, sigmoid)``:
+    ``Dense(hidden_units, gelu) -> Dropout -> Dense(1) -> sigmoid``:
     ``model(x)`` returns ``{"score": match probability [B]}``.
 
     Train it on positives and (hard) negatives: ``make_itm_dataset(records,
@@ -370,8 +370,14 @@ class ITMMatcher(MultimodalModel):
         )
         hidden = keras.layers.Dense(hidden_units, activation="gelu", name="itm_hidden")(features)
         hidden = keras.layers.Dropout(dropout, name="itm_dropout")(hidden)
-        probability = keras.layers.Dense(1, activation="sigmoid", name="itm_logit", dtype="float32")(hidden)
-        score = keras.layers.Reshape((), name="score")(probability)
+        logit = keras.layers.Dense(1, name="itm_logit", dtype="float32")(hidden)
+        logit = keras.layers.Reshape((), name="score_logit")(logit)
+        # The sigmoid is the LAST op of the output, so binary cross-entropy computes from its logit
+        # (Keras reads it back from the Sigmoid op). With the sigmoid inside the Dense and a Reshape
+        # after it (until 2026-11-24), the loss clipped probabilities: a head that started saturated
+        # (large tower features) got no gradient and never left it (AUC 0.500 on the 200,000-image
+        # shapes towers, benchmarks/README.md). Same weights, same outputs: older files load alike.
+        score = keras.layers.Activation("sigmoid", name="score", dtype="float32")(logit)
         super().__init__(
             inputs=trunk.inputs,
             outputs={"score": score},

@@ -144,6 +144,22 @@ def test_itm_outputs_fit_and_round_trip(tmp_path):
     assert_model_roundtrip(model, x, tmp_path)
 
 
+def test_itm_head_started_saturated_still_learns():
+    # Large tower features can start the head far in the sigmoid's tail. The loss must then be
+    # computed from the logit (sigmoid last in the graph): on clipped probabilities the gradient
+    # is exactly zero and the ITM never leaves "no match" (AUC 0.500 on the 200,000-image shapes towers).
+    model = mmzoo.build("itm_matcher", preset="tiny")
+    kernel, bias = model.get_layer("itm_logit").get_weights()
+    model.get_layer("itm_logit").set_weights([np.zeros_like(kernel), np.full_like(bias, -40.0)])
+    x = _batch(model)
+    assert np.all(np.asarray(model(x)["score"]) < 1e-7)  # saturated: below the loss's clipping epsilon
+    model.compile(optimizer=keras.optimizers.SGD(1.0))
+    loss = model.train_on_batch(x, {"score": np.ones(8, "float32")}, return_dict=True)["loss"]
+    assert loss > 20.0  # the cross-entropy of the logit (40 nats), not the clipped log(1e-7) = 16.1
+    new_bias = float(model.get_layer("itm_logit").get_weights()[1][0])
+    np.testing.assert_allclose(new_bias, -39.0, atol=1e-3)  # d loss / d bias = sigmoid(-40) - 1 = -1
+
+
 def test_itm_gated_fusion_variant():
     model = mmzoo.build("itm_matcher", preset="tiny", fusion="gated", fusion_kwargs={"units": 8})
     assert np.asarray(model(_batch(model, 4))["score"]).shape == (4,)
