@@ -129,6 +129,26 @@ def test_zero_weight_switches_a_head_off_and_captions_are_required_otherwise(rec
         model.fit(make_dataset(records, model, batch_size=8, captions=False), epochs=1, verbose=0)
 
 
+def test_match_head_started_saturated_still_learns(records):
+    # As ITMMatcher's head: a match head far in the sigmoid's tail must still get the logit's gradient.
+    # The step slices the pair half out of the batch; on the clipped probabilities of that slice the
+    # loss was log(1e-7) = 16.1 and the gradient exactly zero, so the head never left "no match".
+    model = _tiny(loss_weights={"scores": 1.0, "match_score": 1.0})
+    logit = model.get_layer("match_logit")
+    kernel, bias = logit.get_weights()
+    logit.set_weights([np.zeros_like(kernel), np.full_like(bias, -40.0)])
+    x, y = next(iter(make_dataset(records, model, batch_size=8, training=False)))
+    assert np.all(np.asarray(model(x)["match_score"]) < 1e-7)  # saturated: below the clipping epsilon
+    model.compile(optimizer=keras.optimizers.SGD(1.0))
+    pixels, pair_ids, targets = model.matching_pairs(x["image"], x["caption_ids"])
+    positives = float(np.sum(targets))
+    logs = model.train_on_batch(x, y, return_dict=True)
+    # Every positive pair costs 40 nats (the logit), not 16.1; negatives cost ~0.
+    np.testing.assert_allclose(logs["match_score_loss"], 40.0 * positives / len(targets), rtol=1e-3)
+    # d loss / d bias = mean(sigmoid(-40) - target) = -positives / pairs, so SGD(1) moves it up by that.
+    np.testing.assert_allclose(float(logit.get_weights()[1][0]), -40.0 + positives / len(targets), atol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def trained(records):
     """A compiled multitask model (non-default loss weights and head size) after one epoch (read-only)."""
