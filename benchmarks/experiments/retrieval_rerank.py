@@ -1,6 +1,6 @@
 """Re-ranking experiments on the models ``benchmarks/retrieval.py --save-dir DIR`` keeps.
 
-Three analyses of "can the ITM model raise the strict image->text R@1" (results
+Analyses of "can the ITM model raise the strict image->text R@1" (results
 and discussion in benchmarks/README.md, Retrieval):
 
 * ``gate``: keep the QB-Norm order among the top-10 captions the ITM accepts
@@ -12,6 +12,13 @@ and discussion in benchmarks/README.md, Retrieval):
   own references as targets) on new images with three captions each, in
   pools of 1,000 as in the held-out protocol; R@1 per fusion weight on the
   validation and held-out images after each epoch;
+* ``strict``: fine-tune the ITM pointwise (binary cross-entropy, the ALBEF
+  objective) on the QB-Norm top 10 of new images in pools of 1,000, labelled
+  1 only for the image's own references (a true caption of another image is
+  a negative); R@1 per fusion and weight after each epoch;
+* ``strict_probe``: the same candidates and targets for a re-ranker that sees
+  only the dual encoder's frozen embeddings: an MLP on ``[u, v, u * v]``
+  trained listwise as a residual of the QB-Norm logit;
 * ``probe``: a truth verifier without the cross-encoder: an MLP on the dual
   encoder's frozen embeddings ``[u, v, u * v]``, trained on the QB-Norm top 12
   of training images (pools of 3,000 captions, labelled by the grammar's
@@ -31,6 +38,10 @@ and discussion in benchmarks/README.md, Retrieval):
     python benchmarks/experiments/retrieval_rerank.py listwise --models runs/retrieval --data runs/retrieval_data --beta 20.5
     python benchmarks/experiments/retrieval_rerank.py specificity --models runs/retrieval --data runs/retrieval_data --beta 20.5
     python benchmarks/experiments/retrieval_rerank.py probe --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python benchmarks/experiments/retrieval_rerank.py strict --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
+    python benchmarks/experiments/retrieval_rerank.py strict_probe --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
+
+The candidate lists of ``listwise`` / ``strict`` / ``strict_probe`` are cached in ``--work-dir`` (per ``--images``).
 
 ``--beta`` is the QB-Norm temperature the benchmark chose on validation (it prints it).
 Not run by ``benchmarks/run.py`` (it lives in a subfolder): these are analyses, not figures with a goal.
@@ -53,7 +64,7 @@ import mmzoo  # noqa: E402
 from mmzoo.data import generate_shapes_dataset, read_manifest, shapes_caption_checker  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
 from mmzoo.metrics.retrieval import (  # noqa: E402
-    QuerybankEmbeddings, evaluate_matcher, pair_scorer, querybank_log_normalizer, transform_probability,
+    QuerybankEmbeddings, pair_scorer, querybank_log_normalizer, transform_probability,
 )
 
 K = 10
@@ -61,7 +72,7 @@ K = 10
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("analysis", choices=("gate", "listwise", "specificity", "probe"))
+    p.add_argument("analysis", choices=("gate", "listwise", "strict", "strict_probe", "specificity", "probe"))
     p.add_argument("--models", required=True, help="dual_encoder.keras and itm_matcher.keras (retrieval.py --save-dir)")
     p.add_argument("--data", required=True, help="retrieval.py --data-dir (train/, val/, test/ manifests)")
     p.add_argument("--beta", type=float, required=True, help="QB-Norm temperature")
@@ -73,6 +84,8 @@ def parse_args(argv=None):
     p.add_argument("--neighbours", type=int, default=128, help="specificity: bank images scored per caption")
     p.add_argument("--probe-images", type=int, default=20000, help="probe: training images (the first ones)")
     p.add_argument("--probe-epochs", type=int, default=8)
+    p.add_argument("--probe-units", type=int, default=512, help="strict_probe: MLP width")
+    p.add_argument("--save", help="strict: save the fine-tuned ITM here (.keras)")
     return p.parse_args(argv)
 
 
@@ -153,10 +166,19 @@ def gate(setup):
         print(split, json.dumps(res), flush=True)
 
 
-def listwise(setup):
-    args, itm = setup.args, setup.itm
-    keras.utils.set_random_seed(0)
-    records = read_manifest(generate_shapes_dataset(os.path.join(args.work_dir, "listwise_data"),
+def candidate_lists(setup, name="listwise_data"):
+    """The QB-Norm top ``K`` of ``--images`` new images, in pools of 1,000 as in the held-out protocol.
+
+    One ``(pixels, token ids [K, L], first-stage logits [K], is-reference [K])``
+    per image; an image none of whose references made its top ``K`` gets its
+    best one in the last slot, so every list holds a target.
+    """
+    args = setup.args
+    cache = os.path.join(args.work_dir, f"{name}_{args.images}_lists.npz")
+    if os.path.exists(cache):
+        with np.load(cache) as z:
+            return list(zip(z["pix"], z["tok"], z["first"], z["refs"]))
+    records = read_manifest(generate_shapes_dataset(os.path.join(args.work_dir, name),
                                                     num_images=args.images, image_size=32, seed=7000))
     lists = []
     for start in range(0, len(records), 1000):
@@ -170,7 +192,34 @@ def listwise(setup):
                 top[-1] = max(refs, key=lambda t: q[i, t])
             lists.append((pix[i], tok[top], q[i, top].astype("float32"), np.array([t in refs for t in top], "float32")))
     print(f"{len(lists)} candidate lists; a reference is first in "
-          f"{np.mean([lab[np.argmax(f)] for _, _, f, lab in lists]):.3f} of them", flush=True)
+          f"{np.mean([lab[np.argmax(f)] for _, _, f, lab in lists]):.3f} of them, "
+          f"{np.mean([lab.mean() for *_, lab in lists]):.3f} of the candidates are references", flush=True)
+    np.savez(cache, **{k: np.stack([x[j] for x in lists]) for j, k in enumerate(("pix", "tok", "first", "refs"))})
+    return lists
+
+
+def evaluate_rerank(setup, tag, fusions=("log_odds",), weights=(0.0, 0.1, 0.25, 0.5, 1.0)):
+    """R@1 of the QB-Norm top ``K`` re-ranked by the ITM, per fusion and weight (and alone), on both splits.
+
+    The same ranking as ``evaluate_matcher(rerank_model=..., rerank_fusion=f,
+    rerank_weight=w)``, from one ITM pass over each split's top ``K``.
+    """
+    out = {}
+    for split, recs in setup.splits.items():
+        c = top_k_lists(setup, recs)
+        out[split] = {f"{f} {w:g}": _r1(c, np.argmax(c.first + w * transform_probability(c.p, f), 1))
+                      for f in fusions for w in weights}
+        out[split]["alone"] = _r1(c, np.argmax(c.p, 1))
+        out[split]["reference_auc_top10 (itm / qb)"] = [round(_auc(c.refs.reshape(-1), v.reshape(-1)), 3)
+                                                        for v in (c.p, c.first)]
+    print(tag, "R@1 per fusion weight", json.dumps(out), flush=True)
+    return out
+
+
+def listwise(setup):
+    args, itm = setup.args, setup.itm
+    keras.utils.set_random_seed(0)
+    lists = candidate_lists(setup)
     optimizer = keras.optimizers.Adam(args.learning_rate)
 
     @tf.function
@@ -188,13 +237,7 @@ def listwise(setup):
         return loss
 
     def evaluate(tag):
-        out = {}
-        for split, recs in setup.splits.items():
-            out[split] = {w: round(evaluate_matcher(setup.clip, recs, batch_size=256, querybank=setup.bank,
-                                                    querybank_beta=args.beta, rerank_model=itm, rerank_k=K,
-                                                    rerank_weight=w)["reranked_image_to_text_recall@1"], 3)
-                          for w in (0.0, 0.1, 0.25, 0.5, 1.0)}
-        print(tag, "R@1 per fusion weight", json.dumps(out), flush=True)
+        evaluate_rerank(setup, tag)
 
     evaluate("before")
     batch = 32
@@ -205,6 +248,87 @@ def listwise(setup):
                   for s in range(0, len(order) - batch + 1, batch)]
         print(f"epoch {epoch + 1}: {time.time() - t0:.0f}s, loss {np.mean(losses):.3f}", flush=True)
         evaluate(f"after epoch {epoch + 1}")
+
+
+def strict(setup):
+    """Fine-tune the ITM pointwise on the QB-Norm top ``K`` of new images, labelled 1 only for the image's own references.
+
+    The standard ITM objective (ALBEF's: a mined negative is a negative even
+    when it is true of the image) on the candidates re-ranking sees at test
+    time; its optimum is P(reference | image, caption in the top K), which
+    holds both the caption's truth and how often such a caption belongs to
+    another image of the pool.
+    """
+    args, itm = setup.args, setup.itm
+    keras.utils.set_random_seed(0)
+    lists = candidate_lists(setup)
+    pix = np.stack([p for p, *_ in lists])
+    tok = np.concatenate([t for _, t, *_ in lists])
+    labels = np.concatenate([lab for *_, lab in lists])
+    rows = np.repeat(np.arange(len(lists)), K)
+
+    def dataset(seed):
+        order = np.random.default_rng(seed).permutation(len(labels))
+        ds = tf.data.Dataset.from_tensor_slices((rows[order], tok[order], labels[order]))
+        return ds.batch(128).map(lambda r, t, y: ({"image": tf.gather(pix, r), "token_ids": t}, {"score": y}))
+
+    itm.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    fusions = ("log_odds", "log_prob")
+    evaluate_rerank(setup, "before", fusions)
+    for epoch in range(args.epochs):
+        t0 = time.time()
+        h = itm.fit(dataset(epoch), epochs=1, verbose=0).history
+        print(f"epoch {epoch + 1}: {time.time() - t0:.0f}s, loss {h['loss'][-1]:.3f}, AUC {h['auc'][-1]:.3f}",
+              flush=True)
+        evaluate_rerank(setup, f"after epoch {epoch + 1}", fusions)
+    if args.save:
+        itm.save(args.save)
+
+
+def strict_probe(setup):
+    """A strict re-ranker without the cross-encoder: an MLP on the dual encoder's frozen ``[u, v, u * v]``.
+
+    Trained listwise on the QB-Norm top ``K`` of new images as a residual of
+    the first stage (softmax over ``first-stage logit + MLP``, the image's own
+    references as targets): the most a re-ranker that sees only the two
+    embeddings can add.
+    """
+    args, clip = setup.args, setup.clip
+    keras.utils.set_random_seed(0)
+    lists = candidate_lists(setup)
+    pix = np.stack([p for p, *_ in lists])
+    tok = np.concatenate([t for _, t, *_ in lists])
+    first = np.stack([f for _, _, f, _ in lists])
+    refs = np.stack([lab for *_, lab in lists])
+    ie = clip.image_encoder.predict(pix, batch_size=512, verbose=0)
+    te = clip.text_encoder.predict(tok, batch_size=1024, verbose=0).reshape(len(lists), K, -1)
+
+    def features(u, v):  # u [N, D], v [N, K, D] -> [N, K, 3D]
+        u = np.repeat(u[:, None], K, 1)
+        return np.concatenate([u, v, u * v], -1).astype("float32")
+
+    feats = keras.Input((K, 3 * ie.shape[1]))
+    first_in = keras.Input((K,))
+    h = keras.layers.Dense(args.probe_units, activation="gelu")(feats)
+    h = keras.layers.Dense(args.probe_units, activation="gelu")(h)
+    residual = keras.layers.Reshape((K,))(keras.layers.Dense(1, kernel_initializer="zeros")(h))
+    model = keras.Model([feats, first_in], keras.layers.Add()([first_in, residual]))
+
+    def listwise_loss(y, logits):
+        return tf.reduce_logsumexp(logits, 1) - tf.reduce_logsumexp(tf.where(y > 0, logits, -1e9), 1)
+
+    model.compile(keras.optimizers.Adam(args.learning_rate), listwise_loss)
+    x = [features(ie, te), first]
+    for epoch in range(args.probe_epochs):
+        h = model.fit(x, refs, batch_size=64, epochs=1, verbose=0).history
+        out = {"epoch": epoch + 1, "loss": round(h["loss"][-1], 4)}
+        for split, recs in setup.splits.items():
+            c = top_k_lists(setup, recs)
+            logits = model.predict([features(c.image_embeddings, c.text_embeddings[c.top]), c.first], verbose=0)
+            out[split] = {"qb": _r1(c, np.zeros(len(c.top), int))}
+            for w in (0.25, 0.5, 1.0):  # first + w * residual
+                out[split][f"w {w:g}"] = _r1(c, np.argmax(c.first + w * (logits - c.first), 1))
+        print(json.dumps(out), flush=True)
 
 
 def _auc(labels, scores):
@@ -302,7 +426,7 @@ def probe(setup):
 def main(argv=None):
     args = parse_args(argv)
     setup = Setup(args)
-    {"gate": gate, "listwise": listwise, "specificity": specificity, "probe": probe}[args.analysis](setup)
+    {"gate": gate, "listwise": listwise, "strict": strict, "strict_probe": strict_probe, "specificity": specificity, "probe": probe}[args.analysis](setup)
 
 
 if __name__ == "__main__":
