@@ -179,10 +179,10 @@ class MultiTaskClassifier(MultimodalModel):
             match = keras.layers.Dropout(dropout, name="match_dropout")(match)
         match = keras.layers.Dense(1, dtype="float32", name="match_logit")(match)
         match = keras.layers.Reshape((), name="match_score_logit")(match)
-        # The sigmoid is the output's LAST op, so the step reads its logit back (_match_logits) and
-        # computes the cross-entropy from it: on clipped probabilities a head started in the sigmoid's
-        # tail gets exactly zero gradient (the ITMMatcher defect of 2026-11-24). Same weights as the
-        # layout before (sigmoid inside the Dense): older .keras files load alike.
+        # The sigmoid is the output's LAST op, so Keras' binary cross-entropy reads its logit back
+        # (the step scores the whole output, before slicing): on clipped probabilities a head started
+        # in the sigmoid's tail gets exactly zero gradient (the ITMMatcher defect of 2026-11-24). Same
+        # weights as the layout before (sigmoid inside the Dense): older .keras files load alike.
         match_score = keras.layers.Activation("sigmoid", dtype="float32", name="match_score")(match)
 
         super().__init__(
@@ -207,7 +207,6 @@ class MultiTaskClassifier(MultimodalModel):
         self.loss_weights = loss_weights
         self.learning_rate = learning_rate
         self._class_loss_fn = keras.losses.SparseCategoricalCrossentropy()
-        self._match_loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
         self.head_metrics = [
             keras.metrics.Mean(name="scores_loss"),
             keras.metrics.SparseCategoricalAccuracy(name="scores_accuracy"),
@@ -311,10 +310,11 @@ class MultiTaskClassifier(MultimodalModel):
             loss = self.loss_weights["scores"] * class_loss
             if with_pairs:
                 match = outputs["match_score"][size:]
-                match_logits = _match_logits(outputs["match_score"])[size:]
-                match_loss = self._match_loss_fn(
-                    tf.reshape(match_targets, [-1, 1]), tf.reshape(match_logits, [-1, 1])
-                )
+                # Element-wise on the unsliced output, so Keras finds the sigmoid's logit (a slice of
+                # it is a new tensor that hides it); the question rows' zero targets are dropped after.
+                padded_targets = tf.concat([tf.zeros([size], match_targets.dtype), match_targets], axis=0)
+                per_pair = keras.ops.binary_crossentropy(padded_targets, outputs["match_score"])
+                match_loss = tf.reduce_mean(per_pair[size:])
                 loss = loss + match_weight * match_loss
             for extra in self.losses:
                 loss = loss + tf.cast(tf.reduce_sum(extra), loss.dtype)
@@ -357,21 +357,6 @@ class MultiTaskClassifier(MultimodalModel):
             learning_rate=self.learning_rate,
         )
         return config
-
-
-def _match_logits(probabilities):
-    """The logit under the ``match_score`` sigmoid.
-
-    Keras' TensorFlow backend keeps it on the sigmoid's output (``_keras_logits``,
-    what ``BinaryCrossentropy`` itself reads back); it is read before the step
-    slices the batch, which drops it. Without it (another backend), the logit is
-    recovered from the probability, clipped to the float32-safe ``[1e-7, 1 - 1e-7]``.
-    """
-    logits = getattr(probabilities, "_keras_logits", None)
-    if logits is not None:
-        return logits
-    p = tf.clip_by_value(probabilities, 1e-7, 1.0 - 1e-7)
-    return tf.math.log(p) - tf.math.log1p(-p)
 
 
 # Presets: the classifiers' sizes (tiny: 32x32 batch-norm cnn + small lstm, gated fusion).

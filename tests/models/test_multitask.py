@@ -140,7 +140,7 @@ def test_match_head_started_saturated_still_learns(records):
     x, y = next(iter(make_dataset(records, model, batch_size=8, training=False)))
     assert np.all(np.asarray(model(x)["match_score"]) < 1e-7)  # saturated: below the clipping epsilon
     model.compile(optimizer=keras.optimizers.SGD(1.0))
-    pixels, pair_ids, targets = model.matching_pairs(x["image"], x["caption_ids"])
+    *_, targets = model.matching_pairs(x["image"], x["caption_ids"])
     positives = float(np.sum(targets))
     logs = model.train_on_batch(x, y, return_dict=True)
     # Every positive pair costs 40 nats (the logit), not 16.1; negatives cost ~0.
