@@ -169,15 +169,16 @@ def gate(setup):
 def candidate_lists(setup, name="listwise_data"):
     """The QB-Norm top ``K`` of ``--images`` new images, in pools of 1,000 as in the held-out protocol.
 
-    One ``(pixels, token ids [K, L], first-stage logits [K], is-reference [K])``
-    per image; an image none of whose references made its top ``K`` gets its
+    Arrays over the images: ``pix`` (pixels), ``tok`` (token ids ``[N, K, L]``),
+    ``first`` (first-stage logits ``[N, K]``) and ``refs`` (is-reference
+    ``[N, K]``); an image none of whose references made its top ``K`` gets its
     best one in the last slot, so every list holds a target.
     """
     args = setup.args
     cache = os.path.join(args.work_dir, f"{name}_{args.images}_lists.npz")
     if os.path.exists(cache):
         with np.load(cache) as z:
-            return list(zip(z["pix"], z["tok"], z["first"], z["refs"]))
+            return types.SimpleNamespace(**z)
     records = read_manifest(generate_shapes_dataset(os.path.join(args.work_dir, name),
                                                     num_images=args.images, image_size=32, seed=7000))
     lists = []
@@ -191,11 +192,12 @@ def candidate_lists(setup, name="listwise_data"):
             if not refs.intersection(top):
                 top[-1] = max(refs, key=lambda t: q[i, t])
             lists.append((pix[i], tok[top], q[i, top].astype("float32"), np.array([t in refs for t in top], "float32")))
-    print(f"{len(lists)} candidate lists; a reference is first in "
-          f"{np.mean([lab[np.argmax(f)] for _, _, f, lab in lists]):.3f} of them, "
-          f"{np.mean([lab.mean() for *_, lab in lists]):.3f} of the candidates are references", flush=True)
-    np.savez(cache, **{k: np.stack([x[j] for x in lists]) for j, k in enumerate(("pix", "tok", "first", "refs"))})
-    return lists
+    c = types.SimpleNamespace(**{k: np.stack([x[j] for x in lists]) for j, k in enumerate(("pix", "tok", "first", "refs"))})
+    print(f"{len(c.pix)} candidate lists; a reference is first in "
+          f"{c.refs[np.arange(len(c.pix)), np.argmax(c.first, 1)].mean():.3f} of them, "
+          f"{c.refs.mean():.3f} of the candidates are references", flush=True)
+    np.savez(cache, **vars(c))
+    return c
 
 
 def evaluate_rerank(setup, tag, fusions=("log_odds",), weights=(0.0, 0.1, 0.25, 0.5, 1.0)):
@@ -243,8 +245,8 @@ def listwise(setup):
     batch = 32
     for epoch in range(args.epochs):
         t0 = time.time()
-        order = np.random.default_rng(epoch).permutation(len(lists))
-        losses = [float(step(*(np.stack([lists[i][k] for i in order[s:s + batch]]) for k in range(4))))
+        order = np.random.default_rng(epoch).permutation(len(lists.pix))
+        losses = [float(step(*(a[order[s:s + batch]] for a in (lists.pix, lists.tok, lists.first, lists.refs))))
                   for s in range(0, len(order) - batch + 1, batch)]
         print(f"epoch {epoch + 1}: {time.time() - t0:.0f}s, loss {np.mean(losses):.3f}", flush=True)
         evaluate(f"after epoch {epoch + 1}")
@@ -262,10 +264,10 @@ def strict(setup):
     args, itm = setup.args, setup.itm
     keras.utils.set_random_seed(0)
     lists = candidate_lists(setup)
-    pix = np.stack([p for p, *_ in lists])
-    tok = np.concatenate([t for _, t, *_ in lists])
-    labels = np.concatenate([lab for *_, lab in lists])
-    rows = np.repeat(np.arange(len(lists)), K)
+    pix = lists.pix
+    tok = lists.tok.reshape(-1, lists.tok.shape[-1])
+    labels = lists.refs.reshape(-1)
+    rows = np.repeat(np.arange(len(pix)), K)
 
     def dataset(seed):
         order = np.random.default_rng(seed).permutation(len(labels))
@@ -296,12 +298,9 @@ def strict_probe(setup):
     args, clip = setup.args, setup.clip
     keras.utils.set_random_seed(0)
     lists = candidate_lists(setup)
-    pix = np.stack([p for p, *_ in lists])
-    tok = np.concatenate([t for _, t, *_ in lists])
-    first = np.stack([f for _, _, f, _ in lists])
-    refs = np.stack([lab for *_, lab in lists])
-    ie = clip.image_encoder.predict(pix, batch_size=512, verbose=0)
-    te = clip.text_encoder.predict(tok, batch_size=1024, verbose=0).reshape(len(lists), K, -1)
+    ie = clip.image_encoder.predict(lists.pix, batch_size=512, verbose=0)
+    te = clip.text_encoder.predict(lists.tok.reshape(-1, lists.tok.shape[-1]), batch_size=1024,
+                                   verbose=0).reshape(len(ie), K, -1)
 
     def features(u, v):  # u [N, D], v [N, K, D] -> [N, K, 3D]
         u = np.repeat(u[:, None], K, 1)
@@ -318,12 +317,12 @@ def strict_probe(setup):
         return tf.reduce_logsumexp(logits, 1) - tf.reduce_logsumexp(tf.where(y > 0, logits, -1e9), 1)
 
     model.compile(keras.optimizers.Adam(args.learning_rate), listwise_loss)
-    x = [features(ie, te), first]
+    x = [features(ie, te), lists.first]
+    splits = {split: top_k_lists(setup, recs) for split, recs in setup.splits.items()}  # the first stage is frozen
     for epoch in range(args.probe_epochs):
-        h = model.fit(x, refs, batch_size=64, epochs=1, verbose=0).history
+        h = model.fit(x, lists.refs, batch_size=64, epochs=1, verbose=0).history
         out = {"epoch": epoch + 1, "loss": round(h["loss"][-1], 4)}
-        for split, recs in setup.splits.items():
-            c = top_k_lists(setup, recs)
+        for split, c in splits.items():
             logits = model.predict([features(c.image_embeddings, c.text_embeddings[c.top]), c.first], verbose=0)
             out[split] = {"qb": _r1(c, np.zeros(len(c.top), int))}
             for w in (0.25, 0.5, 1.0):  # first + w * residual
@@ -426,7 +425,9 @@ def probe(setup):
 def main(argv=None):
     args = parse_args(argv)
     setup = Setup(args)
-    {"gate": gate, "listwise": listwise, "strict": strict, "strict_probe": strict_probe, "specificity": specificity, "probe": probe}[args.analysis](setup)
+    analyses = {"gate": gate, "listwise": listwise, "strict": strict, "strict_probe": strict_probe,
+                "specificity": specificity, "probe": probe}
+    analyses[args.analysis](setup)
 
 
 if __name__ == "__main__":
