@@ -16,6 +16,9 @@ and discussion in benchmarks/README.md, Retrieval):
   objective) on the QB-Norm top 10 of new images in pools of 1,000, labelled
   1 only for the image's own references (a true caption of another image is
   a negative); R@1 per fusion and weight after each epoch;
+* ``truth``: the same fine-tuning, labelled by the grammar's truth of each
+  candidate: a verifier trained on the very candidates it gates; ``gate``'s
+  figures after each epoch;
 * ``strict_probe``: the same candidates and targets for a re-ranker that sees
   only the dual encoder's frozen embeddings: an MLP on ``[u, v, u * v]``
   trained listwise as a residual of the QB-Norm logit;
@@ -31,7 +34,12 @@ and discussion in benchmarks/README.md, Retrieval):
   (``log p_ITM(i, t) - log(eps + sum_b p_ITM(b, t))``, alone or added to the
   QB-Norm logit); the same with the grammar as a perfect truth model (the
   bound of this rule); and how well the ITM tells true from false captions
-  in the top 10 (accuracy, AUC).
+  in the top 10 (accuracy, AUC);
+* ``ambiguity``: how much of the top-10 truth the pixels decide (relations
+  and regions are thresholds on the shapes' centres): the share of
+  candidates whose truth changes when the centres move by up to 0.25, 0.5
+  or 1 px, the truth gates that know only the clear cases, and how many of
+  the ITM's truth errors are such cases.
 
     MMZOO_RETRIEVAL_SAVE_DIR=runs/retrieval python benchmarks/retrieval.py --data-dir runs/retrieval_data
     python benchmarks/experiments/retrieval_rerank.py gate --models runs/retrieval --data runs/retrieval_data --beta 20.5
@@ -39,9 +47,11 @@ and discussion in benchmarks/README.md, Retrieval):
     python benchmarks/experiments/retrieval_rerank.py specificity --models runs/retrieval --data runs/retrieval_data --beta 20.5
     python benchmarks/experiments/retrieval_rerank.py probe --models runs/retrieval --data runs/retrieval_data --beta 20.5
     python benchmarks/experiments/retrieval_rerank.py strict --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
+    python benchmarks/experiments/retrieval_rerank.py truth --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
     python benchmarks/experiments/retrieval_rerank.py strict_probe --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
+    python benchmarks/experiments/retrieval_rerank.py ambiguity --models runs/retrieval --data runs/retrieval_data --beta 20.5
 
-The candidate lists of ``listwise`` / ``strict`` / ``strict_probe`` are cached in ``--work-dir`` (per ``--images``).
+The candidate lists of ``listwise`` / ``strict`` / ``truth`` / ``strict_probe`` are cached in ``--work-dir`` (per ``--images``).
 
 ``--beta`` is the QB-Norm temperature the benchmark chose on validation (it prints it).
 Not run by ``benchmarks/run.py`` (it lives in a subfolder): these are analyses, not figures with a goal.
@@ -72,7 +82,7 @@ K = 10
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("analysis", choices=("gate", "listwise", "strict", "strict_probe", "specificity", "probe"))
+    p.add_argument("analysis", choices=("gate", "listwise", "strict", "truth", "strict_probe", "specificity", "probe", "ambiguity"))
     p.add_argument("--models", required=True, help="dual_encoder.keras and itm_matcher.keras (retrieval.py --save-dir)")
     p.add_argument("--data", required=True, help="retrieval.py --data-dir (train/, val/, test/ manifests)")
     p.add_argument("--beta", type=float, required=True, help="QB-Norm temperature")
@@ -85,7 +95,7 @@ def parse_args(argv=None):
     p.add_argument("--probe-images", type=int, default=20000, help="probe: training images (the first ones)")
     p.add_argument("--probe-epochs", type=int, default=8)
     p.add_argument("--probe-units", type=int, default=512, help="strict_probe: MLP width")
-    p.add_argument("--save", help="strict: save the fine-tuned ITM here (.keras)")
+    p.add_argument("--save", help="strict / truth: save the fine-tuned ITM here (.keras)")
     return p.parse_args(argv)
 
 
@@ -144,41 +154,47 @@ def _r1(lists, column):
     return round(float(lists.refs[np.arange(len(column)), column].mean()), 3)
 
 
-def gate(setup):
+def _gated(ok):
+    """Each image's first candidate (QB-Norm order) that passes ``ok`` ``[N, K]``, else its first."""
+    return np.where(ok.any(1), np.argmax(ok, 1), 0)
+
+
+def gate(setup, tag=""):
+    """Gate and fusion R@1 of the QB-Norm top ``K`` by the ITM, and how well it tells their truth; per split."""
     for split, recs in setup.splits.items():
         c = top_k_lists(setup, recs)
-
-        def gated(ok):  # the first candidate (QB-Norm order) that passes, else the first
-            return np.where(ok.any(1), np.argmax(ok, 1), 0)
-
-        res = {"qb": _r1(c, np.zeros(len(c.top), int)), "perfect_truth_gate": _r1(c, gated(c.true))}
+        res = {"qb": _r1(c, np.zeros(len(c.top), int)), "perfect_truth_gate": _r1(c, _gated(c.true))}
         for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-            res[f"itm_gate_{t}"] = _r1(c, gated(c.p >= t))
+            res[f"itm_gate_{t}"] = _r1(c, _gated(c.p >= t))
         res["itm_accuracy_on_top10_truth"] = round(float(np.mean((c.p > 0.5) == c.true)), 3)
         # How well each score tells true from false captions among the top 10 (pooled over images).
         res["top10_truth_auc (itm / qb logit)"] = [round(_auc(c.true.reshape(-1), c.p.reshape(-1)), 3),
                                                    round(_auc(c.true.reshape(-1), c.first.reshape(-1)), 3)]
         res["top10_true_fraction"] = round(float(c.true.mean()), 3)
+        res["references_rejected_at_0.5"] = round(float((c.refs & (c.p < 0.5)).sum() / c.refs.sum()), 3)
         # Score fusion, the two forms evaluate_matcher(rerank_fusion=...) offers.
         for w in (0.25, 0.5, 1.0, 2.0, 4.0):
             for fusion in ("log_prob", "log_odds"):
                 res[f"fused_{fusion}_{w:g}"] = _r1(c, np.argmax(c.first + w * transform_probability(c.p, fusion), 1))
-        print(split, json.dumps(res), flush=True)
+        print(tag, split, json.dumps(res), flush=True)
 
 
 def candidate_lists(setup, name="listwise_data"):
     """The QB-Norm top ``K`` of ``--images`` new images, in pools of 1,000 as in the held-out protocol.
 
     Arrays over the images: ``pix`` (pixels), ``tok`` (token ids ``[N, K, L]``),
-    ``first`` (first-stage logits ``[N, K]``) and ``refs`` (is-reference
-    ``[N, K]``); an image none of whose references made its top ``K`` gets its
-    best one in the last slot, so every list holds a target.
+    ``first`` (first-stage logits ``[N, K]``), ``refs`` (is-reference
+    ``[N, K]``) and ``true`` (true of the image by the grammar ``[N, K]``);
+    an image none of whose references made its top ``K`` gets its best one
+    in the last slot, so every list holds a target.
     """
     args = setup.args
     cache = os.path.join(args.work_dir, f"{name}_{args.images}_lists.npz")
     if os.path.exists(cache):
         with np.load(cache) as z:
-            return types.SimpleNamespace(**z)
+            if "true" in z:  # lists cached before `truth` existed lack it: rebuilt below
+                return types.SimpleNamespace(**z)
+    truth = shapes_caption_checker(32)
     records = read_manifest(generate_shapes_dataset(os.path.join(args.work_dir, name),
                                                     num_images=args.images, image_size=32, seed=7000))
     lists = []
@@ -191,11 +207,13 @@ def candidate_lists(setup, name="listwise_data"):
             refs = {index[c] for c in r.captions}
             if not refs.intersection(top):
                 top[-1] = max(refs, key=lambda t: q[i, t])
-            lists.append((pix[i], tok[top], q[i, top].astype("float32"), np.array([t in refs for t in top], "float32")))
-    c = types.SimpleNamespace(**{k: np.stack([x[j] for x in lists]) for j, k in enumerate(("pix", "tok", "first", "refs"))})
+            lists.append((pix[i], tok[top], q[i, top].astype("float32"), np.array([t in refs for t in top], "float32"),
+                          np.array([truth(r, texts[t]) for t in top], "float32")))
+    c = types.SimpleNamespace(**{k: np.stack([x[j] for x in lists])
+                                 for j, k in enumerate(("pix", "tok", "first", "refs", "true"))})
     print(f"{len(c.pix)} candidate lists; a reference is first in "
           f"{c.refs[np.arange(len(c.pix)), np.argmax(c.first, 1)].mean():.3f} of them, "
-          f"{c.refs.mean():.3f} of the candidates are references", flush=True)
+          f"{c.refs.mean():.3f} of the candidates are references, {c.true.mean():.3f} are true", flush=True)
     np.savez(cache, **vars(c))
     return c
 
@@ -252,6 +270,33 @@ def listwise(setup):
         evaluate(f"after epoch {epoch + 1}")
 
 
+def _finetune(setup, target, evaluate):
+    """Fine-tune the ITM pointwise (binary cross-entropy) on the cached candidate lists' ``target`` labels."""
+    args, itm = setup.args, setup.itm
+    keras.utils.set_random_seed(0)
+    lists = candidate_lists(setup)
+    pix = lists.pix
+    tok = lists.tok.reshape(-1, lists.tok.shape[-1])
+    labels = getattr(lists, target).reshape(-1)
+    rows = np.repeat(np.arange(len(pix)), K)
+
+    def dataset(seed):
+        order = np.random.default_rng(seed).permutation(len(labels))
+        ds = tf.data.Dataset.from_tensor_slices((rows[order], tok[order], labels[order]))
+        return ds.batch(128).map(lambda r, t, y: ({"image": tf.gather(pix, r), "token_ids": t}, {"score": y}))
+
+    itm.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    evaluate("before")
+    for epoch in range(args.epochs):
+        t0 = time.time()
+        h = itm.fit(dataset(epoch), epochs=1, verbose=0).history
+        print(f"epoch {epoch + 1}: {time.time() - t0:.0f}s, loss {h['loss'][-1]:.3f}, AUC {h['auc'][-1]:.3f}",
+              flush=True)
+        evaluate(f"after epoch {epoch + 1}")
+    if args.save:
+        itm.save(args.save)
+
+
 def strict(setup):
     """Fine-tune the ITM pointwise on the QB-Norm top ``K`` of new images, labelled 1 only for the image's own references.
 
@@ -261,30 +306,18 @@ def strict(setup):
     holds both the caption's truth and how often such a caption belongs to
     another image of the pool.
     """
-    args, itm = setup.args, setup.itm
-    keras.utils.set_random_seed(0)
-    lists = candidate_lists(setup)
-    pix = lists.pix
-    tok = lists.tok.reshape(-1, lists.tok.shape[-1])
-    labels = lists.refs.reshape(-1)
-    rows = np.repeat(np.arange(len(pix)), K)
+    _finetune(setup, "refs", lambda tag: evaluate_rerank(setup, tag, ("log_odds", "log_prob")))
 
-    def dataset(seed):
-        order = np.random.default_rng(seed).permutation(len(labels))
-        ds = tf.data.Dataset.from_tensor_slices((rows[order], tok[order], labels[order]))
-        return ds.batch(128).map(lambda r, t, y: ({"image": tf.gather(pix, r), "token_ids": t}, {"score": y}))
 
-    itm.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    fusions = ("log_odds", "log_prob")
-    evaluate_rerank(setup, "before", fusions)
-    for epoch in range(args.epochs):
-        t0 = time.time()
-        h = itm.fit(dataset(epoch), epochs=1, verbose=0).history
-        print(f"epoch {epoch + 1}: {time.time() - t0:.0f}s, loss {h['loss'][-1]:.3f}, AUC {h['auc'][-1]:.3f}",
-              flush=True)
-        evaluate_rerank(setup, f"after epoch {epoch + 1}", fusions)
-    if args.save:
-        itm.save(args.save)
+def truth(setup):
+    """Fine-tune the ITM pointwise on the QB-Norm top ``K`` of new images, labelled by the grammar's truth.
+
+    The verifier a truth gate needs, trained on exactly the candidates it
+    gates at test time (the benchmark's ITM learns truth too, with
+    ``is_match``, but on mined and edited pairs); its gate and fusions as in
+    ``gate`` after each epoch.
+    """
+    _finetune(setup, "true", lambda tag: gate(setup, tag))
 
 
 def strict_probe(setup):
@@ -374,6 +407,48 @@ def specificity(setup):
         print(split, json.dumps(res), flush=True)
 
 
+def ambiguity(setup, draws=16):
+    """How much of the top-10 truth the pixels decide, and what a truth gate can then reach.
+
+    The grammar's relations and regions are thresholds on the shapes' centres
+    (``left of`` when ``|dx| >= |dy|`` and ``|dx| > 4`` px, regions by thirds
+    of the image), so a caption can turn false when a centre moves by a
+    fraction of a pixel. Each candidate is checked against ``draws`` scenes
+    with every centre moved uniformly by up to ``d`` px: true in all of them
+    (clear), false in all (clearly false) or mixed (ambiguous at ``d``). The
+    bounds: a gate that knows every clear case and lets the ambiguous ones
+    through, or rejects them, keeping the QB-Norm order; and the share of the
+    ITM's truth errors (``p > 0.5`` against the grammar) that are ambiguous.
+    """
+    from mmzoo.data.shapes import shapes_possible_captions
+
+    rng = np.random.default_rng(0)
+    for split, recs in setup.splits.items():
+        c = top_k_lists(setup, recs)
+        errors = (c.p > 0.5) != c.true
+        res = {"qb": _r1(c, np.zeros(len(c.top), int)), "perfect_truth_gate": _r1(c, _gated(c.true)),
+               "itm_truth_errors_top10": round(float(errors.mean()), 3)}
+        for d in (0.25, 0.5, 1.0):
+            votes = np.zeros(c.top.shape)
+            for _ in range(draws):
+                for i, r in enumerate(recs):
+                    moved = [dict(o, x=o["x"] + rng.uniform(-d, d), y=o["y"] + rng.uniform(-d, d))
+                             for o in r.meta["objects"]]
+                    possible = shapes_possible_captions(moved, 32)
+                    votes[i] += [c.texts[t] in possible for t in c.top[i]]
+            clear_false = votes == 0
+            ambiguous = (votes > 0) & (votes < draws)
+            res[f"d {d}"] = {
+                "ambiguous_fraction": round(float(ambiguous.mean()), 3),
+                "references_ambiguous": round(float((ambiguous & c.refs).sum() / c.refs.sum()), 3),
+                "gate_clear_truth_ambiguous_pass": _r1(c, _gated(~clear_false)),
+                "gate_clear_truth_ambiguous_reject": _r1(c, _gated(votes == draws)),
+                "itm_errors_ambiguous": round(float((errors & ambiguous).sum() / max(errors.sum(), 1)), 3),
+                "itm_gate_0.3_ambiguous_pass": _r1(c, _gated((c.p >= 0.3) | ambiguous)),
+            }
+        print(split, json.dumps(res), flush=True)
+
+
 def probe(setup):
     args, clip = setup.args, setup.clip
     keras.utils.set_random_seed(0)
@@ -411,12 +486,12 @@ def probe(setup):
         log_p = transform_probability(p, "log_prob")
         res = {
             "qb": _r1(c, np.zeros(len(c.top), int)),
-            "perfect_truth_gate": _r1(c, np.where(c.true.any(1), np.argmax(c.true, 1), 0)),
+            "perfect_truth_gate": _r1(c, _gated(c.true)),
             "top10_truth_auc (probe / itm / qb logit)": [round(_auc(c.true.reshape(-1), v.reshape(-1)), 3)
                                                          for v in (p, c.p, c.first)],
         }
         for t in (0.3, 0.5, 0.7):
-            res[f"probe_gate_{t}"] = _r1(c, np.where((p >= t).any(1), np.argmax(p >= t, 1), 0))
+            res[f"probe_gate_{t}"] = _r1(c, _gated(p >= t))
         for w in (0.25, 0.5, 1.0, 2.0):
             res[f"fused_probe_log_prob_{w:g}"] = _r1(c, np.argmax(c.first + w * log_p, 1))
         print(split, json.dumps(res), flush=True)
@@ -425,8 +500,8 @@ def probe(setup):
 def main(argv=None):
     args = parse_args(argv)
     setup = Setup(args)
-    analyses = {"gate": gate, "listwise": listwise, "strict": strict, "strict_probe": strict_probe,
-                "specificity": specificity, "probe": probe}
+    analyses = {"gate": gate, "listwise": listwise, "strict": strict, "truth": truth, "strict_probe": strict_probe,
+                "specificity": specificity, "probe": probe, "ambiguity": ambiguity}
     analyses[args.analysis](setup)
 
 
