@@ -71,7 +71,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
-from mmzoo.data import generate_shapes_dataset, read_manifest, shapes_caption_checker  # noqa: E402
+from mmzoo.data import (  # noqa: E402
+    generate_shapes_dataset, read_manifest, shapes_caption_checker, shapes_possible_captions,
+)
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
 from mmzoo.metrics.retrieval import (  # noqa: E402
     QuerybankEmbeddings, pair_scorer, querybank_log_normalizer, transform_probability,
@@ -110,6 +112,27 @@ class Setup:
         self.bank_pixels = decode_images([r.image for r in self.bank_records], self.clip.image_preprocessor, 256)
         self.bank = QuerybankEmbeddings(self.clip.image_encoder.predict(self.bank_pixels, batch_size=256, verbose=0))
         self.splits = {s: read_manifest(os.path.join(args.data, s, "manifest.jsonl")) for s in ("val", "test")}
+        self._candidates = {}
+
+    def candidates(self, split):
+        """The split's QB-Norm top ``K`` (everything of ``top_k_lists`` but the ITM), computed once.
+
+        The dual encoder never changes within a run; the ITM may (``truth``,
+        ``strict`` and ``listwise`` evaluate after every epoch), so only its
+        pass is repeated.
+        """
+        if split not in self._candidates:
+            records = self.splits[split]
+            pix, tok, texts, q, te, ie = self.first_stage(records)
+            top = np.argsort(-q, 1)[:, :K]
+            truth = shapes_caption_checker(32)
+            self._candidates[split] = types.SimpleNamespace(
+                pix=pix, top=top, first=np.take_along_axis(q, top, 1), tok=tok, texts=texts, text_embeddings=te,
+                image_embeddings=ie,
+                refs=np.array([[texts[t] in set(r.captions) for t in row] for row, r in zip(top, records)]),
+                true=np.array([[truth(r, texts[t]) for t in row] for row, r in zip(top, records)]),
+            )
+        return self._candidates[split]
 
     def first_stage(self, records):
         """Pixels, token ids, caption strings, QB-Norm logits [images, captions], caption and image embeddings of a pool."""
@@ -128,25 +151,19 @@ class Setup:
             self.bank.images, text_embeddings, beta)[None]
 
 
-def top_k_lists(setup, records):
+def top_k_lists(setup, split):
     """Every image's QB-Norm top ``K`` with the ITM's probabilities and which candidates are references / true.
 
     ``top`` ``[images, K]`` caption indices, ``first`` their QB-Norm logits,
     ``p`` the ITM probabilities, ``refs`` / ``true`` booleans (one of the
-    image's references / true of it by the grammar), plus ``tok``, ``texts``
-    and ``text_embeddings`` of the pool's captions.
+    image's references / true of it by the grammar), plus ``pix``, ``tok``,
+    ``texts``, ``text_embeddings`` and ``image_embeddings`` of the pool
+    (``Setup.candidates``; only the ITM pass is new at each call).
     """
-    pix, tok, texts, q, te, ie = setup.first_stage(records)
-    top = np.argsort(-q, 1)[:, :K]
-    rows = np.repeat(np.arange(len(pix)), K)
-    p = np.asarray(pair_scorer(setup.itm, pix, tok, batch_size=2048)(rows, top.reshape(-1))).reshape(-1, K)
-    truth = shapes_caption_checker(32)
-    return types.SimpleNamespace(
-        top=top, first=np.take_along_axis(q, top, 1), p=p, tok=tok, texts=texts, text_embeddings=te,
-        image_embeddings=ie,
-        refs=np.array([[texts[t] in set(r.captions) for t in row] for row, r in zip(top, records)]),
-        true=np.array([[truth(r, texts[t]) for t in row] for row, r in zip(top, records)]),
-    )
+    c = setup.candidates(split)
+    rows = np.repeat(np.arange(len(c.pix)), K)
+    p = np.asarray(pair_scorer(setup.itm, c.pix, c.tok, batch_size=2048)(rows, c.top.reshape(-1))).reshape(-1, K)
+    return types.SimpleNamespace(**vars(c), p=p)
 
 
 def _r1(lists, column):
@@ -161,8 +178,8 @@ def _gated(ok):
 
 def gate(setup, tag=""):
     """Gate and fusion R@1 of the QB-Norm top ``K`` by the ITM, and how well it tells their truth; per split."""
-    for split, recs in setup.splits.items():
-        c = top_k_lists(setup, recs)
+    for split in setup.splits:
+        c = top_k_lists(setup, split)
         res = {"qb": _r1(c, np.zeros(len(c.top), int)), "perfect_truth_gate": _r1(c, _gated(c.true))}
         for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
             res[f"itm_gate_{t}"] = _r1(c, _gated(c.p >= t))
@@ -225,8 +242,8 @@ def evaluate_rerank(setup, tag, fusions=("log_odds",), weights=(0.0, 0.1, 0.25, 
     rerank_weight=w)``, from one ITM pass over each split's top ``K``.
     """
     out = {}
-    for split, recs in setup.splits.items():
-        c = top_k_lists(setup, recs)
+    for split in setup.splits:
+        c = top_k_lists(setup, split)
         out[split] = {f"{f} {w:g}": _r1(c, np.argmax(c.first + w * transform_probability(c.p, f), 1))
                       for f in fusions for w in weights}
         out[split]["alone"] = _r1(c, np.argmax(c.p, 1))
@@ -351,7 +368,7 @@ def strict_probe(setup):
 
     model.compile(keras.optimizers.Adam(args.learning_rate), listwise_loss)
     x = [features(ie, te), lists.first]
-    splits = {split: top_k_lists(setup, recs) for split, recs in setup.splits.items()}  # the first stage is frozen
+    splits = {split: setup.candidates(split) for split in setup.splits}  # no ITM here
     for epoch in range(args.probe_epochs):
         h = model.fit(x, lists.refs, batch_size=64, epochs=1, verbose=0).history
         out = {"epoch": epoch + 1, "loss": round(h["loss"][-1], 4)}
@@ -375,8 +392,8 @@ def _auc(labels, scores):
 def specificity(setup):
     itm, m = setup.itm, setup.args.neighbours
     truth = shapes_caption_checker(32)
-    for split, recs in setup.splits.items():
-        c = top_k_lists(setup, recs)
+    for split in setup.splits:
+        c = top_k_lists(setup, split)
         candidates = np.unique(c.top)  # sorted: searchsorted maps top-K entries to rows
         nearest = np.argsort(-(c.text_embeddings[candidates] @ setup.bank.images.T), 1)[:, :m]
         bank_p = np.asarray(pair_scorer(itm, setup.bank_pixels, c.tok, batch_size=2048)(
@@ -420,18 +437,16 @@ def ambiguity(setup, draws=16):
     through, or rejects them, keeping the QB-Norm order; and the share of the
     ITM's truth errors (``p > 0.5`` against the grammar) that are ambiguous.
     """
-    from mmzoo.data.shapes import shapes_possible_captions
-
     rng = np.random.default_rng(0)
-    for split, recs in setup.splits.items():
-        c = top_k_lists(setup, recs)
+    for split in setup.splits:
+        c = top_k_lists(setup, split)
         errors = (c.p > 0.5) != c.true
         res = {"qb": _r1(c, np.zeros(len(c.top), int)), "perfect_truth_gate": _r1(c, _gated(c.true)),
                "itm_truth_errors_top10": round(float(errors.mean()), 3)}
         for d in (0.25, 0.5, 1.0):
             votes = np.zeros(c.top.shape)
             for _ in range(draws):
-                for i, r in enumerate(recs):
+                for i, r in enumerate(setup.splits[split]):
                     moved = [dict(o, x=o["x"] + rng.uniform(-d, d), y=o["y"] + rng.uniform(-d, d))
                              for o in r.meta["objects"]]
                     possible = shapes_possible_captions(moved, 32)
@@ -479,8 +494,8 @@ def probe(setup):
     mlp.fit(x, y, batch_size=512, epochs=args.probe_epochs, verbose=0)
     print(f"probe: {len(y)} pairs ({y.mean():.2f} true) from {len(records)} training images, "
           f"{args.probe_epochs} epochs in {time.time() - t0:.0f}s", flush=True)
-    for split, recs in setup.splits.items():
-        c = top_k_lists(setup, recs)
+    for split in setup.splits:
+        c = top_k_lists(setup, split)
         p = mlp.predict(features(np.repeat(c.image_embeddings, K, 0), c.text_embeddings[c.top.reshape(-1)]),
                         batch_size=4096, verbose=0).reshape(-1, K)
         log_p = transform_probability(p, "log_prob")
