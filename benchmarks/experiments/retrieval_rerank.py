@@ -125,12 +125,10 @@ class Setup:
             records = self.splits[split]
             pix, tok, texts, q, te, ie = self.first_stage(records)
             top = np.argsort(-q, 1)[:, :K]
-            truth = shapes_caption_checker(32)
+            refs, true = _references_and_truth(records, texts, top)
             self._candidates[split] = types.SimpleNamespace(
                 pix=pix, top=top, first=np.take_along_axis(q, top, 1), tok=tok, texts=texts, text_embeddings=te,
-                image_embeddings=ie,
-                refs=np.array([[texts[t] in set(r.captions) for t in row] for row, r in zip(top, records)]),
-                true=np.array([[truth(r, texts[t]) for t in row] for row, r in zip(top, records)]),
+                image_embeddings=ie, refs=refs, true=true,
             )
         return self._candidates[split]
 
@@ -149,6 +147,13 @@ class Setup:
         beta = self.args.beta
         return beta * (image_embeddings @ text_embeddings.T) - querybank_log_normalizer(
             self.bank.images, text_embeddings, beta)[None]
+
+
+def _references_and_truth(records, texts, top):
+    """``[N, K]`` booleans: is caption ``texts[top[i, k]]`` one of record ``i``'s references / true of it (the grammar)."""
+    truth = shapes_caption_checker(32)
+    return (np.array([[texts[t] in set(r.captions) for t in row] for row, r in zip(top, records)]),
+            np.array([[truth(r, texts[t]) for t in row] for row, r in zip(top, records)]))
 
 
 def top_k_lists(setup, split):
@@ -211,22 +216,22 @@ def candidate_lists(setup, name="listwise_data"):
         with np.load(cache) as z:
             if "true" in z:  # lists cached before `truth` existed lack it: rebuilt below
                 return types.SimpleNamespace(**z)
-    truth = shapes_caption_checker(32)
     records = read_manifest(generate_shapes_dataset(os.path.join(args.work_dir, name),
                                                     num_images=args.images, image_size=32, seed=7000))
-    lists = []
+    pools = []
     for start in range(0, len(records), 1000):
         pool = records[start:start + 1000]
         pix, tok, texts, q, _, _ = setup.first_stage(pool)
+        top = np.argsort(-q, 1)[:, :K]
         index = {t: i for i, t in enumerate(texts)}
         for i, r in enumerate(pool):
-            top = list(np.argsort(-q[i])[:K])
             refs = {index[c] for c in r.captions}
-            if not refs.intersection(top):
-                top[-1] = max(refs, key=lambda t: q[i, t])
-            lists.append((pix[i], tok[top], q[i, top].astype("float32"), np.array([t in refs for t in top], "float32"),
-                          np.array([truth(r, texts[t]) for t in top], "float32")))
-    c = types.SimpleNamespace(**{k: np.stack([x[j] for x in lists])
+            if not refs.intersection(top[i]):
+                top[i, -1] = max(refs, key=lambda t: q[i, t])
+        refs, true = _references_and_truth(pool, texts, top)
+        pools.append((pix, tok[top], np.take_along_axis(q, top, 1).astype("float32"), refs.astype("float32"),
+                      true.astype("float32")))
+    c = types.SimpleNamespace(**{k: np.concatenate([x[j] for x in pools])
                                  for j, k in enumerate(("pix", "tok", "first", "refs", "true"))})
     print(f"{len(c.pix)} candidate lists; a reference is first in "
           f"{c.refs[np.arange(len(c.pix)), np.argmax(c.first, 1)].mean():.3f} of them, "
