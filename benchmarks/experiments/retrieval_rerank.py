@@ -39,7 +39,10 @@ and discussion in benchmarks/README.md, Retrieval):
   and regions are thresholds on the shapes' centres): the share of
   candidates whose truth changes when the centres move by up to 0.25, 0.5
   or 1 px, the truth gates that know only the clear cases, and how many of
-  the ITM's truth errors are such cases.
+  the ITM's truth errors are such cases;
+* ``errors``: the ITM's truth errors in the top 10 by what each caption's
+  relation gets right (true, subject and object swapped, another relation
+  word, objects wrong, no relation).
 
     MMZOO_RETRIEVAL_SAVE_DIR=runs/retrieval python benchmarks/retrieval.py --data-dir runs/retrieval_data
     python benchmarks/experiments/retrieval_rerank.py gate --models runs/retrieval --data runs/retrieval_data --beta 20.5
@@ -48,8 +51,10 @@ and discussion in benchmarks/README.md, Retrieval):
     python benchmarks/experiments/retrieval_rerank.py probe --models runs/retrieval --data runs/retrieval_data --beta 20.5
     python benchmarks/experiments/retrieval_rerank.py strict --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
     python benchmarks/experiments/retrieval_rerank.py truth --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
+    python benchmarks/experiments/retrieval_rerank.py truth --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000 --relation-pairs 20000
     python benchmarks/experiments/retrieval_rerank.py strict_probe --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
     python benchmarks/experiments/retrieval_rerank.py ambiguity --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python benchmarks/experiments/retrieval_rerank.py errors --models runs/retrieval --data runs/retrieval_data --beta 20.5
 
 The candidate lists of ``listwise`` / ``strict`` / ``truth`` / ``strict_probe`` are cached in ``--work-dir`` (per ``--images``).
 
@@ -59,6 +64,7 @@ Not run by ``benchmarks/run.py`` (it lives in a subfolder): these are analyses, 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import types
@@ -84,7 +90,7 @@ K = 10
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("analysis", choices=("gate", "listwise", "strict", "truth", "strict_probe", "specificity", "probe", "ambiguity"))
+    p.add_argument("analysis", choices=("gate", "listwise", "strict", "truth", "strict_probe", "specificity", "probe", "ambiguity", "errors"))
     p.add_argument("--models", required=True, help="dual_encoder.keras and itm_matcher.keras (retrieval.py --save-dir)")
     p.add_argument("--data", required=True, help="retrieval.py --data-dir (train/, val/, test/ manifests)")
     p.add_argument("--beta", type=float, required=True, help="QB-Norm temperature")
@@ -97,6 +103,9 @@ def parse_args(argv=None):
     p.add_argument("--probe-images", type=int, default=20000, help="probe: training images (the first ones)")
     p.add_argument("--probe-epochs", type=int, default=8)
     p.add_argument("--probe-units", type=int, default=512, help="strict_probe: MLP width")
+    p.add_argument("--relation-pairs", type=int, default=0, metavar="IMAGES",
+                   help="strict / truth: mix the lists 1:1 with subject/object swaps of the true relation captions "
+                        "of this many training images (relation_pairs)")
     p.add_argument("--save", help="strict / truth: save the fine-tuned ITM here (.keras)")
     return p.parse_args(argv)
 
@@ -301,11 +310,21 @@ def _finetune(setup, target, evaluate):
     tok = lists.tok.reshape(-1, lists.tok.shape[-1])
     labels = getattr(lists, target).reshape(-1)
     rows = np.repeat(np.arange(len(pix)), K)
+    pairs = relation_pairs(setup, args.relation_pairs) if args.relation_pairs else None
+
+    def examples(pix, rows, tok, labels, seed):
+        order = np.random.default_rng(seed).permutation(len(labels))
+        ds = tf.data.Dataset.from_tensor_slices((rows[order], tok[order], labels[order].astype("float32")))
+        return ds.map(lambda r, t, y: ({"image": tf.gather(pix, r), "token_ids": t}, {"score": y}))
 
     def dataset(seed):
-        order = np.random.default_rng(seed).permutation(len(labels))
-        ds = tf.data.Dataset.from_tensor_slices((rows[order], tok[order], labels[order]))
-        return ds.batch(128).map(lambda r, t, y: ({"image": tf.gather(pix, r), "token_ids": t}, {"score": y}))
+        lists_ds = examples(pix, rows, tok, labels, seed)
+        if pairs is None:
+            return lists_ds.batch(128)
+        # Half the examples from the relation pairs, as many steps as the lists alone.
+        mixed = tf.data.Dataset.sample_from_datasets(
+            [lists_ds.repeat(), examples(*pairs, seed=1000 + seed).repeat()], [0.5, 0.5], seed=seed)
+        return mixed.batch(128).take(len(labels) // 128)
 
     itm.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     evaluate("before")
@@ -317,6 +336,35 @@ def _finetune(setup, target, evaluate):
         evaluate(f"after epoch {epoch + 1}")
     if args.save:
         itm.save(args.save)
+
+
+def relation_pairs(setup, num_images, per_image=2):
+    """Subject / object swaps as explicit negatives: ``(pixels, rows, token_ids, labels)`` from training images.
+
+    For each of the first ``num_images`` training scenes, up to ``per_image``
+    of its true captions with a relation (``"A above B"``, label 1) and each
+    with its subject and object swapped (``"B above A"``, labelled by the
+    grammar: false but for ``next to``). The top-10 lists hold few such
+    pairs, and an ITM trained on them alone accepts ~95% of the swaps
+    (``errors``).
+    """
+    rng = np.random.default_rng(0)
+    records = setup.train[:num_images]
+    rows, texts, labels = [], [], []
+    for i, r in enumerate(records):
+        possible = shapes_possible_captions(r.meta["objects"], 32)
+        related = sorted(c for c in possible if _RELATION.search(c))
+        for caption in rng.permutation(related)[:per_image] if related else []:
+            m = _RELATION.search(caption)
+            swapped = f"{caption[: m.start()]}{m.group(3)} {m.group(2)} {m.group(1)}{caption[m.end():]}"
+            for text in (caption, swapped):
+                rows.append(i)
+                texts.append(text)
+                labels.append(text in possible)
+    pix = decode_images([r.image for r in records], setup.clip.image_preprocessor, 256)
+    print(f"relation pairs: {len(texts)} captions of {len(records)} training images, {np.mean(labels):.3f} true",
+          flush=True)
+    return pix, np.asarray(rows), tokenize_texts(setup.clip.tokenizer, texts), np.asarray(labels)
 
 
 def strict(setup):
@@ -337,7 +385,8 @@ def truth(setup):
     The verifier a truth gate needs, trained on exactly the candidates it
     gates at test time (the benchmark's ITM learns truth too, with
     ``is_match``, but on mined and edited pairs); its gate and fusions as in
-    ``gate`` after each epoch.
+    ``gate`` after each epoch. ``--relation-pairs N`` mixes in the subject /
+    object swaps of ``relation_pairs``.
     """
     _finetune(setup, "true", lambda tag: gate(setup, tag))
 
@@ -469,6 +518,55 @@ def ambiguity(setup, draws=16):
         print(split, json.dumps(res), flush=True)
 
 
+_RELATION = re.compile(r"(an? (?:(?:small|large) )?\w+ \w+) (left of|right of|above|below|next to) "
+                       r"(an? (?:(?:small|large) )?\w+ \w+)")
+
+
+def relation_kind(caption, possible):
+    """What a caption's relation gets right, judged by the grammar (``possible``: every true caption of the scene).
+
+    ``"no relation"``; ``"relation true"``; false captions whose relation
+    names the scene's objects (``"A rel B"``, the first relation of the
+    caption): ``"subject and object swapped"`` when ``"B rel A"`` is true
+    ("a circle above a square" for a circle below it), ``"wrong relation"``
+    when another relation word between the same two is true (``left of``
+    for ``above``, or ``next to``); else ``"objects or sizes wrong"``.
+    """
+    m = _RELATION.search(caption)
+    if m is None:
+        return "no relation"
+    if caption in possible:
+        return "relation true"
+    a, rel, b = m.groups()
+    head, tail = caption[: m.start()], caption[m.end():]
+    if f"{head}{b} {rel} {a}{tail}" in possible:
+        return "subject and object swapped"
+    others = ("left of", "right of", "above", "below", "next to")
+    if any(f"{head}{a} {r} {b}{tail}" in possible for r in others if r != rel):
+        return "wrong relation"
+    return "objects or sizes wrong"
+
+
+def errors(setup):
+    """The ITM's truth errors in the QB-Norm top ``K`` by what each caption's relation gets right (``relation_kind``).
+
+    Per split and kind: how many candidates, and the share the ITM judges
+    wrongly (``p > 0.5`` against the grammar's truth).
+    """
+    for split in setup.splits:
+        c = top_k_lists(setup, split)
+        wrong = (c.p > 0.5) != c.true
+        counts = {}
+        for i, r in enumerate(setup.splits[split]):
+            possible = shapes_possible_captions(r.meta["objects"], 32)
+            for k, t in enumerate(c.top[i]):
+                kind = relation_kind(c.texts[t], possible)
+                n, e = counts.get(kind, (0, 0))
+                counts[kind] = (n + 1, e + int(wrong[i, k]))
+        res = {kind: {"candidates": n, "itm_wrong": round(e / n, 3)} for kind, (n, e) in sorted(counts.items())}
+        print(split, json.dumps(res), flush=True)
+
+
 def probe(setup):
     args, clip = setup.args, setup.clip
     keras.utils.set_random_seed(0)
@@ -521,7 +619,8 @@ def main(argv=None):
     args = parse_args(argv)
     setup = Setup(args)
     analyses = {"gate": gate, "listwise": listwise, "strict": strict, "truth": truth, "strict_probe": strict_probe,
-                "specificity": specificity, "probe": probe, "ambiguity": ambiguity}
+                "specificity": specificity, "probe": probe, "ambiguity": ambiguity,
+                "errors": errors}
     analyses[args.analysis](setup)
 
 
