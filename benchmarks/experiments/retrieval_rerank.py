@@ -78,8 +78,9 @@ import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
 from mmzoo.data import (  # noqa: E402
-    generate_shapes_dataset, read_manifest, shapes_caption_checker, shapes_possible_captions,
+    SHAPES_WORD_GROUPS, generate_shapes_dataset, read_manifest, shapes_caption_checker, shapes_possible_captions,
 )
+from mmzoo.data.shapes import SIZES  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
 from mmzoo.metrics.retrieval import (  # noqa: E402
     QuerybankEmbeddings, pair_scorer, querybank_log_normalizer, transform_probability,
@@ -310,21 +311,25 @@ def _finetune(setup, target, evaluate):
     tok = lists.tok.reshape(-1, lists.tok.shape[-1])
     labels = getattr(lists, target).reshape(-1)
     rows = np.repeat(np.arange(len(pix)), K)
-    pairs = relation_pairs(setup, args.relation_pairs) if args.relation_pairs else None
+    pairs = None
+    if args.relation_pairs:  # one pixel array: the pairs' image rows come after the lists'
+        pair_pix, pair_rows, pair_tok, pair_labels = relation_pairs(setup, args.relation_pairs)
+        pairs = (pair_rows + len(pix), pair_tok, pair_labels.astype("float32"))
+        pix = np.concatenate([pix, pair_pix])
 
-    def examples(pix, rows, tok, labels, seed):
+    def examples(rows, tok, labels, seed):
         order = np.random.default_rng(seed).permutation(len(labels))
-        ds = tf.data.Dataset.from_tensor_slices((rows[order], tok[order], labels[order].astype("float32")))
-        return ds.map(lambda r, t, y: ({"image": tf.gather(pix, r), "token_ids": t}, {"score": y}))
+        return tf.data.Dataset.from_tensor_slices((rows[order], tok[order], labels[order]))
 
     def dataset(seed):
-        lists_ds = examples(pix, rows, tok, labels, seed)
+        ds = examples(rows, tok, labels, seed)
         if pairs is None:
-            return lists_ds.batch(128)
-        # Half the examples from the relation pairs, as many steps as the lists alone.
-        mixed = tf.data.Dataset.sample_from_datasets(
-            [lists_ds.repeat(), examples(*pairs, seed=1000 + seed).repeat()], [0.5, 0.5], seed=seed)
-        return mixed.batch(128).take(len(labels) // 128)
+            ds = ds.batch(128)
+        else:  # half the examples from the relation pairs, as many steps as the lists alone
+            ds = tf.data.Dataset.sample_from_datasets(
+                [ds.repeat(), examples(*pairs, seed=1000 + seed).repeat()], [0.5, 0.5], seed=seed,
+            ).batch(128).take(len(labels) // 128)
+        return ds.map(lambda r, t, y: ({"image": tf.gather(pix, r), "token_ids": t}, {"score": y}))
 
     itm.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     evaluate("before")
@@ -355,9 +360,7 @@ def relation_pairs(setup, num_images, per_image=2):
         possible = shapes_possible_captions(r.meta["objects"], 32)
         related = sorted(c for c in possible if _RELATION.search(c))
         for caption in rng.permutation(related)[:per_image] if related else []:
-            m = _RELATION.search(caption)
-            swapped = f"{caption[: m.start()]}{m.group(3)} {m.group(2)} {m.group(1)}{caption[m.end():]}"
-            for text in (caption, swapped):
+            for text in (caption, _with_relation(caption, _RELATION.search(caption), swap=True)):
                 rows.append(i)
                 texts.append(text)
                 labels.append(text in possible)
@@ -518,8 +521,19 @@ def ambiguity(setup, draws=16):
         print(split, json.dumps(res), flush=True)
 
 
-_RELATION = re.compile(r"(an? (?:(?:small|large) )?\w+ \w+) (left of|right of|above|below|next to) "
-                       r"(an? (?:(?:small|large) )?\w+ \w+)")
+#: The grammar's relation phrases (its word group holding "left of").
+_RELATIONS = next(group for group in SHAPES_WORD_GROUPS if "left of" in group)
+#: ``"A rel B"`` in a caption: two noun phrases ("a small red circle") around a relation phrase.
+_NOUN_PHRASE = rf"(an? (?:(?:{'|'.join(SIZES)}) )?\w+ \w+)"
+_RELATION = re.compile(rf"{_NOUN_PHRASE} ({'|'.join(_RELATIONS)}) {_NOUN_PHRASE}")
+
+
+def _with_relation(caption, match, relation=None, swap=False):
+    """``caption`` with its ``_RELATION`` ``match`` re-worded: another ``relation``, or subject and object swapped."""
+    a, rel, b = match.groups()
+    if swap:
+        a, b = b, a
+    return f"{caption[: match.start()]}{a} {relation or rel} {b}{caption[match.end():]}"
 
 
 def relation_kind(caption, possible):
@@ -537,12 +551,9 @@ def relation_kind(caption, possible):
         return "no relation"
     if caption in possible:
         return "relation true"
-    a, rel, b = m.groups()
-    head, tail = caption[: m.start()], caption[m.end():]
-    if f"{head}{b} {rel} {a}{tail}" in possible:
+    if _with_relation(caption, m, swap=True) in possible:
         return "subject and object swapped"
-    others = ("left of", "right of", "above", "below", "next to")
-    if any(f"{head}{a} {r} {b}{tail}" in possible for r in others if r != rel):
+    if any(_with_relation(caption, m, relation=r) in possible for r in _RELATIONS if r != m.group(2)):
         return "wrong relation"
     return "objects or sizes wrong"
 
