@@ -78,6 +78,7 @@ import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
 from mmzoo.data import (  # noqa: E402
+    SHAPES_RELATION_GRAMMAR,
     SHAPES_TOKEN_GROUPS,
     SHAPES_WORD_GROUPS,
     Record,
@@ -131,6 +132,10 @@ def parse_args(argv=None):
     p.add_argument("--itm-epochs", type=int, default=4)
     p.add_argument("--itm-train-images", type=int, default=20000,
                    help="training images the ITM model sees (5,000 until 2026-11-24: top-10 truth AUC 0.823 vs 0.854)")
+    p.add_argument("--itm-relation-negatives", type=int, default=2,
+                   help="relation edits (subject and object swapped, or another relation: SHAPES_RELATION_GRAMMAR) "
+                        "per training caption holding a relation, as ITM negatives; 0: none (word edits only, the "
+                        "recipe until 2026-11-25, whose ITM accepted ~97%% of subject/object swaps)")
     p.add_argument("--itm-from-scratch", action="store_true",
                    help="do not start the ITM towers from the dual encoder's")
     p.add_argument("--rerank-k", type=int, default=10)
@@ -549,7 +554,8 @@ def main(argv=None):
           + ", ".join(f"{b:.1f}: {r:.3f}" for b, r in beta_scores) + f" -> beta {beta:.1f}", flush=True)
 
     # 3. ITM cross-encoder: towers from the dual encoder; negatives mined by it,
-    #    plus word-swap edits of the positives, labelled by the grammar's truth.
+    #    plus word-swap edits of the positives and relation edits (subject and object
+    #    swapped, another relation), labelled by the grammar's truth.
     itm = None
     if not args.skip_itm:
         itm = mmzoo.build("itm_matcher", preset=args.preset, image_size=size, **tower_overrides(args))
@@ -558,10 +564,13 @@ def main(argv=None):
         itm.compile()
         itm_train = train[: args.itm_train_images]
         is_match = shapes_caption_checker(args.image_size)
+        relation_grammar = SHAPES_RELATION_GRAMMAR if args.itm_relation_negatives > 0 else None
         t0 = time.perf_counter()
         for epoch in range(args.itm_epochs):  # fresh hard negatives and edits each epoch
             itm_ds = make_itm_dataset(itm_train, itm, dual_encoder=clip, batch_size=128, sample_from_top=8,
-                                      seed=args.seed + epoch, word_groups=SHAPES_WORD_GROUPS, is_match=is_match)
+                                      seed=args.seed + epoch, word_groups=SHAPES_WORD_GROUPS,
+                                      relation_grammar=relation_grammar, relation_negatives=max(1, args.itm_relation_negatives),
+                                      is_match=is_match)
             itm_history = itm.fit(itm_ds, epochs=1, verbose=0).history
             print(f"  itm epoch {epoch + 1}: loss {itm_history['loss'][-1]:.3f}, accuracy "
                   f"{itm_history['accuracy'][-1]:.3f}, AUC {itm_history['auc'][-1]:.3f}", flush=True)

@@ -9,7 +9,8 @@
 * Built-in data: ``generate_shapes_dataset``, ``generate_shapes_splits``,
   ``shapes_records``, ``shapes_dataset`` (``mmzoo.data.shapes``), and for
   matching its truth check ``shapes_caption_checker`` /
-  ``shapes_possible_captions`` (``shapes_caption_distribution``: with probabilities), ``SHAPES_WORD_GROUPS`` (ITM edits) and
+  ``shapes_possible_captions`` (``shapes_caption_distribution``: with probabilities), ``SHAPES_WORD_GROUPS`` and
+  ``SHAPES_RELATION_GRAMMAR`` (ITM edits) and
   ``SHAPES_TOKEN_GROUPS`` (the dual encoder's NegCLIP edits).
 * Pipelines: ``make_dataset``, ``label_names_from_records``,
   ``texts_from_records``, ``labels_to_ids``, ``ids_to_labels``.
@@ -37,6 +38,7 @@ from mmzoo.data.pipeline import (
 )
 from mmzoo.data.records import Record, RecordList, SkippedRow, SkipReport
 from mmzoo.data.shapes import (
+    SHAPES_RELATION_GRAMMAR,
     SHAPES_TOKEN_GROUPS,
     SHAPES_WORD_GROUPS,
     VOCABULARY,
@@ -56,6 +58,7 @@ __all__ = [
     "Record",
     "RecordList",
     "SkipReport",
+    "SHAPES_RELATION_GRAMMAR",
     "SHAPES_TOKEN_GROUPS",
     "SHAPES_WORD_GROUPS",
     "SkippedRow",

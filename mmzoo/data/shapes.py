@@ -39,6 +39,7 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import types
 import zlib
 
 import numpy as np
@@ -179,6 +180,17 @@ SHAPES_WORD_GROUPS = (
     _RELATIONS,
     ("top left", "top right", "bottom left", "bottom right", "top", "bottom", "left", "right", "center"),
 )
+
+#: The grammar's relation captions "A rel B" ("a small red circle left of a
+#: blue square"): the arguments of ``mmzoo.heads.matching.negatives.RelationGrammar``
+#: for ITM relation negatives (``itm_pairs(relation_grammar=...)``): subject
+#: and object swapped, or another relation. ``next to`` is symmetric: its
+#: swap is as true as the caption.
+SHAPES_RELATION_GRAMMAR = types.MappingProxyType({
+    "relations": _RELATIONS,
+    "noun_phrase": rf"an? (?:(?:{'|'.join(SIZES)}) )?(?:{'|'.join(COLORS)}) (?:{'|'.join(SHAPES)})",
+    "symmetric": ("next to",),
+})
 
 #: One-word groups of the same grammar, for the dual encoder's in-graph
 #: NegCLIP edits (``DualEncoder(hard_negative_groups=...)``, token swaps):

@@ -75,3 +75,23 @@ def test_checker_refuses_records_without_a_scene():
 
     with pytest.raises(ValueError, match="meta with 'objects'"):
         shapes_caption_checker(32)(Record("x.png", "t", None, ["a"]), "a")
+
+
+def test_relation_edits_of_shapes_captions_are_false_and_swaps_are_the_converse():
+    import numpy as np
+
+    from mmzoo.data import SHAPES_RELATION_GRAMMAR
+    from mmzoo.heads.matching.negatives import RelationGrammar
+
+    grammar = RelationGrammar.coerce(SHAPES_RELATION_GRAMMAR)
+    rng = np.random.default_rng(0)
+    records = shapes_records(60, image_size=32, seed=7)
+    is_match = shapes_caption_checker(32)
+    relation_captions = [(r, c) for r in records for c in r.captions if grammar.pattern.search(c)]
+    assert len(relation_captions) >= 30  # the grammar's "A rel B" templates are found
+    swaps = [(r, grammar.negative(c, rng, swap_probability=1.0)) for r, c in relation_captions]
+    others = [(r, grammar.negative(c, rng, swap_probability=0.0)) for r, c in relation_captions]
+    # A swap of a true asymmetric relation is false; "next to" is never swapped.
+    assert all(not is_match(r, e) for (r, e), (_, c) in zip(swaps, relation_captions) if " next to " not in c)
+    # Another relation word is false too, but for the rare pair near both thresholds.
+    assert sum(not is_match(r, e) for r, e in others) >= 0.95 * len(others)

@@ -65,3 +65,64 @@ def test_normalized_groups_are_accepted_again_and_give_the_same_edits():
     a = [word_swap_negative(text, GROUPS, np.random.default_rng(7)) for _ in range(3)]
     b = [word_swap_negative(text, groups, np.random.default_rng(7)) for _ in range(3)]
     assert a == b
+
+
+RELATIONS = {"relations": ("left of", "right of", "above", "next to"), "noun_phrase": r"an? (?:small |large )?\w+ \w+",
+             "symmetric": ("next to",)}
+
+
+def test_relation_negatives_swap_subject_and_object_or_change_the_relation():
+    from mmzoo.heads.matching.negatives import RelationGrammar
+
+    grammar = RelationGrammar.coerce(RELATIONS)
+    rng = np.random.default_rng(0)
+    text = "there is a small red circle left of a large blue square and a green triangle"
+    negs = {grammar.negative(text, rng) for _ in range(60)}
+    swap = "there is a large blue square left of a small red circle and a green triangle"
+    others = {text.replace("left of", r) for r in ("right of", "above", "next to")}
+    assert negs == {swap} | others
+    assert {grammar.negative(text, rng, swap_probability=1.0) for _ in range(5)} == {swap}
+    assert {grammar.negative(text, rng, swap_probability=0.0) for _ in range(40)} == others
+
+
+def test_symmetric_relations_and_identical_noun_phrases_are_never_swapped():
+    from mmzoo.heads.matching.negatives import RelationGrammar
+
+    grammar = RelationGrammar(**RELATIONS)
+    rng = np.random.default_rng(1)
+    for text in ("a red circle next to a blue square", "a red circle above a red circle"):
+        for _ in range(20):
+            neg = grammar.negative(text, rng, swap_probability=1.0)
+            subject, _, obj = text.partition(" above " if " above " in text else " next to ")
+            assert neg.startswith(subject) and neg.endswith(obj) and neg != text
+
+
+def test_relation_negatives_need_a_relation_between_two_noun_phrases():
+    from mmzoo.heads.matching.negatives import RelationGrammar
+
+    grammar = RelationGrammar(**RELATIONS)
+    rng = np.random.default_rng(2)
+    assert grammar.negative("a red circle and a blue square", rng) is None
+    assert grammar.negative("a red circle left of", rng) is None
+    # Relations are matched on word boundaries: "a red circle aboveground..." is not "above".
+    assert grammar.negative("a red circle aboveground a blue square", rng) is None
+
+
+def test_bad_relation_grammars_are_refused_with_the_reason():
+    from mmzoo.heads.matching.negatives import RelationGrammar
+
+    with pytest.raises(ValueError, match="two different"):
+        RelationGrammar(["above", "above"], r"a \w+")
+    with pytest.raises(ValueError, match="capturing groups"):
+        RelationGrammar(["above", "below"], r"a (red|blue) \w+")
+    with pytest.raises(ValueError, match="regular expression"):
+        RelationGrammar(["above", "below"], r"a (\w+")
+    with pytest.raises(ValueError, match="symmetric"):
+        RelationGrammar(["above", "below"], r"a \w+", symmetric=["next to"])
+    with pytest.raises(ValueError, match="'relations' and 'noun_phrase'"):
+        RelationGrammar.coerce({"relations": ["above", "below"]})
+    with pytest.raises(TypeError, match="RelationGrammar or a mapping"):
+        RelationGrammar.coerce(["above", "below"])
+    with pytest.raises(ValueError, match="swap_probability"):
+        RelationGrammar(**RELATIONS).negative("a red circle above a blue square", np.random.default_rng(0),
+                                              swap_probability=1.5)

@@ -250,6 +250,45 @@ def test_itm_pairs_with_edited_negatives_and_a_truth_check(tmp_path):
     assert sum(int(np.asarray(b[1]).shape[0]) for b in ds) == len(labels)
 
 
+def test_itm_pairs_with_relation_negatives(tmp_path):
+    from mmzoo.data import SHAPES_RELATION_GRAMMAR, SHAPES_WORD_GROUPS, shapes_caption_checker
+    from mmzoo.heads.matching.negatives import RelationGrammar
+
+    records = _records(tmp_path, n=12)
+    is_match = shapes_caption_checker(32)
+    grammar = RelationGrammar.coerce(SHAPES_RELATION_GRAMMAR)
+    base = itm_pairs(records, None, seed=3, word_groups=SHAPES_WORD_GROUPS, is_match=is_match)
+    images, texts, image_ids, text_ids, labels = itm_pairs(
+        records, None, seed=3, word_groups=SHAPES_WORD_GROUPS, relation_grammar=SHAPES_RELATION_GRAMMAR,
+        relation_negatives=2, is_match=is_match,
+    )
+    relation_captions = sum(bool(grammar.pattern.search(c)) for r in records for c in set(r.captions))
+    assert relation_captions > 0
+    # Two relation edits per relation caption, on top of the same pairs as without them.
+    assert len(labels) == len(base[4]) + 2 * relation_captions
+    # ... and those edits are paired with the caption's own image: its relation swapped or re-worded.
+    def relation_edits(caption):
+        m = grammar.pattern.search(caption)
+        if m is None:
+            return set()
+        return {grammar.reword(caption, m, swap=True)} | {grammar.reword(caption, m, relation=r)
+                                                          for r in grammar.relations if r != m.group("relation")}
+
+    expected = {(i, e) for i, r in enumerate(records) for c in r.captions for e in relation_edits(c)}
+    paired = [(int(i), texts[int(t)]) for i, t in zip(image_ids, text_ids)]
+    assert sum(p in expected for p in paired) >= 2 * relation_captions
+    # Every label is the truth, and the relation edits are (almost all) false.
+    for i, t, label in zip(image_ids, text_ids, labels):
+        assert label == float(is_match(records[int(i)], texts[int(t)]))
+    assert (labels == 0).sum() > (base[4] == 0).sum() + relation_captions
+    with pytest.raises(ValueError, match="relation_negatives"):
+        itm_pairs(records, None, relation_grammar=SHAPES_RELATION_GRAMMAR, relation_negatives=0)
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    ds = make_itm_dataset(records, itm, batch_size=8, seed=3, word_groups=SHAPES_WORD_GROUPS,
+                          relation_grammar=SHAPES_RELATION_GRAMMAR, relation_negatives=2, is_match=is_match)
+    assert sum(int(np.asarray(b[1]).shape[0]) for b in ds) == len(labels)
+
+
 def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
     from mmzoo.data import shapes_records
     from mmzoo.metrics.retrieval import evaluate_matcher

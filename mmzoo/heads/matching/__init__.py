@@ -1,5 +1,5 @@
 """Matching heads: contrastive loss, global-batch negatives, hard-negative
-mining, compositional (word-swap) negatives for ITM data and for the
+mining, compositional (word-swap, relation) negatives for ITM data and for the
 dual encoder's loss (token swaps), zero-shot classification and
 ITM training data.
 
@@ -10,12 +10,13 @@ from mmzoo.heads.matching.distributed import gather_across_replicas, num_replica
 from mmzoo.heads.matching.itm_data import itm_pairs, make_itm_dataset, records_to_retrieval_set
 from mmzoo.heads.matching.losses import contrastive_logits, contrastive_loss
 from mmzoo.heads.matching.mining import hard_negative_indices, mine_hard_negatives
-from mmzoo.heads.matching.negatives import word_swap_negative
+from mmzoo.heads.matching.negatives import RelationGrammar, word_swap_negative
 from mmzoo.heads.matching.token_negatives import token_groups_from_words, token_swap_negatives
 from mmzoo.heads.matching.zero_shot import DEFAULT_TEMPLATES, class_embeddings, zero_shot_classify
 
 __all__ = [
     "DEFAULT_TEMPLATES",
+    "RelationGrammar",
     "class_embeddings",
     "contrastive_logits",
     "contrastive_loss",

@@ -16,6 +16,11 @@ from manifest records:
   (a colour, a size, a relation, or two colours exchanged) are negatives
   too: compositional negatives (NegCLIP) that differ from a positive only in
   the detail the model has to look at;
+* with ``relation_grammar``, the image's own relation captions ("A left of
+  B") with subject and object swapped or another relation phrase are
+  negatives too (``negatives.RelationGrammar``): single-phrase edits
+  rarely produce them, and without them a matcher learns which shapes are
+  there but not where;
 * with ``is_match`` (the data's truth check), any negative that is in fact
   true of its image is labelled 1. Mined negatives in templated data are
   often paraphrases of the image's own captions: labelled 0, they are noise
@@ -122,6 +127,8 @@ def itm_pairs(
     batch_size: int = 64,
     word_groups=None,
     edited_negatives: int = 1,
+    relation_grammar=None,
+    relation_negatives: int = 1,
     is_match=None,
 ):
     """The (image, text, label) triples ``make_itm_dataset`` trains on.
@@ -136,6 +143,13 @@ def itm_pairs(
             (``negatives.word_swap_negative``, NegCLIP-style).
         edited_negatives: edited captions per positive pair (with
             ``word_groups``).
+        relation_grammar: a ``negatives.RelationGrammar`` (or a dict of its
+            arguments, e.g. ``mmzoo.data.SHAPES_RELATION_GRAMMAR``). When
+            given, every positive caption holding a relation ("A rel B")
+            also gets ``relation_negatives`` captions with that relation
+            made false: subject and object swapped, or another relation.
+        relation_negatives: relation edits per positive relation caption
+            (with ``relation_grammar``).
         is_match: optional ``fn(record, caption) -> bool``, the data's own
             truth check (``mmzoo.data.shapes_caption_checker(size)`` for the
             built-in shapes). Every negative it calls true is labelled 1:
@@ -153,6 +167,15 @@ def itm_pairs(
         raise ValueError(
             f"edited_negatives must be at least 1 with word_groups. Received: edited_negatives={edited_negatives}"
         )
+    if relation_grammar is not None:
+        from mmzoo.heads.matching.negatives import RelationGrammar
+
+        relation_grammar = RelationGrammar.coerce(relation_grammar)
+        if relation_negatives < 1:
+            raise ValueError(
+                "relation_negatives must be at least 1 with relation_grammar. "
+                f"Received: relation_negatives={relation_negatives}"
+            )
     images, texts, text_to_images = records_to_retrieval_set(records)
     image_to_texts: list[list[int]] = [[] for _ in images]
     for t, ims in enumerate(text_to_images):
@@ -189,9 +212,11 @@ def itm_pairs(
                 # A negative text for the image and a negative image for the text.
                 image_ids.append(i), text_ids.append(int(neg_texts[i, n])), labels.append(0.0)
                 image_ids.append(int(neg_images[t, n])), text_ids.append(t), labels.append(0.0)
-            for _ in range(edited_negatives if groups is not None else 0):
-                edited = word_swap_negative(texts[t], groups, rng)
-                if edited is None:
+            edits = [word_swap_negative(texts[t], groups, rng) for _ in range(edited_negatives if groups else 0)]
+            if relation_grammar is not None:
+                edits += [relation_grammar.negative(texts[t], rng) for _ in range(relation_negatives)]
+            for edited in edits:
+                if edited is None:  # no phrase of any group, or no relation
                     continue
                 k = text_index.get(edited)
                 if k is None:
@@ -226,6 +251,8 @@ def make_itm_dataset(
     seed: int = 0,
     word_groups=None,
     edited_negatives: int = 1,
+    relation_grammar=None,
+    relation_negatives: int = 1,
     is_match=None,
 ):
     """A ``tf.data.Dataset`` of ``({"image", "token_ids"}, label)`` for ``itm_model.fit``.
@@ -246,6 +273,9 @@ def make_itm_dataset(
         word_groups, edited_negatives: compositional negatives, the image's
             own captions with one colour/size/relation... changed
             (``itm_pairs``).
+        relation_grammar, relation_negatives: relation negatives, the
+            image's own "A rel B" captions with subject and object swapped or
+            another relation (``itm_pairs``).
         is_match: the data's truth check ``fn(record, caption) -> bool``;
             negatives it accepts are labelled 1 (``itm_pairs``).
 
@@ -261,7 +291,8 @@ def make_itm_dataset(
 
     images, texts, image_ids, text_ids, labels = itm_pairs(
         records, dual_encoder, num_negatives=num_negatives, sample_from_top=sample_from_top, seed=seed,
-        word_groups=word_groups, edited_negatives=edited_negatives, is_match=is_match,
+        word_groups=word_groups, edited_negatives=edited_negatives, relation_grammar=relation_grammar,
+        relation_negatives=relation_negatives, is_match=is_match,
     )
     token_ids = tokenize_texts(itm_model.tokenizer, texts)
     is_path = np.array([isinstance(im, str) for im in images])
