@@ -64,7 +64,6 @@ Not run by ``benchmarks/run.py`` (it lives in a subfolder): these are analyses, 
 import argparse
 import json
 import os
-import re
 import sys
 import time
 import types
@@ -78,10 +77,10 @@ import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
 from mmzoo.data import (  # noqa: E402
-    SHAPES_WORD_GROUPS, generate_shapes_dataset, read_manifest, shapes_caption_checker, shapes_possible_captions,
+    SHAPES_RELATION_GRAMMAR, generate_shapes_dataset, read_manifest, shapes_caption_checker, shapes_possible_captions,
 )
-from mmzoo.data.shapes import SIZES  # noqa: E402
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
+from mmzoo.heads.matching.negatives import RelationGrammar  # noqa: E402
 from mmzoo.metrics.retrieval import (  # noqa: E402
     QuerybankEmbeddings, pair_scorer, querybank_log_normalizer, transform_probability,
 )
@@ -358,9 +357,9 @@ def relation_pairs(setup, num_images, per_image=2):
     rows, texts, labels = [], [], []
     for i, r in enumerate(records):
         possible = shapes_possible_captions(r.meta["objects"], 32)
-        related = sorted(c for c in possible if _RELATION.search(c))
+        related = sorted(c for c in possible if _GRAMMAR.pattern.search(c))
         for caption in rng.permutation(related)[:per_image] if related else []:
-            for text in (caption, _with_relation(caption, _RELATION.search(caption), swap=True)):
+            for text in (caption, _GRAMMAR.reword(caption, _GRAMMAR.pattern.search(caption), swap=True)):
                 rows.append(i)
                 texts.append(text)
                 labels.append(text in possible)
@@ -521,19 +520,8 @@ def ambiguity(setup, draws=16):
         print(split, json.dumps(res), flush=True)
 
 
-#: The grammar's relation phrases (its word group holding "left of").
-_RELATIONS = next(group for group in SHAPES_WORD_GROUPS if "left of" in group)
-#: ``"A rel B"`` in a caption: two noun phrases ("a small red circle") around a relation phrase.
-_NOUN_PHRASE = rf"(an? (?:(?:{'|'.join(SIZES)}) )?\w+ \w+)"
-_RELATION = re.compile(rf"{_NOUN_PHRASE} ({'|'.join(_RELATIONS)}) {_NOUN_PHRASE}")
-
-
-def _with_relation(caption, match, relation=None, swap=False):
-    """``caption`` with its ``_RELATION`` ``match`` re-worded: another ``relation``, or subject and object swapped."""
-    a, rel, b = match.groups()
-    if swap:
-        a, b = b, a
-    return f"{caption[: match.start()]}{a} {relation or rel} {b}{caption[match.end():]}"
+#: ``"A rel B"`` in a caption, and re-wording it: the library's relation negatives' grammar.
+_GRAMMAR = RelationGrammar.coerce(SHAPES_RELATION_GRAMMAR)
 
 
 def relation_kind(caption, possible):
@@ -546,14 +534,15 @@ def relation_kind(caption, possible):
     when another relation word between the same two is true (``left of``
     for ``above``, or ``next to``); else ``"objects or sizes wrong"``.
     """
-    m = _RELATION.search(caption)
+    m = _GRAMMAR.pattern.search(caption)
     if m is None:
         return "no relation"
     if caption in possible:
         return "relation true"
-    if _with_relation(caption, m, swap=True) in possible:
+    if _GRAMMAR.reword(caption, m, swap=True) in possible:
         return "subject and object swapped"
-    if any(_with_relation(caption, m, relation=r) in possible for r in _RELATIONS if r != m.group(2)):
+    if any(_GRAMMAR.reword(caption, m, relation=r) in possible
+           for r in _GRAMMAR.relations if r != m.group("relation")):
         return "wrong relation"
     return "objects or sizes wrong"
 
