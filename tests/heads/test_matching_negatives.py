@@ -113,6 +113,10 @@ def test_bad_relation_grammars_are_refused_with_the_reason():
 
     with pytest.raises(ValueError, match="two different"):
         RelationGrammar(["above", "above"], r"a \w+")
+    with pytest.raises(ValueError, match="list of phrases"):
+        RelationGrammar("above", r"a \w+")
+    with pytest.raises(ValueError, match="list of phrases"):
+        RelationGrammar(["above", None], r"a \w+")
     with pytest.raises(ValueError, match="capturing groups"):
         RelationGrammar(["above", "below"], r"a (red|blue) \w+")
     with pytest.raises(ValueError, match="regular expression"):

@@ -143,8 +143,8 @@ def itm_pairs(
             (``negatives.word_swap_negative``, NegCLIP-style).
         edited_negatives: edited captions per positive pair (with
             ``word_groups``).
-        relation_grammar: a ``negatives.RelationGrammar`` (or a dict of its
-            arguments, e.g. ``mmzoo.data.SHAPES_RELATION_GRAMMAR``). When
+        relation_grammar: a ``negatives.RelationGrammar`` (or a mapping of
+            its arguments, e.g. ``mmzoo.data.SHAPES_RELATION_GRAMMAR``). When
             given, every positive caption holding a relation ("A rel B")
             also gets ``relation_negatives`` captions with that relation
             made false: subject and object swapped, or another relation.
