@@ -569,7 +569,7 @@ def main(argv=None):
         for epoch in range(args.itm_epochs):  # fresh hard negatives and edits each epoch
             itm_ds = make_itm_dataset(itm_train, itm, dual_encoder=clip, batch_size=128, sample_from_top=8,
                                       seed=args.seed + epoch, word_groups=SHAPES_WORD_GROUPS,
-                                      relation_grammar=relation_grammar, relation_negatives=max(1, args.itm_relation_negatives),
+                                      relation_grammar=relation_grammar, relation_negatives=args.itm_relation_negatives,
                                       is_match=is_match)
             itm_history = itm.fit(itm_ds, epochs=1, verbose=0).history
             print(f"  itm epoch {epoch + 1}: loss {itm_history['loss'][-1]:.3f}, accuracy "

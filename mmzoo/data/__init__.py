@@ -9,7 +9,7 @@
 * Built-in data: ``generate_shapes_dataset``, ``generate_shapes_splits``,
   ``shapes_records``, ``shapes_dataset`` (``mmzoo.data.shapes``), and for
   matching its truth check ``shapes_caption_checker`` /
-  ``shapes_possible_captions`` (``shapes_caption_distribution``: with probabilities), ``SHAPES_WORD_GROUPS`` and
+  ``shapes_possible_captions`` (``shapes_caption_distribution``: with probabilities), ``SHAPES_WORD_GROUPS`` /
   ``SHAPES_RELATION_GRAMMAR`` (ITM edits) and
   ``SHAPES_TOKEN_GROUPS`` (the dual encoder's NegCLIP edits).
 * Pipelines: ``make_dataset``, ``label_names_from_records``,
