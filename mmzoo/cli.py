@@ -82,6 +82,9 @@ def _cmd_evaluate(args):
     if args.rerank_weight is not None and not args.rerank_model:
         raise ValueError("--rerank-weight fuses the --rerank-model's log-odds with the dual encoder's logit; "
                          "give --rerank-model too.")
+    if args.rerank_threshold is not None and (args.rerank_weight is not None or not args.rerank_model):
+        raise ValueError("--rerank-threshold gates the dual encoder's top-k by the --rerank-model's match "
+                         "probability: give --rerank-model, and not --rerank-weight (a score fusion) with it.")
     if args.querybank_beta is not None and not args.querybank:
         raise ValueError("--querybank-beta needs --querybank MANIFEST (records not in --data).")
     model = _load(args.model)
@@ -93,6 +96,8 @@ def _cmd_evaluate(args):
         if args.rerank_weight is not None:
             options["rerank_weight"] = args.rerank_weight
             options["rerank_fusion"] = args.rerank_fusion or RERANK_FUSION_DEFAULT
+        if args.rerank_threshold is not None:
+            options["rerank_threshold"] = args.rerank_threshold
     if args.querybank:
         options["querybank"] = read_manifest(args.querybank, skip_bad=args.skip_bad)
         if args.querybank_beta is not None:
@@ -248,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matching, with --rerank-weight: fuse the ITM's log-odds (the default), or its "
                         "log-probability (a soft truth gate that keeps the dual encoder's order among "
                         "accepted captions)")
+    p.add_argument("--rerank-threshold", type=float,
+                   help="matching: a truth gate instead of a fusion: the top-k captions (images) the ITM scores "
+                        "at least this probability keep the dual encoder's order, ahead of the others")
     p.add_argument("--querybank", metavar="MANIFEST",
                    help="matching: querybank normalisation over these records' images and captions "
                         "(training records, not --data)")

@@ -41,6 +41,14 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path, capsys):
     # A fusion without a weight would change nothing (the ITM alone ranks): refused, not ignored.
     assert main(alone_args + ["--rerank-fusion", "log_prob"]) == 2
     assert "--rerank-fusion log_prob" in capsys.readouterr().err
+    # The hard truth gate: threshold 0 accepts every candidate, so the first-stage order stands.
+    assert main(alone_args + ["--rerank-threshold", "0"]) == 0
+    kept = _last_json(capsys.readouterr().out)
+    assert kept["reranked_image_to_text_mean_rank"] == kept["image_to_text_mean_rank"]
+    for bad in (alone_args + ["--rerank-threshold", "0.5", "--rerank-weight", "1"],
+                ["evaluate", str(clip), "--data", test, "--rerank-threshold", "0.5"]):
+        assert main(bad) == 2
+        assert "--rerank-threshold gates" in capsys.readouterr().err
 
 
 def test_rerank_fusion_choices_are_the_library_ones():

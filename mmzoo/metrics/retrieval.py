@@ -96,16 +96,30 @@ def querybank_log_normalizer(bank_embeddings, key_embeddings, beta: float, chunk
     return out.astype(np.float32)
 
 
+def _check_threshold(rerank_threshold, rerank_weight) -> None:
+    if rerank_threshold is None:
+        return
+    if rerank_weight is not None:
+        raise ValueError(
+            "rerank_threshold (a truth gate) and rerank_weight (a score fusion) are two ways to re-rank; "
+            f"give one. Received: rerank_threshold={rerank_threshold}, rerank_weight={rerank_weight}"
+        )
+    if not 0.0 <= float(rerank_threshold) <= 1.0:
+        raise ValueError(f"rerank_threshold is a match probability in [0, 1]. Received: {rerank_threshold}")
+
+
 def _chunked_ranks(
     queries, keys, positives, chunk_size, rerank_fn=None, rerank_k=10, query_is_image=True,
-    scale=1.0, key_offsets=None, rerank_weight=None,
+    scale=1.0, key_offsets=None, rerank_weight=None, rerank_threshold=None,
 ):
     """Ranks of every query against all keys; optionally re-rank each query's top-k.
 
     First-stage scores are ``scale * query . key - key_offsets[key]`` (QB-Norm
     when ``key_offsets`` are a querybank's log-normalisers). The re-ranked
-    order is by ``rerank_fn`` alone (``rerank_weight=None``) or by
-    ``first_stage + rerank_weight * rerank_fn``.
+    order is by ``rerank_fn`` alone (``rerank_weight=None``), by
+    ``first_stage + rerank_weight * rerank_fn``, or (``rerank_threshold``)
+    the first-stage order with the keys whose ``rerank_fn`` is below the
+    threshold moved behind the others.
     """
     n = len(queries)
     ranks = np.zeros(n, dtype=np.int64)
@@ -128,7 +142,13 @@ def _chunked_ranks(
         cols = top.reshape(-1)
         pair_scores = rerank_fn(rows, cols) if query_is_image else rerank_fn(cols, rows)
         pair_scores = np.asarray(pair_scores, dtype=np.float32).reshape(stop - start, k)
-        if rerank_weight is not None:
+        if rerank_threshold is not None:
+            # A rejected key drops by more than the row's first-stage spread: behind every accepted
+            # one, still in the first-stage order among the rejected.
+            first = np.take_along_axis(scores, top, axis=1)
+            spread = first.max(axis=1, keepdims=True) - first.min(axis=1, keepdims=True) + 1.0
+            pair_scores = first - spread * (pair_scores < rerank_threshold)
+        elif rerank_weight is not None:
             pair_scores = np.take_along_axis(scores, top, axis=1) + rerank_weight * pair_scores
         top_mask = np.take_along_axis(mask, top, axis=1)
         in_top = top_mask.any(axis=1)
@@ -150,6 +170,7 @@ def retrieval_metrics(
     logit_scale: float = 1.0,
     querybank_images=None,
     querybank_texts=None,
+    rerank_threshold: float | None = None,
 ) -> dict:
     """Recall@K, mean and median rank in both directions from embeddings.
 
@@ -168,6 +189,10 @@ def retrieval_metrics(
             re-orders by ``first-stage logit + rerank_weight * rerank_fn``
             (score fusion; give ``rerank_fn`` log-odds, ``logit_scale`` the
             dual encoder's, so both terms are log-space).
+        rerank_threshold: a truth gate instead of a fusion (``rerank_fn``
+            gives probabilities; not with ``rerank_weight``): the top
+            ``rerank_k`` keys scoring at least the threshold keep the
+            first-stage order, ahead of those below it, which keep it too.
         logit_scale: first-stage logits are ``logit_scale * cosine``.
         querybank_images, querybank_texts: optional embeddings ``[Nb, D]`` of
             queries *not* in the evaluation set (e.g. training images and
@@ -194,6 +219,7 @@ def retrieval_metrics(
         raise ValueError(f"chunk_size and rerank_k must be positive. Received: {chunk_size}, {rerank_k}")
     if not np.isfinite(logit_scale) or logit_scale <= 0:
         raise ValueError(f"logit_scale must be a positive number. Received: logit_scale={logit_scale}")
+    _check_threshold(rerank_threshold, rerank_weight)
     ks = tuple(int(k) for k in ks)
     t2i = positives_to_lists(text_to_images, len(texts))
     i2t = invert_positives(t2i, len(images))
@@ -202,7 +228,8 @@ def retrieval_metrics(
         text_offsets = querybank_log_normalizer(querybank_images, texts, logit_scale, chunk_size)
     if querybank_texts is not None:
         image_offsets = querybank_log_normalizer(querybank_texts, images, logit_scale, chunk_size)
-    common = dict(rerank_fn=rerank_fn, rerank_k=rerank_k, scale=logit_scale, rerank_weight=rerank_weight)
+    common = dict(rerank_fn=rerank_fn, rerank_k=rerank_k, scale=logit_scale, rerank_weight=rerank_weight,
+                  rerank_threshold=rerank_threshold)
     i2t_ranks, i2t_rr = _chunked_ranks(images, texts, i2t, chunk_size, query_is_image=True,
                                        key_offsets=text_offsets, **common)
     t2i_ranks, t2i_rr = _chunked_ranks(texts, images, t2i, chunk_size, query_is_image=False,
@@ -335,6 +362,7 @@ def evaluate_matcher(
     rerank_fusion: str = "log_odds",
     querybank=None,
     querybank_beta: float | None = None,
+    rerank_threshold: float | None = None,
 ) -> dict:
     """Retrieval metrics of a matching model on manifest ``records``.
 
@@ -354,6 +382,13 @@ def evaluate_matcher(
     loses ``|log p|``. Log-odds keep growing with the ITM's confidence and
     let it re-order captions that are all true.
 
+    ``rerank_threshold`` (instead of ``rerank_weight``) is the hard form of
+    that gate: the top-k captions whose ITM probability is at least the
+    threshold keep the dual encoder's order, ahead of the rejected ones
+    (which keep it too, so a query whose candidates are all rejected is
+    ranked as without the ITM). The dual encoder still decides which true
+    caption comes first; the ITM only says which are false.
+
     ``querybank`` (records or images that are *not* evaluated, e.g. a few
     thousand training records, or their ``embed_querybank`` result) turns on querybank normalisation (QB-Norm's
     inverted softmax, see ``retrieval_metrics``) with temperature
@@ -367,6 +402,9 @@ def evaluate_matcher(
     """
     if rerank_fusion not in RERANK_FUSIONS:
         raise ValueError(f"rerank_fusion must be one of {RERANK_FUSIONS}. Received: rerank_fusion={rerank_fusion!r}")
+    _check_threshold(rerank_threshold, rerank_weight)
+    if rerank_threshold is not None and rerank_model is None:
+        raise ValueError(f"rerank_threshold={rerank_threshold} gates the top-k by an ITM model; give rerank_model too.")
     paths, texts, text_to_images = records_to_retrieval_set(records)
     pixels = _decode_all(model, paths, batch_size)
     token_ids = _tokenize(model, texts)
@@ -379,8 +417,9 @@ def evaluate_matcher(
             rr_pixels = pixels
             if tuple(rerank_model.image_size) != tuple(model.image_size):
                 rr_pixels = _decode_all(rerank_model, paths, batch_size)
+            output = "probability" if rerank_threshold is not None else rerank_fusion
             rerank_fn = pair_scorer(rerank_model, rr_pixels, rr_tokens, batch_size=max(batch_size, 256),
-                                    output=rerank_fusion)
+                                    output=output)
         scale = float(np.asarray(model.logit_scale.scale())) if hasattr(model, "logit_scale") else 1.0
         bank_images = bank_texts = None
         if querybank is not None:
@@ -394,7 +433,7 @@ def evaluate_matcher(
         metrics = retrieval_metrics(
             image_embeddings, text_embeddings, text_to_images, ks=ks, chunk_size=chunk_size,
             rerank_fn=rerank_fn, rerank_k=rerank_k, rerank_weight=rerank_weight, logit_scale=scale,
-            querybank_images=bank_images, querybank_texts=bank_texts,
+            querybank_images=bank_images, querybank_texts=bank_texts, rerank_threshold=rerank_threshold,
         )
     else:
         if rerank_model is not None or querybank is not None:

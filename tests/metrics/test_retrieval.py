@@ -218,6 +218,36 @@ def test_log_prob_fusion_is_a_soft_truth_gate():
     assert fused("log_prob") == 1.0
 
 
+def test_threshold_gate_moves_rejected_candidates_behind_in_first_stage_order():
+    # 1 image, 4 captions; its own caption is t1. First stage (scale 10): t0 10, t1 9, t2 8, t3 -50.
+    images = np.array([[1.0]], "float32")
+    texts = np.array([[1.0], [0.9], [0.8], [-5.0]], "float32")
+    probability = {0: 0.1, 1: 0.3, 2: 0.99, 3: 0.95}
+
+    def rerank(image_idx, text_idx):
+        return np.array([probability[int(t)] for t in text_idx], "float32")
+
+    def rank(threshold, own=1, k=4):
+        positives = [[] for _ in range(4)]
+        positives[own] = 0
+        return retrieval_metrics(images, texts, positives, ks=(1,), logit_scale=10.0, rerank_k=k, rerank_fn=rerank,
+                                 rerank_threshold=threshold)["reranked_image_to_text_mean_rank"]
+
+    # t = 0.2 rejects only t0: t1 (0.3, the ITM's second least sure) comes first, as the first stage ranks it
+    # before the accepted t2 and t3 (the ITM alone would put it third).
+    assert rank(0.2) == 1.0
+    # t = 0.5 also rejects t1: accepted t2, t3 (first-stage order, t3 50 logits behind), then t0, t1.
+    assert rank(0.5) == 4.0 and rank(0.5, own=3) == 2.0 and rank(0.5, own=0) == 3.0
+    # t = 1 rejects every candidate: the first-stage order stands; t = 0 accepts every one: the same.
+    assert rank(1.0) == rank(0.0) == 2.0
+    # Only the top k are gated: with k = 2 the accepted t2 stays behind the rejected t0 and t1.
+    assert rank(0.5, own=2, k=2) == 3.0
+    with pytest.raises(ValueError, match="give one"):
+        retrieval_metrics(images, texts, [[], 0, [], []], rerank_fn=rerank, rerank_threshold=0.5, rerank_weight=1.0)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        retrieval_metrics(images, texts, [[], 0, [], []], rerank_fn=rerank, rerank_threshold=1.5)
+
+
 def test_transform_probability_clips_and_refuses_unknown_outputs():
     from mmzoo.metrics.retrieval import transform_probability
 
