@@ -289,6 +289,58 @@ def test_itm_pairs_with_relation_negatives(tmp_path):
     assert sum(int(np.asarray(b[1]).shape[0]) for b in ds) == len(labels)
 
 
+def test_rerank_pairs_are_each_pools_first_stage_top_k(tmp_path):
+    from mmzoo.data import shapes_caption_checker
+    from mmzoo.heads.matching import make_rerank_dataset, rerank_pairs
+    from mmzoo.heads.matching.itm_data import decode_images, tokenize_texts
+    from mmzoo.metrics.retrieval import embed_querybank
+
+    records = _records(tmp_path, n=10)
+    clip = mmzoo.build("dual_encoder", preset="tiny")
+    images, texts, image_ids, text_ids, labels = rerank_pairs(records, clip, k=2, pool_size=4)
+    # Pools of 4, 4 and 2 images, each image paired with its 2 best captions OF ITS POOL.
+    assert len(images) == 10 and len(labels) == 20
+    assert np.array_equal(image_ids, np.repeat(np.arange(10), 2))
+    pool_of = np.arange(10) // 4
+    for i, t in zip(image_ids, text_ids):
+        assert any(texts[t] in r.captions for r in records if pool_of[records.index(r)] == pool_of[i])
+    # The candidates are the dual encoder's best two, from its own similarity matrix.
+    for start in (0, 4, 8):
+        pool = records[start:start + 4]
+        pool_texts = list(dict.fromkeys(c for r in pool for c in r.captions))
+        sim = np.asarray(clip.similarity_matrix(decode_images([r.image for r in pool], clip.image_preprocessor),
+                                                tokenize_texts(clip.tokenizer, pool_texts)))
+        for i in range(len(pool)):
+            chosen = {texts[t] for t in text_ids[image_ids == start + i]}
+            assert chosen == {pool_texts[t] for t in np.argsort(-sim[i])[:2]}
+    # ALBEF's labels without a truth check: 1 only for the image's own captions; with it, also true ones.
+    own = np.array([texts[t] in records[i].captions for i, t in zip(image_ids, text_ids)])
+    assert np.array_equal(labels == 1, own)
+    is_match = shapes_caption_checker(32)
+    truthful = rerank_pairs(records, clip, k=2, pool_size=4, is_match=is_match)[4]
+    expected = [own[n] or is_match(records[i], texts[t]) for n, (i, t) in enumerate(zip(image_ids, text_ids))]
+    assert np.array_equal(truthful == 1, expected)
+    # k above a pool's captions: every caption of the pool; QB-Norm from records or from their embeddings.
+    everything = rerank_pairs(records[:2], clip, k=50)
+    assert len(everything[4]) == 2 * len(everything[1])
+    bank = _records(tmp_path / "bank", n=6)
+    from_records = rerank_pairs(records, clip, k=3, querybank=bank, querybank_beta=20.0)
+    from_embeddings = rerank_pairs(records, clip, k=3, querybank=embed_querybank(clip, bank), querybank_beta=20.0)
+    assert from_records[1] == from_embeddings[1] and np.array_equal(from_records[3], from_embeddings[3])
+    with pytest.raises(ValueError, match="k and pool_size"):
+        rerank_pairs(records, clip, k=0)
+    with pytest.raises(ValueError, match="no records"):
+        rerank_pairs([], clip)
+    with pytest.raises(ValueError, match="querybank_beta"):
+        rerank_pairs(records, clip, querybank=bank, querybank_beta=0.0)
+    itm = mmzoo.build("itm_matcher", preset="tiny")
+    ds = make_rerank_dataset(records, itm, clip, k=2, pool_size=4, is_match=is_match, batch_size=8, shuffle=False)
+    batches = list(ds)
+    assert sum(int(y.shape[0]) for _, y in batches) == 20
+    assert batches[0][0]["image"].shape == (8, 32, 32, 3)
+    np.testing.assert_array_equal(np.concatenate([np.asarray(y) for _, y in batches]), truthful)
+
+
 def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
     from mmzoo.data import shapes_records
     from mmzoo.metrics.retrieval import evaluate_matcher
@@ -322,6 +374,14 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
     assert zero["reranked_image_to_text_recall@1"] == zero["image_to_text_recall@1"]
     with pytest.raises(ValueError, match="rerank_fusion"):
         evaluate_matcher(clip, records, rerank_model=itm, rerank_weight=1.0, rerank_fusion="sum")
+    # The hard truth gate: accepting every candidate, or none, keeps the first-stage order.
+    for threshold in (0.0, 1.0):
+        kept = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=4, rerank_threshold=threshold)
+        assert kept["reranked_image_to_text_mean_rank"] == kept["image_to_text_mean_rank"]
+    with pytest.raises(ValueError, match="give rerank_model"):
+        evaluate_matcher(clip, records, rerank_threshold=0.5)
+    with pytest.raises(ValueError, match="give one"):
+        evaluate_matcher(clip, records, rerank_model=itm, rerank_threshold=0.5, rerank_weight=1.0)
     with pytest.raises(ValueError, match="querybank_beta"):
         evaluate_matcher(clip, records, querybank=bank, querybank_beta=-1.0)
     with pytest.raises(ValueError, match="querybank is empty"):

@@ -7,7 +7,13 @@ ITM training data.
 """
 
 from mmzoo.heads.matching.distributed import gather_across_replicas, num_replicas_in_sync
-from mmzoo.heads.matching.itm_data import itm_pairs, make_itm_dataset, records_to_retrieval_set
+from mmzoo.heads.matching.itm_data import (
+    itm_pairs,
+    make_itm_dataset,
+    make_rerank_dataset,
+    records_to_retrieval_set,
+    rerank_pairs,
+)
 from mmzoo.heads.matching.losses import contrastive_logits, contrastive_loss
 from mmzoo.heads.matching.mining import hard_negative_indices, mine_hard_negatives
 from mmzoo.heads.matching.negatives import RelationGrammar, word_swap_negative
@@ -24,7 +30,9 @@ __all__ = [
     "hard_negative_indices",
     "itm_pairs",
     "make_itm_dataset",
+    "make_rerank_dataset",
     "records_to_retrieval_set",
+    "rerank_pairs",
     "mine_hard_negatives",
     "num_replicas_in_sync",
     "token_groups_from_words",
