@@ -21,7 +21,13 @@ def test_quick_run_saves_models_and_a_second_run_reuses_the_dual_encoder(tmp_pat
         assert 0.0 <= first["dual"][key] <= first["dual"]["image_to_text_recall@10"] <= 1.0
     rerank = first["rerank"]
     assert (rerank["fusion"], rerank["weight"]) == ("log_odds", 0.0) or rerank["weight"] > 0
-    assert rerank["fusion"] in ("log_odds", "log_prob")
+    assert rerank["fusion"] in ("log_odds", "log_prob", "gate")
+    # --quick's 2 extra held-out pools, written beside the others, each with its QB-Norm and re-ranked R@1.
+    assert len(rerank["pools"]) == 2 and all(0.0 <= r <= 1.0 for pool in rerank["pools"] for r in pool)
+    assert os.path.exists(os.path.join(data, "test_extra_1", "manifest.jsonl"))
+    assert os.path.exists(os.path.join(data, "rerank", "manifest.jsonl"))  # the truth stage's images
+    if rerank["weight"] == 0.0:  # no ITM: nothing changes on any pool
+        assert all(q == r for q, r in rerank["pools"])
 
     # The saved dual encoder, loaded instead of trained: the same first-stage figures, no training.
     second = retrieval.main(small + ["--dual-encoder", os.path.join(models, "dual_encoder.keras"), "--skip-itm"])
@@ -79,3 +85,15 @@ def test_checkpoint_best_keeps_the_epoch_with_the_best_validation_recall(tmp_pat
     assert evaluate_matcher(clip, val, batch_size=256)["image_to_text_recall@1"] == pytest.approx(best)
     chosen = max((point for point in curve if point[3] == best), key=lambda point: point[0])
     assert result["dual"]["image_to_text_recall@1"] == pytest.approx(chosen[1])
+
+
+def test_pool_gain_summary_and_rerank_options():
+    gain, standard_error, up, down = retrieval.pool_gain_summary([(0.80, 0.81), (0.70, 0.70), (0.75, 0.77)])
+    assert gain == pytest.approx(0.01) and (up, down) == (2, 0)
+    assert standard_error == pytest.approx(0.01 / 3 ** 0.5)  # gains 0.01, 0, 0.02: sd 0.01
+    assert retrieval.rerank_options("gate", 0.3) == {"rerank_threshold": 0.3}
+    assert retrieval.rerank_options("log_prob", 0.25) == {"rerank_fusion": "log_prob", "rerank_weight": 0.25}
+    args = retrieval.parse_args(["--extra-test-pools", "3"])
+    rows = retrieval.pool_rows(args, {"pools": [(0.80, 0.81), (0.70, 0.70), (0.75, 0.77)]})
+    assert rows[0]["value"] == "+0.0100 (0.0058; 2 / 0)" and rows[0]["met"] is False  # 0.01 < 2 SE
+    assert retrieval.pool_rows(args, {"pools": [(0.8, 0.81)]}) == []  # no standard error from one pool
