@@ -24,6 +24,11 @@ scripts still run, and this command exits with status 1.
     python benchmarks/run.py --quick                    # every script, quick mode
     python benchmarks/run.py --only serving retrieval   # a subset, full budgets
     python benchmarks/run.py --quick --dry-run          # print the tables, write nothing
+    python benchmarks/run.py --only retrieval --script-args "retrieval=--dual-encoder runs/clip.keras"
+
+``--script-args NAME=ARGS`` passes more arguments to one script (split like a
+shell line); they show in the block's commands, so a table measured on a
+reused model says so.
 """
 
 from __future__ import annotations
@@ -135,11 +140,13 @@ def error_tail(stderr: str, stdout: str = "", lines: int = 3, chars: int = 300) 
 
 
 # ------------------------------------------------------------------- running
-def run_script(name: str, bench_dir: str, quick: bool, timeout: float | None = None, echo=True) -> dict:
-    """Run one script; ``{"name", "ok", "report" | "error", "seconds", "command"}``."""
+def run_script(name: str, bench_dir: str, quick: bool, timeout: float | None = None, echo=True,
+               extra_args=()) -> dict:
+    """Run one script (with ``extra_args`` after ``--quick``); ``{"name", "ok", "report" | "error", "seconds", "command"}``."""
     path = os.path.join(bench_dir, name + ".py")
-    argv = [sys.executable, path] + (["--quick"] if quick else [])
-    command = "python " + os.path.relpath(path, REPO) + (" --quick" if quick else "")
+    args = (["--quick"] if quick else []) + list(extra_args)
+    argv = [sys.executable, path] + args
+    command = shlex.join(["python", os.path.relpath(path, REPO), *args])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -283,6 +290,8 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="print the tables, do not write the README")
     p.add_argument("--bench-dir", default=HERE, help=argparse.SUPPRESS)
     p.add_argument("--readme", default=None, help="README to rewrite (default: benchmarks/README.md)")
+    p.add_argument("--script-args", action="append", default=[], metavar="NAME=ARGS",
+                   help="more arguments for one script, after NAME= as one shell-quoted string (repeatable)")
     return p.parse_args(argv)
 
 
@@ -292,12 +301,21 @@ def main(argv=None) -> int:
     readme = args.readme or os.path.join(bench_dir, "README.md")
     try:
         names = select(discover(bench_dir), args.only)
+        extra = {}
+        for item in args.script_args:
+            name, sep, text = item.partition("=")
+            if not sep:
+                raise ValueError(f"--script-args takes NAME=ARGS. Received: --script-args {item!r}")
+            stem = select(names, [name])[0]  # a script that will run
+            extra[stem] = extra.get(stem, []) + shlex.split(text)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     shown = ["python", "benchmarks/run.py"] + (["--quick"] if args.quick else []) + (
         ["--only", *names] if args.only else []
     )
+    for item in args.script_args:
+        shown += ["--script-args", item]
     run_command = shlex.join(shown)
     machine = describe_machine(machine_info())
     date = datetime.date.today().isoformat()
@@ -306,7 +324,7 @@ def main(argv=None) -> int:
     results = []
     for name in names:
         print(f"== {name}", flush=True)
-        result = run_script(name, bench_dir, args.quick, args.timeout)
+        result = run_script(name, bench_dir, args.quick, args.timeout, extra_args=extra.get(name, ()))
         status = "ok" if result["ok"] else f"FAILED ({result['error']})"
         print(f"== {name}: {status} in {result['seconds']:.0f} s", flush=True)
         results.append(result)

@@ -200,6 +200,31 @@ def test_only_runs_the_named_scripts_and_keeps_other_blocks(bench):
     assert readme.read_text() == text  # a dry run writes nothing
 
 
+ECHO = '''
+import json, shlex, sys
+print(json.dumps({"benchmark": "echo", "command": shlex.join(["python", "benchmarks/echo.py", *sys.argv[1:]]),
+                  "rows": [{"figure": "arguments", "goal": None, "value": repr(sys.argv[1:]), "met": None}]}))
+'''
+
+
+def test_script_args_reach_one_script_and_show_in_the_block(bench):
+    folder, readme = bench
+    (folder / "echo.py").write_text(textwrap.dedent(ECHO))
+    assert run.main(["--bench-dir", str(folder), "--only", "echo", "good", "--script-args",
+                     "echo=--dual-encoder 'a b.keras'"]) == 0
+    text = readme.read_text()
+    echo = text[text.index(run.begin_marker("echo")):text.index(run.end_marker("echo"))]
+    assert "| arguments |  | ['--dual-encoder', 'a b.keras'] |  |" in echo
+    assert "Script command: `python benchmarks/echo.py --dual-encoder 'a b.keras'`" in echo
+    assert "--script-args 'echo=--dual-encoder '\"'\"'a b.keras'\"'\"''`" in echo  # shlex-quoted, as typed
+    assert "| quick mode |  | False |  |" in text  # good.py got no extra arguments
+    # Arguments for a script that does not run (unknown, or not in --only) are refused before anything runs.
+    before = readme.read_text()
+    for bad in ("echo=-x", "echo -x"):  # not in --only; no NAME=
+        assert run.main(["--bench-dir", str(folder), "--only", "good", "--script-args", bad]) == 2
+    assert readme.read_text() == before
+
+
 def test_a_script_that_hangs_is_killed_at_the_timeout(bench):
     folder, readme = bench
     (folder / "sleeps.py").write_text(SLEEPS)
