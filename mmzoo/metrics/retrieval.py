@@ -348,6 +348,25 @@ def embed_querybank(model, querybank, batch_size: int = 64) -> QuerybankEmbeddin
     return QuerybankEmbeddings(np.asarray(image_embeddings), None if text_embeddings is None else np.asarray(text_embeddings))
 
 
+def first_stage_scale_and_querybank(model, querybank=None, querybank_beta=None, batch_size: int = 64):
+    """``(logit scale, QuerybankEmbeddings or None)`` of a dual encoder's first stage.
+
+    The scale is ``querybank_beta`` with a querybank (checked positive), else
+    the model's learned logit scale (1 for a model without one); a querybank
+    given as records or images is embedded here (``embed_querybank``).
+    """
+    scale = float(np.asarray(model.logit_scale.scale())) if hasattr(model, "logit_scale") else 1.0
+    if querybank is None:
+        return scale, None
+    if querybank_beta is not None:
+        if not np.isfinite(querybank_beta) or querybank_beta <= 0:
+            raise ValueError(f"querybank_beta must be a positive number. Received: {querybank_beta}")
+        scale = float(querybank_beta)
+    if not isinstance(querybank, QuerybankEmbeddings):
+        querybank = embed_querybank(model, querybank, batch_size)
+    return scale, querybank
+
+
 def evaluate_matcher(
     model,
     records,
@@ -420,15 +439,9 @@ def evaluate_matcher(
             output = "probability" if rerank_threshold is not None else rerank_fusion
             rerank_fn = pair_scorer(rerank_model, rr_pixels, rr_tokens, batch_size=max(batch_size, 256),
                                     output=output)
-        scale = float(np.asarray(model.logit_scale.scale())) if hasattr(model, "logit_scale") else 1.0
+        scale, querybank = first_stage_scale_and_querybank(model, querybank, querybank_beta, batch_size)
         bank_images = bank_texts = None
         if querybank is not None:
-            if querybank_beta is not None:
-                if not np.isfinite(querybank_beta) or querybank_beta <= 0:
-                    raise ValueError(f"querybank_beta must be a positive number. Received: {querybank_beta}")
-                scale = float(querybank_beta)
-            if not isinstance(querybank, QuerybankEmbeddings):
-                querybank = embed_querybank(model, querybank, batch_size)
             bank_images, bank_texts = querybank.images, querybank.texts
         metrics = retrieval_metrics(
             image_embeddings, text_embeddings, text_to_images, ks=ks, chunk_size=chunk_size,

@@ -365,23 +365,15 @@ def rerank_pairs(
     Returns ``(images, texts, image_ids, text_ids, labels)`` as ``itm_pairs``
     does: ``pool images x min(k, pool captions)`` pairs.
     """
-    from mmzoo.metrics.retrieval import QuerybankEmbeddings, embed_querybank, querybank_log_normalizer
+    from mmzoo.metrics.retrieval import first_stage_scale_and_querybank, querybank_log_normalizer
 
     if k < 1 or pool_size < 1:
         raise ValueError(f"k and pool_size must be positive. Received: k={k}, pool_size={pool_size}")
     records = list(records)
     if not records:
         raise ValueError("rerank_pairs needs records with images and captions. Received: no records")
-    scale = float(np.asarray(dual_encoder.logit_scale.scale()))
-    bank = None
-    if querybank is not None:
-        if querybank_beta is not None:
-            if not np.isfinite(querybank_beta) or querybank_beta <= 0:
-                raise ValueError(f"querybank_beta must be a positive number. Received: {querybank_beta}")
-            scale = float(querybank_beta)
-        if not isinstance(querybank, QuerybankEmbeddings):
-            querybank = embed_querybank(dual_encoder, querybank, batch_size)
-        bank = querybank.images
+    scale, querybank = first_stage_scale_and_querybank(dual_encoder, querybank, querybank_beta, batch_size)
+    bank = None if querybank is None else querybank.images
     images, texts, image_ids, text_ids, labels = [], [], [], [], []
     text_index: dict[str, int] = {}
     for start in range(0, len(records), pool_size):
