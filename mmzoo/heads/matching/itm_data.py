@@ -365,7 +365,12 @@ def rerank_pairs(
     Returns ``(images, texts, image_ids, text_ids, labels)`` as ``itm_pairs``
     does: ``pool images x min(k, pool captions)`` pairs.
     """
-    from mmzoo.metrics.retrieval import first_stage_scale_and_querybank, querybank_log_normalizer
+    from mmzoo.metrics.retrieval import (
+        embed_querybank,
+        first_stage_scale_and_querybank,
+        invert_positives,
+        querybank_log_normalizer,
+    )
 
     if k < 1 or pool_size < 1:
         raise ValueError(f"k and pool_size must be positive. Received: k={k}, pool_size={pool_size}")
@@ -379,18 +384,12 @@ def rerank_pairs(
     for start in range(0, len(records), pool_size):
         pool = records[start : start + pool_size]
         pool_images, pool_texts, text_to_images = records_to_retrieval_set(pool)
-        pixels = decode_images(pool_images, dual_encoder.image_preprocessor, batch_size)
-        image_emb = np.asarray(dual_encoder.image_encoder.predict(pixels, batch_size=batch_size, verbose=0))
-        token_ids = tokenize_texts(dual_encoder.tokenizer, pool_texts)
-        text_emb = np.asarray(dual_encoder.text_encoder.predict(token_ids, batch_size=256, verbose=0))
-        logits = scale * (image_emb @ text_emb.T)
+        embedded = embed_querybank(dual_encoder, pool, batch_size)  # images and captions in the same order
+        logits = scale * (embedded.images @ embedded.texts.T)
         if bank is not None:
-            logits = logits - querybank_log_normalizer(bank, text_emb, scale)[None, :]
+            logits = logits - querybank_log_normalizer(bank, embedded.texts, scale)[None, :]
         top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-        own = [set() for _ in pool_images]
-        for t, ims in enumerate(text_to_images):
-            for i in ims:
-                own[i].add(t)
+        own = invert_positives(text_to_images, len(pool_images))  # each image's own caption indices
         pool_records = _first_records(pool) if is_match is not None else None
         offset = len(images)
         images.extend(pool_images)
