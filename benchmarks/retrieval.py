@@ -357,6 +357,12 @@ def semantic_records(records, image_size):
             for r in records]
 
 
+def _itm_epoch(history):
+    """One ITM ``fit`` epoch's loss, accuracy and AUC."""
+    return (f"loss {history['loss'][-1]:.3f}, accuracy {history['accuracy'][-1]:.3f}, "
+            f"AUC {history['auc'][-1]:.3f}")
+
+
 def rerank_options(fusion, value):
     """``evaluate_matcher`` keywords of a re-rank option: a score fusion at weight ``value``, or (``"gate"``) a
     truth gate at threshold ``value``."""
@@ -628,8 +634,7 @@ def main(argv=None):
                                       relation_grammar=relation_grammar, relation_negatives=args.itm_relation_negatives,
                                       is_match=is_match)
             itm_history = itm.fit(itm_ds, epochs=1, verbose=0).history
-            print(f"  itm epoch {epoch + 1}: loss {itm_history['loss'][-1]:.3f}, accuracy "
-                  f"{itm_history['accuracy'][-1]:.3f}, AUC {itm_history['auc'][-1]:.3f}", flush=True)
+            print(f"  itm epoch {epoch + 1}: {_itm_epoch(itm_history)}", flush=True)
         recompute_batch_norm_statistics(itm, calibration)
         print(f"itm_matcher ({args.preset}, {itm.count_params():,} params, towers "
               f"{'from scratch' if args.itm_from_scratch else 'from the dual encoder'}): {args.itm_epochs} "
@@ -649,8 +654,7 @@ def main(argv=None):
             itm.compile(optimizer=keras.optimizers.Adam(args.itm_rerank_learning_rate))
             for epoch in range(args.itm_rerank_epochs):
                 itm_history = itm.fit(rerank_ds, epochs=1, verbose=0).history
-                print(f"  itm truth-stage epoch {epoch + 1}: loss {itm_history['loss'][-1]:.3f}, accuracy "
-                      f"{itm_history['accuracy'][-1]:.3f}, AUC {itm_history['auc'][-1]:.3f}", flush=True)
+                print(f"  itm truth-stage epoch {epoch + 1}: {_itm_epoch(itm_history)}", flush=True)
             recompute_batch_norm_statistics(itm, calibration)
             print(f"itm_matcher truth stage: {args.itm_rerank_epochs} epochs on the QB-Norm top {args.rerank_k} of "
                   f"{len(rerank_train)} new images (pools of {len(test)}) at lr {args.itm_rerank_learning_rate:g} "
