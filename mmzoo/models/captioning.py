@@ -65,7 +65,13 @@ def _captioning_tokenizer(tokenizer, sequence_length) -> TextTokenizer:
 
 
 class _Untracked:
-    """Holds an object out of Keras' layer tracking (a helper tokenizer is not part of the model)."""
+    """Holds an object out of Keras' and TensorFlow's tracking.
+
+    A plain object: neither Keras' ``Tracker`` nor TensorFlow's ``AutoTrackable``
+    looks inside it, so what it holds is not part of the model's weights, its
+    ``.keras`` file or a SavedModel (a helper tokenizer; the cache of decoding
+    ``tf.function``s, whose tuple keys a SavedModel cannot save).
+    """
 
     def __init__(self, value):
         self.value = value
@@ -79,7 +85,10 @@ class CaptionerBase(MultimodalModel):
     def _init_captioner(self, learning_rate, label_smoothing):
         self.learning_rate = learning_rate
         self.label_smoothing = label_smoothing
-        self._generate_functions = {}
+        # Keyed by the decoding settings. Not a plain dict attribute: TensorFlow would wrap it in a
+        # tracked ``_DictWrapper`` and ``tf.saved_model.save`` (so ``export_saved_model``) would fail
+        # on its tuple keys after any eager ``generate`` call.
+        self._generate_functions = _Untracked({})
         self._target_tokenizer = _Untracked(
             TextTokenizer.from_config(
                 {**self.tokenizer.get_config(), "sequence_length": self.sequence_length + 1,
@@ -177,12 +186,11 @@ class CaptionerBase(MultimodalModel):
                 None if seed is None else int(seed), bool(return_attention), bool(use_cache))
         if not tf.executing_eagerly():
             return self._generate(image, *args)
-        if args not in self._generate_functions:
+        functions = self._generate_functions.value
+        if args not in functions:
             spec = tf.TensorSpec([None, *self.image_size, 3], tf.float32)
-            self._generate_functions[args] = tf.function(
-                lambda image: self._generate(image, *args), input_signature=[spec]
-            )
-        return self._generate_functions[args](tf.cast(image, tf.float32))
+            functions[args] = tf.function(lambda image: self._generate(image, *args), input_signature=[spec])
+        return functions[args](tf.cast(image, tf.float32))
 
     _has_attention = False
 

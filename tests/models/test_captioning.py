@@ -133,6 +133,29 @@ def test_export_archive_round_trip(tmp_path):
     np.testing.assert_array_equal(restored["caption"], expected["caption"])
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_export_and_keras_save_after_eager_generate(name, tmp_path):
+    # Eager generate() caches a tf.function per decoding setting on the model; the cache is keyed by
+    # tuples, which a SavedModel cannot save: it must stay out of TensorFlow's and Keras' tracking.
+    model = mmzoo.build(name, preset="tiny")
+    images = _images(2, seed=4)
+    greedy = model.generate(images)
+    model.generate(images, method="beam", beam_width=4)
+    model.generate(images, method="sample", seed=0, max_length=5)
+    assert len(model._generate_functions.value) == 3  # the cache is in use, not bypassed
+    version_dir = mmzoo.export_saved_model(model, tmp_path / "captioner", warmup=False, verify=False)
+    loaded = tf.saved_model.load(version_dir)
+    out = loaded.signatures["preprocessed"](image=tf.constant(images))
+    expected = model.tokenizer.detokenize(greedy["token_ids"]).numpy().tolist()
+    assert out["caption"].numpy().tolist() == expected
+    np.testing.assert_allclose(out["score"].numpy(), greedy["score"].numpy(), atol=1e-4)
+
+    path = str(tmp_path / "captioner.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(reloaded.generate(images)["token_ids"], greedy["token_ids"])
+
+
 def test_errors():
     model = mmzoo.build("lstm_captioner", preset="tiny")
     with pytest.raises(ValueError, match="method='nucleus'"):
