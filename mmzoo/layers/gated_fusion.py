@@ -6,33 +6,46 @@ import keras
 
 from mmzoo.layers.concat_fusion import _check_pooled_shapes
 
+GATES = ("unit", "modality")
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class GatedFusion(keras.layers.Layer):
     """Gated Multimodal Unit (GMU) over ``N >= 2`` pooled modality vectors.
 
     Arevalo et al., "Gated Multimodal Units for Information Fusion" (ICLR
-    workshop 2017), generalised from two modalities to ``N`` with a softmax
-    over the modalities::
+    workshop 2017). Each modality gets a ``tanh`` projection to ``units``,
+    and a gate computed from all modalities decides, **for every hidden
+    unit**, how much of each modality goes into the fused vector::
 
-        h_i = tanh(x_i @ W_i + b_i)                       # [batch, units]
-        z   = softmax([x_1, ..., x_N] @ W_z + b_z)        # [batch, N]
-        out = sum_i z[:, i] * h_i                         # [batch, units]
+        h_i = tanh(x_i @ W_i + b_i)                            # [batch, units]
+        N = 2:  z   = sigmoid([x_1; x_2] @ W_z + b_z)          # [batch, units]
+                out = z * h_1 + (1 - z) * h_2
+        N > 2:  z   = softmax over i of ([x_1; ...; x_N] @ W_z + b_z)   # [batch, N, units]
+                out = sum_i z_i * h_i
 
-    For ``N = 2`` this is the paper's ``h = z * h_1 + (1 - z) * h_2`` with
-    ``z = sigmoid([x_1, x_2] @ (W_z[:, 0] - W_z[:, 1]) + ...)``: a two-way
-    softmax is a sigmoid of the logit difference. The gates say how much the
-    unit trusts each modality for each example; ``return_gates=True`` returns
-    them beside the fused vector. Dropout (when ``dropout > 0``) is applied to
-    the fused vector.
+    For ``N = 2`` the sigmoid is the paper's form; it equals a softmax over
+    the two modalities with logits ``(a, 0)``, so the ``N > 2`` form is its
+    generalisation. ``gate="modality"`` instead computes one scalar gate per
+    modality per example (a softmax over ``N``, the same for every unit): a
+    coarser unit that can only mix whole modalities, and the form mmzoo
+    used before per-unit gates (configs without ``gate`` load as it, so
+    older ``.keras`` files keep their weights). Dropout (when ``dropout >
+    0``) is applied to the fused vector.
 
-    Weights: ``kernel_i`` ``[dim_i, units]`` and ``bias_i`` per modality,
-    ``gate_kernel`` ``[sum(dim_i), N]`` and ``gate_bias`` ``[N]``.
+    Weights: ``kernel_i`` ``[dim_i, units]`` and ``bias_i`` per modality;
+    ``gate_kernel`` ``[sum(dim_i), units]`` (N = 2), ``[sum(dim_i), N * units]``
+    (N > 2) or ``[sum(dim_i), N]`` (``gate="modality"``), and ``gate_bias``
+    of its last size.
 
     Args:
         units: int, width of the fused vector.
-        return_gates: bool. If ``True``, ``call`` returns ``(fused, gates)``
-            with ``gates`` of shape ``[batch, N]`` (rows sum to 1).
+        gate: ``"unit"`` (default, one gate per hidden unit) or
+            ``"modality"`` (one scalar gate per modality).
+        return_gates: bool. If ``True``, ``call`` returns ``(fused, gates)``:
+            ``gates`` is ``[batch, N, units]`` for ``gate="unit"`` and
+            ``[batch, N]`` for ``gate="modality"``; it sums to 1 over the
+            modality axis.
         dropout: float in ``[0, 1)``. Dropout rate on the fused vector.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
@@ -43,21 +56,29 @@ class GatedFusion(keras.layers.Layer):
     >>> image, text = np.ones((2, 3), "float32"), np.ones((2, 5), "float32")
     >>> fused, gates = gmu([image, text])
     >>> tuple(fused.shape), tuple(gates.shape)
-    ((2, 4), (2, 2))
+    ((2, 4), (2, 2, 4))
     """
 
-    def __init__(self, units, return_gates=False, dropout=0.0, **kwargs):
+    def __init__(self, units, gate="unit", return_gates=False, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(f"units must be a positive int. Received: units={units!r}")
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}. Received: gate={gate!r}")
         if not isinstance(return_gates, bool):
             raise ValueError(f"return_gates must be a bool. Received: return_gates={return_gates!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
         self.units = units
+        self.gate = gate
         self.return_gates = return_gates
         self.dropout = float(dropout)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="dropout")
+
+    def _gate_width(self, num_modalities):
+        if self.gate == "modality":
+            return num_modalities
+        return self.units if num_modalities == 2 else num_modalities * self.units
 
     def build(self, input_shape):
         dims = _check_pooled_shapes(self.__class__.__name__, input_shape)
@@ -68,11 +89,21 @@ class GatedFusion(keras.layers.Layer):
                 self.add_weight(name=f"kernel_{i}", shape=(dim, self.units), initializer="glorot_uniform")
             )
             self.biases.append(self.add_weight(name=f"bias_{i}", shape=(self.units,), initializer="zeros"))
-        self.gate_kernel = self.add_weight(
-            name="gate_kernel", shape=(sum(dims), len(dims)), initializer="glorot_uniform"
-        )
-        self.gate_bias = self.add_weight(name="gate_bias", shape=(len(dims),), initializer="zeros")
+        width = self._gate_width(len(dims))
+        self.gate_kernel = self.add_weight(name="gate_kernel", shape=(sum(dims), width), initializer="glorot_uniform")
+        self.gate_bias = self.add_weight(name="gate_bias", shape=(width,), initializer="zeros")
         self.built = True
+
+    def _gates(self, inputs):
+        """Gates ``[batch, N, units]`` (``gate="unit"``) or ``[batch, N]``."""
+        logits = keras.ops.matmul(keras.ops.concatenate(inputs, axis=-1), self.gate_kernel) + self.gate_bias
+        n = len(inputs)
+        if self.gate == "modality":
+            return keras.ops.softmax(logits, axis=-1)
+        if n == 2:
+            z = keras.ops.sigmoid(logits)
+            return keras.ops.stack([z, 1.0 - z], axis=1)
+        return keras.ops.softmax(keras.ops.reshape(logits, (-1, n, self.units)), axis=1)
 
     def call(self, inputs, training=None):
         inputs = list(inputs)
@@ -84,9 +115,9 @@ class GatedFusion(keras.layers.Layer):
             ],
             axis=1,
         )
-        gate_logits = keras.ops.matmul(keras.ops.concatenate(inputs, axis=-1), self.gate_kernel)
-        gates = keras.ops.softmax(gate_logits + self.gate_bias, axis=-1)  # [batch, N]
-        fused = keras.ops.sum(hidden * keras.ops.expand_dims(gates, -1), axis=1)
+        gates = self._gates(inputs)
+        weights = gates if self.gate == "unit" else keras.ops.expand_dims(gates, -1)
+        fused = keras.ops.sum(hidden * weights, axis=1)
         fused = self.dropout_layer(fused, training=training)
         if self.return_gates:
             return fused, gates
@@ -97,10 +128,21 @@ class GatedFusion(keras.layers.Layer):
         batch = input_shape[0][0]
         fused = (batch, self.units)
         if self.return_gates:
-            return fused, (batch, len(dims))
+            gates = (batch, len(dims), self.units) if self.gate == "unit" else (batch, len(dims))
+            return fused, gates
         return fused
 
     def get_config(self):
         config = super().get_config()
-        config.update({"units": self.units, "return_gates": self.return_gates, "dropout": self.dropout})
+        config.update(
+            {"units": self.units, "gate": self.gate, "return_gates": self.return_gates, "dropout": self.dropout}
+        )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Configs written before per-unit gates have no "gate": they were
+        # the scalar per-modality gate, and their gate_kernel has that shape.
+        config = dict(config)
+        config.setdefault("gate", "modality")
+        return cls(**config)

@@ -23,6 +23,8 @@ backbone expects), ``token_ids`` is int32 ``[batch, sequence_length]`` with
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
@@ -65,6 +67,27 @@ def normalize_image_size(image_size) -> tuple[int, int]:
             f"Received: image_size={image_size}"
         )
     return image_size
+
+
+def _upgrade_config(config: dict) -> dict:
+    """Read configs written by earlier mmzoo versions.
+
+    Before per-unit gates, a ``fusion="gated"`` model's ``fusion_kwargs`` had
+    no ``gate``: its ``GatedFusion`` was the scalar per-modality gate, and its
+    saved weights have that shape. It loads as ``gate="modality"`` (same
+    weights, same outputs); a warning says so, since new models default to
+    ``gate="unit"``.
+    """
+    fusion_kwargs = config.get("fusion_kwargs")
+    if config.get("fusion") == "gated" and isinstance(fusion_kwargs, dict) and "gate" not in fusion_kwargs:
+        warnings.warn(
+            f"{config.get('name', 'model')}: this model was saved before GatedFusion's gates became per hidden "
+            "unit; it loads with fusion_kwargs['gate']='modality' (the scalar per-modality gate it was trained "
+            "with). Models built now default to gate='unit'.",
+            stacklevel=3,
+        )
+        config["fusion_kwargs"] = {**fusion_kwargs, "gate": "modality"}
+    return config
 
 
 @keras.saving.register_keras_serializable(package="mmzoo")
@@ -168,7 +191,7 @@ class MultimodalModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        config = _upgrade_config(dict(config))
         if isinstance(config.get("tokenizer"), dict):
             config["tokenizer"] = keras.saving.deserialize_keras_object(
                 config["tokenizer"], custom_objects=custom_objects

@@ -157,15 +157,23 @@ class MultimodalClassifier(MultimodalModel):
             return x, tf.cast(tf.reshape(y, [-1, 1]), "float32")
         return out
 
-    def fusion_gates(self, inputs):
-        """``GatedFusion``'s gate values ``[batch, 2]`` (image, text) for ``inputs``.
+    def fusion_gates(self, inputs, per_unit=False):
+        """``GatedFusion``'s gates for ``inputs``: which modality the model trusts.
 
-        Shows which modality the model trusts for each example.
+        Returns ``[batch, 2]`` (image, text): for each example, the mean gate
+        of each modality over the fused units (rows sum to 1). With
+        ``per_unit=True`` returns the gates themselves, ``[batch, 2, units]``
+        (a model built with ``fusion_kwargs={"gate": "modality"}`` has one
+        gate per modality, so its ``per_unit`` gates are ``[batch, 2, 1]``).
         """
         if self.fusion != "gated":
             raise ValueError(f"fusion_gates needs fusion='gated'. Received: fusion={self.fusion!r}")
-        gates = self.get_layer("fusion").output[1]
-        return keras.Model(self.inputs, gates)(self._filter_inputs(inputs), training=False)
+        gates = keras.Model(self.inputs, self.get_layer("fusion").output[1])(
+            self._filter_inputs(inputs), training=False
+        )
+        if len(gates.shape) == 2:  # gate="modality": one gate per modality
+            gates = keras.ops.expand_dims(gates, -1)
+        return gates if per_unit else keras.ops.mean(gates, axis=-1)
 
     def get_config(self):
         config = super().get_config()

@@ -102,7 +102,7 @@ def build_fused_trunk(
         image_tower / text_tower: tower names and ``*_tower_kwargs`` their
             arguments (already selected for the tower, see ``select_tower_kwargs``).
         fusion_kwargs: arguments of the fusion layer; defaults:
-            ``units=64`` (gated), ``num_heads=2, key_dim=32`` (cross_attention).
+            ``units=64, gate="unit"`` (gated), ``num_heads=2, key_dim=32`` (cross_attention).
         late_outputs: number of logits of ``late`` fusion (required for it).
     """
     if fusion not in TRUNK_FUSIONS:
@@ -127,6 +127,7 @@ def build_fused_trunk(
         features = ConcatFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
     elif fusion == "gated":
         fusion_kwargs.setdefault("units", 64)
+        fusion_kwargs.setdefault("gate", "unit")
         fusion_kwargs["return_gates"] = True
         features, _ = GatedFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
     elif fusion == "cross_attention":

@@ -77,6 +77,9 @@ def test_gated_classifier_exposes_gates():
     gates = np.asarray(model.fusion_gates(_inputs(model)))
     assert gates.shape == (4, 2)
     np.testing.assert_allclose(gates.sum(-1), 1.0, atol=1e-5)
+    per_unit = np.asarray(model.fusion_gates(_inputs(model), per_unit=True))
+    assert per_unit.shape == (4, 2, model.fusion_kwargs["units"])
+    np.testing.assert_allclose(per_unit.mean(-1), gates, atol=1e-6)
     with pytest.raises(ValueError, match="fusion='gated'"):
         _build("concat").fusion_gates(_inputs(model))
 
