@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from mmzoo.errors import error_text
+
 
 def resolve_export_dir(export_dir) -> str:
     """A version directory: ``export_dir`` itself or its highest version."""
@@ -82,5 +84,34 @@ def run_saved_model(export_dir, signature="serving_default", image_paths=(), tex
         )
     for key, spec in specs.items():
         feed[key] = tf.constant(given[key], dtype=spec.dtype)
-    outputs = fn(**feed)
+    try:
+        outputs = fn(**feed)
+    except tf.errors.InvalidArgumentError as e:
+        # The graph's assertion, as the sentence it was written with (not "Graph
+        # execution error: Detected at node ..."), naming the image file it is about.
+        message = error_text(e.message)
+        culprit = _failing_image(fn, specs, feed, image_paths) if image_paths and "image" in message.lower() else None
+        if culprit is not None:
+            message = f"{os.fspath(culprit)}: {message}"
+        raise tf.errors.InvalidArgumentError(e.node_def, e.op, message) from None
     return {key: _jsonable(value.numpy()) for key, value in sorted(outputs.items())}
+
+
+def _failing_image(fn, specs, feed, image_paths):
+    """The first of ``image_paths`` the signature fails on alone (with its own text), or None."""
+    import tensorflow as tf
+
+    if "image_bytes" not in feed or len(image_paths) != int(feed["image_bytes"].shape[0]):
+        return None
+    for i, path in enumerate(image_paths):
+        single = {}
+        for key, value in feed.items():
+            if key == "image_bytes" or int(value.shape[0]) == len(image_paths):
+                single[key] = value[i:i + 1]
+            else:
+                single[key] = value[:1]
+        try:
+            fn(**single)
+        except tf.errors.InvalidArgumentError:
+            return path
+    return None

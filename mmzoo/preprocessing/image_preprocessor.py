@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmzoo.errors import error_text
 from mmzoo.preprocessing.image_header import check_header, gif_first_frame
 
 _SCALES = (None, "unit", "symmetric")
@@ -158,6 +159,16 @@ class ImagePreprocessor(keras.layers.Layer):
         return self._rescale(self._resize(images))
 
     # ----------------------------------------------------------------- call
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except tf.errors.InvalidArgumentError as e:
+            # Run eagerly, a failed header check reaches here wrapped by Keras
+            # ("Exception encountered when calling ...", terminal escape codes,
+            # "Expected 'tf.Tensor(False, ...)' to be true. Summarized data:
+            # ..."): raise the check's own sentence instead.
+            raise tf.errors.InvalidArgumentError(e.node_def, e.op, error_text(e.message)) from None
+
     def call(self, inputs):
         if isinstance(inputs, tf.RaggedTensor):
             raise ValueError("ImagePreprocessor expects a dense tensor. Received a RaggedTensor.")
