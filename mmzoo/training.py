@@ -10,13 +10,21 @@ A run writes, under ``out_dir``:
 * ``metrics.json``: the evaluation metrics and run figures,
 * ``history.csv``: one row per epoch (``CSVLogger``),
 * ``logs/``: TensorBoard logs,
-* ``checkpoints/epoch_NNN.keras``: the model after every epoch with a finite loss,
+* ``checkpoints/epoch_NNN.keras``: while training, the model after the latest
+  epoch with a finite loss (kept when training diverges; removed when the run
+  finishes); with ``keep_checkpoints=True`` every epoch's, all kept,
 * ``backup/``: the ``BackupAndRestore`` state while training runs: a run
   killed (even with SIGKILL) and started again with the same arguments
   resumes at the last finished epoch, and with ``deterministic=True`` ends
   with the same weights and metrics as an uninterrupted run,
 * ``run_config.json``: every argument, resolved: ``train(**load_run_config(path))``
   or ``mmzoo train --config OUT/run_config.json`` repeats the run.
+
+Started again on an ``out_dir`` that holds a finished run (``metrics.json``),
+``train`` trains again from scratch (``overwrite=None``, the default, says so);
+``overwrite=False`` (``mmzoo train``) refuses with ``RunExistsError``;
+``overwrite=True`` (``mmzoo train --overwrite``) also discards an unfinished
+run's backup instead of resuming it.
 
 Distribution (``strategy="mirrored" | "multi_worker" | "tpu"``): the model is
 built and compiled inside ``strategy.scope()``; ``batch_size`` is the global
@@ -53,7 +61,7 @@ RUN_ARGUMENTS = (
     "name", "data", "val_data", "epochs", "batch_size", "preset", "out_dir", "overrides",
     "learning_rate", "seed", "skip_bad", "verbose", "strategy", "tpu", "cpu_devices",
     "mixed_precision", "jit_compile", "steps_per_execution", "deterministic", "early_stopping",
-    "lr_schedule", "warmup_steps", "cache",
+    "lr_schedule", "warmup_steps", "cache", "keep_checkpoints",
 )
 CACHE_POLICIES = ("auto", "memory", "none")
 # ``cache="auto"`` keeps decoded training images in memory up to this size.
@@ -72,6 +80,14 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message, epoch=None, step=None, loss=None, checkpoint=None):
         super().__init__(message)
         self.epoch, self.step, self.loss, self.checkpoint = epoch, step, loss, checkpoint
+
+
+class RunExistsError(FileExistsError):
+    """``out_dir`` holds a finished run and ``overwrite=False``."""
+
+
+# Files and folders a run writes in ``out_dir`` (what ``overwrite`` replaces).
+RUN_OUTPUTS = ("model.keras", "metrics.json", "history.csv", "run_config.json", "logs", "checkpoints")
 
 
 # ---------------------------------------------------------------- overrides
@@ -176,7 +192,8 @@ def cli_options(namespace) -> dict[str, Any]:
     then ``train``'s defaults; ``--set`` pairs merge over the config's
     overrides. (The ``train`` parser leaves flags that were not given unset.)
     """
-    given = {k: v for k, v in vars(namespace).items() if k not in ("command", "fn", "config", "set", "quiet")}
+    given = {k: v for k, v in vars(namespace).items()
+             if k not in ("command", "fn", "config", "set", "quiet", "json", "overwrite")}
     options = load_run_config(namespace.config) if getattr(namespace, "config", None) else {}
     if "out" in given:
         given["out_dir"] = given.pop("out")
@@ -351,22 +368,32 @@ def backup_epoch(backup_dir: str) -> int:
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
-    """Saves ``checkpoints/epoch_NNN.keras`` after every epoch with a finite loss."""
+    """Saves ``checkpoints/epoch_NNN.keras`` after every epoch with a finite loss.
 
-    def __init__(self, directory):
+    With ``keep_all=False`` only the latest is kept (the one a diverged run
+    points at): each save removes the earlier ones.
+    """
+
+    def __init__(self, directory, keep_all=True):
         super().__init__()
         self.directory = directory
+        self.keep_all = keep_all
         self.last_path = None
 
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return
         os.makedirs(self.directory, exist_ok=True)
-        path = os.path.join(self.directory, f"epoch_{epoch + 1:03d}.keras")
+        name = f"epoch_{epoch + 1:03d}.keras"
+        path = os.path.join(self.directory, name)
         tmp = path + ".tmp.keras"
         self.model.save(tmp)
         os.replace(tmp, path)
         self.last_path = path
+        if not self.keep_all:
+            for other in os.listdir(self.directory):
+                if other.startswith("epoch_") and other.endswith(".keras") and other != name:
+                    os.remove(os.path.join(self.directory, other))
 
 
 class _TerminateOnNaN(keras.callbacks.TerminateOnNaN):
@@ -609,8 +636,10 @@ def train(
     lr_schedule: str = "constant",
     warmup_steps: int = 0,
     cache: str = "auto",
+    keep_checkpoints: bool = False,
     callbacks: list | None = None,
     config=None,
+    overwrite: bool | None = None,
 ) -> dict:
     """Train zoo entry ``name`` on manifest ``data``; returns the result dict.
 
@@ -641,7 +670,15 @@ def train(
             ``"none"`` reads and decodes the files every epoch; ``"auto"``
             (default) is ``"memory"`` when the decoded images take at most
             ``AUTO_CACHE_BYTES`` (2 GiB), else ``"none"``.
+        keep_checkpoints: keep ``checkpoints/epoch_NNN.keras`` of every
+            epoch (15 MB each for a default-preset classifier); by default
+            only the latest is kept while training and none once it finishes.
         callbacks: extra Keras callbacks.
+        overwrite: what to do when ``out_dir`` holds a run. ``None``: resume
+            an unfinished one (its ``backup/``), train a finished one again
+            from scratch; ``False``: resume an unfinished one, refuse a
+            finished one (``RunExistsError``); ``True``: train from scratch
+            either way. Starting from scratch removes the old run's outputs.
         config: a run config (path or dict, see ``load_run_config``) giving
             the arguments not passed explicitly.
 
@@ -657,7 +694,7 @@ def train(
             is_default = value is None if key in ("name", "data") else value == defaults.get(key)
             if not is_default or key not in from_config:
                 from_config[key] = value
-        return train(**from_config, callbacks=callbacks)
+        return train(**from_config, callbacks=callbacks, overwrite=overwrite)
     if not name or not data:
         raise ValueError(f"train needs a model name and a training manifest. Received: name={name!r}, data={data!r}")
     _validate(epochs, batch_size, mixed_precision, steps_per_execution, early_stopping, lr_schedule, warmup_steps)
@@ -665,7 +702,7 @@ def train(
         raise ValueError(f"cache must be one of {list(CACHE_POLICIES)}. Received: cache={cache!r}")
     from tensorflow.python.framework import config as tf_framework_config
 
-    arguments = {k: v for k, v in locals().items() if k in RUN_ARGUMENTS or k == "callbacks"}
+    arguments = {k: v for k, v in locals().items() if k in RUN_ARGUMENTS or k in ("callbacks", "overwrite")}
     was_deterministic = tf_framework_config.is_op_determinism_enabled()
     try:
         return _train(**arguments)
@@ -678,7 +715,7 @@ def train(
 def _train(
     *, name, data, val_data, epochs, batch_size, preset, out_dir, overrides, learning_rate, seed, skip_bad,
     verbose, strategy, tpu, cpu_devices, mixed_precision, jit_compile, steps_per_execution, deterministic,
-    early_stopping, lr_schedule, warmup_steps, cache, callbacks,
+    early_stopping, lr_schedule, warmup_steps, cache, keep_checkpoints, callbacks, overwrite,
 ):
     import tensorflow as tf
 
@@ -697,8 +734,9 @@ def _train(
     chief = distribute.is_chief(strat)
     task_type, task_id = distribute.task_info(strat)
     write_dir = out_dir if chief else tempfile.mkdtemp(prefix=f"mmzoo_{task_type}{task_id}_")
-    os.makedirs(write_dir, exist_ok=True)
     backup_dir = os.path.join(out_dir, "backup" if chief else f"backup-{task_type}{task_id}")
+    _prepare_out_dir(out_dir, backup_dir, overwrite, chief, verbose)
+    os.makedirs(write_dir, exist_ok=True)
 
     records = read_manifest(data, skip_bad=skip_bad)
     val_records = read_manifest(val_data, skip_bad=skip_bad) if val_data else None
@@ -753,7 +791,7 @@ def _train(
     )
 
     nan_guard = _TerminateOnNaN()
-    checkpoint = _EpochCheckpoint(os.path.join(write_dir, "checkpoints"))
+    checkpoint = _EpochCheckpoint(os.path.join(write_dir, "checkpoints"), keep_all=bool(keep_checkpoints))
     history_path = os.path.join(write_dir, "history.csv")
     if first_epoch:
         _truncate_history(history_path, first_epoch)
@@ -799,6 +837,8 @@ def _train(
 
     model_path = os.path.join(write_dir, "model.keras")
     model.save(model_path)
+    if not keep_checkpoints:  # model.keras is the run's model; nothing resumes from these
+        shutil.rmtree(os.path.join(write_dir, "checkpoints"), ignore_errors=True)
     eval_model = model
     if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy):
         # Evaluate every example locally: a fresh copy outside the strategy
@@ -820,6 +860,7 @@ def _train(
         "num_params": int(model.count_params()),
         "model_path": os.path.join(out_dir, "model.keras") if chief else None,
         "distribution": dist,
+        "chance": chance_levels(model, val_records or records, records, metrics),
     }
     run_config = {
         "name": name,
@@ -845,6 +886,7 @@ def _train(
         "lr_schedule": lr_schedule,
         "warmup_steps": int(warmup_steps or 0),
         "cache": cache,
+        "keep_checkpoints": bool(keep_checkpoints),
         "resolved": {
             "images_in_memory": decoded_images is not None,
             "mmzoo_version": _version(),
@@ -869,6 +911,157 @@ def _train(
     if not chief:
         shutil.rmtree(write_dir, ignore_errors=True)
     return result
+
+
+def _prepare_out_dir(out_dir, backup_dir, overwrite, chief, verbose):
+    """Apply ``overwrite`` to what ``out_dir`` already holds (see ``train``)."""
+    finished = os.path.exists(os.path.join(out_dir, "metrics.json"))
+    resumable = backup_epoch(backup_dir) > 0
+    if overwrite is False and finished and not resumable:
+        raise RunExistsError(
+            f"{out_dir} already holds a finished run ({_describe_run(out_dir)}). Pass --overwrite "
+            "(overwrite=True) to train again from scratch, or a new --out (out_dir) to keep it."
+        )
+    if overwrite is True and resumable:
+        _log(verbose, f"mmzoo train: --overwrite: discarding the unfinished run's backup in {backup_dir}")
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        resumable = False
+    if finished and not resumable:
+        if overwrite is None:
+            _log(verbose, f"mmzoo train: {out_dir} holds a finished run ({_describe_run(out_dir)}); "
+                          "training again from scratch (overwrite=False refuses).")
+        if chief:
+            for name in RUN_OUTPUTS:
+                path = os.path.join(out_dir, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                elif os.path.exists(path):
+                    os.remove(path)
+
+
+def _describe_run(out_dir) -> str:
+    try:
+        with open(os.path.join(out_dir, "metrics.json")) as f:
+            done = json.load(f)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(os.path.join(out_dir, "metrics.json"))))
+        return f"{done.get('model')}, {done.get('epochs')} epochs, finished {when}"
+    except (OSError, ValueError, AttributeError):
+        return "metrics.json"
+
+
+# ---------------------------------------------------------------- chance levels and the summary
+def chance_levels(model, eval_records, train_records=None, metrics=None) -> dict:
+    """What each headline metric is worth without learning: ``{"rule": str, "metrics": {name: value}}``.
+
+    * classification: always answering the most common label of the
+      evaluated records (accuracy, macro-F1; exact match for multi-label);
+    * matching: a random ranking (recall@K of ``num_images`` images against
+      ``num_texts`` captions);
+    * captioning: the most common training caption, given for every image
+      (BLEU, CIDEr-D, exact match), a reference rather than chance.
+    """
+    import collections
+
+    task = getattr(model, "task", None)
+    metrics = metrics or {}
+    if task == "classification":
+        labels = [r.label for r in eval_records if r.label is not None]
+        if not labels:
+            return {"rule": "no labels", "metrics": {}}
+        if any(isinstance(label, (list, tuple)) for label in labels):
+            sets = collections.Counter(tuple(sorted(label)) for label in labels)
+            top, count = sets.most_common(1)[0]
+            return {"rule": f"always the most common label set {list(top)}",
+                    "metrics": {"exact_match": count / len(labels)}}
+        counts = collections.Counter(str(label) for label in labels)
+        top, count = counts.most_common(1)[0]
+        p = count / len(labels)
+        return {"rule": f"always the most common answer, {top!r}",
+                "metrics": {"accuracy": p, "macro_f1": 2 * p / (1 + p) / len(counts)}}
+    if task == "matching":
+        images, texts = int(metrics.get("num_images") or 0), int(metrics.get("num_texts") or 0)
+        if not images or not texts:
+            return {"rule": "a random ranking", "metrics": {}}
+        per_image = texts / images  # captions per image
+        out = {}
+        for k in (1, 5, 10):
+            if f"image_to_text_recall@{k}" in metrics:
+                # P(at least one of the image's captions among k random picks of all captions)
+                miss = 1.0
+                for j in range(min(k, texts)):
+                    miss *= max(0.0, (texts - per_image - j) / (texts - j))
+                out[f"image_to_text_recall@{k}"] = 1.0 - miss
+            if f"text_to_image_recall@{k}" in metrics:
+                out[f"text_to_image_recall@{k}"] = min(1.0, k / images)
+        return {"rule": f"a random ranking of {images} images and {texts} captions", "metrics": out}
+    if task == "captioning":
+        train_captions = [c for r in (train_records or eval_records) for c in (r.captions or [])]
+        evaluated = [r for r in eval_records if r.captions]
+        if not train_captions or not evaluated:
+            return {"rule": "no captions", "metrics": {}}
+        from mmzoo.metrics.bleu import normalize_caption
+        from mmzoo.metrics.captioning import caption_scores
+
+        top = collections.Counter(normalize_caption(c) for c in train_captions).most_common(1)[0][0]
+        scores = caption_scores([r.captions for r in evaluated], [top] * len(evaluated))
+        return {"rule": f"the most common training caption, {top!r}, for every image",
+                "metrics": {k: float(v) for k, v in scores.items()}}
+    return {"rule": "", "metrics": {}}
+
+
+HEADLINE_METRICS = (
+    "accuracy", "macro_f1", "micro_f1", "image_to_text_recall@1", "image_to_text_recall@5",
+    "text_to_image_recall@1", "text_to_image_recall@5", "bleu_4", "cider_d", "exact_match",
+)
+
+
+def metric_lines(metrics: dict, chance: dict | None = None, indent: str = "  ") -> list[str]:
+    """One line per headline metric, with its chance level (``chance_levels``) beside it."""
+    chance = chance or {}
+    values = chance.get("metrics", {})
+    keys = [k for k in HEADLINE_METRICS if k in metrics] or [k for k, v in metrics.items()
+                                                             if isinstance(v, float) and not k.startswith("num_")]
+    width = max((len(k) for k in keys), default=0)
+    lines = []
+    for i, key in enumerate(keys):
+        line = f"{indent}{key:<{width}}  {metrics[key]:.3f}"
+        if key in values:
+            line += f"   chance {values[key]:.3f}"
+            if i == 0 and chance.get("rule"):
+                line += f" ({chance['rule']})"
+        lines.append(line)
+    return lines
+
+
+def format_result(result: dict, data: str | None = None) -> str:
+    """``train``'s result as the few lines ``mmzoo train`` prints (``--json`` prints the dict)."""
+    lines = [
+        f"mmzoo train: {result['model']} (preset {result['preset']}) trained {result['epochs_run']} epoch(s)"
+        + (f" after resuming at epoch {result['initial_epoch'] + 1}" if result.get("initial_epoch") else "")
+        + f" in {result['train_seconds']:.1f} s; final loss {result['final_loss']:.4f}; "
+          f"{result['num_params']:,} parameters"
+    ]
+    metrics = result.get("metrics", {})
+    count = metrics.get("num_examples") or metrics.get("num_images")
+    where = "the validation data" if result.get("evaluated_on") == "val" else \
+        "the training data (no --val-data: these figures flatter the model)"
+    lines.append(f"evaluated on {where}" + (f", {int(count)} examples" if count else "") + ":")
+    lines.extend(metric_lines(metrics, result.get("chance"), indent="  "))
+    model_path = result.get("model_path")
+    if model_path:
+        out_dir = os.path.dirname(model_path)
+        written = [n for n in ("model.keras", "metrics.json", "history.csv", "run_config.json")
+                   if os.path.exists(os.path.join(out_dir, n))]
+        if os.path.isdir(os.path.join(out_dir, "logs")):
+            written.append("logs/ (TensorBoard)")
+        if os.path.isdir(os.path.join(out_dir, "checkpoints")):
+            written.append("checkpoints/")
+        lines.append(f"wrote {out_dir}{os.sep}: " + ", ".join(written))
+        if not os.path.isdir(os.path.join(out_dir, "logs")):
+            lines.append("no TensorBoard logs: pip install tensorboard to write OUT/logs")
+        lines.append(f"next: mmzoo evaluate {model_path} --data {data or 'MANIFEST'}  |  "
+                     f"mmzoo export {model_path}  (as {os.path.basename(out_dir)})")
+    return "\n".join(lines)
 
 
 def _truncate_history(path, first_epoch):

@@ -145,7 +145,7 @@ def test_multi_worker_two_processes_train_and_chief_saves(manifest, tmp_path):
     command = [
         sys.executable, "-m", "mmzoo.cli", "train", "gated_classifier", "--data", manifest, "--preset", "tiny",
         "--set", "image_size=[32,32]", "--epochs", "2", "--batch-size", "8", "--out", out,
-        "--strategy", "multi_worker", "--quiet",
+        "--strategy", "multi_worker", "--quiet", "--json",
     ]
     procs = []
     try:
@@ -172,8 +172,8 @@ def test_multi_worker_two_processes_train_and_chief_saves(manifest, tmp_path):
     assert chief["final_loss"] == pytest.approx(worker["final_loss"], rel=1e-5)  # one model, trained together
     assert chief["model_path"] == os.path.join(out, "model.keras") and worker["model_path"] is None
     # Only the chief wrote OUT (the worker's backup is removed at the end).
-    assert sorted(os.listdir(out)) == [
-        "checkpoints", "history.csv", "logs", "metrics.json", "model.keras", "run_config.json"
+    assert sorted(os.listdir(out)) == [  # no checkpoints/ without --keep-checkpoints
+        "history.csv", "logs", "metrics.json", "model.keras", "run_config.json"
     ]
     import keras
 

@@ -205,7 +205,7 @@ def test_mmzoo_train_cli_trains_both_heads(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "multitask_classifier", "--data", manifest, "--epochs", "2", "--batch-size", "8",
                  "--preset", "tiny", "--out", str(run), "--set", "loss_weights.match_score=0.3",
-                 "--quiet"]) == 0
+                 "--quiet", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["task"] == "classification" and 0.0 <= result["metrics"]["accuracy"] <= 1.0
     assert result["distribution"]["steps_per_epoch"] == 6  # 16 images x 3 captions / 8
