@@ -5,12 +5,68 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 
+# TensorFlow's C++ runtime writes these to stderr while its shared libraries
+# load, before TF_CPP_MIN_LOG_LEVEL applies (absl logs everything until
+# absl::InitializeLog runs). `_import_tensorflow_quietly` drops exactly these
+# lines and passes anything else written during the import on to stderr.
+_LOAD_TIME_NOISE = re.compile(
+    r"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} [\d:.]+\s+\d+ (?:port\.cc:\d+\] oneDNN custom operations are on\. "
+    r"|cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used\.))"
+)
+
+
 def _quiet_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Environment for a quiet TensorFlow, set before it is imported; a user's own setting wins.
+
+    ``TF_CPP_MIN_LOG_LEVEL=3`` keeps TensorFlow's C++ log (``E0000 ... failed call
+    to cuInit`` on a machine without a GPU, oneDNN notes) off the terminal; errors
+    that matter reach the command as Python exceptions. ``TF_CPP_MIN_LOG_LEVEL=0``
+    shows the whole log again.
+    """
+    user_set = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    return user_set
+
+
+def _import_tensorflow_quietly():
+    """``import tensorflow`` with its load-time log lines (``_LOAD_TIME_NOISE``) dropped.
+
+    Those lines are written by the C++ runtime straight to file descriptor 2,
+    so stderr is redirected to a temporary file around the import, then the
+    file is replayed to stderr without them.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is not a file (captured, embedded)
+        import tensorflow  # noqa: F401
+
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), fd)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines(keepends=True) if not _LOAD_TIME_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _cmd_list(args):
@@ -40,15 +96,21 @@ def _cmd_list(args):
 
 
 def _cmd_train(args):
-    from mmzoo.training import TrainingDiverged, cli_options, train
+    from mmzoo.training import TrainingDiverged, cli_options, format_result, train
 
     options = cli_options(args)  # command line > --config file > train()'s defaults
+    options["overwrite"] = bool(getattr(args, "overwrite", False))
+    if "verbose" not in options and not sys.stdout.isatty():
+        options["verbose"] = 2  # a log file gets one line per epoch, not progress-bar redraws
     try:
         result = train(**options)
     except TrainingDiverged as e:
         print(f"mmzoo train: {e}", file=sys.stderr)
         return 3
-    print(json.dumps(result))
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+    else:
+        print(format_result(result, data=options.get("data")))
     return 0
 
 
@@ -66,7 +128,9 @@ def _load(path):
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {path!r}.")
-    return keras.saving.load_model(path, safe_mode=True)
+    # Nothing trains here: without the optimizer (compile=False) Keras neither
+    # builds one nor warns that it skips the saved optimizer's variables.
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
 def _cmd_evaluate(args):
@@ -120,20 +184,57 @@ def _parse_batch_size(value):
         raise ValueError(f"--batch-size must be 'auto', 'none' or an int. Received: {value!r}") from None
 
 
+def export_name(model_path) -> str:
+    """The name an export of ``model_path`` gets without ``--name``: the run folder
+    for ``runs/NAME/model.keras`` and ``runs/NAME/checkpoints/epoch_NNN.keras``,
+    else the file's stem (``clf.keras`` -> ``clf``)."""
+    path = os.path.abspath(os.fspath(model_path))
+    folder, filename = os.path.split(path)
+    stem = os.path.splitext(filename)[0]
+    if os.path.basename(folder) == "checkpoints":
+        folder = os.path.dirname(folder)
+    elif stem != "model":
+        return stem
+    return os.path.basename(folder) or stem
+
+
+def _refuse_existing(path, what):
+    raise FileExistsError(f"{path} already exists ({what}). Pass --overwrite to replace it, or --output/--name "
+                          "for another path.")
+
+
 def _cmd_export(args):
     from mmzoo.export import export_saved_model
 
-    stem = os.path.splitext(os.path.basename(args.model))[0]
+    name = args.name or export_name(args.model)
     if args.format == "tflite" and args.tower:
         raise ValueError(
             "--tower exports a reusable SavedModel; LiteRT export covers the whole model's "
             f"classification/embedding signatures. Received: --format tflite --tower {args.tower}"
         )
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"No model file at {args.model!r}.")
+    # Refuse an existing target before loading the model (seconds) and exporting (minutes).
+    if args.format == "tflite":
+        path = args.output or os.path.join(args.base_dir, f"{name}.tflite")
+        if os.path.exists(path) and not args.overwrite:
+            _refuse_existing(path, "a LiteRT export")
+    elif args.tower:
+        path = args.output or os.path.join(args.base_dir, args.name or f"{name}_{args.tower}_tower")
+        if os.path.exists(path) and not args.overwrite:
+            _refuse_existing(path, f"a {args.tower} tower export")
+    else:
+        base_dir = args.output or os.path.join(args.base_dir, name)
+        if args.version is not None and os.path.exists(os.path.join(base_dir, str(args.version))) \
+                and not args.overwrite:
+            raise FileExistsError(
+                f"Version {args.version} already exists under {base_dir}. Pass --overwrite to replace it, "
+                "or leave out --version to write the next free version."
+            )
     model = _load(args.model)
     if args.format == "tflite":
         from mmzoo.export.tflite import export_tflite
 
-        path = args.output or os.path.join(args.base_dir, f"{args.name or stem}.tflite")
         info = export_tflite(
             model, path, batch_size=_parse_batch_size(args.batch_size), overwrite=args.overwrite
         )
@@ -143,10 +244,8 @@ def _cmd_export(args):
     if args.tower:
         from mmzoo.export.tower import export_tower
 
-        path = args.output or os.path.join(args.base_dir, args.name or f"{stem}_{args.tower}_tower")
         print(export_tower(model, path, tower=args.tower, overwrite=args.overwrite))
         return 0
-    base_dir = args.output or (os.path.join(args.base_dir, args.name) if args.name else args.base_dir)
     kwargs = {}
     if args.beam_width is not None:
         kwargs["beam_width"] = args.beam_width
@@ -187,65 +286,119 @@ def _cmd_demo(args):
     return 0
 
 
+# Every zoo entry's presets (tests/test_cli.py checks this against the registry;
+# importing the registry here would load Keras for every `mmzoo --help`).
+PRESET_HELP = (
+    "builder preset: tiny | small | default (every entry); classic (concat_classifier, gated_classifier, "
+    "late_fusion_classifier); shapes (dual_encoder, itm_matcher, lstm_captioner, transformer_captioner: sized "
+    "for the built-in shapes data). Default: the entry's 'default'"
+)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default (``%(default)s``), except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or "").lower():
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mmzoo.version import __version__
 
-    parser = argparse.ArgumentParser(prog="mmzoo", description="Multimodal (image + text) Keras model zoo.")
+    parser = argparse.ArgumentParser(
+        prog="mmzoo",
+        description="Multimodal (image + text) Keras model zoo.",
+        epilog="TensorFlow's C++ log is off (TF_CPP_MIN_LOG_LEVEL=3) unless TF_CPP_MIN_LOG_LEVEL is set; "
+        "TF_CPP_MIN_LOG_LEVEL=0 shows all of it.",
+        formatter_class=_HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"mmzoo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", help="list the registered zoo entries")
+    def command(name, **kwargs):
+        return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+
+    p = command("list", help="list the registered zoo entries")
     p.add_argument("--no-params", action="store_true", help="skip building each entry to count parameters")
     p.set_defaults(fn=_cmd_list)
 
-    p = sub.add_parser("demo", help="the whole path on the built-in data: train, export, reload, predict")
-    p.add_argument("--quick", action="store_true", help="a run of a minute or two")
-    p.add_argument("--out", default=None, help="where data, runs and exports go (default: data and runs in mmzoo_out/, exports in saved_models/)")
-    p.add_argument("--saved-models", default=None, help="export base (default: saved_models/, or OUT/saved_models with --out)")
+    p = command("demo", help="the whole path on the built-in data: train, export, reload, predict")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller data and fewer epochs: a smoke run of the whole path (about 4 minutes on 2 busy "
+                        "cores; the fused classifier needs the full run to learn)")
+    p.add_argument("--out", default=None,
+                   help="where data, runs and exports go (default: data and runs in mmzoo_out/, exports in "
+                        "saved_models/)")
+    p.add_argument("--saved-models", default=None,
+                   help="export base (default: saved_models/, or OUT/saved_models with --out)")
     p.set_defaults(fn=_cmd_demo)
 
-    p = sub.add_parser(
+    p = command(
         "train",
         help="train a zoo entry on a manifest",
         description="Train a zoo entry. Flags given here override the --config file; every run saves "
-        "OUT/run_config.json, so `mmzoo train --config OUT/run_config.json` repeats it.",
+        "OUT/run_config.json, so `mmzoo train --config OUT/run_config.json --out NEW` repeats it. "
+        "A run killed midway resumes when started again with the same --out; a finished run in --out "
+        "is kept unless --overwrite.",
         argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("name", nargs="?", help="zoo entry (mmzoo list)")
-    p.add_argument("--config", help="run config (.json, or .yaml with PyYAML) holding any of these flags and `set`")
-    p.add_argument("--data", help="training manifest (.jsonl/.csv, COCO .json, Flickr8k captions, .tfrecord)")
-    p.add_argument("--val-data")
-    p.add_argument("--epochs", type=int, help="default 5")
+    p.add_argument("name", nargs="?", help="zoo entry (see `mmzoo list`); required here or in --config")
+    p.add_argument("--config", help="run config (.json, or .yaml with PyYAML) holding any of these flags and `set` "
+                                    "(default: none)")
+    p.add_argument("--data", help="training manifest (.jsonl/.csv, COCO .json, Flickr8k captions, .tfrecord); "
+                                  "required here or in --config")
+    p.add_argument("--val-data", help="validation manifest: the metrics are computed on it (default: none, the "
+                                      "metrics are computed on the training data)")
+    p.add_argument("--epochs", type=int, help="epochs to train (default 5)")
     p.add_argument("--batch-size", type=int, help="the global batch, split over the replicas (default 32)")
-    p.add_argument("--preset")
-    p.add_argument("--out", help="output directory (default runs/model)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder override, repeatable")
-    p.add_argument("--learning-rate", type=float, help="default: the zoo entry's")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="default constant")
+    p.add_argument("--preset", help=PRESET_HELP)
+    p.add_argument("--out", help="run directory (default runs/model)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again from scratch when --out holds a run, finished or not (default: refuse a "
+                        "finished run, resume an unfinished one)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep OUT/checkpoints/epoch_NNN.keras for every epoch (default: only while training, "
+                        "the latest one, removed when the run finishes)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="builder override, repeatable, e.g. --set dropout=0.2 --set image_size=[32,32] "
+                        "(default: none)")
+    p.add_argument("--learning-rate", type=float, help="base learning rate (default: the zoo entry's)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning-rate schedule (default constant)")
     p.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 0)")
-    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without improvement")
-    p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--deterministic", action="store_true", help="deterministic TF ops (repeatable runs and resumption)")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement (default: off)")
+    p.add_argument("--seed", type=int, help="seeds the weights, the data order and dropout (default 0)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic TF ops: repeatable runs and resumption (default: off)")
     p.add_argument("--strategy", choices=["default", "mirrored", "multi_worker", "tpu"],
-                   help="tf.distribute strategy; multi_worker reads TF_CONFIG")
-    p.add_argument("--tpu", help="TPU name or address for --strategy tpu")
-    p.add_argument("--cpu-devices", type=int, metavar="N", help="split the CPU into N logical devices (mirrored on CPU)")
-    p.add_argument("--mixed-precision", choices=["mixed_float16", "mixed_bfloat16"])
-    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, help="XLA-compile the train step")
-    p.add_argument("--steps-per-execution", type=int, metavar="N", help="train steps per tf.function call")
-    p.add_argument("--skip-bad", action="store_true", help="skip bad rows/images and report them")
+                   help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)")
+    p.add_argument("--tpu", help="TPU name or address for --strategy tpu (default: none)")
+    p.add_argument("--cpu-devices", type=int, metavar="N",
+                   help="split the CPU into N logical devices, for mirrored training on CPU (default: off)")
+    p.add_argument("--mixed-precision", choices=["mixed_float16", "mixed_bfloat16"],
+                   help="compute dtype policy (default: float32)")
+    p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction,
+                   help="XLA-compile the train step (default: Keras' choice)")
+    p.add_argument("--steps-per-execution", type=int, metavar="N", help="train steps per tf.function call (default 1)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip bad rows and images and report them (default: stop at the first)")
     p.add_argument("--cache", choices=["auto", "memory", "none"],
-                   help="keep decoded training images in memory (auto: when they fit in 2 GiB; default)")
-    p.add_argument("--quiet", action="store_true", help="one line per epoch")
+                   help="keep decoded training images in memory (auto: when they fit in 2 GiB; default auto)")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar (default: a progress "
+                                                        "bar on a terminal, one line per epoch otherwise)")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON line at the end instead of the summary (default: summary)")
     p.set_defaults(fn=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a .keras model on a manifest; prints JSON")
-    p.add_argument("model")
-    p.add_argument("--data", required=True)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--skip-bad", action="store_true")
-    p.add_argument("--rerank-model", help="matching: an itm_matcher .keras to re-rank the top-k")
-    p.add_argument("--rerank-k", type=int, default=10)
+    p = command("evaluate", help="evaluate a .keras model on a manifest; prints JSON (its last line)")
+    p.add_argument("model", help="a .keras file (e.g. runs/NAME/model.keras)")
+    p.add_argument("--data", required=True, help="manifest to evaluate on (required)")
+    p.add_argument("--batch-size", type=int, default=64, help="evaluation batch")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad rows and images and report them")
+    p.add_argument("--rerank-model", help="matching: an itm_matcher .keras to re-rank the top-k (default: none)")
+    p.add_argument("--rerank-k", type=int, default=10, help="matching, with --rerank-model: how many to re-rank")
     p.add_argument("--rerank-weight", type=float,
                    help="matching: re-rank by dual logit + W * ITM log-odds, or W * log p with "
                         "--rerank-fusion log_prob (default: the ITM alone)")
@@ -255,63 +408,82 @@ def build_parser() -> argparse.ArgumentParser:
                         "accepted captions)")
     p.add_argument("--rerank-threshold", type=float,
                    help="matching: a truth gate instead of a fusion: the top-k captions (images) the ITM scores "
-                        "at least this probability keep the dual encoder's order, ahead of the others")
+                        "at least this probability keep the dual encoder's order, ahead of the others "
+                        "(default: none)")
     p.add_argument("--querybank", metavar="MANIFEST",
                    help="matching: querybank normalisation over these records' images and captions "
-                        "(training records, not --data)")
+                        "(training records, not --data; default: none)")
     p.add_argument("--querybank-beta", type=float, help="matching: QB-Norm temperature (default: the logit scale)")
-    p.add_argument("--method", choices=["greedy", "beam"], help="captioning: decoding method")
+    p.add_argument("--method", choices=["greedy", "beam"], help="captioning: decoding method (default greedy)")
     p.set_defaults(fn=_cmd_evaluate)
 
-    p = sub.add_parser("export", help="export a .keras model: TF Serving SavedModel, one tower, or LiteRT")
-    p.add_argument("model")
-    p.add_argument("--base-dir", default="saved_models")
-    p.add_argument("--name", help="model name: exports to BASE_DIR/NAME/<version>")
-    p.add_argument("--version", type=int)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
-    p.add_argument("--beam-width", type=int, help="captioning: beam width of the beam_search signature")
+    p = command("export", help="export a .keras model: TF Serving SavedModel, one tower, or LiteRT")
+    p.add_argument("model", help="a .keras file; runs/NAME/model.keras exports as NAME")
+    p.add_argument("--base-dir", default="saved_models", help="where exports go")
+    p.add_argument("--name", help="model name: exports to BASE_DIR/NAME/<version> (default: the run folder's "
+                                  "name for runs/NAME/model.keras and its checkpoints, else the file's stem)")
+    p.add_argument("--version", type=int, help="version number (default: the next free one, 1 for a new name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version or file")
+    p.add_argument("--beam-width", type=int, help="captioning: beam width of the beam_search signature (default 4)")
     p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model",
                    help="saved_model (TF Serving) or tflite (LiteRT: classification/embedding signatures "
                    "over preprocessed inputs; writes BASE_DIR/NAME.tflite + .json)")
     p.add_argument("--tower", choices=["image", "text"],
-                   help="export only this tower as a reusable hub-style SavedModel (BASE_DIR/NAME)")
-    p.add_argument("--output", help="exact output path (overrides BASE_DIR/NAME)")
+                   help="export only this tower as a reusable hub-style SavedModel (BASE_DIR/NAME_TOWER_tower; "
+                        "default: the whole model)")
+    p.add_argument("--output", help="exact output path (default: BASE_DIR/NAME as above)")
     p.add_argument("--batch-size", default="auto", help="tflite: auto | none (dynamic) | N")
     p.set_defaults(fn=_cmd_export)
 
-    p = sub.add_parser("predict", help="run an exported SavedModel on image files and texts; prints JSON")
-    p.add_argument("export_dir")
-    p.add_argument("--signature", default="serving_default")
-    p.add_argument("--image", nargs="+")
-    p.add_argument("--text", nargs="+")
+    p = command("predict", help="run an exported SavedModel on image files and texts; prints JSON")
+    p.add_argument("export_dir", help="an export: saved_models/NAME (its latest version) or a version directory")
+    p.add_argument("--signature", default="serving_default", help="signature to run")
+    p.add_argument("--image", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
+    p.add_argument("--text", nargs="+", help="texts (questions, captions), one per image")
     p.set_defaults(fn=_cmd_predict)
 
-    p = sub.add_parser("serve-config", help="write models.config for every model under a base path")
-    p.add_argument("base_path", nargs="?", default="saved_models")
+    p = command("serve-config", help="write models.config for every model under a base path")
+    p.add_argument("base_path", nargs="?", default="saved_models", help="the exports' base directory")
     p.set_defaults(fn=_cmd_serve_config)
 
-    p = sub.add_parser("data", help="generate the built-in shapes dataset")
-    p.add_argument("--out", required=True)
-    p.add_argument("--num-images", type=int, default=1000)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p = command("data", help="generate the built-in shapes dataset")
+    p.add_argument("--out", required=True, help="output directory (required)")
+    p.add_argument("--num-images", type=int, default=1000, help="number of images")
+    p.add_argument("--image-size", type=int, default=64, help="image height and width in pixels")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(fn=_cmd_data)
     return parser
 
 
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv=None) -> int:
-    _quiet_tf()
+    user_set_log_level = _quiet_tf()
     args = build_parser().parse_args(argv)
+    if not user_set_log_level:
+        _import_tensorflow_quietly()
+    from mmzoo.errors import error_text
+
+    prefix = f"mmzoo {args.command}: error:"
     try:
         return int(args.fn(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"mmzoo {args.command}: error: {e}", file=sys.stderr)
+    except FileExistsError as e:
+        message = str(e).replace("pass overwrite=True", "pass --overwrite").replace(
+            "or version=None for the next free one", "or leave out --version for the next free one")
+        if "--overwrite" not in message:
+            message += " Pass --overwrite to replace it."
+        print(f"{prefix} {_one_line(message)}", file=sys.stderr)
         return 2
-    except Exception as e:  # TensorFlow errors carry a message worth showing whole
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"{prefix} {error_text(e)}", file=sys.stderr)
+        return 2
+    except Exception as e:  # TensorFlow errors carry a message worth showing, without the graph dump
         import tensorflow as tf
 
         if isinstance(e, tf.errors.OpError):
-            print(f"mmzoo {args.command}: error: {e.message}", file=sys.stderr)
+            print(f"{prefix} {error_text(e.message)}", file=sys.stderr)
             return 2
         raise
 

@@ -24,7 +24,7 @@ def test_train_evaluate_export_predict_serve_config(tmp_path, capsys):
 
     run = tmp_path / "run"
     args = ["train", "concat_classifier", "--data", manifest, "--epochs", "1", "--batch-size", "8",
-            "--preset", "tiny", "--out", str(run), "--set", "image_size=[32,32]", "--quiet"]
+            "--preset", "tiny", "--out", str(run), "--set", "image_size=[32,32]", "--quiet", "--json"]
     assert main(args) == 0
     result = _last_json(capsys.readouterr().out)
     assert result["task"] == "classification" and 0.0 <= result["metrics"]["accuracy"] <= 1.0
@@ -77,4 +77,6 @@ def test_demo_quick_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "[4/4]" in out and "greedy" in out and "best match" in out
+    assert "epoch  1/" in out and "chance" in out and "run in" in out
+    assert out.count("✓") + out.count("✗") >= 12, "a mark on each printed prediction"
     assert (tmp_path / "demo" / "saved_models" / "models.config").is_file()
