@@ -57,13 +57,39 @@ def _log(msg):
     print(msg, flush=True)
 
 
+def _epoch_line(name, epochs):
+    """A Keras callback printing one line per epoch: the loss and the headline metric, train and val."""
+    import keras
+
+    class EpochLine(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            parts = [f"epoch {epoch + 1:>2}/{epochs}"]
+            for key in ("loss", _headline_log_key(logs)):
+                if key and key in logs:
+                    parts.append(f"{key} {float(logs[key]):.3f}")
+                    if f"val_{key}" in logs:
+                        parts.append(f"val_{key} {float(logs[f'val_{key}']):.3f}")
+            _log("        " + "  ".join(parts))
+
+    return EpochLine()
+
+
+def _headline_log_key(logs):
+    """The first accuracy-like metric Keras logs (not the loss, not a learned temperature)."""
+    for key in logs:
+        if not key.startswith("val_") and any(m in key for m in ("accuracy", "auc", "recall", "f1")):
+            return key
+    return None
+
+
 def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
     """Run the demo; returns ``{"metrics": ..., "exports": ...}``."""
     import keras
 
     from mmzoo.data import generate_shapes_dataset, generate_shapes_splits
     from mmzoo.export import export_saved_model, write_models_config
-    from mmzoo.training import train
+    from mmzoo.training import _tensorboard_installed, metric_lines, train
 
     start = time.perf_counter()
     plan = PLANS["quick" if quick else "full"]
@@ -73,7 +99,7 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
     data_dir, runs_dir = os.path.join(out_dir, "data"), os.path.join(out_dir, "runs")
     n_train, n_val, n_test = plan["splits"]
 
-    _log(f"[1/4] generating the built-in shapes data in {data_dir} ({n_train} train, {n_val} val images)")
+    _log(f"[1/4] generating the built-in shapes data in {data_dir}/ ({n_train} train, {n_val} val images)")
     splits = generate_shapes_splits(
         data_dir, num_train=0, num_val=n_val, num_test=n_test, image_size=plan["image_size"], seed=0
     )
@@ -82,7 +108,7 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
         num_shapes=plan["train_shapes"],
     )
 
-    _log(f"[2/4] training at preset '{plan['preset']}' (image size {plan['image_size']})")
+    _log(f"[2/4] training at preset '{plan['preset']}' (image size {plan['image_size']}); runs in {runs_dir}/")
     jobs = [
         (CLASSIFIER, plan["epochs"]["classifier"]),
         *[(b, plan["epochs"]["baseline"]) for b in BASELINES],
@@ -93,6 +119,8 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
     size = [plan["image_size"]] * 2
     for name, epochs in jobs:
         t0 = time.perf_counter()
+        run_dir = os.path.join(runs_dir, name)
+        _log(f"      {name} ({epochs} epochs)")
         result = train(
             name,
             splits["train"],
@@ -100,37 +128,54 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
             epochs=epochs,
             batch_size=plan["batch_size"],
             preset=plan["preset"],
-            out_dir=os.path.join(runs_dir, name),
+            out_dir=run_dir,
             overrides={"image_size": size},
             verbose=0,
+            callbacks=[_epoch_line(name, epochs)],
+            overwrite=True,  # the demo writes its runs afresh every time
         )
         results[name] = result
-        _log(f"      {name:<28} {_headline(result['metrics'])}  ({time.perf_counter() - t0:.0f}s, {epochs} epochs)")
+        _log(f"      {name}: validation metrics ({time.perf_counter() - t0:.0f}s), run in {run_dir}/")
+        for line in metric_lines(result["metrics"], result.get("chance"), indent="        "):
+            _log(line)
         keras.backend.clear_session()
 
     _log("")
-    _log("      classification on the shapes questions (both modalities needed):")
+    _log("      classification on the shapes questions (both modalities needed; validation accuracy):")
+    chance = results[CLASSIFIER].get("chance", {})
     for name in (CLASSIFIER, *BASELINES):
-        _log(f"        {name:<28} accuracy {results[name]['metrics']['accuracy']:.3f}")
+        _log(f"        {name:<28} {results[name]['metrics']['accuracy']:.3f}")
+    if "accuracy" in chance.get("metrics", {}):
+        _log(f"        {'chance':<28} {chance['metrics']['accuracy']:.3f}  ({chance['rule']})")
     if quick:
         _log("      (--quick is a smoke run of the whole path: the fused classifier needs the full run's data and")
         _log("       epochs to learn which colour belongs to which shape; `mmzoo demo` without --quick shows it)")
+    if _tensorboard_installed():
+        _log(f"      TensorBoard logs: {runs_dir}/NAME/logs (tensorboard --logdir {runs_dir})")
+    else:
+        _log("      no TensorBoard logs: the base install has no tensorboard (pip install tensorboard, or the "
+             "[test] extra, adds them)")
 
     _log(f"[3/4] exporting to {saved_models_dir}/")
     exports = {}
     for name in (CLASSIFIER, MATCHER, CAPTIONER):
-        model = keras.saving.load_model(results[name]["model_path"], safe_mode=True)
+        model = keras.saving.load_model(results[name]["model_path"], safe_mode=True, compile=False)
         exports[name] = export_saved_model(model, os.path.join(saved_models_dir, name))
         _log(f"      {exports[name]}")
         keras.backend.clear_session()
     config_path = write_models_config(saved_models_dir)
     _log(f"      {config_path}")
+    if not os.path.exists(os.path.join(exports[CLASSIFIER], "assets.extra", "tf_serving_warmup_requests")):
+        _log("      no warmup requests in the exports: pip install 'mmzoo[serving]' (tensorflow-serving-api) adds them")
 
-    _log("[4/4] reloading every export in a fresh process (tensorflow + tensorflow_text only)")
+    _log("[4/4] reloading every export in a fresh process (tensorflow + tensorflow_text only);")
+    _log("      ✓ / ✗: the prediction is right / wrong")
     from mmzoo.data import read_manifest
 
     samples = read_manifest(splits["test"])[:3]
     candidates = sorted({c for r in read_manifest(splits["val"]) for c in r.captions})[:200]
+    for r in samples:  # every sample's own captions are among the candidates
+        candidates.extend(c for c in r.captions if c not in candidates)
     request = {
         "classifier": exports[CLASSIFIER],
         "matcher": exports[MATCHER],
@@ -139,6 +184,7 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
         "questions": [r.text for r in samples],
         "answers": [r.label for r in samples],
         "references": [r.captions[0] for r in samples],
+        "captions": [list(r.captions) for r in samples],
         "candidates": candidates,
     }
     request_path = os.path.join(out_dir, "demo_request.json")
@@ -148,25 +194,15 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
         [sys.executable, "-m", "mmzoo.reload_check", request_path],
         capture_output=True,
         text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        encoding="utf-8",
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONIOENCODING": "utf-8"},
     )
     if proc.returncode != 0:
         raise RuntimeError(f"Reloading the exports in a fresh process failed:\n{proc.stderr[-3000:]}")
-    sys.stdout.write(proc.stdout)
-    _log(f"done in {time.perf_counter() - start:.0f}s. Serve them with: docker run ... --model_config_file=/models/models.config (see README)")
+    try:
+        sys.stdout.write(proc.stdout)
+    except UnicodeEncodeError:  # a terminal without ✓ and ✗
+        sys.stdout.write(proc.stdout.replace("✓", "+").replace("✗", "x"))
+    _log(f"done in {time.perf_counter() - start:.0f}s. Runs in {runs_dir}/, exports in {saved_models_dir}/. "
+         f"Serve them with: docker run ... --model_config_file=/models/models.config (see README)")
     return {"metrics": {k: v["metrics"] for k, v in results.items()}, "exports": exports}
-
-
-def _headline(metrics: dict) -> str:
-    keys = [k for k in (
-            "accuracy",
-            "macro_f1",
-            "image_to_text_recall@1",
-            "text_to_image_recall@1",
-            "bleu_4",
-            "cider_d",
-            "exact_match",
-        ) if k in metrics]
-    if not keys:
-        keys = [k for k, v in metrics.items() if isinstance(v, float)][:3]
-    return "  ".join(f"{k} {metrics[k]:.3f}" for k in keys)

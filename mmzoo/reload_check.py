@@ -12,6 +12,21 @@ import json
 import sys
 
 
+def _normalize(caption: str) -> str:
+    """Lowercase, punctuation dropped, single spaces (as the captioning metrics compare)."""
+    kept = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in str(caption).lower())
+    return " ".join(kept.split())
+
+
+def _same_caption(caption, references) -> bool:
+    return _normalize(caption) in {_normalize(r) for r in references}
+
+
+def _mark(right: bool) -> str:
+    """✓ for a right prediction (the answer, or a caption equal to one of the image's own), ✗ for a wrong one."""
+    return "✓" if right else "✗"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0]) as f:
@@ -33,14 +48,21 @@ def main(argv=None) -> int:
     greedy = captioner.signatures["serving_default"](image_bytes=images)
     beam = captioner.signatures["beam_search"](image_bytes=images)
 
+    captions = req.get("captions") or [[r] for r in req["references"]]
     for i, path in enumerate(req["images"]):
+        answer = cls["classes"][i].numpy().decode()
+        match = req["candidates"][best[i]]
+        greedy_caption = greedy["caption"][i].numpy().decode()
+        beam_caption = beam["caption"][i].numpy().decode()
         print(f"  image {path}")
-        print(f"    question   {req['questions'][i]!r} -> {cls['classes'][i].numpy().decode()} "
+        print(f"    {_mark(answer == str(req['answers'][i]))} question   {req['questions'][i]!r} -> {answer} "
               f"(p={float(tf.reduce_max(cls['scores'][i])):.2f}; truth: {req['answers'][i]})")
-        print(f"    best match {req['candidates'][best[i]]!r} (of {len(req['candidates'])} captions)")
-        print(f"    greedy     {greedy['caption'][i].numpy().decode()!r}")
-        print(f"    beam       {beam['caption'][i].numpy().decode()!r}")
-        print(f"    reference  {req['references'][i]!r}")
+        print(f"    {_mark(_same_caption(match, captions[i]))} best match {match!r} "
+              f"(of {len(req['candidates'])} captions)")
+        print(f"    {_mark(_same_caption(greedy_caption, captions[i]))} greedy     {greedy_caption!r}")
+        print(f"    {_mark(_same_caption(beam_caption, captions[i]))} beam       {beam_caption!r}")
+        print(f"      reference  {req['references'][i]!r}"
+              + (f" (and {len(captions[i]) - 1} more)" if len(captions[i]) > 1 else ""))
     # Only mmzoo's own model code counts: TensorFlow may load its bundled
     # tf.keras shim (keras._tf_keras) lazily while restoring a SavedModel.
     allowed = {"mmzoo", "mmzoo.reload_check", "mmzoo.registry", "mmzoo.version"}
