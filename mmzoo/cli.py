@@ -470,8 +470,10 @@ def main(argv=None) -> int:
     try:
         return int(args.fn(args) or 0)
     except FileExistsError as e:
-        message = str(e).replace("pass overwrite=True", "pass --overwrite").replace(
-            "or version=None for the next free one", "or leave out --version for the next free one")
+        message = str(e)
+        if "--overwrite" not in message:
+            message = message.replace("pass overwrite=True", "pass --overwrite").replace(
+                "or version=None for the next free one", "or leave out --version for the next free one")
         if "--overwrite" not in message:
             message += " Pass --overwrite to replace it."
         print(f"{prefix} {_one_line(message)}", file=sys.stderr)

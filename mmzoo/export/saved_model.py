@@ -185,8 +185,8 @@ def export_saved_model(
         target = os.path.join(base_dir, str(version))
         if os.path.exists(target) and not overwrite:
             raise FileExistsError(
-                f"Version {version} already exists under {base_dir}; pass overwrite=True to replace it "
-                f"or version=None for the next free one. Received: version={version}"
+                f"Version {version} already exists under {base_dir}; pass overwrite=True (mmzoo export "
+                f"--overwrite) to replace it or version=None for the next free one. Received: version={version}"
             )
     os.makedirs(base_dir, exist_ok=True)
 
@@ -259,8 +259,8 @@ def _move_into_place(tmp_dir, base_dir, version, overwrite) -> str:
     if os.path.exists(target):
         if not overwrite:
             raise FileExistsError(
-                f"Version {version} already exists under {base_dir}; pass overwrite=True to replace it. "
-                f"Received: version={version}"
+                f"Version {version} already exists under {base_dir}; pass overwrite=True (mmzoo export "
+                f"--overwrite) to replace it. Received: version={version}"
             )
         trash = tempfile.mkdtemp(prefix=".trash-", dir=base_dir)
         old = os.path.join(trash, str(version))
