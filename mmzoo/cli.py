@@ -100,6 +100,9 @@ def _cmd_train(args):
 
     options = cli_options(args)  # command line > --config file > train()'s defaults
     options["overwrite"] = bool(getattr(args, "overwrite", False))
+    for key, flag in (("data", "--data"), ("val_data", "--val-data")):
+        if options.get(key) and not os.path.exists(options[key]):
+            raise FileNotFoundError(f"No manifest at {options[key]!r} ({flag}).")
     if "verbose" not in options and not sys.stdout.isatty():
         options["verbose"] = 2  # a log file gets one line per epoch, not progress-bar redraws
     try:
