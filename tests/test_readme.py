@@ -173,6 +173,18 @@ def test_docs_signatures_names_every_exported_signature():
         assert f"`{name}`" in page, f"docs/signatures.md does not document the {name} signature"
 
 
+def test_code_points_to_docs_not_to_files_outside_the_repository():
+    """Docstrings name the signature contract's page, not DESIGN.md (not in the repository)."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{n}"
+        for path in sorted((REPO / "mmzoo").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "DESIGN.md" in line
+    ]
+    assert not offenders, f"references to DESIGN.md (use docs/signatures.md): {offenders}"
+    assert "docs/signatures.md" in (REPO / "mmzoo" / "export" / "signatures.py").read_text()
+
+
 # ------------------------------------------------------------------ running
 _DRIVER = r'''
 import json, os, subprocess, sys, time, traceback
