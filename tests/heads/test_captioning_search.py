@@ -46,6 +46,29 @@ def test_beam_search_beats_greedy_on_a_myopic_case():
     assert np.all(beam["score"].numpy() > greedy["score"].numpy() + 0.5)
 
 
+# An untrained model: [PAD] and [START] are its likeliest tokens after [START].
+PAD_LOVER = [
+    [1, 0, 0, 0, 0, 0],  # [PAD]
+    [1, 0, 0, 0, 0, 0],  # [UNK]
+    [0.5, 0, 0.3, 0, 0.15, 0.05],  # [START]
+    [1, 0, 0, 0, 0, 0],  # [END]
+    [0, 0, 0, 1.0, 0, 0],  # A
+    [0, 0, 0, 1.0, 0, 0],  # B
+]
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
+def test_a_live_caption_never_emits_pad_or_start(method):
+    # A [PAD] inside a caption cut its text short and was masked out of the Transformer's uncached
+    # re-read of the prefix (so the cached and uncached decoders disagreed on an untrained model).
+    out = generate(_bigram_step(PAD_LOVER), method=method, beam_width=2, seed=0, **COMMON)
+    ids = out["token_ids"].numpy()
+    assert ids[:, 0].tolist() == [A, A] if method != "sample" else set(ids[:, 0]) <= {A, B}
+    assert np.all(ids[:, 1] == END) and np.all(ids[:, 2:] == PAD)
+    if method != "sample":  # log-probabilities over the tokens a caption may hold: 0.15 / (0.15 + 0.05)
+        np.testing.assert_allclose(out["score"], np.log(0.75), rtol=1e-4)
+
+
 def _random_step(seed, vocabulary_size=9, dim=5):
     """A small recurrent "model": the state mixes in each token, logits read the state."""
     rng = np.random.default_rng(seed)

@@ -27,7 +27,11 @@ Every search returns ``{"token_ids": int32 [B, max_length], "score": float32
 included) followed by ``pad_id``; ``score`` is the sum of the model's token
 log-probabilities over them (the same quantity for every method, so scores
 compare across methods). A sequence stops at ``end_id`` or ``max_length``;
-the loop ends early once every sequence has stopped.
+the loop ends early once every sequence has stopped. A live sequence never
+emits ``pad_id`` or ``start_id`` (their logits are masked, and the scores
+are log-probabilities over the other tokens): a ``[PAD]`` in the middle of a
+caption would end its text early and be hidden from the model's own
+attention when the prefix is re-read (an untrained model does emit them).
 
 Example with a hand-written step function (a bigram table)::
 
@@ -80,6 +84,14 @@ def _log_softmax(logits):
     return tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
 
 
+def _allowed_logits(logits, pad_id, start_id):
+    """``logits`` (float32) with ``pad_id`` and ``start_id`` masked: a caption never emits them."""
+    logits = tf.cast(logits, tf.float32)
+    forbidden = tf.logical_or(tf.equal(tf.range(tf.shape(logits)[-1]), pad_id),
+                              tf.equal(tf.range(tf.shape(logits)[-1]), start_id))
+    return tf.where(forbidden, tf.constant(_NEG, tf.float32), logits)
+
+
 def _pick_extras(extras, extras_shapes):
     return {name: tf.cast(extras[name], tf.float32) for name in (extras_shapes or {})}
 
@@ -100,8 +112,9 @@ def _token_search(step_fn, state, constants, *, batch_size, max_length, start_id
 
     def body(index, inputs, state, tokens, scores, finished, extras_buf):
         logits, new_state, extras = step_fn(inputs, index, state, constants)
+        logits = _allowed_logits(logits, pad_id, start_id)
         log_probs = _log_softmax(logits)
-        next_ids = tf.cast(choose(tf.cast(logits, tf.float32), index), tf.int32)
+        next_ids = tf.cast(choose(logits, index), tf.int32)
         next_ids = tf.where(finished, tf.constant(pad_id, tf.int32), next_ids)
         token_log_prob = tf.gather(log_probs, next_ids, batch_dims=1)
         scores = scores + tf.where(finished, 0.0, token_log_prob)
@@ -198,7 +211,7 @@ def beam_search(step_fn, state=(), constants=(), *, batch_size, max_length, star
 
     def body(index, inputs, state, beam_scores, tokens, finished, lengths, extras_buf):
         logits, new_state, extras = step_fn(inputs, index, state, constants)
-        log_probs = _log_softmax(logits)
+        log_probs = _log_softmax(_allowed_logits(logits, pad_id, start_id))
         vocabulary_size = tf.shape(log_probs)[-1]
         log_probs = tf.reshape(log_probs, [batch_size, k, vocabulary_size])
         # A finished beam has one continuation, [PAD] at no cost: it keeps its score.
