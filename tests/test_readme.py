@@ -19,7 +19,7 @@ TensorFlow is imported once for the Python blocks) and fails on the first
 block that fails, naming its line in README.md. It took 196 s on a shared
 2-core machine under a load average of about 6 (90 s of CPU time, most of
 it starting TensorFlow in the `mmzoo` commands and tracing); the slow-tier
-variant adds `mmzoo demo --quick` (about 5 minutes there).
+variant adds `mmzoo demo --quick` (3m23s there; 6 minutes in all).
 """
 
 from __future__ import annotations
