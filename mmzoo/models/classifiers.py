@@ -63,6 +63,10 @@ class MultimodalClassifier(MultimodalModel):
         tokenizer: a ``TextTokenizer`` (default: the built-in shapes words).
         image_size: ``(height, width)`` of the ``image`` input.
         learning_rate: Adam's learning rate for ``compile()`` defaults.
+        normalize_modalities: ``LayerNormalization`` on each tower's pooled
+            vector before ``concat``, ``gated`` and ``late`` fusion (see
+            ``mmzoo.models.trunk.build_fused_trunk``). Default ``True``;
+            models saved by mmzoo 0.1 load with ``False``, as they were built.
     """
 
     task = "classification"
@@ -83,6 +87,7 @@ class MultimodalClassifier(MultimodalModel):
         tokenizer=None,
         image_size=(64, 64),
         learning_rate=1e-3,
+        normalize_modalities=True,
         **kwargs,
     ):
         if fusion not in FUSIONS:
@@ -103,6 +108,7 @@ class MultimodalClassifier(MultimodalModel):
             text_tower_kwargs=text_tower_kwargs,
             fusion_kwargs=fusion_kwargs,
             late_outputs=(1 if mode == "binary" else num_classes) if fusion == "late" else None,
+            normalize_modalities=bool(normalize_modalities),
         )
         inputs, features = trunk.inputs, trunk.features
         if fusion == "late":
@@ -128,6 +134,7 @@ class MultimodalClassifier(MultimodalModel):
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.learning_rate = learning_rate
+        self.normalize_modalities = bool(normalize_modalities)
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """Keras ``compile`` with defaults for the head's mode (Adam, the matching
@@ -189,8 +196,15 @@ class MultimodalClassifier(MultimodalModel):
             hidden_units=self.hidden_units,
             dropout=self.dropout,
             learning_rate=self.learning_rate,
+            normalize_modalities=self.normalize_modalities,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # mmzoo 0.1 wrote no normalize_modalities: its models had no norm layers.
+        config = {"normalize_modalities": False, **config}
+        return super().from_config(config, custom_objects=custom_objects)
 
 
 # ---------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def build_fused_trunk(
     text_tower_kwargs=None,
     fusion_kwargs=None,
     late_outputs=None,
+    normalize_modalities=False,
 ) -> FusedTrunk:
     """Inputs + image tower + text tower + fusion layer, as symbolic tensors.
 
@@ -104,6 +105,16 @@ def build_fused_trunk(
         fusion_kwargs: arguments of the fusion layer; defaults:
             ``units=64, gate="unit"`` (gated), ``num_heads=2, key_dim=32`` (cross_attention).
         late_outputs: number of logits of ``late`` fusion (required for it).
+        normalize_modalities: put a ``LayerNormalization`` on each tower's
+            pooled vector before a pooled fusion (``concat``, ``gated``,
+            ``late``; layers ``image_norm`` / ``text_norm``). The towers'
+            pooled vectors come out on very different scales (a small
+            LSTM's state is ~0.05, a projected CNN map ~1); when the label
+            depends on both modalities together (a question about the
+            image), the fused head then sits on a plateau where neither
+            modality alone reduces the loss and may never leave it.
+            Normalised, both modalities start on the same footing. See
+            docs/fusion.md for the measurements.
     """
     if fusion not in TRUNK_FUSIONS:
         raise ValueError(f"fusion must be one of {TRUNK_FUSIONS}. Received: fusion={fusion!r}")
@@ -118,6 +129,14 @@ def build_fused_trunk(
         text_tower=text_tower if fusion != "image_only" else None,
         text_tower_kwargs=text_tower_kwargs,
     )
+
+    if normalize_modalities and fusion in ("concat", "gated", "late"):
+        image_features = dict(
+            image_features, pooled=keras.layers.LayerNormalization(epsilon=1e-6, name="image_norm")(image_features["pooled"])
+        )
+        text_features = dict(
+            text_features, pooled=keras.layers.LayerNormalization(epsilon=1e-6, name="text_norm")(text_features["pooled"])
+        )
 
     if fusion == "image_only":
         features = image_features["pooled"]

@@ -47,8 +47,8 @@ def test_each_fusion_gives_inputs_and_features(fusion):
 
 
 def test_fusion_defaults_are_filled_in_and_return_gates_is_not_kept():
-    assert _trunk("gated").fusion_kwargs == {"units": 64}
-    assert _trunk("gated", fusion_kwargs={"units": 8}).fusion_kwargs == {"units": 8}
+    assert _trunk("gated").fusion_kwargs == {"units": 64, "gate": "unit"}
+    assert _trunk("gated", fusion_kwargs={"units": 8}).fusion_kwargs == {"units": 8, "gate": "unit"}
     assert _trunk("cross_attention").fusion_kwargs == {"num_heads": 2, "key_dim": 32}
     assert _trunk("concat").fusion_kwargs == {}
 
@@ -73,6 +73,7 @@ def test_classifier_is_the_trunk_plus_its_head(fusion):
         image_tower_kwargs=select_tower_kwargs("cnn", TINY_IMAGE, IMAGE_TOWERS),
         text_tower_kwargs=select_tower_kwargs("lstm", TINY_TEXT, TEXT_TOWERS),
         late_outputs=3 if fusion == "late" else None,
+        normalize_modalities=True,
     )
     head = (ClassificationHead(3, hidden_units=0, from_logits_input=True, name="scores") if fusion == "late"
             else ClassificationHead(3, hidden_units=16, dropout=0.1, name="scores"))
@@ -80,3 +81,29 @@ def test_classifier_is_the_trunk_plus_its_head(fusion):
     assert [l.name for l in clf.layers] == [l.name for l in reference.layers]
     assert [tuple(w.shape) for w in clf.weights] == [tuple(w.shape) for w in reference.weights]
     assert clf.get_config()["fusion_kwargs"] == trunk.fusion_kwargs
+    assert {"image_norm", "text_norm"} <= {l.name for l in clf.layers}
+
+
+def test_normalize_modalities_puts_unit_scale_pooled_vectors_into_pooled_fusions():
+    tok = _tokenizer()
+    trunk = build_fused_trunk(
+        fusion="concat", tokenizer=tok, image_size=(32, 32),
+        image_tower_kwargs=select_tower_kwargs("cnn", TINY_IMAGE, IMAGE_TOWERS),
+        text_tower_kwargs=select_tower_kwargs("lstm", TINY_TEXT, TEXT_TOWERS),
+        normalize_modalities=True,
+    )
+    model = keras.Model(trunk.inputs, trunk.features)
+    rng = np.random.default_rng(0)
+    x = {"image": rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32"),
+         "token_ids": rng.integers(1, tok.vocabulary_size, (4, tok.sequence_length)).astype("int32")}
+    fused = np.asarray(model(x))
+    image_dim = int(trunk.image_features["pooled"].shape[-1])
+    for part in (fused[:, :image_dim], fused[:, image_dim:]):  # each modality: mean 0, variance 1
+        np.testing.assert_allclose(part.mean(-1), 0.0, atol=1e-4)
+        np.testing.assert_allclose(part.var(-1), 1.0, atol=5e-2)
+    # Cross-attention fuses tokens, not pooled vectors: no norm layers there.
+    ca = build_fused_trunk(fusion="cross_attention", tokenizer=tok, image_size=(32, 32),
+                           image_tower_kwargs=select_tower_kwargs("cnn", TINY_IMAGE, IMAGE_TOWERS),
+                           text_tower_kwargs=select_tower_kwargs("lstm", TINY_TEXT, TEXT_TOWERS),
+                           normalize_modalities=True)
+    assert "image_norm" not in {l.name for l in keras.Model(ca.inputs, ca.features).layers}
