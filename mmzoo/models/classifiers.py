@@ -67,6 +67,10 @@ class MultimodalClassifier(MultimodalModel):
             vector before ``concat``, ``gated`` and ``late`` fusion (see
             ``mmzoo.models.trunk.build_fused_trunk``). Default ``True``;
             models saved by mmzoo 0.1 load with ``False``, as they were built.
+        drop_unused_outputs: build the towers with only the outputs the
+            fusion reads, so no tower weight goes without a gradient. Default
+            ``True``; mmzoo 0.1 models load with ``False`` (their files hold
+            those weights).
     """
 
     task = "classification"
@@ -88,6 +92,7 @@ class MultimodalClassifier(MultimodalModel):
         image_size=(64, 64),
         learning_rate=1e-3,
         normalize_modalities=True,
+        drop_unused_outputs=True,
         **kwargs,
     ):
         if fusion not in FUSIONS:
@@ -109,6 +114,7 @@ class MultimodalClassifier(MultimodalModel):
             fusion_kwargs=fusion_kwargs,
             late_outputs=(1 if mode == "binary" else num_classes) if fusion == "late" else None,
             normalize_modalities=bool(normalize_modalities),
+            drop_unused_outputs=bool(drop_unused_outputs),
         )
         inputs, features = trunk.inputs, trunk.features
         if fusion == "late":
@@ -135,6 +141,7 @@ class MultimodalClassifier(MultimodalModel):
         self.dropout = dropout
         self.learning_rate = learning_rate
         self.normalize_modalities = bool(normalize_modalities)
+        self.drop_unused_outputs = bool(drop_unused_outputs)
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """Keras ``compile`` with defaults for the head's mode (Adam, the matching
@@ -197,13 +204,14 @@ class MultimodalClassifier(MultimodalModel):
             dropout=self.dropout,
             learning_rate=self.learning_rate,
             normalize_modalities=self.normalize_modalities,
+            drop_unused_outputs=self.drop_unused_outputs,
         )
         return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        # mmzoo 0.1 wrote no normalize_modalities: its models had no norm layers.
-        config = {"normalize_modalities": False, **config}
+        # mmzoo 0.1 wrote neither: its models had no norm layers and full towers.
+        config = {"normalize_modalities": False, "drop_unused_outputs": False, **config}
         return super().from_config(config, custom_objects=custom_objects)
 
 

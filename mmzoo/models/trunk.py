@@ -51,32 +51,51 @@ class FusedTrunk:
     text_features: dict | None = None
 
 
+def _keep_outputs(tower, keys):
+    """``tower`` reduced to the outputs ``keys``: layers feeding none of them drop out.
+
+    A tower's ``tokens`` feed cross-attention and its ``pooled`` vector the
+    pooled fusions; a model that reads one of them would otherwise carry the
+    other's projection, a weight that never gets a gradient (Keras warns
+    "Gradients do not exist") and that only makes the file bigger.
+    """
+    if keys is None or set(keys) >= set(tower.output):
+        return tower
+    return keras.Model(tower.input, {k: tower.output[k] for k in keys}, name=tower.name)
+
+
 def build_towers(*, tokenizer, image_size, image_tower="cnn", image_tower_kwargs=None, text_tower="lstm",
-                 text_tower_kwargs=None):
+                 text_tower_kwargs=None, outputs=None):
     """The ``image`` / ``token_ids`` inputs and the two towers, without fusion.
 
     Returns ``(inputs, image_features, text_features)``: ``inputs`` holds the
     inputs of the towers built; a tower name of ``None`` leaves that
     modality out (its features are ``None``). Tower outputs are the dicts
-    of ``mmzoo.towers`` (``pooled``, ``tokens``, ``mask``). The dual encoder
-    uses this directly; ``build_fused_trunk`` adds the fusion layer.
+    of ``mmzoo.towers`` (``pooled``, ``tokens``, ``mask``), or only the
+    ``outputs`` keys given (then layers that feed none of them are left out).
+    The dual encoder uses this directly; ``build_fused_trunk`` adds the
+    fusion layer.
     """
     size = normalize_image_size(image_size)
     inputs = {}
     image_features = text_features = None
     if image_tower is not None:
         inputs["image"] = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
-        image_features = build_image_tower(
-            image_tower, image_size=size, name="image_tower", **dict(image_tower_kwargs or {})
+        image_features = _keep_outputs(
+            build_image_tower(image_tower, image_size=size, name="image_tower", **dict(image_tower_kwargs or {})),
+            outputs,
         )(inputs["image"])
     if text_tower is not None:
         inputs["token_ids"] = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
-        text_features = build_text_tower(
-            text_tower,
-            vocabulary_size=tokenizer.vocabulary_size,
-            sequence_length=tokenizer.sequence_length,
-            name="text_tower",
-            **dict(text_tower_kwargs or {}),
+        text_features = _keep_outputs(
+            build_text_tower(
+                text_tower,
+                vocabulary_size=tokenizer.vocabulary_size,
+                sequence_length=tokenizer.sequence_length,
+                name="text_tower",
+                **dict(text_tower_kwargs or {}),
+            ),
+            outputs,
         )(inputs["token_ids"])
     return inputs, image_features, text_features
 
@@ -93,6 +112,7 @@ def build_fused_trunk(
     fusion_kwargs=None,
     late_outputs=None,
     normalize_modalities=False,
+    drop_unused_outputs=False,
 ) -> FusedTrunk:
     """Inputs + image tower + text tower + fusion layer, as symbolic tensors.
 
@@ -115,6 +135,10 @@ def build_fused_trunk(
             modality alone reduces the loss and may never leave it.
             Normalised, both modalities start on the same footing. See
             docs/fusion.md for the measurements.
+        drop_unused_outputs: build the towers with only the outputs the
+            fusion reads (``tokens`` and ``mask`` for cross-attention,
+            ``pooled`` otherwise), so no weight goes without a gradient.
+            ``image_features`` / ``text_features`` then hold only those.
     """
     if fusion not in TRUNK_FUSIONS:
         raise ValueError(f"fusion must be one of {TRUNK_FUSIONS}. Received: fusion={fusion!r}")
@@ -128,6 +152,7 @@ def build_fused_trunk(
         image_tower_kwargs=image_tower_kwargs,
         text_tower=text_tower if fusion != "image_only" else None,
         text_tower_kwargs=text_tower_kwargs,
+        outputs=(("tokens", "mask") if fusion == "cross_attention" else ("pooled",)) if drop_unused_outputs else None,
     )
 
     if normalize_modalities and fusion in ("concat", "gated", "late"):

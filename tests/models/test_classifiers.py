@@ -103,3 +103,26 @@ def test_preset_tower_kwargs_follow_the_chosen_tower():
     )
     assert model.text_tower_kwargs == TINY_TEXT["transformer"]
     assert isinstance(model, keras.Model)
+
+
+@pytest.mark.parametrize("name", ["concat_classifier", "gated_classifier", "cross_attention_classifier",
+                                  "late_fusion_classifier"])
+def test_every_weight_gets_a_gradient(name):
+    # The default preset's CNN has a token projection (cross-attention reads
+    # it) and a pooled projection (the pooled fusions read it); each model
+    # keeps only the tower outputs its fusion reads.
+    import warnings
+
+    import mmzoo
+
+    model = mmzoo.build(name, preset="default", num_classes=3)
+    model.compile()
+    rng = np.random.default_rng(0)
+    x = {"image": rng.uniform(0, 255, (4, 64, 64, 3)).astype("float32"),
+         "token_ids": rng.integers(1, model.tokenizer.vocabulary_size, (4, model.sequence_length)).astype("int32")}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    assert not [str(w.message) for w in caught if "Gradients do not exist" in str(w.message)]
+    full = mmzoo.build(name, preset="default", num_classes=3, drop_unused_outputs=False)
+    assert model.count_params() < full.count_params()

@@ -74,6 +74,7 @@ def test_classifier_is_the_trunk_plus_its_head(fusion):
         text_tower_kwargs=select_tower_kwargs("lstm", TINY_TEXT, TEXT_TOWERS),
         late_outputs=3 if fusion == "late" else None,
         normalize_modalities=True,
+        drop_unused_outputs=True,
     )
     head = (ClassificationHead(3, hidden_units=0, from_logits_input=True, name="scores") if fusion == "late"
             else ClassificationHead(3, hidden_units=16, dropout=0.1, name="scores"))
