@@ -72,7 +72,7 @@ CEILINGS = {"image_only_classifier": 0.21, "text_only_classifier": 0.25}
 STRUCTURAL_CEILINGS = {"late_fusion_classifier": {"shapes": 0.42, "digits": 0.5}}
 CHANCE = 1.0 / 9.0
 # The full run of notebooks/01_classification.ipynb (keep the two in step).
-NOTEBOOK_PLAN = dict(num_train=8000, num_test=500, epochs={"fused": 8, "cross_attention": 12, "baseline": 3})
+NOTEBOOK_PLAN = dict(num_train=10000, num_test=500, epochs={"fused": 16, "cross_attention": 16, "baseline": 3})
 QUICK_PLAN = dict(num_train=1000, num_test=300, epochs={"fused": 2, "cross_attention": 2, "baseline": 1})
 MARGIN_GOAL = 0.2
 BEST_FUSED_GOAL = 0.90
