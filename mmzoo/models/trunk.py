@@ -61,7 +61,10 @@ def _keep_outputs(tower, keys):
     """
     if keys is None or set(keys) >= set(tower.output):
         return tower
-    return keras.Model(tower.input, {k: tower.output[k] for k in keys}, name=tower.name)
+    reduced = keras.Model(tower.input, {k: tower.output[k] for k in keys}, name=tower.name)
+    # Keep the whole tower (and its exportable {pooled, tokens, mask}) when
+    # nothing would drop out, as with the tiny presets' average-pooled CNN.
+    return reduced if len(reduced.weights) < len(tower.weights) else tower
 
 
 def build_towers(*, tokenizer, image_size, image_tower="cnn", image_tower_kwargs=None, text_tower="lstm",
