@@ -130,18 +130,12 @@ def build_fused_trunk(
         late_outputs: number of logits of ``late`` fusion (required for it).
         normalize_modalities: put a ``LayerNormalization`` on each tower's
             pooled vector before a pooled fusion (``concat``, ``gated``,
-            ``late``; layers ``image_norm`` / ``text_norm``). The towers'
-            pooled vectors come out on very different scales (a small
-            LSTM's state is ~0.05, a projected CNN map ~1); when the label
-            depends on both modalities together (a question about the
-            image), the fused head then sits on a plateau where neither
-            modality alone reduces the loss and may never leave it.
-            Normalised, both modalities start on the same footing. See
-            docs/fusion.md for the measurements.
+            ``late``; layers ``image_norm`` / ``text_norm``), so both
+            modalities reach the fusion on the same scale (docs/fusion.md).
         drop_unused_outputs: build the towers with only the outputs the
             fusion reads (``tokens`` and ``mask`` for cross-attention,
-            ``pooled`` otherwise), so no weight goes without a gradient.
-            ``image_features`` / ``text_features`` then hold only those.
+            ``pooled`` otherwise), so no weight goes without a gradient;
+            a tower with no such weight is kept whole.
     """
     if fusion not in TRUNK_FUSIONS:
         raise ValueError(f"fusion must be one of {TRUNK_FUSIONS}. Received: fusion={fusion!r}")
