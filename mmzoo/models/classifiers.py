@@ -246,11 +246,11 @@ DEFAULT_TEXT = {
     "transformer": {"dim": 64, "num_layers": 2, "num_heads": 4},
 }
 # The tiny preset's cnn: three batch-norm blocks (16/32/64 filters) pooled by
-# averaging the projected tokens. The shapes questions need features that
-# bind a colour to a shape; two blocks see too little of a shape for that
-# (the fused models stayed on the "colours only" plateau, ~0.37 held-out),
-# and averaging the tokens uses the token projection that cross-attention
-# reads, so no tower weight goes without a gradient. See docs/fusion.md.
+# averaging the projected tokens. Questions about one object among several
+# need features that see the whole object (its colour bound to its shape);
+# two blocks see too little of it. Averaging the tokens also uses the token
+# projection that cross-attention reads, so no tower weight goes without a
+# gradient. Measurements: docs/fusion.md.
 TINY_PRESET_IMAGE = {**TINY_IMAGE, "cnn": {"filters": (16, 32, 64), "dim": 64, "batch_norm": True, "pool": "avg"}}
 _TINY = dict(
     image_size=(32, 32), image_tower_kwargs=TINY_PRESET_IMAGE, text_tower_kwargs=TINY_TEXT, hidden_units=64, learning_rate=2e-3
