@@ -26,7 +26,7 @@ does), and a plain Keras model written by hand (three Conv2D+MaxPool blocks,
 Embedding+BiLSTM, concatenation, two Dense layers) trains on the same data
 with the same epochs and batch size.
 
-    python benchmarks/fusion_quality.py            # notebook budget + digits (about 20 minutes on 2 CPUs)
+    python benchmarks/fusion_quality.py            # notebook budget + digits (32 minutes on 2 shared CPUs)
     python benchmarks/fusion_quality.py --quick    # smoke run
     python benchmarks/fusion_quality.py --skip-digits --skip-gates   # part 1 alone
 """
@@ -187,10 +187,9 @@ def fusion_table(args, data_dir, out_root):
     return {"rows": rows, "seconds": seconds, "gates": gates}
 
 
-def _load_arrays(manifest, tokenizer, image_size):
+def _load_arrays(records, tokenizer, image_size):
     import tensorflow as tf
 
-    records = read_manifest(manifest)
     images = np.stack([
         np.asarray(tf.image.resize(tf.io.decode_image(tf.io.read_file(r.image), channels=3, expand_animations=False),
                                    (image_size, image_size)))
@@ -230,10 +229,10 @@ def digits_table(args, data_dir, out_root):
               flush=True)
     # The plain Keras model: same data, epochs and batch; its own tokenizer over the training texts.
     image_size = 64
-    texts = [r.text for r in read_manifest(manifests["train"])]
-    tokenizer = TextTokenizer.from_corpus(texts, mode="word", sequence_length=16)
-    x_train, y_train = _load_arrays(manifests["train"], tokenizer, image_size)
-    x_test, y_test = _load_arrays(manifests["test"], tokenizer, image_size)
+    train_records, test_records = read_manifest(manifests["train"]), read_manifest(manifests["test"])
+    tokenizer = TextTokenizer.from_corpus([r.text for r in train_records], mode="word", sequence_length=16)
+    x_train, y_train = _load_arrays(train_records, tokenizer, image_size)
+    x_test, y_test = _load_arrays(test_records, tokenizer, image_size)
     keras.utils.set_random_seed(args.seed)
     plain = plain_keras_model(tokenizer.vocabulary_size, 16, image_size, len(LABELS))
     start = time.perf_counter()
@@ -246,13 +245,14 @@ def digits_table(args, data_dir, out_root):
     print(f"  digits  {'plain Keras':<28} accuracy {accuracy:.3f}", flush=True)
 
     print()
-    print(f"Yes/no questions about handwritten digit scans (scikit-learn digits; {len(texts)} training questions "
-          f"on 1,198 scans, 599 held-out scans), {args.digits_epochs} epochs, batch {args.batch_size}, preset "
+    scans = len({r.image for r in train_records})
+    print(f"Yes/no questions about handwritten digit scans (scikit-learn digits; {len(train_records)} training "
+          f"questions on {scans:,} scans, {len(test_records)} held-out scans), {args.digits_epochs} epochs, batch {args.batch_size}, preset "
           f"{args.digits_preset or 'none (each entry default)'}; chance and both baselines' ceiling 0.50.")
     print()
     print("| model | params | held-out accuracy | over the best baseline |")
     print("|---|---:|---:|---:|")
-    margins = _margins({k: v for k, v in rows.items()})
+    margins = _margins(rows)
     for name, r in rows.items():
         margin = f"{margins[name]:+.3f}" if name in margins else ""
         print(f"| `{name}` | {r['num_params']:,} | {r['metrics']['accuracy']:.3f} | {margin} |")
