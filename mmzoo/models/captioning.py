@@ -215,10 +215,8 @@ class LSTMCaptioner(CaptionerBase):
         tokenizer: a ``TextTokenizer`` (``add_start_end`` is switched on);
             default: the built-in shapes words at ``sequence_length``.
         sequence_length: token length when the default tokenizer is used:
-            the most tokens a caption can have, ``[END]`` included (20: the
-            longest built-in shapes caption has 18 words; until 2026-11-25 it
-            was 16, which cut the longer captions and their ``[END]`` off
-            in training and in ``generate``).
+            the most tokens a caption can have, ``[END]`` included; longer
+            captions are cut in training and in ``generate``.
         image_size: ``(height, width)`` of the ``image`` input.
         image_tower / image_tower_kwargs: see ``mmzoo.towers.build_image_tower``.
         embedding_dim: word embedding width.
@@ -454,21 +452,10 @@ class TransformerCaptioner(CaptionerBase):
 # `default` is what `mmzoo list` reports, `small` a step up. Image tower
 # arguments are keyed by tower name so `image_tower="vit"` gets a matching size.
 #
-# `tiny` is the smallest model that learns the built-in shapes captions within
-# a notebook's budget (1,000 images x 3 captions, about 6 epochs at batch 32).
-# Until 2026-11-25 it had a two-block CNN without batch norm (8, 16 filters),
-# hidden_dim 16 and one decoder block: it learned the colours, never the shapes
-# (the shape named after a colour was right 1 time in 3, chance, even on
-# one-shape images after 16 epochs), so every image got much the same caption.
-# Each change below was measured alone on that budget (notebooks 03 and 04):
-# * three conv blocks (a 4x4 grid of tokens that each see a whole shape) with
-#   batch norm: on one-shape images the shape is right 94% of the time after 4
-#   epochs (44% with two blocks and batch norm, 51% with three blocks without);
-# * two decoder blocks: naming the shape of "the yellow one" is two hops (the
-#   colour finds the object's tokens, then its shape is read there); with one
-#   block the shapes of 2-3-shape images stayed at chance for 6 epochs, with
-#   two they are right about 93% of the time from epoch 4;
-# * hidden_dim 64 (32 learns the same binding, two epochs later) and Adam at 3e-3.
+# `tiny` is sized to learn which shape has which colour within a notebook's
+# budget: three batch-norm conv blocks (tokens that each see a whole object),
+# two decoder blocks (a colour finds the object, then its shape is read there),
+# hidden_dim 64, Adam at 3e-3. Measurements: docs/captioning.md.
 # ---------------------------------------------------------------------------
 _TINY_IMAGE = {
     "cnn": {"filters": (16, 32, 64), "batch_norm": True, "dim": 64},
