@@ -102,7 +102,7 @@ from mmzoo.heads.matching import make_itm_dataset, make_rerank_dataset  # noqa: 
 from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set  # noqa: E402
 from mmzoo.metrics.retrieval import RERANK_FUSIONS, embed_querybank, evaluate_matcher  # noqa: E402
 from mmzoo.registry import get_entry  # noqa: E402
-from mmzoo.training import _BackupAndRestore  # noqa: E402
+from mmzoo.training.callbacks import BackupAndRestore  # noqa: E402
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs  # noqa: E402
 
 
@@ -534,7 +534,7 @@ def train_dual_encoder(args, train, test, val, size):
         # train`'s compile, the optimizer is built over every trainable variable first; without it the
         # backup's optimizer state does not load (the resume test's step count catches it).
         clip.optimizer.build(clip.trainable_variables)
-        callbacks.append(_BackupAndRestore(args.backup_dir))
+        callbacks.append(BackupAndRestore(args.backup_dir))
     t0 = time.perf_counter()
     history = clip.fit(ds, epochs=args.epochs, verbose=0, callbacks=callbacks).history
     train_s = time.perf_counter() - t0

@@ -173,9 +173,9 @@ def compile_model(model, jit):
     if jit and not model.jit_compile:
         # Keras refuses XLA because the (unused in the step) string
         # preprocessing layers are tracked; mmzoo train lifts that the same way.
-        from mmzoo.training import _force_jit
+        from mmzoo.training.keras_compat import force_jit
 
-        _force_jit(model)
+        force_jit(model)
     return bool(model.jit_compile)
 
 

@@ -89,7 +89,8 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
 
     from mmzoo.data import generate_shapes_dataset, generate_shapes_splits
     from mmzoo.export import export_saved_model, write_models_config
-    from mmzoo.training import _tensorboard_installed, metric_lines, train
+    from mmzoo.training import metric_lines, train
+    from mmzoo.training.callbacks import tensorboard_installed
 
     start = time.perf_counter()
     plan = PLANS["quick" if quick else "full"]
@@ -150,7 +151,7 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
     if quick:
         _log("      (--quick is a smoke run of the whole path: the fused classifier needs the full run's data and")
         _log("       epochs to learn which colour belongs to which shape; `mmzoo demo` without --quick shows it)")
-    if _tensorboard_installed():
+    if tensorboard_installed():
         _log(f"      TensorBoard logs: {runs_dir}/NAME/logs (tensorboard --logdir {runs_dir})")
     else:
         _log("      no TensorBoard logs: the base install has no tensorboard (pip install tensorboard, or the "

@@ -1,0 +1,175 @@
+"""The Keras callbacks a run adds to ``fit``, and what reads their files.
+
+* ``BackupAndRestore``: the ``backup/`` a killed run resumes from;
+* ``EpochCheckpoint``: ``checkpoints/epoch_NNN.keras`` after each good epoch;
+* ``TerminateOnNaN``: stops at a NaN/inf loss and remembers where;
+* ``EpochSeeds``: dropout draws that depend on the epoch alone (exact resumption).
+
+``BackupAndRestore`` overrides the private hooks ``_save_model`` and
+``_load_model`` of ``keras.callbacks.BackupAndRestore`` (Keras 3.14-3.15);
+``EpochSeeds`` reads ``Layer._seed_generators``. ``tests/training/test_callbacks.py``
+exercises both on the installed Keras.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import keras
+import numpy as np
+
+
+def finite(logs) -> bool:
+    """Whether the epoch or batch ``logs`` hold a finite loss (no loss counts as finite)."""
+    loss = (logs or {}).get("loss")
+    return loss is None or bool(np.isfinite(loss))
+
+
+def tensorboard_installed() -> bool:
+    """Whether ``keras.callbacks.TensorBoard`` can write logs (the ``tensorboard`` package)."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def backup_epoch(backup_dir: str) -> int:
+    """The epoch a run resumes at from ``backup_dir`` (0 when there is no backup)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f).get("epoch", 0))
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` whose backup survives a SIGKILL at any moment.
+
+    Each epoch writes ``epoch_N.weights.h5`` (temporary file, then renamed)
+    and only then points ``training_metadata.json`` at it (atomic rename), so
+    the metadata never names half-written or newer weights. Epochs that end
+    with a non-finite loss are not backed up, and the backup is kept when
+    training diverged (``TerminateOnNaN`` marks the model). ``backup_epoch``
+    reads the epoch a run resumes at.
+    """
+
+    def _load_model(self):
+        if not os.path.exists(self._training_metadata_path):
+            return
+        with open(self._training_metadata_path) as f:
+            meta = json.load(f)
+        weights = os.path.join(self.backup_dir, meta["weights"])
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(weights)
+        self.model._initial_epoch = int(meta["epoch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if finite(logs):
+            super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"epoch_{self._current_epoch}.weights.h5"
+        path = os.path.join(self.backup_dir, name)
+        tmp = path + ".tmp.weights.h5"
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, path)
+        meta_tmp = self._training_metadata_path + ".tmp"
+        with open(meta_tmp, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}, f)
+        os.replace(meta_tmp, self._training_metadata_path)
+        for other in os.listdir(self.backup_dir):
+            if other.endswith(".weights.h5") and other != name:
+                os.remove(os.path.join(self.backup_dir, other))
+
+    def on_train_end(self, logs=None):
+        if not getattr(self.model, "_mmzoo_diverged", None):
+            super().on_train_end(logs)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves ``checkpoints/epoch_NNN.keras`` after every epoch with a finite loss.
+
+    With ``keep_all=False`` only the latest is kept (the one a diverged run
+    points at): each save removes the earlier ones. ``last_path`` is the
+    latest file written.
+    """
+
+    def __init__(self, directory, keep_all=True):
+        super().__init__()
+        self.directory = directory
+        self.keep_all = keep_all
+        self.last_path = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not finite(logs):
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        name = f"epoch_{epoch + 1:03d}.keras"
+        path = os.path.join(self.directory, name)
+        tmp = path + ".tmp.keras"
+        self.model.save(tmp)
+        os.replace(tmp, path)
+        self.last_path = path
+        if not self.keep_all:
+            for other in os.listdir(self.directory):
+                if other.startswith("epoch_") and other.endswith(".keras") and other != name:
+                    os.remove(os.path.join(self.directory, other))
+
+
+def last_checkpoint(directory):
+    """The latest ``epoch_NNN.keras`` in ``directory`` (``EpochCheckpoint``'s), or ``None``."""
+    if not os.path.isdir(directory):
+        return None
+    names = sorted(n for n in os.listdir(directory) if n.startswith("epoch_") and n.endswith(".keras"))
+    return os.path.join(directory, names[-1]) if names else None
+
+
+class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+    """``TerminateOnNaN`` that remembers where the loss went bad.
+
+    ``where`` is ``(epoch, step, loss)`` (1-based) of the first non-finite
+    batch loss, else ``None``; the model is marked (``_mmzoo_diverged``) so
+    ``BackupAndRestore`` keeps its backup. Training stops without raising:
+    the run raises ``TrainingDiverged`` after ``fit`` returns.
+    """
+
+    def __init__(self):
+        super().__init__(raise_error=False)
+        self.where = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.where is None and loss is not None and not np.isfinite(loss):
+            self.where = (self._epoch + 1, int(batch) + 1, float(loss))
+            self.model._mmzoo_diverged = self.where
+        super().on_batch_end(batch, logs)
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Reseeds every layer's ``SeedGenerator`` (dropout, ...) at each epoch start.
+
+    The random stream of epoch ``e`` is then a function of the model's
+    construction seed and ``e`` alone, so a resumed run draws the same
+    dropout masks as an uninterrupted one.
+    """
+
+    def on_train_begin(self, logs=None):
+        self._generators = []
+        for layer in self.model._flatten_layers(include_self=True, recursive=True):
+            for generator in getattr(layer, "_seed_generators", ()):
+                base = int(np.asarray(keras.ops.convert_to_numpy(generator.state))[0])
+                self._generators.append((generator, base))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for generator, base in self._generators:
+            generator.state.assign(np.asarray([self.seed_for(base, epoch), 0], dtype=generator.state.dtype))
+
+    @staticmethod
+    def seed_for(base: int, epoch: int) -> int:
+        """The seed a generator built with seed ``base`` starts epoch ``epoch`` (0-based) with."""
+        return (base + 1_000_003 * (epoch + 1)) % (2**31 - 1)
