@@ -1,0 +1,192 @@
+"""Tests for mmzoo/training/callbacks.py: each callback on a small Keras model, then in a run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from mmzoo.training import TrainingDiverged, backup_epoch, train
+from mmzoo.training.callbacks import (
+    BackupAndRestore,
+    EpochCheckpoint,
+    EpochSeeds,
+    TerminateOnNaN,
+    last_checkpoint,
+)
+from tests.training.runs import TINY, history, weights
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _small_model():
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dropout(0.5, seed=3)(keras.layers.Dense(8, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def _data(n=16):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 4)).astype("float32"), rng.normal(size=(n, 1)).astype("float32")
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops a run with an exception at the end of epoch ``at`` (after the backup is written)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt(f"interrupted after epoch {epoch + 1}")
+
+
+# ------------------------------------------------------------------ each callback alone
+@pytest.mark.parametrize("keep_all, kept", [(False, ["epoch_003.keras"]),
+                                            (True, ["epoch_001.keras", "epoch_002.keras", "epoch_003.keras"])])
+def test_epoch_checkpoint_keeps_the_latest_or_all(tmp_path, keep_all, kept):
+    x, y = _data()
+    checkpoint = EpochCheckpoint(str(tmp_path), keep_all=keep_all)
+    _small_model().fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[checkpoint])
+    assert sorted(os.listdir(tmp_path)) == kept
+    assert checkpoint.last_path == str(tmp_path / "epoch_003.keras") == last_checkpoint(str(tmp_path))
+    assert last_checkpoint(str(tmp_path / "none")) is None
+
+
+def test_backup_and_restore_resumes_after_the_last_backed_up_epoch(tmp_path):
+    x, y = _data()
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        _small_model().fit(x, y, epochs=3, batch_size=8, verbose=0,
+                           callbacks=[BackupAndRestore(backup), _Interrupt(at=1)])
+    assert backup_epoch(backup) == 2
+    with open(os.path.join(backup, "training_metadata.json")) as f:
+        meta = json.load(f)
+    # The metadata names the one weights file there; no temporary file is left.
+    assert sorted(os.listdir(backup)) == ["epoch_2.weights.h5", "training_metadata.json"] and meta["epoch"] == 2
+    resumed = _small_model().fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[BackupAndRestore(backup)])
+    assert len(resumed.history["loss"]) == 1  # only epoch 3 was left
+    assert backup_epoch(backup) == 0 and not os.path.exists(backup)  # removed when training finished
+    assert backup_epoch(str(tmp_path / "never")) == 0
+
+
+def test_terminate_on_nan_remembers_where_and_keeps_the_backup(tmp_path):
+    x, y = _data()
+    y[9] = np.nan  # a target in the second batch of 8
+    guard, backup = TerminateOnNaN(), str(tmp_path / "backup")
+    model = _small_model()
+    fitted = model.fit(x, y, epochs=3, batch_size=8, verbose=0, shuffle=False, callbacks=[guard, BackupAndRestore(backup)])
+    assert guard.where is not None and guard.where[:2] == (1, 2) and np.isnan(guard.where[2])
+    assert model._mmzoo_diverged == guard.where
+    assert len(fitted.history["loss"]) == 1  # stopped in the first epoch
+    assert backup_epoch(backup) == 0  # a non-finite epoch is not backed up
+
+
+def test_epoch_seeds_depend_on_the_epoch_alone():
+    model = _small_model()
+    seeds = EpochSeeds()
+    seeds.set_model(model)
+    seeds.on_train_begin()
+    assert len(seeds._generators) == 1  # the dropout's
+    generator, base = seeds._generators[0]
+    states = []
+    for epoch in (0, 1, 0):
+        seeds.on_epoch_begin(epoch)
+        states.append(list(np.asarray(generator.state)))
+    assert states[0] == states[2] != states[1]
+    assert states[1] == [EpochSeeds.seed_for(base, 1), 0]
+    assert EpochSeeds.seed_for(5, 0) == 5 + 1_000_003
+
+
+# ------------------------------------------------------------------ in a run
+class _PoisonWeights(keras.callbacks.Callback):
+    """Sets one kernel to NaN at the start of epoch ``at`` (0-based)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            kernel = self.model.get_layer("scores").logits.kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(manifest, tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1") as info:
+        train("gated_classifier", manifest, epochs=3, out_dir=str(tmp_path), callbacks=[_PoisonWeights(1)], **TINY)
+    error = info.value
+    assert (error.epoch, error.step) == (2, 1)
+    last_good = str(tmp_path / "checkpoints" / "epoch_001.keras")
+    assert error.checkpoint == last_good and last_good in str(error)
+    assert os.listdir(tmp_path / "checkpoints") == ["epoch_001.keras"]
+    assert backup_epoch(str(tmp_path / "backup")) == 1, "the backup of the last good epoch is kept"
+    assert not os.path.exists(tmp_path / "model.keras")
+    good = weights(last_good)
+    assert all(np.isfinite(w).all() for w in good)
+
+
+# ------------------------------------------------------------------ SIGKILL and resume (subprocess)
+def _train_command(manifest, out):
+    return [
+        sys.executable, "-m", "mmzoo.cli", "train", "gated_classifier", "--data", manifest, "--preset", "tiny",
+        "--set", "image_size=[32,32]", "--epochs", "3", "--batch-size", "8", "--out", out,
+        "--deterministic", "--seed", "2", "--quiet", "--json",
+    ]
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", KERAS_BACKEND="tensorflow")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _last_json(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_sigkill_and_rerun_resumes_with_the_same_result(manifest, tmp_path):
+    reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
+    done = subprocess.run(_train_command(manifest, reference), env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = _last_json(done.stdout)
+
+    proc = subprocess.Popen(
+        _train_command(manifest, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while backup_epoch(os.path.join(killed, "backup")) < 1:
+            assert proc.poll() is None, "the run ended before its first backup"
+            assert time.monotonic() < deadline, "no backup after 240 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(killed, "metrics.json"))
+    stopped_at = backup_epoch(os.path.join(killed, "backup"))
+    assert stopped_at in (1, 2)
+
+    rerun = subprocess.run(_train_command(manifest, killed), env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    result = _last_json(rerun.stdout)
+    assert f"resuming at epoch {stopped_at + 1}" in rerun.stdout
+    assert result["initial_epoch"] == stopped_at and result["epochs_run"] == 3 - stopped_at
+    assert result["final_loss"] == pytest.approx(expected["final_loss"], rel=1e-6)
+    assert result["metrics"] == expected["metrics"]
+    assert history(killed) == history(reference)
+    for a, b in zip(weights(os.path.join(reference, "model.keras")), weights(os.path.join(killed, "model.keras"))):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -1,0 +1,60 @@
+"""Tests for mmzoo/training/reporting.py: metric lines beside chance, and the printed summary.
+
+(``chance_levels`` per task is tested in tests/test_cli_output.py.)
+"""
+
+import os
+import types
+
+import pytest
+
+from mmzoo.training import chance_levels, format_result, metric_lines
+
+RESULT = {
+    "model": "gated_classifier", "preset": "tiny", "epochs_run": 2, "initial_epoch": 0, "train_seconds": 3.25,
+    "final_loss": 0.51234, "num_params": 12345, "evaluated_on": "val",
+    "metrics": {"accuracy": 0.75, "macro_f1": 0.5, "num_examples": 8.0},
+    "chance": {"rule": "always the most common answer, 'red'", "metrics": {"accuracy": 0.25}},
+}
+
+
+def test_metric_lines_puts_chance_beside_the_headline_metrics():
+    lines = metric_lines(RESULT["metrics"], RESULT["chance"], indent="> ")
+    assert lines == ["> accuracy  0.750   chance 0.250 (always the most common answer, 'red')", "> macro_f1  0.500"]
+    # Without headline metrics: every float that is not a count.
+    assert metric_lines({"loss_x": 0.5, "num_images": 3.0}) == ["  loss_x  0.500"]
+
+
+def test_chance_levels_of_an_unknown_task_is_empty():
+    assert chance_levels(types.SimpleNamespace(task="segmentation"), []) == {"rule": "", "metrics": {}}
+    assert chance_levels(types.SimpleNamespace(task="classification"), []) == {"rule": "no labels", "metrics": {}}
+
+
+def test_format_result_without_a_model_path():
+    text = format_result(RESULT)
+    assert text.splitlines() == [
+        "mmzoo train: gated_classifier (preset tiny) trained 2 epoch(s) in 3.2 s; final loss 0.5123; "
+        "12,345 parameters",
+        "evaluated on the validation data, 8 examples:",
+        "  accuracy  0.750   chance 0.250 (always the most common answer, 'red')",
+        "  macro_f1  0.500",
+    ]
+
+
+@pytest.mark.parametrize("with_logs", [True, False])
+def test_format_result_lists_what_the_run_wrote(tmp_path, with_logs):
+    out = tmp_path / "gated"
+    out.mkdir()
+    for name in ("model.keras", "metrics.json", "run_config.json"):
+        (out / name).write_text("{}")
+    if with_logs:
+        (out / "logs").mkdir()
+    result = {**RESULT, "initial_epoch": 1, "evaluated_on": "train", "model_path": str(out / "model.keras")}
+    lines = format_result(result, data="d.jsonl").splitlines()
+    assert "after resuming at epoch 2 in" in lines[0]
+    assert lines[1].startswith("evaluated on the training data (no --val-data")
+    logs = ", logs/ (TensorBoard)" if with_logs else ""
+    assert f"wrote {out}{os.sep}: model.keras, metrics.json, run_config.json{logs}" in lines
+    assert ("no TensorBoard logs: pip install tensorboard to write OUT/logs" in lines) is not with_logs
+    assert lines[-1] == (f"next: mmzoo evaluate {out / 'model.keras'} --data d.jsonl  |  "
+                         f"mmzoo export {out / 'model.keras'}  (as gated)")
