@@ -40,8 +40,8 @@ import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
 from mmzoo.data import make_dataset, read_manifest  # noqa: E402
-from mmzoo.data.shapes import generate_shapes_splits  # noqa: E402
-from mmzoo.metrics.captioning import evaluate_captioner  # noqa: E402
+from mmzoo.datasets.shapes import generate_shapes_splits, shapes_tokenizer  # noqa: E402
+from mmzoo.evaluation.captioning import evaluate_captioner  # noqa: E402
 
 
 def _interleaved_medians(fns: dict, repeats: int) -> dict:
@@ -65,7 +65,8 @@ def decoding_ratios(quick: bool) -> dict:
     keras.utils.set_random_seed(0)
     size = 32 if quick else 64
     model = mmzoo.build(
-        "transformer_captioner", preset="tiny" if quick else "default", sequence_length=32, image_size=size
+        "transformer_captioner", preset="tiny" if quick else "default", image_size=size,
+        tokenizer=shapes_tokenizer(32, add_start_end=True),
     )
     head = model.get_layer("logits")
     bias = head.bias.numpy()
@@ -123,7 +124,8 @@ def caption_quality(args, data_dir: str) -> dict:
         overrides = {"image_size": args.image_size}
         if name == "transformer_captioner" and args.preset in ("tiny", "small", "default"):
             overrides["dropout"] = 0.0 if args.quick else 0.1
-        model = mmzoo.build(name, preset=args.preset, **overrides)
+        length = mmzoo.get_entry(name).preset_kwargs(args.preset).get("sequence_length", 20)
+        model = mmzoo.build(name, preset=args.preset, tokenizer=shapes_tokenizer(length, add_start_end=True), **overrides)
         schedule = keras.optimizers.schedules.CosineDecay(
             args.learning_rate, decay_steps=max(1, steps * args.epochs), alpha=0.05
         )

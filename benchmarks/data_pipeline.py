@@ -36,7 +36,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from mmzoo.data import generate_shapes_dataset, make_dataset, read_manifest  # noqa: E402
+from mmzoo.datasets.shapes import generate_shapes_dataset  # noqa: E402
+from mmzoo.data import make_dataset, read_manifest  # noqa: E402
 from mmzoo.preprocessing import ImagePreprocessor  # noqa: E402
 
 

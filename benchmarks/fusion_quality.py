@@ -47,7 +47,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mmzoo.data import generate_shapes_dataset, make_dataset, read_manifest  # noqa: E402
+from mmzoo.datasets.shapes import generate_shapes_dataset  # noqa: E402
+from mmzoo.data import make_dataset, read_manifest  # noqa: E402
 from mmzoo.data.manifest import write_manifest  # noqa: E402
 from mmzoo.data.records import Record  # noqa: E402
 from mmzoo.training import train  # noqa: E402
@@ -63,7 +64,7 @@ ENTRIES = (
 NOTEBOOK_ENTRIES = ("cross_attention_classifier", "gated_classifier", "concat_classifier",
                     "image_only_classifier", "text_only_classifier")
 UNIMODAL = ("image_only_classifier", "text_only_classifier")
-# Ceilings of the unimodal baselines on the question task (mmzoo.data.shapes).
+# Ceilings of the unimodal baselines on the question task (mmzoo.datasets.shapes).
 CEILINGS = {"image_only_classifier": 0.21, "text_only_classifier": 0.25}
 # Late fusion averages one logit vector per modality, so it cannot bind a
 # question to an object: on the shapes questions it can at best pick among
@@ -262,7 +263,7 @@ def digits_table(args, data_dir, out_root):
 # ------------------------------------------------------------------ GMU gates
 def _noise_image_manifest(folder, num_images, image_size, seed, split):
     """Colours task where the image is noise and the text (a caption) is informative."""
-    from mmzoo.data.shapes import iter_shapes_scenes
+    from mmzoo.datasets.shapes import iter_shapes_scenes
 
     import tensorflow as tf
 

@@ -86,21 +86,21 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
-from mmzoo.data import (  # noqa: E402
+from mmzoo.datasets.shapes import (
     SHAPES_RELATION_GRAMMAR,
     SHAPES_TOKEN_GROUPS,
     SHAPES_WORD_GROUPS,
-    Record,
     generate_shapes_dataset,
-    make_dataset,
-    read_manifest,
     shapes_caption_checker,
     shapes_caption_distribution,
     shapes_possible_captions,
+    shapes_tokenizer,
 )
-from mmzoo.heads.matching import make_itm_dataset, make_rerank_dataset  # noqa: E402
-from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set  # noqa: E402
-from mmzoo.metrics.retrieval import RERANK_FUSIONS, embed_querybank, evaluate_matcher  # noqa: E402
+from mmzoo.data import Record, make_dataset, read_manifest
+from mmzoo.matching import make_itm_dataset, make_rerank_dataset  # noqa: E402
+from mmzoo.evaluation.inputs import preprocess_images, records_to_retrieval_set  # noqa: E402
+from mmzoo.metrics.retrieval import RERANK_FUSIONS  # noqa: E402
+from mmzoo.evaluation.retrieval import embed_querybank, evaluate_matcher  # noqa: E402
 from mmzoo.registry import get_entry  # noqa: E402
 from mmzoo.training.callbacks import BackupAndRestore  # noqa: E402
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs  # noqa: E402
@@ -495,7 +495,7 @@ class HeldOutCurve(keras.callbacks.Callback):
 
 def calibration_pixels(train, model):
     """The first 1,024 training images, decoded: the BN statistics' calibration set of the protocol."""
-    return decode_images([r.image for r in train[:1024]], model.image_preprocessor, 256)
+    return preprocess_images([r.image for r in train[:1024]], model.image_preprocessor, 256)
 
 
 def train_dual_encoder(args, train, test, val, size):
@@ -508,7 +508,7 @@ def train_dual_encoder(args, train, test, val, size):
     learning curve ``(epoch, held-out i->t, held-out t->i, validation i->t)``.
     """
     groups = None if args.hard_negatives == "none" else SHAPES_TOKEN_GROUPS
-    clip = mmzoo.build("dual_encoder", preset=args.preset, image_size=size, seed=args.seed,
+    clip = mmzoo.build("dual_encoder", preset=args.preset, image_size=size, seed=args.seed, tokenizer=shapes_tokenizer(),
                        hard_negative_groups=groups, **tower_overrides(args),
                        **({} if args.embedding_dim is None else {"embedding_dim": args.embedding_dim}))
     steps = len(train) * len(train[0].captions) // args.batch_size
@@ -620,7 +620,8 @@ def main(argv=None):
     #    swapped, another relation), labelled by the grammar's truth.
     itm = None
     if not args.skip_itm:
-        itm = mmzoo.build("itm_matcher", preset=args.preset, image_size=size, **tower_overrides(args))
+        itm = mmzoo.build("itm_matcher", preset=args.preset, image_size=size, tokenizer=clip.tokenizer,
+                          **tower_overrides(args))
         if not args.itm_from_scratch:
             itm.init_towers_from(clip)
         itm.compile()

@@ -10,8 +10,20 @@ import os as _os
 
 _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from mmzoo import registry as _registry  # noqa: E402
 from mmzoo.registry import build, get_entry, list_models, register_model  # noqa: E402
 from mmzoo.version import __version__  # noqa: E402
+
+
+def _load_zoo():
+    """Import the zoo's entries and the presets datasets register (on first lookup)."""
+    import mmzoo.models  # noqa: F401  (registers every entry)
+    from mmzoo.datasets import shapes
+
+    shapes.register_presets()
+
+
+_registry.set_entry_loader(_load_zoo)
 
 
 def export_saved_model(model, base_dir, version=None, **kwargs):

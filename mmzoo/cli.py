@@ -138,7 +138,7 @@ def _load(path):
 
 def _cmd_evaluate(args):
     from mmzoo.data import read_manifest
-    from mmzoo.metrics import evaluate_model
+    from mmzoo.evaluation import evaluate_model
 
     # Check the flags before loading anything: a fusion without a weight would be
     # silently ignored (the ITM alone ranks the top-k), so it is refused.
@@ -275,7 +275,7 @@ def _cmd_serve_config(args):
 
 
 def _cmd_data(args):
-    from mmzoo.data.shapes import generate_shapes_dataset
+    from mmzoo.datasets.shapes import generate_shapes_dataset
 
     path = generate_shapes_dataset(args.out, num_images=args.num_images, image_size=args.image_size, seed=args.seed)
     print(path)

@@ -87,7 +87,7 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
     """Run the demo; returns ``{"metrics": ..., "exports": ...}``."""
     import keras
 
-    from mmzoo.data import generate_shapes_dataset, generate_shapes_splits
+    from mmzoo.datasets.shapes import generate_shapes_dataset, generate_shapes_splits
     from mmzoo.export import export_saved_model, write_models_config
     from mmzoo.training import metric_lines, train
     from mmzoo.training.callbacks import tensorboard_installed

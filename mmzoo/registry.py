@@ -16,7 +16,10 @@ import difflib
 from typing import Any, Callable
 
 _REGISTRY: dict[str, "ModelEntry"] = {}
-_ENTRIES_IMPORTED = False
+# The registry imports nothing from mmzoo: the package (``mmzoo/__init__``)
+# installs the function that imports the zoo's entries, called on first use.
+_ENTRY_LOADER: Callable[[], None] | None = None
+_ENTRIES_LOADED = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +81,37 @@ def register_model(
     return decorator
 
 
+def register_preset(name: str, preset: str, kwargs: dict[str, Any]) -> None:
+    """Add preset ``preset`` to the registered entry ``name`` (a dataset's recipe).
+
+    Datasets register the recipes tuned on them this way (``mmzoo.datasets``),
+    so the models themselves know nothing about any dataset.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"register_preset: no zoo entry named {name!r}. Registered: {sorted(_REGISTRY)}")
+    presets = _REGISTRY[name].presets
+    if preset in presets and presets[preset] != kwargs:
+        raise ValueError(f"Zoo entry '{name}' already has a different preset {preset!r}.")
+    presets[preset] = dict(kwargs)
+
+
+def set_entry_loader(loader: Callable[[], None]) -> None:
+    """Install the function that imports (and so registers) the zoo's entries.
+
+    ``mmzoo/__init__`` installs one that imports ``mmzoo.models`` and
+    ``mmzoo.datasets``; it runs once, on the first lookup, so importing
+    ``mmzoo`` stays cheap (the CLI's ``--help`` and the serving clients never
+    load TensorFlow).
+    """
+    global _ENTRY_LOADER
+    _ENTRY_LOADER = loader
+
+
 def _ensure_entries():
-    global _ENTRIES_IMPORTED
-    if not _ENTRIES_IMPORTED:
-        _ENTRIES_IMPORTED = True
-        import mmzoo.models  # noqa: F401  (registers every entry)
+    global _ENTRIES_LOADED
+    if not _ENTRIES_LOADED and _ENTRY_LOADER is not None:
+        _ENTRIES_LOADED = True
+        _ENTRY_LOADER()
 
 
 def list_models() -> list[str]:

@@ -57,7 +57,8 @@ def test_rerank_fusion_choices_are_the_library_ones():
     import inspect
 
     from mmzoo.cli import RERANK_FUSION_DEFAULT, build_parser
-    from mmzoo.metrics.retrieval import RERANK_FUSIONS, evaluate_matcher
+    from mmzoo.metrics.retrieval import RERANK_FUSIONS
+    from mmzoo.evaluation.retrieval import evaluate_matcher
 
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     action = next(a for a in subparsers.choices["evaluate"]._actions if a.dest == "rerank_fusion")

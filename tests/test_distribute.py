@@ -25,7 +25,7 @@ def _env(**extra):
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
-    from mmzoo.data import generate_shapes_dataset
+    from mmzoo.datasets.shapes import generate_shapes_dataset
 
     return generate_shapes_dataset(str(tmp_path_factory.mktemp("shapes")), num_images=16, image_size=32)
 

@@ -36,7 +36,12 @@ PUBLIC_MODULES = {
     "mmzoo.metrics.retrieval",
     "mmzoo.metrics.captioning",
     "mmzoo.metrics.classification",
-    "mmzoo.heads.matching",
+    "mmzoo.matching",
+    "mmzoo.evaluation",
+    "mmzoo.evaluation.retrieval",
+    "mmzoo.evaluation.captioning",
+    "mmzoo.datasets",
+    "mmzoo.datasets.shapes",
     "mmzoo.export",
     "mmzoo.serving",
 }

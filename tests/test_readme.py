@@ -38,7 +38,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
-MAX_README_LINES = 260  # "about 250": room for a few lines of figures
+MAX_README_LINES = 270  # "about 250", plus the Layout section's one line per package (issue 28)
 RUNNABLE = ("python", "bash")
 LANGUAGES = RUNNABLE + ("text",)
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import mmzoo
-from mmzoo.data import make_dataset, shapes_records
+from mmzoo.data import make_dataset
+from mmzoo.datasets.shapes import shapes_label_names, shapes_records
 from mmzoo.registry import get_entry, register_model
 from tests.harness import assert_model_roundtrip
 
@@ -36,7 +37,8 @@ def records():
 def test_every_entry_tiny_builds_fits_and_round_trips(name, records, tmp_path):
     entry = get_entry(name)
     assert "tiny" in entry.presets and entry.description
-    model = mmzoo.build(name, preset="tiny")
+    labels = {"label_names": shapes_label_names("question")} if entry.task == "classification" else {}
+    model = mmzoo.build(name, preset="tiny", **labels)
     assert isinstance(model, keras.Model) and model.task == entry.task
     model.compile()
     ds = make_dataset(records, model, batch_size=4, training=True, seed=0)
@@ -62,7 +64,7 @@ def test_register_model_requires_a_tiny_preset_and_a_known_task():
 
 
 def test_load_model_registers_the_zoo_and_uses_safe_mode(tmp_path):
-    model = mmzoo.build("text_only_classifier", preset="tiny")
+    model = mmzoo.build("text_only_classifier", preset="tiny", num_classes=3)
     path = str(tmp_path / "m.keras")
     model.save(path)
     reloaded = mmzoo.load_model(path)

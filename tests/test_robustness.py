@@ -273,7 +273,7 @@ def test_memory_stays_bounded_over_every_named_case(targets):
 # ----------------------------------------------------- .keras files: loading
 @pytest.fixture(scope="module")
 def keras_file(tmp_path_factory):
-    model = mmzoo.build("text_only_classifier", preset="tiny")
+    model = mmzoo.build("text_only_classifier", preset="tiny", num_classes=3)
     path = str(tmp_path_factory.mktemp("keras") / "model.keras")
     model.save(path)
     return path
@@ -375,7 +375,7 @@ KILLED_EXPORT = textwrap.dedent(
         time.sleep(600)
 
     saved_model._verify = pause
-    model = mmzoo.build("text_only_classifier", preset="tiny")
+    model = mmzoo.build("text_only_classifier", preset="tiny", num_classes=3)
     mmzoo.export_saved_model(model, {base!r}, version={version}, overwrite=True, warmup=False)
     """
 )
@@ -406,7 +406,7 @@ def _export_and_kill(base, version, marker):
 @pytest.mark.slow
 def test_export_killed_midway_leaves_no_version_and_keeps_the_old_one(tmp_path):
     base = tmp_path / "text_only_classifier"
-    model = mmzoo.build("text_only_classifier", preset="tiny")
+    model = mmzoo.build("text_only_classifier", preset="tiny", num_classes=3)
     first = export_saved_model(model, base, warmup=False, verify=False)
     with open(os.path.join(first, "assets.extra", "mmzoo.json")) as f:
         created = json.load(f)["created"]
@@ -432,7 +432,7 @@ def test_export_killed_midway_leaves_no_version_and_keeps_the_old_one(tmp_path):
 
 def test_existing_version_is_not_overwritten_unless_asked(tmp_path):
     base = tmp_path / "m"
-    model = mmzoo.build("text_only_classifier", preset="tiny")
+    model = mmzoo.build("text_only_classifier", preset="tiny", num_classes=3)
     first = export_saved_model(model, base, version=3, warmup=False, verify=False)
     before = sorted(os.listdir(first))
     mtime = os.path.getmtime(os.path.join(first, "saved_model.pb"))
@@ -446,7 +446,7 @@ def test_existing_version_is_not_overwritten_unless_asked(tmp_path):
 
 # ------------------------------------------------------------- data, training
 def test_training_with_skip_bad_reports_exactly_the_bad_rows(tmp_path, caplog):
-    from mmzoo.data import generate_shapes_dataset
+    from mmzoo.datasets.shapes import generate_shapes_dataset
     from mmzoo.training import train
 
     manifest = generate_shapes_dataset(str(tmp_path / "shapes"), num_images=12, image_size=32)
@@ -481,7 +481,7 @@ def test_training_with_skip_bad_reports_exactly_the_bad_rows(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_deterministic_runs_give_bit_identical_weights(tmp_path):
-    from mmzoo.data import generate_shapes_dataset
+    from mmzoo.datasets.shapes import generate_shapes_dataset
     from mmzoo.training import train
 
     manifest = generate_shapes_dataset(str(tmp_path / "shapes"), num_images=16, image_size=32)

@@ -33,13 +33,9 @@ sys.path.insert(0, BENCH)
 import numpy as np  # noqa: E402
 
 import mmzoo  # noqa: E402
-from mmzoo.data import (  # noqa: E402
-    SHAPES_WORD_GROUPS,
-    generate_shapes_dataset,
-    read_manifest,
-    shapes_possible_captions,
-)
-from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set  # noqa: E402
+from mmzoo.datasets.shapes import SHAPES_WORD_GROUPS, generate_shapes_dataset, shapes_possible_captions
+from mmzoo.data import read_manifest
+from mmzoo.evaluation.inputs import preprocess_images, records_to_retrieval_set  # noqa: E402
 from retrieval import recompute_batch_norm_statistics  # noqa: E402
 
 def _words(phrases):
@@ -92,9 +88,9 @@ def main(argv=None):
                                                             image_size=args.image_size, seed=args.seed,
                                                             num_captions=1))
         recompute_batch_norm_statistics(
-            clip, decode_images([r.image for r in calibration], clip.image_preprocessor, 256))
+            clip, preprocess_images([r.image for r in calibration], clip.image_preprocessor, 256))
         _, texts, _ = records_to_retrieval_set(test)
-        pixels = decode_images([r.image for r in test], clip.image_preprocessor, 256)
+        pixels = preprocess_images([r.image for r in test], clip.image_preprocessor, 256)
     images = clip.image_encoder.predict(pixels, batch_size=256, verbose=0)
     captions = clip.text_encoder.predict(clip.tokenizer(texts), batch_size=256, verbose=0)
     top = np.argmax(images @ captions.T, axis=1)

@@ -76,14 +76,17 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
-from mmzoo.data import (  # noqa: E402
-    SHAPES_RELATION_GRAMMAR, generate_shapes_dataset, read_manifest, shapes_caption_checker, shapes_possible_captions,
+from mmzoo.datasets.shapes import (
+    SHAPES_RELATION_GRAMMAR,
+    generate_shapes_dataset,
+    shapes_caption_checker,
+    shapes_possible_captions,
 )
-from mmzoo.heads.matching.itm_data import decode_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
-from mmzoo.heads.matching.negatives import RelationGrammar  # noqa: E402
-from mmzoo.metrics.retrieval import (  # noqa: E402
-    QuerybankEmbeddings, pair_scorer, querybank_log_normalizer, transform_probability,
-)
+from mmzoo.data import read_manifest
+from mmzoo.evaluation.inputs import preprocess_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
+from mmzoo.matching.negatives import RelationGrammar  # noqa: E402
+from mmzoo.evaluation.retrieval import QuerybankEmbeddings, pair_scorer
+from mmzoo.metrics.retrieval import querybank_log_normalizer, transform_probability
 
 K = 10
 
@@ -118,7 +121,7 @@ class Setup:
         self.train = read_manifest(os.path.join(args.data, "train", "manifest.jsonl"))
         self.bank_records = self.train[-args.querybank_images:]
         # Decoded once: QB-Norm embeds them, `specificity` scores them with the ITM (same image size).
-        self.bank_pixels = decode_images([r.image for r in self.bank_records], self.clip.image_preprocessor, 256)
+        self.bank_pixels = preprocess_images([r.image for r in self.bank_records], self.clip.image_preprocessor, 256)
         self.bank = QuerybankEmbeddings(self.clip.image_encoder.predict(self.bank_pixels, batch_size=256, verbose=0))
         self.splits = {s: read_manifest(os.path.join(args.data, s, "manifest.jsonl")) for s in ("val", "test")}
         self._candidates = {}
@@ -145,7 +148,7 @@ class Setup:
         """Pixels, token ids, caption strings, QB-Norm logits [images, captions], caption and image embeddings of a pool."""
         clip = self.clip
         paths, texts, _ = records_to_retrieval_set(records)
-        pix = decode_images(paths, clip.image_preprocessor, 256)
+        pix = preprocess_images(paths, clip.image_preprocessor, 256)
         tok = tokenize_texts(clip.tokenizer, texts)
         ie = clip.image_encoder.predict(pix, batch_size=256, verbose=0)
         te = clip.text_encoder.predict(tok, batch_size=256, verbose=0)
@@ -363,7 +366,7 @@ def relation_pairs(setup, num_images, per_image=2):
                 rows.append(i)
                 texts.append(text)
                 labels.append(text in possible)
-    pix = decode_images([r.image for r in records], setup.clip.image_preprocessor, 256)
+    pix = preprocess_images([r.image for r in records], setup.clip.image_preprocessor, 256)
     print(f"relation pairs: {len(texts)} captions of {len(records)} training images, {np.mean(labels):.3f} true",
           flush=True)
     return pix, np.asarray(rows), tokenize_texts(setup.clip.tokenizer, texts), np.asarray(labels)
@@ -572,7 +575,7 @@ def probe(setup):
     keras.utils.set_random_seed(0)
     truth = shapes_caption_checker(32)
     records = setup.train[: args.probe_images]
-    pix = decode_images([r.image for r in records], clip.image_preprocessor, 256)
+    pix = preprocess_images([r.image for r in records], clip.image_preprocessor, 256)
     ie = clip.image_encoder.predict(pix, batch_size=256, verbose=0)
     captions = [r.captions[0] for r in records]
     te = clip.text_encoder.predict(tokenize_texts(clip.tokenizer, captions), batch_size=256, verbose=0)

@@ -1,10 +1,11 @@
-"""Building blocks: fusion layers, transformer blocks, embeddings, pooling.
+"""Building blocks: fusion layers, transformer blocks, embeddings, pooling, the classification head.
 
 Every layer is registered serializable under the package name ``mmzoo``.
 """
 
 from mmzoo.layers.cached_multi_head_attention import CachedMultiHeadAttention
 from mmzoo.layers.class_token import ClassToken
+from mmzoo.layers.classification_head import ClassificationHead
 from mmzoo.layers.concat_fusion import ConcatFusion
 from mmzoo.layers.coordinate_channels import CoordinateChannels
 from mmzoo.layers.cross_attention_fusion import CrossAttentionFusion
@@ -26,6 +27,7 @@ from mmzoo.layers.transformer_encoder_block import TransformerEncoderBlock
 __all__ = [
     "CachedMultiHeadAttention",
     "ClassToken",
+    "ClassificationHead",
     "ConcatFusion",
     "CoordinateChannels",
     "CrossAttentionFusion",

@@ -17,10 +17,9 @@ class CoordinateChannels(keras.layers.Layer):
     cells are 8 pixels wide. With the coordinates as channels, every filter
     can carry an object's exact position through the pooling, for relations
     such as "left of" that a few pixels decide
-    (``build_cnn_tower(coord_channels=True)``). On the shapes retrieval
-    benchmark it measured no gain (4 epochs: held-out R@1 0.641 vs 0.638,
-    ``benchmarks/README.md``), where an MLP head on the flattened map
-    can read positions from the flattened layout.
+    (``build_cnn_tower(coord_channels=True)``). A tower whose pooled output
+    is an MLP on the flattened map can read positions from the layout
+    already; measurements: ``benchmarks/README.md``.
 
     The coordinates run from -1 (left / top pixel centre) to 1 (right /
     bottom), in the layer's compute dtype; they do not depend on the input

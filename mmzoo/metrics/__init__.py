@@ -1,22 +1,9 @@
-"""Metrics: classification (accuracy, F1), retrieval (R@K) and captioning (BLEU, CIDEr-D)."""
+"""Metrics on arrays and strings (no model, no data pipeline).
 
+* classification: accuracy, macro-F1, multi-label F1 (``classification``);
+* retrieval: Recall@K and ranks from embeddings or scores, querybank
+  normalisation (``retrieval``);
+* captioning: BLEU-1..4 (``bleu``), CIDEr-D (``cider``), ``caption_scores``.
 
-def evaluate_model(model, records, batch_size: int = 64, **options) -> dict:
-    """Evaluate any zoo model on ``records``, dispatching on ``model.task``."""
-    task = getattr(model, "task", None)
-    if task == "classification":
-        from mmzoo.metrics.classification import evaluate_classifier
-
-        return evaluate_classifier(model, records, batch_size=batch_size)
-    if task == "matching":
-        from mmzoo.metrics.retrieval import evaluate_matcher
-
-        return evaluate_matcher(model, records, batch_size=batch_size, **options)
-    if task == "captioning":
-        from mmzoo.metrics.captioning import evaluate_captioner
-
-        return evaluate_captioner(model, records, batch_size=batch_size, **options)
-    raise ValueError(
-        "evaluate_model needs a mmzoo model with task 'classification', 'matching' or "
-        f"'captioning'. Received: a {type(model).__name__} with task={task!r}"
-    )
+Running a model over records: ``mmzoo.evaluation``.
+"""

@@ -1,7 +1,7 @@
 """Classification metrics: accuracy, macro-F1, and micro/macro F1 for multi-label.
 
-Pure numpy on predictions, plus ``evaluate_classifier`` which runs a model over
-records through the same tf.data pipeline as training.
+Pure numpy on predictions; ``mmzoo.evaluation.evaluate_classifier`` runs a
+model over records and calls these.
 
     >>> import numpy as np
     >>> from mmzoo.metrics.classification import accuracy, macro_f1
@@ -75,26 +75,3 @@ def classification_metrics(y_true, scores, mode: str = "multiclass", threshold: 
         "accuracy": accuracy(y_true, y_pred),
         "macro_f1": macro_f1(y_true, y_pred, scores.shape[-1]),
     }
-
-
-def predict_records(model, records, batch_size: int = 64):
-    """Run ``model`` over ``records``; returns ``(y_true, scores)`` as numpy."""
-    from mmzoo.data import make_dataset
-
-    ds = make_dataset(records, model, batch_size=batch_size, training=False)
-    ys, scores = [], []
-    for batch in ds:
-        x, y = batch[0], batch[1]
-        ys.append(np.asarray(y))
-        scores.append(np.asarray(model(x, training=False)["scores"]))
-    if not ys:
-        raise ValueError("No records to evaluate. Received: 0 records")
-    return np.concatenate(ys), np.concatenate(scores)
-
-
-def evaluate_classifier(model, records, batch_size: int = 64) -> dict:
-    """Accuracy and macro-F1 (micro/macro F1 for multi-label) over ``records``."""
-    y_true, scores = predict_records(model, records, batch_size=batch_size)
-    out = classification_metrics(y_true, scores, mode=getattr(model, "mode", "multiclass"))
-    out["num_examples"] = int(len(y_true))
-    return out

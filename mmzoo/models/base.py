@@ -23,6 +23,7 @@ backbone expects), ``token_ids`` is int32 ``[batch, sequence_length]`` with
 
 from __future__ import annotations
 
+import string
 import warnings
 
 import keras
@@ -30,23 +31,31 @@ import keras
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
 
 
-def default_tokenizer(sequence_length: int = 16, **kwargs) -> TextTokenizer:
-    """A word-level tokenizer over the built-in shapes grammar's vocabulary.
+# The generic default: any English text, one token per character (WordPiece
+# over single characters, so a word splits into its letters and nothing is
+# [UNK] but characters outside printable ASCII and the Latin-1 letters).
+_DEFAULT_CHARACTERS = string.ascii_lowercase + string.digits + string.punctuation + "àáâãäåæçèéêëìíîïñòóôõöøùúûüýÿß"
+DEFAULT_SEQUENCE_LENGTH = 64
 
-    Lets ``mmzoo.build(name)`` work out of the box on the built-in data; pass
-    ``tokenizer=TextTokenizer.from_corpus(texts, ...)`` for your own data.
+
+def default_tokenizer(sequence_length: int | None = None, **kwargs) -> TextTokenizer:
+    """The tokenizer a model gets when none is given: character-level, for any English text.
+
+    Characters need longer rows than words (``DEFAULT_SEQUENCE_LENGTH`` = 64
+    characters by default). For your own data a word or WordPiece vocabulary
+    learns faster: ``TextTokenizer.from_corpus(texts)``, which ``mmzoo train``
+    builds from the training records by itself.
     """
-    from mmzoo.data.shapes import VOCABULARY
-
+    vocabulary = list(_DEFAULT_CHARACTERS) + ["##" + c for c in _DEFAULT_CHARACTERS]
     return TextTokenizer(
-        vocabulary=list(VOCABULARY), mode="word", sequence_length=sequence_length, **kwargs
+        vocabulary=vocabulary, mode="wordpiece", sequence_length=sequence_length or DEFAULT_SEQUENCE_LENGTH, **kwargs
     )
 
 
 def resolve_tokenizer(tokenizer, sequence_length: int | None = None, **defaults) -> TextTokenizer:
     """Accept a ``TextTokenizer``, its serialized dict, or ``None`` (default)."""
     if tokenizer is None:
-        return default_tokenizer(sequence_length or 16, **defaults)
+        return default_tokenizer(sequence_length, **defaults)
     if isinstance(tokenizer, dict):
         tokenizer = keras.saving.deserialize_keras_object(tokenizer)
     if not isinstance(tokenizer, TextTokenizer):

@@ -34,8 +34,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mmzoo.heads.captioning import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
-from mmzoo.heads.captioning import search as _search
+from mmzoo.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
+from mmzoo.generation import search as _search
 from mmzoo.layers.position_embedding import PositionEmbedding
 from mmzoo.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from mmzoo.layers.transformer_decoder_block import TransformerDecoderBlock
@@ -213,8 +213,9 @@ class LSTMCaptioner(CaptionerBase):
 
     Args:
         tokenizer: a ``TextTokenizer`` (``add_start_end`` is switched on);
-            default: the built-in shapes words at ``sequence_length``.
-        sequence_length: token length when the default tokenizer is used:
+            default: ``default_tokenizer()`` (characters) at ``sequence_length``.
+        sequence_length: token length when the default tokenizer is used
+            (``None``: its default, 64 characters):
             the most tokens a caption can have, ``[END]`` included; longer
             captions are cut in training and in ``generate``.
         image_size: ``(height, width)`` of the ``image`` input.
@@ -233,7 +234,7 @@ class LSTMCaptioner(CaptionerBase):
     (2, 20)
     """
 
-    def __init__(self, tokenizer=None, sequence_length=20, image_size=(64, 64), image_tower="cnn",
+    def __init__(self, tokenizer=None, sequence_length=None, image_size=(64, 64), image_tower="cnn",
                  image_tower_kwargs=None, embedding_dim=128, hidden_dim=256, dropout=0.1, learning_rate=1e-3,
                  label_smoothing=0.0, **kwargs):
         tokenizer = _captioning_tokenizer(tokenizer, sequence_length)
@@ -316,7 +317,7 @@ class TransformerCaptioner(CaptionerBase):
 
     _has_attention = True
 
-    def __init__(self, tokenizer=None, sequence_length=20, image_size=(64, 64), image_tower="cnn",
+    def __init__(self, tokenizer=None, sequence_length=None, image_size=(64, 64), image_tower="cnn",
                  image_tower_kwargs=None, hidden_dim=128, num_layers=2, num_heads=4, intermediate_dim=None,
                  dropout=0.1, learning_rate=1e-3, label_smoothing=0.0, **kwargs):
         tokenizer = _captioning_tokenizer(tokenizer, sequence_length)
@@ -472,15 +473,6 @@ _SMALL_IMAGE = {
     "vit": {"patch_size": 8, "dim": 64, "num_layers": 2, "num_heads": 4},
     "applications": {"backbone": "MobileNetV3Small", "dim": 64},
 }
-# `shapes`: the recipe benchmarks/captioning.py trains on the built-in shapes
-# captions: 32x32 pixels (every colour, size and relation stays visible),
-# 20 tokens (the longest shapes caption has 18 words), no dropout (short runs).
-_SHAPES_IMAGE = {
-    "cnn": {"filters": (32, 64, 96), "dim": 96},
-    "vit": {"patch_size": 4, "dim": 96, "num_layers": 2, "num_heads": 4},
-    "applications": {"backbone": "MobileNetV3Small", "dim": 96},
-}
-
 
 def _tokens_only(image_kwargs):
     """The Transformer reads only the tower's tokens: its CNN pools by averaging them.
@@ -510,8 +502,6 @@ def _pooled_only(image_kwargs):
                      hidden_dim=64, dropout=0.0, learning_rate=3e-3),
         "small": dict(image_size=(64, 64), image_tower_kwargs=_SMALL_IMAGE, embedding_dim=64, hidden_dim=128),
         "default": dict(image_size=(64, 64), image_tower_kwargs=_DEFAULT_IMAGE, embedding_dim=128, hidden_dim=256),
-        "shapes": dict(image_size=(32, 32), sequence_length=20, image_tower_kwargs=_SHAPES_IMAGE, embedding_dim=64,
-                       hidden_dim=192, dropout=0.0, learning_rate=2e-3),
     },
 )
 def lstm_captioner(**kwargs) -> LSTMCaptioner:
@@ -530,8 +520,6 @@ def lstm_captioner(**kwargs) -> LSTMCaptioner:
                       num_layers=2, num_heads=4),
         "default": dict(image_size=(64, 64), image_tower_kwargs=_tokens_only(_DEFAULT_IMAGE), hidden_dim=128,
                         num_layers=2, num_heads=4),
-        "shapes": dict(image_size=(32, 32), sequence_length=20, image_tower_kwargs=_tokens_only(_SHAPES_IMAGE),
-                       hidden_dim=96, num_layers=2, num_heads=4, dropout=0.0, learning_rate=2e-3),
     },
 )
 def transformer_captioner(**kwargs) -> TransformerCaptioner:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import keras
 
-from mmzoo.heads.classification_head import ClassificationHead
+from mmzoo.layers.classification_head import ClassificationHead
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
 from mmzoo.models.trunk import build_fused_trunk
 from mmzoo.registry import register_model
@@ -36,12 +36,11 @@ def _resolve_labels(num_classes, label_names, mode):
             )
         return len(label_names), label_names
     if num_classes is None:
-        # Default: the built-in shapes question task's answers, so that
-        # `mmzoo.build(name)` works out of the box on the built-in data.
-        from mmzoo.data.shapes import shapes_label_names
-
-        names = shapes_label_names("question")
-        return len(names), list(names)
+        # No default: a classifier's classes are its data's (decision, issue 28).
+        raise ValueError(
+            "A classifier needs its classes: pass label_names=[...] (your data's labels) or num_classes=N "
+            "(`mmzoo train` reads them from the training records). Received neither."
+        )
     num_classes = int(num_classes)
     return num_classes, [f"class_{i}" for i in range(num_classes)]
 
@@ -60,7 +59,7 @@ class MultimodalClassifier(MultimodalModel):
             ``image_tower_kwargs`` / ``text_tower_kwargs`` their arguments.
         fusion_kwargs: arguments of the fusion layer.
         hidden_units, dropout: the head's hidden layer and dropout.
-        tokenizer: a ``TextTokenizer`` (default: the built-in shapes words).
+        tokenizer: a ``TextTokenizer`` (default: ``default_tokenizer()``, characters).
         image_size: ``(height, width)`` of the ``image`` input.
         learning_rate: Adam's learning rate for ``compile()`` defaults.
         normalize_modalities: ``LayerNormalization`` on each tower's pooled

@@ -21,10 +21,9 @@ import json
 import keras
 import tensorflow as tf
 
-from mmzoo.data.shapes import SHAPES_TOKEN_GROUPS
-from mmzoo.heads.matching.itm_data import make_itm_dataset  # noqa: F401  (re-exported)
-from mmzoo.heads.matching.losses import contrastive_loss
-from mmzoo.heads.matching.token_negatives import token_groups_from_words, token_swap_negatives
+from mmzoo.distribute import num_replicas_in_sync
+from mmzoo.losses.contrastive import contrastive_loss
+from mmzoo.losses.token_negatives import token_groups_from_words, token_swap_negatives
 from mmzoo.layers.l2_normalize import L2Normalize
 from mmzoo.layers.logit_scale import LogitScale
 from mmzoo.layers.pair_similarity import PairSimilarity
@@ -37,10 +36,6 @@ from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
-
-
-def _num_replicas() -> int:
-    return int(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
 @keras.saving.register_keras_serializable(package="mmzoo")
@@ -75,14 +70,14 @@ class DualEncoder(MultimodalModel):
         hard_negative_groups: groups of interchangeable words (colours,
             shapes, ``("left", "right")``...). When given, training adds to
             every image an edited copy of its caption as an extra negative
-            text (NegCLIP; ``mmzoo.heads.matching.token_swap_negatives``):
+            text (NegCLIP; ``mmzoo.losses.token_swap_negatives``):
             one word replaced by another of its group, or two words of a
             group exchanged. One-word phrases in the vocabulary are used.
         hard_negative_exchange_probability: chance of an exchange (binding
             swap) when a caption has two words of one group.
         seed: seed of the edits (``None``: random).
         learning_rate: Adam's learning rate for the ``compile()`` default.
-        tokenizer: a ``TextTokenizer`` (default: the built-in shapes words).
+        tokenizer: a ``TextTokenizer`` (default: ``default_tokenizer()``, characters).
         image_size: ``(height, width)`` of the ``image`` input.
 
     Example:
@@ -237,7 +232,7 @@ class DualEncoder(MultimodalModel):
             negative_mask=negative_mask,
             negative_keys=edited if (negatives is not None and self.ignore_duplicate_texts) else None,
         )
-        replicas = _num_replicas()
+        replicas = num_replicas_in_sync()
         if replicas > 1:
             loss = loss / replicas
         for extra in self.losses:
@@ -255,7 +250,7 @@ class DualEncoder(MultimodalModel):
         with tf.GradientTape() as tape:
             loss = self._compute_loss(x=x, y=y, y_pred=None, sample_weight=sample_weight, training=training)
             batch = tf.shape(x["image"])[0]
-            self._loss_tracker.update_state(loss * _num_replicas(), sample_weight=batch)
+            self._loss_tracker.update_state(loss * num_replicas_in_sync(), sample_weight=batch)
             scaled = self.optimizer.scale_loss(loss) if (training and self.optimizer is not None) else loss
         if training:
             weights = self.trainable_weights
@@ -373,10 +368,8 @@ class ITMMatcher(MultimodalModel):
         logit = keras.layers.Dense(1, name="itm_logit", dtype="float32")(hidden)
         logit = keras.layers.Reshape((), name="score_logit")(logit)
         # The sigmoid is the LAST op of the output, so binary cross-entropy computes from its logit
-        # (Keras reads it back from the Sigmoid op). With the sigmoid inside the Dense and a Reshape
-        # after it (until 2026-11-24), the loss clipped probabilities: a head that started saturated
-        # (large tower features) got no gradient and never left it (AUC 0.500 on the 200,000-image
-        # shapes towers, benchmarks/README.md). Same weights, same outputs: older files load alike.
+        # (Keras reads it back from the Sigmoid op); on clipped probabilities a head that starts
+        # saturated gets no gradient. Same weights as a sigmoid inside the Dense: older files load alike.
         score = keras.layers.Activation("sigmoid", name="score", dtype="float32")(logit)
         super().__init__(
             inputs=trunk.inputs,
@@ -401,7 +394,7 @@ class ITMMatcher(MultimodalModel):
         A cross-encoder trained from scratch must learn to see shapes and read
         captions before it can learn what a mismatch is; started from a
         contrastively trained dual encoder's towers it only learns the fusion
-        (measured on the shapes benchmark in benchmarks/README.md). The towers
+        (docs/matching.md). The towers
         must be built alike: same tower kinds and arguments, image size and
         vocabulary size. Returns ``self``.
         """
@@ -479,8 +472,7 @@ class ITMMatcher(MultimodalModel):
 # ---------------------------------------------------------------------------
 # Presets: `tiny` runs in seconds on a CPU (tests, notebooks, --quick);
 # `default` is what `mmzoo list` sizes; `small` is a ViT + Transformer step up;
-# `shapes` is the recipe benchmarks/retrieval.py trains on the built-in shapes
-# captions (the `default` towers at 32x32 pixels, Adam at 2e-3). Tower kwargs are keyed by tower name, so
+# datasets register their own recipes (`mmzoo.datasets.shapes`). Tower kwargs are keyed by tower name, so
 # `mmzoo.build("dual_encoder", preset="tiny", text_tower="lstm")` gets a tiny LSTM.
 # ---------------------------------------------------------------------------
 _TINY_IMAGE = {
@@ -503,13 +495,6 @@ _DEFAULT_TEXT = {
     "bilstm": {"embedding_dim": 64, "units": 64},
     "transformer": {"dim": 64, "num_layers": 2, "num_heads": 4},
 }
-# The shapes recipe's CNN: the default one plus a 2 x 512 MLP head between the
-# flattened 4x4 feature map and the projection (``hidden_units``). Without it
-# the image embedding is linear in the feature map and most of the dual
-# encoder's false top-1 captions get a relation wrong (98 of 120 held-out
-# images); with it, at 4 epochs, held-out R@1 0.512 -> 0.638 (256 units:
-# 0.580) for 5% more training time (benchmarks/README.md).
-_SHAPES_IMAGE = {**_DEFAULT_IMAGE, "cnn": {**_DEFAULT_IMAGE["cnn"], "hidden_units": (512, 512)}}
 _SMALL_IMAGE = {"vit": {"patch_size": 8, "dim": 96, "num_layers": 4, "num_heads": 4}}
 _SMALL_TEXT = {"transformer": {"dim": 96, "num_layers": 2, "num_heads": 4}}
 
@@ -525,21 +510,6 @@ DUAL_ENCODER_PRESETS = {
         image_tower_kwargs=_SMALL_IMAGE,
         text_tower="transformer",
         text_tower_kwargs=_SMALL_TEXT,
-    ),
-    # For the built-in shapes captions (benchmarks/retrieval.py): 32x32 pixels
-    # keep every shape, colour, size and relation visible at a quarter of the
-    # 64x64 cost; batch-normalised CNN (it leaves the contrastive plateau at
-    # ln(batch) within an epoch where the plain CNN stays on it) and a
-    # 2-layer Transformer text tower (word order carries "left of"/"right of");
-    # NegCLIP edits of every caption as extra negatives (+0.04 held-out R@1
-    # at equal steps, benchmarks/README.md).
-    "shapes": dict(
-        image_size=(32, 32),
-        embedding_dim=64,
-        image_tower_kwargs=_SHAPES_IMAGE,
-        text_tower_kwargs=_DEFAULT_TEXT,
-        hard_negative_groups=SHAPES_TOKEN_GROUPS,
-        learning_rate=2e-3,
     ),
 }
 
@@ -566,14 +536,6 @@ ITM_PRESETS = {
         text_tower_kwargs=_SMALL_TEXT,
         fusion_kwargs={"num_heads": 4, "key_dim": 24},
         hidden_units=96,
-    ),
-    # The ITM partner of the dual encoder's `shapes` preset (benchmarks/retrieval.py).
-    "shapes": dict(
-        image_size=(32, 32),
-        image_tower_kwargs=_SHAPES_IMAGE,
-        text_tower_kwargs=_DEFAULT_TEXT,
-        fusion_kwargs={"num_heads": 4, "key_dim": 16},
-        hidden_units=64,
     ),
 }
 

@@ -50,7 +50,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mmzoo.heads.classification_head import ClassificationHead
+from mmzoo.distribute import num_replicas_in_sync
+from mmzoo.layers.classification_head import ClassificationHead
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
 from mmzoo.models.classifiers import _TINY, _DEFAULT, _SMALL, _resolve_labels
 from mmzoo.models.trunk import build_fused_trunk
@@ -82,18 +83,13 @@ def _resolve_loss_weights(loss_weights) -> dict:
     return {head: float(weights[head]) for head in HEADS}
 
 
-def _num_replicas() -> int:
-    return int(tf.distribute.get_strategy().num_replicas_in_sync)
-
-
 @keras.saving.register_keras_serializable(package="mmzoo")
 class MultiTaskClassifier(MultimodalModel):
     """One fused trunk (image tower + text tower + fusion) with a question
     head (``scores``) and an image-caption matching head (``match_score``).
 
     Args:
-        num_classes / label_names: the question head's classes (default: the
-            built-in shapes answers).
+        num_classes / label_names: the question head's classes (required).
         fusion: ``"gated"`` (default), ``"concat"`` or ``"cross_attention"``;
             ``fusion_kwargs`` its arguments.
         image_tower / text_tower and ``*_tower_kwargs``: as the classifiers.
@@ -181,7 +177,7 @@ class MultiTaskClassifier(MultimodalModel):
         match = keras.layers.Reshape((), name="match_score_logit")(match)
         # The sigmoid is the output's LAST op, so Keras' binary cross-entropy reads its logit back
         # (the step scores the whole output, before slicing): on clipped probabilities a head started
-        # in the sigmoid's tail gets exactly zero gradient (the ITMMatcher defect of 2026-11-24). Same
+        # in the sigmoid's tail gets exactly zero gradient (as ITMMatcher's comment says). Same
         # weights as the layout before (sigmoid inside the Dense): older .keras files load alike.
         match_score = keras.layers.Activation("sigmoid", dtype="float32", name="match_score")(match)
 
@@ -302,7 +298,7 @@ class MultiTaskClassifier(MultimodalModel):
             }
         else:
             inputs = {"image": image, "token_ids": question}
-        replicas = _num_replicas()
+        replicas = num_replicas_in_sync()
         with tf.GradientTape() as tape:
             outputs = self(inputs, training=training)
             scores = outputs["scores"][:size]

@@ -59,23 +59,18 @@ def build_cnn_tower(
     linear function of the last feature map, so an embedding scored by a dot
     product adds up what each position contributes; relations between two
     objects anywhere in the image ("a red circle left of a blue square") are
-    not such a sum, and the hidden layer lets the tower compute them
-    (``benchmarks/retrieval.py``: the ``shapes`` dual-encoder preset).
+    not such a sum, and the hidden layer lets the tower compute them.
 
     ``coord_channels=True`` gives every conv block the x and y coordinate of
     each position as two extra input channels (CoordConv,
     ``mmzoo.layers.CoordinateChannels``), so positions finer than the
-    pooling grid survive to the pooled features (relations between objects;
-    no gain measured on the shapes retrieval benchmark, whose preset has a
-    ``hidden_units`` head on the flattened map).
+    pooling grid survive to the pooled features (relations between objects).
 
     ``batch_norm_momentum`` is that of the moving mean and variance used at
     inference: 0.9 rather than Keras' 0.99, because the zoo's small models
     train for a few hundred steps and with 0.99 the averages are still near
     their initial values (mean 0, variance 1) when training ends, so every
-    image gets nearly the same features at inference (a dual encoder measured
-    image-to-text R@1 0.005 on its own training images with 0.99, 0.46 with
-    batch statistics).
+    image gets nearly the same features at inference.
 
     ``CLASSIC_CNN`` (``filters=(32, 64, 128)``, ``padding="valid"``,
     ``pool="flatten"``, no batch norm, no projection) reproduces the classic

@@ -351,7 +351,7 @@ def _finish(state: _RunState, history, train_seconds: float) -> dict:
 def _save_and_evaluate(state: _RunState) -> dict:
     import tensorflow as tf
 
-    from mmzoo.metrics import evaluate_model
+    from mmzoo.evaluation import evaluate_model
 
     model, config = state.model, state.config
     model_path = os.path.join(state.write_dir, "model.keras")

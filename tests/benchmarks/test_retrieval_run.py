@@ -71,7 +71,7 @@ def test_backup_dir_resumes_an_interrupted_dual_encoder_run(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_checkpoint_best_keeps_the_epoch_with_the_best_validation_recall(tmp_path):
     from mmzoo.data import read_manifest
-    from mmzoo.metrics.retrieval import evaluate_matcher
+    from mmzoo.evaluation.retrieval import evaluate_matcher
 
     data, models = str(tmp_path / "data"), str(tmp_path / "models")
     result = retrieval.main(["--quick", "--data-dir", data, "--skip-throughput", "--skip-itm", "--epochs", "4",

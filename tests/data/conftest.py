@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmzoo.data import VOCABULARY, generate_shapes_dataset
+from mmzoo.datasets.shapes import VOCABULARY, generate_shapes_dataset
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
 
 

@@ -12,11 +12,10 @@ from mmzoo.data import (
     labels_to_ids,
     make_dataset,
     read_manifest,
-    shapes_label_names,
-    shapes_records,
     texts_from_records,
     validate_images,
 )
+from mmzoo.datasets.shapes import shapes_label_names, shapes_records
 
 from .conftest import BatchEcho, StandInModel, png_bytes
 

@@ -28,7 +28,7 @@ def _pngs(n=3, size=32):
 @pytest.fixture(scope="module")
 def classifier():
     keras.utils.set_random_seed(2)
-    return mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32))
+    return mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32), num_classes=3)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_captioners_are_refused_clearly(tmp_path):
 def test_cli_export_tflite(tmp_path, capsys):
     from mmzoo.cli import main
 
-    model = mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32), text_tower="transformer")
+    model = mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32), text_tower="transformer", num_classes=3)
     path = str(tmp_path / "clf.keras")
     model.save(path)
     assert main(["export", path, "--format", "tflite", "--base-dir", str(tmp_path)]) == 0

@@ -15,7 +15,7 @@ from mmzoo.preprocessing import TextTokenizer
 @pytest.fixture(scope="module")
 def model_a():
     keras.utils.set_random_seed(1)
-    return mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32))
+    return mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32), num_classes=3)
 
 
 def _images(n=3):
@@ -33,6 +33,7 @@ def test_image_tower_round_trip_into_model_b(model_a, tmp_path):
     model_b = mmzoo.build(
         "gated_classifier",
         preset="tiny",
+        num_classes=3,
         image_size=(32, 32),
         image_tower="hub",
         image_tower_kwargs={"handle": path, "trainable": True},
@@ -50,6 +51,7 @@ def test_text_tower_round_trip_into_model_b(model_a, tmp_path):
     model_b = mmzoo.build(
         "concat_classifier",
         preset="tiny",
+        num_classes=3,
         image_size=(32, 32),
         tokenizer=model_a.tokenizer,
         text_tower="hub",
@@ -66,6 +68,7 @@ def test_text_tower_as_its_own_preprocessor_for_another_tokenizer(model_a, tmp_p
     model_b = mmzoo.build(
         "concat_classifier",
         preset="tiny",
+        num_classes=3,
         image_size=(32, 32),
         tokenizer=other,
         text_tower="hub",

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import mmzoo
 from mmzoo.export import export_saved_model
+from mmzoo.registry import get_entry
 from tests.export.tiny_models import random_images
 
 TEXTS = ["a red circle", "a big blue square on the left"]
@@ -23,7 +24,8 @@ EXPECTED_SIGNATURES = {
 
 
 def _check_entry(name, tmp_path):
-    model = mmzoo.build(name, preset="tiny")
+    labels = {"num_classes": 3} if get_entry(name).task == "classification" else {}
+    model = mmzoo.build(name, preset="tiny", **labels)
     version_dir = export_saved_model(model, tmp_path / name, beam_width=2, verify=False)
     loaded = tf.saved_model.load(version_dir)
     assert EXPECTED_SIGNATURES[model.task] <= set(loaded.signatures)

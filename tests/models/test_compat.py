@@ -42,7 +42,7 @@ def test_gated_classifier_saved_before_per_unit_gates_keeps_its_scalar_gate(outp
     assert gates.shape == (3, 2)
     np.testing.assert_allclose(gates.sum(-1), 1.0, atol=1e-5)
     # Built now, the same entry has per-unit gates.
-    assert mmzoo.build("gated_classifier", preset="tiny").fusion_kwargs["gate"] == "unit"
+    assert mmzoo.build("gated_classifier", preset="tiny", num_classes=3).fusion_kwargs["gate"] == "unit"
 
 
 FIXTURES_0_2 = os.path.join(os.path.dirname(FIXTURES), "mmzoo_0_2")

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 import mmzoo
-from mmzoo.heads.matching import class_embeddings, itm_pairs, make_itm_dataset, zero_shot_classify
+from mmzoo.datasets.shapes import shapes_tokenizer
+from mmzoo.matching import class_embeddings, itm_pairs, make_itm_dataset, zero_shot_classify
 from mmzoo.models.matching import DualEncoder, ITMMatcher
 from tests.harness import assert_model_roundtrip
 
@@ -20,6 +21,12 @@ CAPTIONS = [
 ]
 
 
+def _tiny(name, **kwargs):
+    """The entry at its tiny preset, reading the shapes captions' words (as the ``shapes`` preset does)."""
+    kwargs.setdefault("tokenizer", shapes_tokenizer())
+    return mmzoo.build(name, preset="tiny", **kwargs)
+
+
 def _batch(model, n=8, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 255, size=(n, *model.image_size, 3)).astype("uint8")
@@ -27,13 +34,14 @@ def _batch(model, n=8, seed=0):
 
 
 def _records(tmp_path, n=8):
-    from mmzoo.data import generate_shapes_dataset, read_manifest
+    from mmzoo.datasets.shapes import generate_shapes_dataset
+    from mmzoo.data import read_manifest
 
     return read_manifest(generate_shapes_dataset(str(tmp_path / "shapes"), num_images=n, image_size=32, seed=0))
 
 
 def test_dual_encoder_outputs_and_embeddings():
-    model = mmzoo.build("dual_encoder", preset="tiny")
+    model = _tiny("dual_encoder")
     assert isinstance(model, DualEncoder) and model.task == "matching"
     x = _batch(model)
     score = np.asarray(model(x)["score"])
@@ -51,7 +59,7 @@ def test_dual_encoder_outputs_and_embeddings():
 
 
 def test_dual_encoder_fit_lowers_the_contrastive_loss():
-    model = mmzoo.build("dual_encoder", preset="tiny", learning_rate=3e-3)
+    model = _tiny("dual_encoder", learning_rate=3e-3)
     model.compile()
     x = _batch(model)
     history = model.fit(x, epochs=8, batch_size=8, verbose=0).history
@@ -62,26 +70,26 @@ def test_dual_encoder_fit_lowers_the_contrastive_loss():
 
 
 def test_dual_encoder_compile_rejects_an_external_loss():
-    model = mmzoo.build("dual_encoder", preset="tiny")
+    model = _tiny("dual_encoder")
     with pytest.raises(ValueError, match="computes its own contrastive loss"):
         model.compile(loss="mse")
 
 
 def test_dual_encoder_loss_equals_the_head_function():
-    from mmzoo.heads.matching import contrastive_loss
+    from mmzoo.losses import contrastive_loss
 
-    model = mmzoo.build("dual_encoder", preset="tiny", ignore_duplicate_texts=False)
+    model = _tiny("dual_encoder", ignore_duplicate_texts=False)
     x = _batch(model)
     expected = contrastive_loss(model.embed_image(x["image"]), model.embed_text(x["token_ids"]), 1 / 0.07)
     assert float(model.compute_loss(x=x, training=False)) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_dual_encoder_hard_negatives_enter_the_training_loss_only(tmp_path):
-    from mmzoo.heads.matching import contrastive_loss, token_swap_negatives
+    from mmzoo.losses import contrastive_loss, token_swap_negatives
 
     groups = [["red", "blue", "green"], ["circle", "square", "triangle"]]
-    model = mmzoo.build("dual_encoder", preset="tiny", hard_negative_groups=groups, seed=3)
-    plain = mmzoo.build("dual_encoder", preset="tiny")
+    model = _tiny("dual_encoder", hard_negative_groups=groups, seed=3)
+    plain = _tiny("dual_encoder")
     plain.set_weights(model.get_weights()[: len(plain.get_weights())])
     x = _batch(model)
     image, text = model.embed_image(x["image"]), model.embed_text(x["token_ids"])
@@ -105,14 +113,14 @@ def test_dual_encoder_hard_negatives_enter_the_training_loss_only(tmp_path):
 
 def test_dual_encoder_hard_negative_groups_must_be_in_the_vocabulary():
     with pytest.raises(ValueError, match="None of the word groups"):
-        mmzoo.build("dual_encoder", preset="tiny", hard_negative_groups=[["zebra", "okapi"]])
+        _tiny("dual_encoder", hard_negative_groups=[["zebra", "okapi"]])
     with pytest.raises(ValueError, match="hard_negative_exchange_probability"):
-        mmzoo.build("dual_encoder", preset="tiny", hard_negative_groups=[["red", "blue"]],
+        _tiny("dual_encoder", hard_negative_groups=[["red", "blue"]],
                     hard_negative_exchange_probability=-0.1)
 
 
 def test_dual_encoder_round_trip_keeps_temperature(tmp_path):
-    model = mmzoo.build("dual_encoder", preset="tiny")
+    model = _tiny("dual_encoder")
     model.logit_scale.log_scale.assign(3.0)
     x = _batch(model)
     reloaded = assert_model_roundtrip(model, x, tmp_path)
@@ -124,7 +132,7 @@ def test_dual_encoder_round_trip_keeps_temperature(tmp_path):
 
 
 def test_dual_encoder_training_example_uses_captions():
-    model = mmzoo.build("dual_encoder", preset="tiny")
+    model = _tiny("dual_encoder")
     batch = {"image": tf.zeros((2, 32, 32, 3)), "caption": tf.constant(["a red circle", "a blue square"])}
     x = model.training_example(batch)
     assert set(x) == {"image", "token_ids"}
@@ -132,7 +140,7 @@ def test_dual_encoder_training_example_uses_captions():
 
 
 def test_itm_outputs_fit_and_round_trip(tmp_path):
-    model = mmzoo.build("itm_matcher", preset="tiny")
+    model = _tiny("itm_matcher")
     assert isinstance(model, ITMMatcher) and model.task == "matching"
     x = _batch(model)
     score = np.asarray(model(x)["score"])
@@ -148,7 +156,7 @@ def test_itm_head_started_saturated_still_learns():
     # Large tower features can start the head far in the sigmoid's tail. The loss must then be
     # computed from the logit (sigmoid last in the graph): on clipped probabilities the gradient
     # is exactly zero and the ITM never leaves "no match" (AUC 0.500 on the 200,000-image shapes towers).
-    model = mmzoo.build("itm_matcher", preset="tiny")
+    model = _tiny("itm_matcher")
     kernel, bias = model.get_layer("itm_logit").get_weights()
     model.get_layer("itm_logit").set_weights([np.zeros_like(kernel), np.full_like(bias, -40.0)])
     x = _batch(model)
@@ -161,14 +169,14 @@ def test_itm_head_started_saturated_still_learns():
 
 
 def test_itm_gated_fusion_variant():
-    model = mmzoo.build("itm_matcher", preset="tiny", fusion="gated", fusion_kwargs={"units": 8})
+    model = _tiny("itm_matcher", fusion="gated", fusion_kwargs={"units": 8})
     assert np.asarray(model(_batch(model, 4))["score"]).shape == (4,)
     with pytest.raises(ValueError, match="fusion must be one of"):
-        mmzoo.build("itm_matcher", preset="tiny", fusion="concat")
+        _tiny("itm_matcher", fusion="concat")
 
 
 def test_itm_training_example_builds_labelled_negatives():
-    model = mmzoo.build("itm_matcher", preset="tiny")
+    model = _tiny("itm_matcher")
     captions = ["a red circle", "a red circle", "a blue square", "a green triangle"]
     batch = {"image": tf.random.uniform((4, 32, 32, 3), 0, 255), "caption": tf.constant(captions)}
     x, y = model.training_example(batch)
@@ -185,15 +193,15 @@ def test_itm_training_example_builds_labelled_negatives():
 
 def test_make_itm_dataset_mines_hard_negatives(tmp_path):
     records = _records(tmp_path)
-    clip = mmzoo.build("dual_encoder", preset="tiny")
-    itm = mmzoo.build("itm_matcher", preset="tiny")
+    clip = _tiny("dual_encoder")
+    itm = _tiny("itm_matcher")
     images, texts, image_ids, text_ids, labels = itm_pairs(records, clip, sample_from_top=1)
     num_positive = sum(len(set(r.captions)) for r in records)
     assert int(labels.sum()) >= num_positive and len(labels) == 3 * num_positive
     # The negative text of each image is the most similar non-matching caption.
-    from mmzoo.heads.matching.itm_data import decode_images, tokenize_texts
+    from mmzoo.evaluation.inputs import preprocess_images, tokenize_texts
 
-    img = np.asarray(clip.embed_image(decode_images(images, clip.image_preprocessor)))
+    img = np.asarray(clip.embed_image(preprocess_images(images, clip.image_preprocessor)))
     txt = np.asarray(clip.embed_text(tokenize_texts(clip.tokenizer, texts)))
     sim = img @ txt.T
     own = {i: {t for i2, t, l in zip(image_ids, text_ids, labels) if i2 == i and l == 1} for i in range(len(images))}
@@ -211,7 +219,7 @@ def test_make_itm_dataset_mines_hard_negatives(tmp_path):
 
 def test_make_itm_dataset_without_dual_encoder_uses_random_negatives(tmp_path):
     records = _records(tmp_path, n=6)
-    itm = mmzoo.build("itm_matcher", preset="tiny")
+    itm = _tiny("itm_matcher")
     _, texts, image_ids, text_ids, labels = itm_pairs(records, None, num_negatives=2, seed=1)
     assert (labels == 0).sum() > 0 and (labels == 1).sum() > 0
     ds = make_itm_dataset(records, itm, batch_size=4, shuffle=False)
@@ -219,7 +227,7 @@ def test_make_itm_dataset_without_dual_encoder_uses_random_negatives(tmp_path):
 
 
 def test_itm_pairs_with_edited_negatives_and_a_truth_check(tmp_path):
-    from mmzoo.data import SHAPES_WORD_GROUPS, shapes_caption_checker
+    from mmzoo.datasets.shapes import SHAPES_WORD_GROUPS, shapes_caption_checker
 
     records = _records(tmp_path)
     is_match = shapes_caption_checker(32)
@@ -245,14 +253,14 @@ def test_itm_pairs_with_edited_negatives_and_a_truth_check(tmp_path):
         assert labels2[k] == float(texts2[int(text_ids2[k])] in own)
     with pytest.raises(ValueError, match="edited_negatives"):
         itm_pairs(records, None, word_groups=SHAPES_WORD_GROUPS, edited_negatives=0)
-    itm = mmzoo.build("itm_matcher", preset="tiny")
+    itm = _tiny("itm_matcher")
     ds = make_itm_dataset(records, itm, batch_size=8, word_groups=SHAPES_WORD_GROUPS, is_match=is_match)
     assert sum(int(np.asarray(b[1]).shape[0]) for b in ds) == len(labels)
 
 
 def test_itm_pairs_with_relation_negatives(tmp_path):
-    from mmzoo.data import SHAPES_RELATION_GRAMMAR, SHAPES_WORD_GROUPS, shapes_caption_checker
-    from mmzoo.heads.matching.negatives import RelationGrammar
+    from mmzoo.datasets.shapes import SHAPES_RELATION_GRAMMAR, SHAPES_WORD_GROUPS, shapes_caption_checker
+    from mmzoo.matching.negatives import RelationGrammar
 
     records = _records(tmp_path, n=12)
     is_match = shapes_caption_checker(32)
@@ -283,20 +291,20 @@ def test_itm_pairs_with_relation_negatives(tmp_path):
     assert (labels == 0).sum() > (base[4] == 0).sum() + relation_captions
     with pytest.raises(ValueError, match="relation_negatives"):
         itm_pairs(records, None, relation_grammar=SHAPES_RELATION_GRAMMAR, relation_negatives=0)
-    itm = mmzoo.build("itm_matcher", preset="tiny")
+    itm = _tiny("itm_matcher")
     ds = make_itm_dataset(records, itm, batch_size=8, seed=3, word_groups=SHAPES_WORD_GROUPS,
                           relation_grammar=SHAPES_RELATION_GRAMMAR, relation_negatives=2, is_match=is_match)
     assert sum(int(np.asarray(b[1]).shape[0]) for b in ds) == len(labels)
 
 
 def test_rerank_pairs_are_each_pools_first_stage_top_k(tmp_path):
-    from mmzoo.data import shapes_caption_checker
-    from mmzoo.heads.matching import make_rerank_dataset, rerank_pairs
-    from mmzoo.heads.matching.itm_data import decode_images, tokenize_texts
-    from mmzoo.metrics.retrieval import embed_querybank
+    from mmzoo.datasets.shapes import shapes_caption_checker
+    from mmzoo.matching import make_rerank_dataset, rerank_pairs
+    from mmzoo.evaluation.inputs import preprocess_images, tokenize_texts
+    from mmzoo.evaluation.retrieval import embed_querybank
 
     records = _records(tmp_path, n=10)
-    clip = mmzoo.build("dual_encoder", preset="tiny")
+    clip = _tiny("dual_encoder")
     images, texts, image_ids, text_ids, labels = rerank_pairs(records, clip, k=2, pool_size=4)
     # Pools of 4, 4 and 2 images, each image paired with its 2 best captions OF ITS POOL.
     assert len(images) == 10 and len(labels) == 20
@@ -308,7 +316,7 @@ def test_rerank_pairs_are_each_pools_first_stage_top_k(tmp_path):
     for start in (0, 4, 8):
         pool = records[start:start + 4]
         pool_texts = list(dict.fromkeys(c for r in pool for c in r.captions))
-        sim = np.asarray(clip.similarity_matrix(decode_images([r.image for r in pool], clip.image_preprocessor),
+        sim = np.asarray(clip.similarity_matrix(preprocess_images([r.image for r in pool], clip.image_preprocessor),
                                                 tokenize_texts(clip.tokenizer, pool_texts)))
         for i in range(len(pool)):
             chosen = {texts[t] for t in text_ids[image_ids == start + i]}
@@ -333,7 +341,7 @@ def test_rerank_pairs_are_each_pools_first_stage_top_k(tmp_path):
         rerank_pairs([], clip)
     with pytest.raises(ValueError, match="querybank_beta"):
         rerank_pairs(records, clip, querybank=bank, querybank_beta=0.0)
-    itm = mmzoo.build("itm_matcher", preset="tiny")
+    itm = _tiny("itm_matcher")
     ds = make_rerank_dataset(records, itm, clip, k=2, pool_size=4, is_match=is_match, batch_size=8, shuffle=False)
     batches = list(ds)
     assert sum(int(y.shape[0]) for _, y in batches) == 20
@@ -342,19 +350,19 @@ def test_rerank_pairs_are_each_pools_first_stage_top_k(tmp_path):
 
 
 def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
-    from mmzoo.data import shapes_records
-    from mmzoo.metrics.retrieval import evaluate_matcher
+    from mmzoo.datasets.shapes import shapes_records
+    from mmzoo.evaluation.retrieval import evaluate_matcher
 
     records = _records(tmp_path)
     bank = shapes_records(12, image_size=32, seed=9)
-    clip = mmzoo.build("dual_encoder", preset="tiny")
-    itm = mmzoo.build("itm_matcher", preset="tiny")
+    clip = _tiny("dual_encoder")
+    itm = _tiny("itm_matcher")
     plain = evaluate_matcher(clip, records, batch_size=4)
     qb = evaluate_matcher(clip, records, batch_size=4, querybank=bank, querybank_beta=30.0)
     same = evaluate_matcher(clip, records, batch_size=4, querybank=bank, querybank_beta=30.0)
     assert qb == same and qb["num_texts"] == plain["num_texts"]
     # A bank embedded once gives the same metrics as the records it came from.
-    from mmzoo.metrics.retrieval import embed_querybank
+    from mmzoo.evaluation.retrieval import embed_querybank
 
     embedded = embed_querybank(clip, bank, batch_size=4)
     assert embedded.images.shape[0] == 12 and embedded.texts.shape[0] >= 12
@@ -391,10 +399,10 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
 
 
 def test_itm_towers_start_from_a_dual_encoder(tmp_path):
-    clip = mmzoo.build("dual_encoder", preset="tiny")
+    clip = _tiny("dual_encoder")
     clip.save(tmp_path / "clip.keras")
     clip = mmzoo.load_model(str(tmp_path / "clip.keras"))  # reloaded: its kwargs hold lists, not tuples
-    itm = mmzoo.build("itm_matcher", preset="tiny")
+    itm = _tiny("itm_matcher")
     x = _batch(clip, n=4)
     before = np.asarray(itm.get_layer("image_tower")(x["image"])["pooled"])
     assert itm.init_towers_from(clip) is itm
@@ -404,15 +412,15 @@ def test_itm_towers_start_from_a_dual_encoder(tmp_path):
     after = np.asarray(itm.get_layer("image_tower")(x["image"])["pooled"])
     assert not np.allclose(before, after)
     np.testing.assert_allclose(after, np.asarray(clip.get_layer("image_tower")(x["image"])["pooled"]), atol=1e-6)
-    lstm = mmzoo.build("itm_matcher", preset="tiny", text_tower="lstm")
+    lstm = _tiny("itm_matcher", text_tower="lstm")
     with pytest.raises(ValueError, match="text_tower"):
         lstm.init_towers_from(clip)
     with pytest.raises(ValueError, match="image_size"):
-        mmzoo.build("itm_matcher", preset="tiny", image_size=(48, 48)).init_towers_from(clip)
+        _tiny("itm_matcher", image_size=(48, 48)).init_towers_from(clip)
 
 
 def test_zero_shot_classify():
-    model = mmzoo.build("dual_encoder", preset="tiny")
+    model = _tiny("dual_encoder")
     images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     templates = ("a {}", "a picture of a {}")
     probs, ids = zero_shot_classify(model, images, ["circle", "square", "triangle"], templates=templates)
@@ -429,11 +437,11 @@ def test_zero_shot_classify():
 
 
 def test_evaluate_matcher_with_reranking(tmp_path):
-    from mmzoo.metrics.retrieval import evaluate_matcher
+    from mmzoo.evaluation.retrieval import evaluate_matcher
 
     records = _records(tmp_path)
-    clip = mmzoo.build("dual_encoder", preset="tiny")
-    itm = mmzoo.build("itm_matcher", preset="tiny")
+    clip = _tiny("dual_encoder")
+    itm = _tiny("itm_matcher")
     metrics = evaluate_matcher(clip, records, batch_size=4, rerank_model=itm, rerank_k=3)
     json.dumps(metrics)
     assert metrics["num_images"] == 8.0
@@ -445,9 +453,9 @@ def test_evaluate_matcher_with_reranking(tmp_path):
 
 
 def test_export_has_the_three_matching_signatures(tmp_path):
-    from mmzoo.data.shapes import generate_shapes_dataset  # noqa: F401  (shapes PNGs)
+    from mmzoo.datasets.shapes import generate_shapes_dataset  # noqa: F401  (shapes PNGs)
 
-    model = mmzoo.build("dual_encoder", preset="tiny")
+    model = _tiny("dual_encoder")
     version_dir = mmzoo.export_saved_model(model, str(tmp_path / "dual_encoder"), version=1)
     loaded = tf.saved_model.load(version_dir)
     assert {"serving_default", "embed_image", "embed_text"} <= set(loaded.signatures)
@@ -471,8 +479,9 @@ _MIRRORED_FIT_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     import keras, mmzoo
+    from mmzoo.datasets.shapes import shapes_tokenizer
     keras.utils.set_random_seed(0)
-    single = mmzoo.build("dual_encoder", preset="tiny")
+    single = mmzoo.build("dual_encoder", preset="tiny", tokenizer=shapes_tokenizer())
     rng = np.random.default_rng(0)
     words = ["red", "blue", "green", "circle", "square", "triangle"]
     texts = [f"a {words[i % 3]} {words[3 + i // 3 % 3]}" for i in range(8)]
@@ -482,7 +491,7 @@ _MIRRORED_FIT_SCRIPT = textwrap.dedent(
     single_loss = single.evaluate(x, batch_size=8, verbose=0, return_dict=True)["loss"]
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        dist = mmzoo.build("dual_encoder", preset="tiny")
+        dist = mmzoo.build("dual_encoder", preset="tiny", tokenizer=shapes_tokenizer())
         dist.set_weights(single.get_weights())
         dist.compile()
     dist_loss = dist.evaluate(x, batch_size=8, verbose=0, return_dict=True)["loss"]

@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 import mmzoo
-from mmzoo.data import make_dataset, shapes_records
-from mmzoo.data.shapes import shapes_label_names
-from mmzoo.metrics import evaluate_model
+from mmzoo.data import make_dataset
+from mmzoo.datasets.shapes import shapes_label_names, shapes_records
+from mmzoo.evaluation import evaluate_model
 from mmzoo.models.multitask import MultiTaskClassifier
 from tests.harness import assert_model_roundtrip
 
@@ -26,6 +26,7 @@ def records():
 
 
 def _tiny(**kw):
+    kw.setdefault("label_names", shapes_label_names("question"))
     return mmzoo.build("multitask_classifier", preset="tiny", **kw)
 
 

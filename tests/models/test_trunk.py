@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from mmzoo.heads.classification_head import ClassificationHead
+from mmzoo.layers.classification_head import ClassificationHead
 from mmzoo.models.classifiers import TINY_IMAGE, TINY_TEXT, MultimodalClassifier
 from mmzoo.models.trunk import TRUNK_FUSIONS, build_fused_trunk
 from mmzoo.preprocessing import TextTokenizer

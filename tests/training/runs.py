@@ -11,10 +11,7 @@ TINY = {"preset": "tiny", "overrides": {"image_size": [32, 32]}, "batch_size": 8
 
 def shapes_manifest(directory, num_images=16):
     """A shapes manifest of ``num_images`` 32x32 images under ``directory``."""
-    try:
-        from mmzoo.datasets.shapes import generate_shapes_dataset
-    except ImportError:  # before the built-in data moved from mmzoo.data to mmzoo.datasets
-        from mmzoo.data import generate_shapes_dataset
+    from mmzoo.datasets.shapes import generate_shapes_dataset
 
     return generate_shapes_dataset(str(directory), num_images=num_images, image_size=32)
 
