@@ -25,8 +25,8 @@ import argparse
 import json
 import os
 import shlex
-import sys
 import statistics
+import sys
 import tempfile
 import time
 
@@ -36,8 +36,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from mmzoo.datasets.shapes import generate_shapes_dataset  # noqa: E402
 from mmzoo.data import make_dataset, read_manifest  # noqa: E402
+from mmzoo.datasets.shapes import generate_shapes_dataset  # noqa: E402
 from mmzoo.preprocessing import ImagePreprocessor  # noqa: E402
 
 

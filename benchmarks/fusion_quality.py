@@ -20,7 +20,7 @@ The gate should trust the informative modality.
 
 Part 3 is a task on real images that no model here was designed around:
 yes/no questions about scikit-learn's handwritten digit scans
-(``benchmarks/digits_questions.py``; both baselines at chance, 0.5). Every
+(``benchmarks/_digits_questions.py``; both baselines at chance, 0.5). Every
 entry trains with its default settings (no preset: what ``mmzoo train NAME``
 does), and a plain Keras model written by hand (three Conv2D+MaxPool blocks,
 Embedding+BiLSTM, concatenation, two Dense layers) trains on the same data
@@ -47,10 +47,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mmzoo.datasets.shapes import generate_shapes_dataset  # noqa: E402
 from mmzoo.data import make_dataset, read_manifest  # noqa: E402
 from mmzoo.data.manifest import write_manifest  # noqa: E402
 from mmzoo.data.records import Record  # noqa: E402
+from mmzoo.datasets.shapes import generate_shapes_dataset  # noqa: E402
 from mmzoo.training import train  # noqa: E402
 
 ENTRIES = (
@@ -217,7 +217,8 @@ def plain_keras_model(vocabulary_size, sequence_length, image_size, num_classes)
 
 
 def digits_table(args, data_dir, out_root):
-    from digits_questions import LABELS, write_digits_questions  # benchmarks/ is this script's folder
+    from _digits_questions import LABELS, write_digits_questions  # benchmarks/ is this script's folder
+
     from mmzoo.preprocessing import TextTokenizer
 
     manifests = write_digits_questions(os.path.join(data_dir, "digits"), seed=args.seed)
@@ -263,9 +264,9 @@ def digits_table(args, data_dir, out_root):
 # ------------------------------------------------------------------ GMU gates
 def _noise_image_manifest(folder, num_images, image_size, seed, split):
     """Colours task where the image is noise and the text (a caption) is informative."""
-    from mmzoo.datasets.shapes import iter_shapes_scenes
-
     import tensorflow as tf
+
+    from mmzoo.datasets.shapes import iter_shapes_scenes
 
     rng = np.random.default_rng([seed, 7, {"train": 1, "test": 3}[split]])
     image_dir = os.path.join(folder, split, "images")

@@ -86,6 +86,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
+from mmzoo.data import Record, make_dataset, read_manifest
 from mmzoo.datasets.shapes import (
     SHAPES_RELATION_GRAMMAR,
     SHAPES_TOKEN_GROUPS,
@@ -96,14 +97,13 @@ from mmzoo.datasets.shapes import (
     shapes_possible_captions,
     shapes_tokenizer,
 )
-from mmzoo.data import Record, make_dataset, read_manifest
-from mmzoo.matching import make_itm_dataset, make_rerank_dataset  # noqa: E402
 from mmzoo.evaluation.inputs import preprocess_images, records_to_retrieval_set  # noqa: E402
-from mmzoo.metrics.retrieval import RERANK_FUSIONS  # noqa: E402
 from mmzoo.evaluation.retrieval import embed_querybank, evaluate_matcher  # noqa: E402
+from mmzoo.matching import make_itm_dataset, make_rerank_dataset  # noqa: E402
+from mmzoo.metrics.retrieval import RERANK_FUSIONS  # noqa: E402
 from mmzoo.registry import get_entry  # noqa: E402
-from mmzoo.training.callbacks import BackupAndRestore  # noqa: E402
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs  # noqa: E402
+from mmzoo.training.callbacks import BackupAndRestore  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -475,7 +475,8 @@ def rss_mb() -> float:
 
 def sweep_target(target: Target, examples: int, seed: int, record):
     """Run ``examples`` hypothesis-drawn requests against one raw signature, ``record(case, outcome, detail)``."""
-    from hypothesis import HealthCheck, given, seed as hyp_seed, settings
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as hyp_seed
 
     request = strategies()["request"]("image_bytes" in target.inputs, "text" in target.inputs)
 

@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import sys
-import sys
 import tempfile
 import time
 

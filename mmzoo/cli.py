@@ -8,7 +8,6 @@ import os
 import re
 import sys
 
-
 # TensorFlow's C++ runtime writes these to stderr while its shared libraries
 # load, before TF_CPP_MIN_LOG_LEVEL applies (absl logs everything until
 # absl::InitializeLog runs). `_import_tensorflow_quietly` drops exactly these

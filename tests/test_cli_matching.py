@@ -53,12 +53,11 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path, capsys):
 
 def test_rerank_fusion_choices_are_the_library_ones():
     import argparse
-
     import inspect
 
     from mmzoo.cli import RERANK_FUSION_DEFAULT, build_parser
-    from mmzoo.metrics.retrieval import RERANK_FUSIONS
     from mmzoo.evaluation.retrieval import evaluate_matcher
+    from mmzoo.metrics.retrieval import RERANK_FUSIONS
 
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     action = next(a for a in subparsers.choices["evaluate"]._actions if a.dest == "rerank_fusion")

@@ -31,12 +31,13 @@ sys.path.insert(0, os.path.dirname(BENCH))
 sys.path.insert(0, BENCH)
 
 import numpy as np  # noqa: E402
+from retrieval import recompute_batch_norm_statistics  # noqa: E402
 
 import mmzoo  # noqa: E402
-from mmzoo.datasets.shapes import SHAPES_WORD_GROUPS, generate_shapes_dataset, shapes_possible_captions
 from mmzoo.data import read_manifest
+from mmzoo.datasets.shapes import SHAPES_WORD_GROUPS, generate_shapes_dataset, shapes_possible_captions
 from mmzoo.evaluation.inputs import preprocess_images, records_to_retrieval_set  # noqa: E402
-from retrieval import recompute_batch_norm_statistics  # noqa: E402
+
 
 def _words(phrases):
     return {word for phrase in phrases for word in phrase.split()}

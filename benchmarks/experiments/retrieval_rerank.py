@@ -76,16 +76,16 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
+from mmzoo.data import read_manifest
 from mmzoo.datasets.shapes import (
     SHAPES_RELATION_GRAMMAR,
     generate_shapes_dataset,
     shapes_caption_checker,
     shapes_possible_captions,
 )
-from mmzoo.data import read_manifest
 from mmzoo.evaluation.inputs import preprocess_images, records_to_retrieval_set, tokenize_texts  # noqa: E402
-from mmzoo.matching.negatives import RelationGrammar  # noqa: E402
 from mmzoo.evaluation.retrieval import QuerybankEmbeddings, pair_scorer
+from mmzoo.matching.negatives import RelationGrammar  # noqa: E402
 from mmzoo.metrics.retrieval import querybank_log_normalizer, transform_probability
 
 K = 10

@@ -34,8 +34,6 @@ Mining happens once per call; call it again with another ``seed`` per epoch
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
 from mmzoo.evaluation.inputs import preprocess_images, record_image_key, records_to_retrieval_set, tokenize_texts

@@ -29,7 +29,6 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-
 DEFAULT_KS = (1, 5, 10)
 
 

@@ -30,7 +30,6 @@ import keras
 
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
 
-
 # The generic default: any English text, one token per character (WordPiece
 # over single characters, so a word splits into its letters and nothing is
 # [UNK] but characters outside printable ASCII and the Latin-1 letters).

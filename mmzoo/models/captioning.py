@@ -34,11 +34,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mmzoo.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
 from mmzoo.generation import search as _search
 from mmzoo.layers.position_embedding import PositionEmbedding
 from mmzoo.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from mmzoo.layers.transformer_decoder_block import TransformerDecoderBlock
+from mmzoo.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.registry import register_model

@@ -22,11 +22,11 @@ import keras
 import tensorflow as tf
 
 from mmzoo.distribute import num_replicas_in_sync
-from mmzoo.losses.contrastive import contrastive_loss
-from mmzoo.losses.token_negatives import token_groups_from_words, token_swap_negatives
 from mmzoo.layers.l2_normalize import L2Normalize
 from mmzoo.layers.logit_scale import LogitScale
 from mmzoo.layers.pair_similarity import PairSimilarity
+from mmzoo.losses.contrastive import contrastive_loss
+from mmzoo.losses.token_negatives import token_groups_from_words, token_swap_negatives
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
 from mmzoo.models.trunk import build_fused_trunk, build_towers
 from mmzoo.registry import register_model

@@ -53,7 +53,7 @@ import tensorflow as tf
 from mmzoo.distribute import num_replicas_in_sync
 from mmzoo.layers.classification_head import ClassificationHead
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
-from mmzoo.models.classifiers import _TINY, _DEFAULT, _SMALL, _resolve_labels
+from mmzoo.models.classifiers import _DEFAULT, _SMALL, _TINY, _resolve_labels
 from mmzoo.models.trunk import build_fused_trunk
 from mmzoo.registry import register_model
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("digits_questions", os.path.join(REPO, "benchmarks", "digits_questions.py"))
+    spec = importlib.util.spec_from_file_location("_digits_questions", os.path.join(REPO, "benchmarks", "_digits_questions.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path_factory.mktemp("digits")

@@ -109,8 +109,8 @@ def test_held_out_curve_puts_back_the_best_validation_epoch(tmp_path):
     import numpy as np
 
     import mmzoo
-    from mmzoo.datasets.shapes import generate_shapes_dataset
     from mmzoo.data import read_manifest
+    from mmzoo.datasets.shapes import generate_shapes_dataset
     from mmzoo.evaluation.retrieval import evaluate_matcher
 
     records = read_manifest(generate_shapes_dataset(str(tmp_path), num_images=8, image_size=32, seed=3))
@@ -146,8 +146,8 @@ def test_held_out_curve_puts_back_the_best_validation_epoch(tmp_path):
 
 def test_held_out_curve_lets_an_unevaluated_last_epoch_compete(tmp_path):
     import mmzoo
-    from mmzoo.datasets.shapes import generate_shapes_dataset
     from mmzoo.data import read_manifest
+    from mmzoo.datasets.shapes import generate_shapes_dataset
 
     records = read_manifest(generate_shapes_dataset(str(tmp_path), num_images=4, image_size=32, seed=3))
     model = mmzoo.build("dual_encoder", preset="tiny")

@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mmzoo.data import read_manifest
 from mmzoo.datasets.shapes import (
+    COLORS,
+    SHAPES,
     VOCABULARY,
     generate_shapes_dataset,
     generate_shapes_splits,
+    iter_shapes_scenes,
     shapes_dataset,
     shapes_label_names,
     shapes_records,
 )
-from mmzoo.data import read_manifest
-from mmzoo.datasets.shapes import COLORS, SHAPES, iter_shapes_scenes
 
 
 def _words(texts):

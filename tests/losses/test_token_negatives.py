@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import mmzoo
 from mmzoo.datasets.shapes import shapes_tokenizer
 from mmzoo.losses import token_groups_from_words, token_swap_negatives
 
@@ -93,8 +92,7 @@ def test_token_groups_from_words_keeps_one_word_phrases_of_the_vocabulary():
 
 
 def test_shapes_token_groups_edit_real_captions_into_false_ones():
-    from mmzoo.datasets.shapes import SHAPES_TOKEN_GROUPS, shapes_caption_checker
-    from mmzoo.datasets.shapes import shapes_records
+    from mmzoo.datasets.shapes import SHAPES_TOKEN_GROUPS, shapes_caption_checker, shapes_records
 
     tokenizer = shapes_tokenizer()
     groups = token_groups_from_words(tokenizer, SHAPES_TOKEN_GROUPS)

@@ -34,8 +34,8 @@ def _batch(model, n=8, seed=0):
 
 
 def _records(tmp_path, n=8):
-    from mmzoo.datasets.shapes import generate_shapes_dataset
     from mmzoo.data import read_manifest
+    from mmzoo.datasets.shapes import generate_shapes_dataset
 
     return read_manifest(generate_shapes_dataset(str(tmp_path / "shapes"), num_images=n, image_size=32, seed=0))
 
@@ -299,9 +299,9 @@ def test_itm_pairs_with_relation_negatives(tmp_path):
 
 def test_rerank_pairs_are_each_pools_first_stage_top_k(tmp_path):
     from mmzoo.datasets.shapes import shapes_caption_checker
-    from mmzoo.matching import make_rerank_dataset, rerank_pairs
     from mmzoo.evaluation.inputs import preprocess_images, tokenize_texts
     from mmzoo.evaluation.retrieval import embed_querybank
+    from mmzoo.matching import make_rerank_dataset, rerank_pairs
 
     records = _records(tmp_path, n=10)
     clip = _tiny("dual_encoder")

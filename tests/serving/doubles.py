@@ -196,12 +196,12 @@ class GrpcDouble:
 
     def __init__(self, served: ServedModel, lifetime=120.0):
         import grpc
+        from tensorflow.core.protobuf import meta_graph_pb2
         from tensorflow_serving.apis import (
             get_model_metadata_pb2,
             predict_pb2,
             prediction_service_pb2_grpc,
         )
-        from tensorflow.core.protobuf import meta_graph_pb2
 
         self.served = served
         self.faults = _Faults()

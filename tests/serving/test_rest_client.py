@@ -4,7 +4,6 @@ import socket
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from mmzoo.serving import RestClient, ServingError
 from tests.export.tiny_models import LABELS, random_images

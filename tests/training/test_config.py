@@ -9,7 +9,15 @@ import os
 import pytest
 
 from mmzoo.cli import build_parser
-from mmzoo.training import RUN_ARGUMENTS, RunConfig, cli_options, load_run_config, merge_overrides, parse_overrides, train
+from mmzoo.training import (
+    RUN_ARGUMENTS,
+    RunConfig,
+    cli_options,
+    load_run_config,
+    merge_overrides,
+    parse_overrides,
+    train,
+)
 
 
 # ------------------------------------------------------------------ overrides and configs
