@@ -39,8 +39,8 @@ def _field_weights():
     height (little-endian u16 at 6, 8); BMP info-header size (u32 at 14);
     BMP core width, height (u16 at 18, 20); BMP info width, height (u32 at
     18, 22, two's complement applied afterwards); BMP pixel-data offset
-    (u32 at 10), bits per pixel (core: u16 at 24, info: u16 at 28). One ``matvec`` instead of
-    a chain of scalar ops per byte.
+    (u32 at 10), bits per pixel (core: u16 at 24, info: u16 at 28). One ``matmul`` for a whole
+    batch instead of a chain of scalar ops per byte.
     """
     import numpy as np
 
@@ -68,6 +68,12 @@ def _hex_prefix(data, count):
     return tf.strings.reduce_join(tf.gather(table, tf.cast(prefix, tf.int32)), separator=" ")
 
 
+def _as_batch(data):
+    """``data`` (scalar or any shape) as a string vector ``[N]``."""
+    data = tf.convert_to_tensor(data, dtype=tf.string)
+    return data if data.shape.rank == 1 else tf.reshape(data, [-1])
+
+
 def read_image_header(data):
     """Sniff ``data`` (scalar string): ``(format_id, length, height, width)``.
 
@@ -76,75 +82,134 @@ def read_image_header(data):
     ``InvalidArgumentError`` only for a JPEG whose header is corrupt.
     Straight-line ops (no control flow): it runs once per image in tf.data.
     """
-    return _read_header(data)[:4]
+    return tuple(field[0] for field in _read_headers(_as_batch(data))[:4])
 
 
-def _read_header(data):
-    """``read_image_header`` plus the bytes an uncompressed BMP needs (``check_header``)."""
-    data = tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [])
-    length = tf.cast(tf.strings.length(data), tf.int64)
-    padded = tf.strings.join([data, tf.constant(b"\0" * _HEADER_BYTES)])
-    head = tf.strings.substr(padded, 0, _HEADER_BYTES)
+def _formats(head):
+    """Format ids (int32 ``[N]``) from the first ``_HEADER_BYTES`` bytes of each image."""
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
     is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
     six = tf.strings.substr(head, 0, 6)
     is_gif = tf.equal(six, b"GIF87a") | tf.equal(six, b"GIF89a")
     is_bmp = tf.equal(tf.strings.substr(head, 0, 2), b"BM")
     fmt = tf.where(is_jpeg, JPEG, tf.where(is_png, PNG, tf.where(is_gif, GIF, tf.where(is_bmp, BMP, UNKNOWN))))
-    fmt = tf.cast(fmt, tf.int32)
+    return tf.cast(fmt, tf.int32)
 
-    header = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.float64)
-    fields = tf.cast(tf.linalg.matvec(tf.constant(_FIELD_WEIGHTS.T), header), tf.int64)
+
+def _jpeg_shapes(data, jpeg_ok):
+    """int64 heights and widths (each ``[N]``) of the images where ``jpeg_ok``, 0 elsewhere.
+
+    ``extract_jpeg_shape`` reads one image: it reads ``_DUMMY_JPEG`` in place of
+    anything that is not a JPEG. One image (``decode_one``, tf.data) takes no
+    branch; a batch runs the per-image loop only when it holds a JPEG.
+    """
+    safe = tf.where(jpeg_ok, data, tf.constant(_DUMMY_JPEG))
+
+    def one(d):
+        return tf.image.extract_jpeg_shape(d, output_type=tf.int32)  # height, width, channels
+
+    if data.shape[0] == 1:
+        shapes = tf.reshape(one(tf.reshape(safe, [])), [1, 3])
+    else:
+        shapes = tf.cond(
+            tf.reduce_any(jpeg_ok),
+            lambda: tf.map_fn(one, safe, fn_output_signature=tf.TensorSpec([3], tf.int32)),
+            lambda: tf.zeros([tf.size(data), 3], tf.int32),
+        )
+    height, width, _ = tf.unstack(tf.cast(shapes, tf.int64), num=3, axis=1)
+    zero = tf.constant(0, tf.int64)
+    return tf.where(jpeg_ok, height, zero), tf.where(jpeg_ok, width, zero)
+
+
+def _read_headers(data):
+    """Header fields of every image of ``data`` (string ``[N]``), each ``[N]``.
+
+    ``(format_id, length, height, width, bmp_needed)``: ``bmp_needed`` is the
+    size an uncompressed BMP must have (``check_headers``). Vectorised over
+    the batch: a handful of ops per batch, not per image.
+    """
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    # The first bytes, zero-padded (cut before padding: no copy of the whole image).
+    head = tf.strings.join([tf.strings.substr(data, 0, _HEADER_BYTES), tf.constant(b"\0" * _HEADER_BYTES)])
+    head = tf.strings.substr(head, 0, _HEADER_BYTES)
+    fmt = _formats(head)
+    header = tf.reshape(tf.cast(tf.io.decode_raw(head, tf.uint8), tf.float64), [-1, _HEADER_BYTES])
+    fields = tf.cast(tf.matmul(header, tf.constant(_FIELD_WEIGHTS)), tf.int64)
     (png_w, png_h, gif_w, gif_h, bmp_size, core_w, core_h, info_w, info_h,
-     bmp_offset, core_bpp, info_bpp) = tf.unstack(fields)
+     bmp_offset, core_bpp, info_bpp) = tf.unstack(fields, num=12, axis=1)
     signed_w = tf.where(info_w >= 2**31, info_w - 2**32, info_w)
     signed_h = tf.where(info_h >= 2**31, info_h - 2**32, info_h)
     bmp_core = tf.equal(bmp_size, 12)  # BITMAPCOREHEADER
     bmp_w = tf.where(bmp_core, core_w, signed_w)
     bmp_h = tf.abs(tf.where(bmp_core, core_h, signed_h))
 
-    jpeg_ok = is_jpeg & (length >= 4)
-    jpeg_shape = tf.cast(
-        tf.image.extract_jpeg_shape(tf.where(jpeg_ok, data, tf.constant(_DUMMY_JPEG)), output_type=tf.int32),
-        tf.int64,
-    )
-    zero = tf.constant(0, tf.int64)
-    jpeg_h = tf.where(jpeg_ok, jpeg_shape[0], zero)
-    jpeg_w = tf.where(jpeg_ok, jpeg_shape[1], zero)
-    heights = tf.stack([zero, jpeg_h, png_h, gif_h, bmp_h])
-    widths = tf.stack([zero, jpeg_w, png_w, gif_w, bmp_w])
-    height, width = tf.gather(heights, fmt), tf.gather(widths, fmt)
+    jpeg_h, jpeg_w = _jpeg_shapes(data, tf.equal(fmt, JPEG) & (length >= 4))
+    zero = tf.zeros_like(length)
+    # Row i, column fmt[i] of the [N, 5] tables (a flat gather: fewer ops than batch_dims=1).
+    flat_index = fmt if data.shape[0] == 1 else tf.range(tf.size(fmt)) * 5 + fmt
+    height = tf.gather(tf.reshape(tf.stack([zero, jpeg_h, png_h, gif_h, bmp_h], axis=1), [-1]), flat_index)
+    width = tf.gather(tf.reshape(tf.stack([zero, jpeg_w, png_w, gif_w, bmp_w], axis=1), [-1]), flat_index)
     # What an uncompressed BMP needs: pixel-data offset + rows padded to 4 bytes.
     bpp = tf.where(bmp_core, core_bpp, info_bpp)
     bmp_needed = bmp_offset + (bpp * bmp_w + 31) // 32 * 4 * bmp_h
     return fmt, length, height, width, bmp_needed
 
 
-
 def check_header(data, max_pixels=None):
     """Assertions on ``data`` (scalar string) to run before decoding it.
 
-    Returns a list of ops for ``tf.control_dependencies``; it fails with
+    Returns a list of tensors for ``tf.control_dependencies``; it fails with
     ``InvalidArgumentError`` and a message naming the first problem found:
     empty bytes, an unknown format, more than ``max_pixels`` pixels, or a
     truncated or corrupt header (an uncompressed BMP shorter than its header
-    says). One ``Assert`` over straight-line ops (no
-    ``tf.cond``): this runs for every image of every tf.data pipeline.
+    says). ``check_headers`` for a batch.
     """
-    data = tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [])
-    fmt, length, height, width, bmp_needed = _read_header(data)
+    return check_headers(tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [1]), max_pixels)
+
+
+def check_headers(data, max_pixels=None):
+    """``check_header`` for every image of ``data`` (string ``[N]``) at once.
+
+    The first image (lowest index) that fails raises, with the message
+    ``check_header`` gives for it alone. The checks are vectorised over the
+    batch; the message is built only when a check fails (in a ``tf.cond``
+    branch), so a valid batch pays for no string formatting.
+    """
+    data = _as_batch(data)
+    fmt, length, height, width, bmp_needed = _read_headers(data)
     min_bytes = tf.gather(tf.constant([0, *[_MIN_BYTES[i] for i in (JPEG, PNG, GIF, BMP)]], tf.int64), fmt)
     # An uncompressed BMP's size follows from its header: a short one is truncated
     # (TensorFlow's own message for it names no cause).
     min_bytes = tf.where(tf.equal(fmt, BMP), tf.maximum(min_bytes, bmp_needed), min_bytes)
     pixels = height * width
-    failures = [
-        tf.equal(length, 0),
-        tf.equal(fmt, UNKNOWN),
-        tf.constant(False) if max_pixels is None else (height > 0) & (width > 0) & (pixels > max_pixels),
-        (length < min_bytes) | (height <= 0) | (width <= 0),
-    ]
-    failed = tf.stack(failures)
+    too_big = tf.zeros_like(length, tf.bool)
+    if max_pixels is not None:
+        too_big = (height > 0) & (width > 0) & (pixels > max_pixels)
+    failed = tf.stack(
+        [tf.equal(length, 0), tf.equal(fmt, UNKNOWN), too_big, (length < min_bytes) | (height <= 0) | (width <= 0)],
+        axis=1,
+    )
+    bad = tf.reduce_any(failed, axis=1)
+
+    def raise_first():
+        check = _assert_first(data, failed, bad, fmt, length, height, width, min_bytes, max_pixels)
+        with tf.control_dependencies([check]):
+            return tf.constant(False)
+
+    return [tf.cond(tf.reduce_any(bad), raise_first, lambda: tf.constant(True))]
+
+
+def _assert_first(data, failed, bad, fmt, length, height, width, min_bytes, max_pixels):
+    """The ``Assert`` for the first image of ``data`` that failed a check (``check_headers``)."""
+    i = 0 if data.shape[0] == 1 else tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+    one = [tf.gather(t, i) for t in (failed, bad, data, fmt, length, height, width, min_bytes)]
+    problem = tf.argmax(tf.cast(one[0], tf.int32), output_type=tf.int32)
+    message = _header_message(problem, *one[2:], max_pixels)
+    return tf.Assert(tf.logical_not(one[1]), [message], name="assert_valid_image_header")
+
+
+def _header_message(problem, data, fmt, length, height, width, min_bytes, max_pixels):
+    """The message for ``problem`` (index into ``check_headers``' four checks) of one image."""
     messages = tf.stack(
         [
             tf.constant("Cannot decode image: the image bytes are empty (received an empty string)."),
@@ -161,7 +226,7 @@ def check_header(data, max_pixels=None):
             ),
             tf.strings.format(
                 "Refusing to decode image: image is {}x{} = {} pixels, over max_pixels={}.",
-                (width, height, pixels, -1 if max_pixels is None else max_pixels),
+                (width, height, height * width, -1 if max_pixels is None else max_pixels),
             ),
             tf.strings.join(
                 [
@@ -175,11 +240,7 @@ def check_header(data, max_pixels=None):
             ),
         ]
     )
-    first = tf.argmax(tf.cast(failed, tf.int32), output_type=tf.int32)
-    check = tf.Assert(
-        tf.logical_not(tf.reduce_any(failed)), [tf.gather(messages, first)], name="assert_valid_image_header"
-    )
-    return [check]
+    return tf.gather(messages, problem)
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
@@ -231,6 +292,18 @@ def _gif_end_of_first_frame(data):
     return end
 
 
+def _is_gif(data):
+    return tf.equal(tf.strings.substr(data, 0, 4), "GIF8")  # shorter bytes: a shorter prefix
+
+
+def _cut_gif(data):
+    """``gif_first_frame`` for a scalar, without the branch: non-GIFs walk zero blocks."""
+    walk = _gif_end_of_first_frame if tf.executing_eagerly() else _gif_end_of_first_frame.python_function
+    end = walk(tf.where(_is_gif(data), data, tf.constant(b"")))
+    cut = tf.strings.join([tf.strings.substr(data, tf.constant(0, tf.int64), end), tf.constant(b"\x3b")])
+    return tf.where(end > 0, cut, data)
+
+
 def gif_first_frame(data):
     """``data`` cut after the first frame of a GIF (other bytes unchanged).
 
@@ -239,15 +312,21 @@ def gif_first_frame(data):
     with ``expand_animations=False``. Cutting the stream after the first
     image (and closing it with the trailer byte) bounds that by one frame.
     Anything that is not a well-formed GIF passes through unchanged, for the
-    decoder to report.
-
-    No ``tf.cond``: for anything but a GIF the block walk gets empty bytes and
-    stops at once, and ``tf.where`` picks the input. (A cond whose branch holds
-    the loop halved the throughput of a tf.data pipeline of PNGs.)
+    decoder to report. The block walk runs only for a GIF (``tf.cond``).
     """
     data = tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [])
-    is_gif = tf.equal(tf.strings.substr(tf.strings.join([data, "\0\0\0\0"]), 0, 4), "GIF8")
-    walk = _gif_end_of_first_frame if tf.executing_eagerly() else _gif_end_of_first_frame.python_function
-    end = walk(tf.where(is_gif, data, tf.constant(b"")))
-    cut = tf.strings.join([tf.strings.substr(data, tf.constant(0, tf.int64), end), tf.constant(b"\x3b")])
-    return tf.where(end > 0, cut, data)
+    return tf.cond(_is_gif(data), lambda: _cut_gif(data), lambda: tf.identity(data))
+
+
+def gif_first_frames(data):
+    """``gif_first_frame`` of every image of ``data`` (string ``[N]``).
+
+    One branch per batch: a batch without a GIF passes through without
+    running any per-image step.
+    """
+    data = _as_batch(data)
+    return tf.cond(
+        tf.reduce_any(_is_gif(data)),
+        lambda: tf.map_fn(_cut_gif, data, fn_output_signature=tf.TensorSpec([], tf.string)),
+        lambda: tf.identity(data),
+    )

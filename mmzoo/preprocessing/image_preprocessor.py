@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmzoo.errors import error_text
-from mmzoo.preprocessing.image_header import check_header, gif_first_frame
+from mmzoo.preprocessing.image_header import check_header, check_headers, gif_first_frame, gif_first_frames
 
 _SCALES = (None, "unit", "symmetric")
 
@@ -121,9 +121,12 @@ class ImagePreprocessor(keras.layers.Layer):
         """
         data = tf.convert_to_tensor(data, dtype=tf.string)
         data = tf.reshape(data, [])
-        checks = check_header(data, self.max_pixels)
-        with tf.control_dependencies(checks):
+        with tf.control_dependencies(check_header(data, self.max_pixels)):
             data = gif_first_frame(data)
+        return self._decode_checked(data)
+
+    def _decode_checked(self, data):
+        """Decode + resize + rescale one image whose header has been checked."""
         image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
         image = tf.cast(image, tf.float32)
         image = self._resize(image)
@@ -131,8 +134,12 @@ class ImagePreprocessor(keras.layers.Layer):
         return self._rescale(image)
 
     def _decode_batch(self, data):
+        # The headers of the whole batch are checked (and GIFs cut) before the
+        # per-image loop, which only decodes and resizes.
+        with tf.control_dependencies(check_headers(data, self.max_pixels)):
+            data = gif_first_frames(data)
         return tf.map_fn(
-            self.decode_one,
+            self._decode_checked,
             data,
             fn_output_signature=tf.TensorSpec([*self.image_size, 3], tf.float32),
         )

@@ -1,4 +1,5 @@
 import io
+import re
 import struct
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from mmzoo.errors import error_text
 from mmzoo.preprocessing.image_header import (
     BMP,
     GIF,
@@ -13,7 +15,9 @@ from mmzoo.preprocessing.image_header import (
     PNG,
     UNKNOWN,
     check_header,
+    check_headers,
     gif_first_frame,
+    gif_first_frames,
     read_image_header,
 )
 
@@ -70,3 +74,84 @@ def test_gif_first_frame_cuts_animations():
     assert gif_first_frame(tf.constant(png)).numpy() == png
     broken = animated[:200]
     assert gif_first_frame(tf.constant(broken)).numpy() == broken
+
+
+def _animated_gif(frames=4):
+    rng = np.random.RandomState(1)
+    images = [Image.fromarray(rng.randint(0, 256, (12, 16, 3), dtype=np.uint8)).convert("P") for _ in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=20, loop=0)
+    return buffer.getvalue()
+
+
+def _batch_checker(max_pixels=40):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def guarded(data):
+        with tf.control_dependencies(check_headers(data, max_pixels=max_pixels)):
+            return tf.strings.length(data)
+
+    return guarded
+
+
+def test_check_headers_names_the_first_bad_image_of_a_batch():
+    guarded = _batch_checker()
+    good = [encode(np.zeros((4, 5, 3), np.uint8), f) for f in ("PNG", "JPEG", "GIF", "BMP", "PNG")]
+    np.testing.assert_array_equal(guarded(tf.constant(good)), [len(g) for g in good])
+    assert guarded(tf.constant([], tf.string)).shape == (0,)
+    # Image 3 of 5 is bad: the message is the one check_header gives for image 3 alone.
+    for bad, match in [
+        (b"", r"^Cannot decode image: the image bytes are empty \(received an empty string\)\.$"),
+        (b"junk!", r"^Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file \(5 bytes, starting with "
+                   r"bytes 6a 75 6e 6b 21\)\.$"),
+        (encode(np.zeros((5, 9, 3), np.uint8), "BMP"),
+         r"^Refusing to decode image: image is 9x5 = 45 pixels, over max_pixels=40\.$"),
+        (b"GIF89a",
+         r"^Cannot decode image: truncated or corrupt GIF header \(6 bytes; the header says 0x0, "
+         r"which needs at least 10 bytes\)\.$"),
+    ]:
+        batch = good[:3] + [bad] + good[4:]
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            guarded(tf.constant(batch))
+        assert re.search(match, error_text(info.value.message)), info.value.message
+        with pytest.raises(tf.errors.InvalidArgumentError) as alone:
+            _batch_checker()(tf.constant([bad]))
+        assert error_text(alone.value.message) == error_text(info.value.message)
+    # Two bad images: the first one (index 1) is reported.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"not a JPEG, PNG, GIF or BMP file \(4 bytes"):
+        guarded(tf.constant([good[0], b"nope", good[2], b"GIF89a", good[4]]))
+
+
+def test_check_headers_reads_jpeg_sizes_in_a_batch():
+    jpeg = bytearray(encode(np.zeros((6, 7, 3), np.uint8), "JPEG"))
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", 10, 9)  # height, width
+    png = encode(np.zeros((2, 2, 3), np.uint8), "PNG")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image is 9x10 = 90 pixels, over max_pixels=40"):
+        _batch_checker()(tf.constant([png, png, bytes(jpeg)]))
+    assert _batch_checker(max_pixels=90)(tf.constant([png, bytes(jpeg)])).shape == (2,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="JPEG"):  # extract_jpeg_shape's own error
+        _batch_checker()(tf.constant([png, bytes(jpeg[:40])]))
+
+
+def test_check_headers_builds_messages_only_when_a_check_fails():
+    graph = _batch_checker().get_concrete_function().graph
+    top = {op.type for op in graph.get_operations()}
+    assert "StringFormat" not in top and "ReduceJoin" not in top and "Assert" not in top
+    branches = {n.op for f in graph.as_graph_def().library.function for n in f.node_def}
+    assert {"StringFormat", "Assert"} <= branches
+
+
+def test_gif_first_frames_cuts_only_gifs():
+    animated = _animated_gif()
+    png = encode(np.zeros((4, 4, 3), np.uint8), "PNG")
+    jpeg = encode(np.zeros((4, 4, 3), np.uint8), "JPEG")
+    cut_all = tf.function(gif_first_frames, input_signature=[tf.TensorSpec([None], tf.string)])
+    out = cut_all(tf.constant([png, animated, jpeg])).numpy().tolist()
+    assert out == [png, gif_first_frame(tf.constant(animated)).numpy(), jpeg]
+    assert len(out[1]) < len(animated) and out[1].endswith(b"\x3b")
+    assert cut_all(tf.constant([png, jpeg, b""])).numpy().tolist() == [png, jpeg, b""]
+    assert cut_all(tf.constant([], tf.string)).shape == (0,)
+    # One image, eagerly and in a graph: a GIF is cut, anything else passes through.
+    assert gif_first_frame(tf.constant(animated)).numpy() == out[1]
+    assert tf.function(gif_first_frame)(tf.constant(animated)).numpy() == out[1]
+    assert tf.function(gif_first_frame)(tf.constant(png)).numpy() == png

@@ -250,3 +250,23 @@ def test_export_archive_saved_model(tmp_path):
     assert loaded.decode(tf.constant([], tf.string))["image"].shape == (0, 8, 8, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="over max_pixels=50000000"):
         loaded.decode(tf.constant([png_header(20000, 20000)]))
+
+
+def test_batch_checks_and_gif_cut_in_a_graph():
+    # The batch path checks all headers at once and cuts GIFs before its decode loop.
+    pre = ImagePreprocessor(image_size=(12, 20), max_pixels=1000)
+    red, blue = np.zeros((12, 20, 3), np.uint8), np.zeros((12, 20, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    buffer = io.BytesIO()
+    Image.fromarray(red).save(buffer, format="GIF", save_all=True, append_images=[Image.fromarray(blue)], duration=10)
+    files = [encode(RGB, "PNG"), buffer.getvalue(), encode(RGB, "BMP"), encode(RGB, "JPEG"), encode(RGB, "PNG")]
+    fn = tf.function(pre.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
+    out = fn(tf.constant(files)).numpy()
+    np.testing.assert_array_equal(out[1], red)
+    np.testing.assert_array_equal(out[[0, 2, 4]], np.stack([RGB] * 3).astype("float32"))
+    np.testing.assert_allclose(out, pre(tf.constant(files)).numpy(), atol=1e-5)
+    big = png_header(40, 40)  # 1600 pixels: image 3 of 5 is refused, with its own numbers
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image is 40x40 = 1600 pixels, over max_pixels=1000"):
+        fn(tf.constant(files[:3] + [big] + files[4:]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image is 40x40 = 1600 pixels, over max_pixels=1000"):
+        pre(tf.constant(files[:3] + [big] + files[4:]))
