@@ -2,7 +2,7 @@
 
     import mmzoo
     mmzoo.list_models()
-    model = mmzoo.build("gated_classifier", preset="tiny")
+    model = mmzoo.build("gated_classifier", preset="tiny", num_classes=3)
     mmzoo.export_saved_model(model, "saved_models/gated_classifier")
 """
 

@@ -6,7 +6,7 @@ merges the preset with the overrides and calls the builder::
 
     import mmzoo
     mmzoo.list_models()
-    model = mmzoo.build("gated_classifier", preset="tiny")
+    model = mmzoo.build("gated_classifier", preset="tiny", num_classes=3)
 """
 
 from __future__ import annotations

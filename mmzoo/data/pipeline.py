@@ -7,7 +7,8 @@ expands records with several captions into (image, caption) pairs, shuffles
 with a seed, batches, applies ``model.training_example(batch)`` and prefetches.
 
 >>> import mmzoo
->>> from mmzoo.data import generate_shapes_dataset, read_manifest, make_dataset
+>>> from mmzoo.data import label_names_from_records, make_dataset, read_manifest
+>>> from mmzoo.datasets.shapes import generate_shapes_dataset
 >>> records = read_manifest(generate_shapes_dataset("/tmp/shapes_doc", num_images=8))
 >>> model = mmzoo.build("gated_classifier", preset="tiny", image_size=32,
 ...                     label_names=label_names_from_records(records))  # doctest: +SKIP

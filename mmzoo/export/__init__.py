@@ -3,7 +3,7 @@
     import mmzoo
     from mmzoo.export import export_saved_model, run_saved_model, write_models_config
 
-    model = mmzoo.build("concat_classifier", preset="tiny")
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3)
     version_dir = export_saved_model(model, "saved_models/concat_classifier")
     write_models_config("saved_models")            # saved_models/models.config
     run_saved_model(version_dir, image_paths=["cat.png"], texts=["a red circle"])

@@ -9,7 +9,7 @@ into place, so a server polling ``base_dir`` never sees a half-written
 version and a failed export leaves nothing behind::
 
     import mmzoo
-    model = mmzoo.build("concat_classifier", preset="tiny")
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3)
     version_dir = mmzoo.export_saved_model(model, "saved_models/concat_classifier")
     # saved_models/concat_classifier/1
 """
@@ -164,7 +164,7 @@ def export_saved_model(
 
     ```python
     import mmzoo
-    model = mmzoo.build("concat_classifier", preset="tiny")
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3)
     path = mmzoo.export_saved_model(model, "/tmp/saved_models/concat_classifier")
     ```
     """

@@ -220,7 +220,7 @@ def export_tflite(
     ```python
     import mmzoo
     from mmzoo.export.tflite import export_tflite
-    model = mmzoo.build("concat_classifier", preset="tiny", text_tower="transformer")
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3, text_tower="transformer")
     info = export_tflite(model, "/tmp/concat_classifier.tflite")
     ```
     """

@@ -22,7 +22,7 @@ variables          ``variables``, ``trainable_variables`` (trainable on reload),
 sequence length and output widths. Round trip::
 
     path = export_tower(model_a, "exported/image_tower", tower="image")
-    model_b = mmzoo.build("concat_classifier", preset="tiny", image_size=model_a.image_size,
+    model_b = mmzoo.build("concat_classifier", preset="tiny", num_classes=3, image_size=model_a.image_size,
                           image_tower="hub", image_tower_kwargs={"handle": path, "trainable": True})
 """
 
@@ -163,7 +163,7 @@ def export_tower(
     ```python
     import mmzoo
     from mmzoo.export.tower import export_tower
-    model = mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32))
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3, image_size=(32, 32))
     path = export_tower(model, "/tmp/towers/image", tower="image")
     ```
     """

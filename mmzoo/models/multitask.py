@@ -39,7 +39,7 @@ Inference and export: ``model(x)`` returns ``{"scores": [B, C],
 (the text read as a caption)::
 
     import mmzoo
-    model = mmzoo.build("multitask_classifier", preset="tiny",
+    model = mmzoo.build("multitask_classifier", preset="tiny", num_classes=3,
                         loss_weights={"scores": 1.0, "match_score": 0.5})
     model.compile()
     # model.fit(mmzoo.data.make_dataset(records, model), epochs=5)
@@ -106,7 +106,7 @@ class MultiTaskClassifier(MultimodalModel):
     Example:
 
     >>> import numpy as np, mmzoo
-    >>> model = mmzoo.build("multitask_classifier", preset="tiny")
+    >>> model = mmzoo.build("multitask_classifier", preset="tiny", num_classes=3)
     >>> x = model.preprocess(np.zeros((2, 32, 32, 3), "uint8"), ["what color is the circle"] * 2)
     >>> out = model(x)
     >>> tuple(out["scores"].shape), tuple(out["match_score"].shape)
@@ -373,7 +373,7 @@ def multitask_classifier(**kwargs) -> MultiTaskClassifier:
     """Build a ``MultiTaskClassifier`` (see its docstring for the arguments).
 
     >>> import mmzoo
-    >>> model = mmzoo.build("multitask_classifier", preset="tiny")
+    >>> model = mmzoo.build("multitask_classifier", preset="tiny", num_classes=3)
     """
     return MultiTaskClassifier(**kwargs)
 

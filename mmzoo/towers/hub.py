@@ -5,7 +5,7 @@ ids or strings to features can be a tower: a TF Hub image feature vector, a
 BERT preprocessor + encoder pair, or a tower exported from another mmzoo model
 with ``mmzoo.export.export_tower``::
 
-    model = mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32),
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3, image_size=(32, 32),
                         image_tower="hub",
                         image_tower_kwargs={"handle": "exported/image_tower", "trainable": True})
 
