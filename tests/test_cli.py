@@ -3,10 +3,6 @@ export, predict, serve-config, list; bad input exits 2 with a message."""
 
 import json
 import os
-import subprocess
-import sys
-
-import pytest
 
 from mmzoo.cli import main
 from mmzoo.data import label_names_from_records, read_manifest
@@ -65,18 +61,3 @@ def test_bad_input_is_a_clear_error_with_exit_2(tmp_path, capsys):
     assert "error" in err and ("missing.jsonl" in err or "no_such_model" in err)
     assert main(["evaluate", str(tmp_path / "nope.keras"), "--data", "x.jsonl"]) == 2
     assert "nope.keras" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_demo_quick_runs_end_to_end(tmp_path):
-    """The README's main command, in quick mode."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "mmzoo.cli", "demo", "--quick", "--out", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=1200,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
-    assert "[4/4]" in out and "greedy" in out and "best match" in out
-    assert "epoch  1/" in out and "chance" in out and "run in" in out
-    assert out.count("✓") + out.count("✗") >= 12, "a mark on each printed prediction"
-    assert (tmp_path / "demo" / "saved_models" / "models.config").is_file()

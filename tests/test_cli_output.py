@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from mmzoo.cli import _LOAD_TIME_NOISE, PRESET_HELP, build_parser, export_name
-from mmzoo.errors import error_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCE = "Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file (2 bytes, starting with bytes 78 78)."
@@ -24,18 +23,6 @@ NOISE = ("absl::InitializeLog", "cudart_stub", "cuInit", "port.cc", "Skipping va
 
 
 # ------------------------------------------------------------------ pure pieces
-def test_error_text_unwraps_graph_and_eager_assertions():
-    graph = ("Graph execution error:\n\nDetected at node pre/map/while/assert_valid_image_header/Assert defined at "
-             "(most recent call last):\n<stack traces unavailable>\nassertion failed: [" + SENTENCE + "]\n"
-             "\t [[{{node pre/map/while/assert_valid_image_header/Assert}}]] [Op:__inference_signature_wrapper_9]")
-    eager = ("Exception encountered when calling ImagePreprocessor.call().\n\n\x1b[1mExpected 'tf.Tensor(False, "
-             "shape=(), dtype=bool)' to be true. Summarized data: b'" + SENTENCE + "'\x1b[0m\n\n"
-             "Arguments received by ImagePreprocessor.call():\n  • inputs=tf.Tensor(shape=(), dtype=string)")
-    assert error_text(graph) == SENTENCE
-    assert error_text(eager) == SENTENCE
-    assert error_text("a plain\nmessage [Op:AddV2] name: x") == "a plain message"
-
-
 def test_image_preprocessor_eager_error_is_the_sentence():
     import tensorflow as tf
 

@@ -1,11 +1,8 @@
-"""Running matchers over records: the retrieval set, pair scoring and re-ranking gates."""
-
-import collections
+"""Running matchers over records: pair scoring and re-ranking gates."""
 
 import numpy as np
 import pytest
 
-from mmzoo.evaluation.inputs import records_to_retrieval_set
 from mmzoo.metrics.retrieval import retrieval_metrics
 
 
@@ -16,19 +13,6 @@ def _fixed_probability_model(table):
         return {"score": np.array([table[int(t[0])] for t in x["token_ids"]], "float32")}
 
     return model
-
-
-def test_records_are_deduplicated_by_caption_string():
-    Record = collections.namedtuple("Record", "image text label captions")
-    records = [
-        Record("/a.png", None, None, ["a red circle", "a circle"]),
-        Record("/b.png", None, None, ["a red circle"]),
-        Record("/c.png", "a blue square", None, []),
-    ]
-    paths, texts, text_to_images = records_to_retrieval_set(records)
-    assert paths == ["/a.png", "/b.png", "/c.png"]
-    assert texts == ["a red circle", "a circle", "a blue square"]
-    assert text_to_images == [[0, 1], [0], [2]]
 
 
 def test_pair_scorer_outputs():

@@ -1,0 +1,101 @@
+"""mmzoo/models/base.py: the default tokenizer, resolve_tokenizer, normalize_image_size, old configs,
+and what MultimodalModel gives every zoo model (its inputs, preprocess, training_example)."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mmzoo
+from mmzoo.models.base import (
+    DEFAULT_SEQUENCE_LENGTH,
+    _upgrade_config,
+    default_tokenizer,
+    normalize_image_size,
+    resolve_tokenizer,
+)
+from mmzoo.preprocessing import TextTokenizer
+
+
+def _ids(tokenizer, texts):
+    return np.asarray(tokenizer(np.array(texts, dtype=object)))
+
+
+def test_default_tokenizer_is_character_level_for_any_english_text():
+    tokenizer = default_tokenizer()
+    assert isinstance(tokenizer, TextTokenizer)
+    assert DEFAULT_SEQUENCE_LENGTH == 64 and tokenizer.sequence_length == 64
+    texts = ["a cat!", "The Zebra ate 42 apples, naïve café-goers said (loudly)?"]
+    ids = _ids(tokenizer, texts)
+    assert ids.shape == (2, 64)
+    for text, row in zip(texts, ids):
+        # One token per character; spaces separate words and are not tokens.
+        assert np.count_nonzero(row) == len(text.replace(" ", "")), text
+        assert tokenizer.unk_id not in row.tolist(), text
+    np.testing.assert_array_equal(ids[0, :5], [tokenizer.token_to_id(t) for t in ("a", "c", "##a", "##t", "!")])
+    assert tokenizer.detokenize(ids[:1]).numpy()[0].decode() == "a cat !"
+    # Characters outside printable ASCII and Latin-1 letters are [UNK]; long texts are cut at 64.
+    assert _ids(tokenizer, ["日"])[0, 0] == tokenizer.unk_id
+    assert np.count_nonzero(_ids(tokenizer, ["x" * 100])) == 64
+
+
+def test_default_tokenizer_other_length_and_options():
+    tokenizer = default_tokenizer(12, add_start_end=True)
+    ids = _ids(tokenizer, ["ab"])
+    assert ids.shape == (1, 12)
+    assert ids[0, :4].tolist() == [tokenizer.start_id, tokenizer.token_to_id("a"), tokenizer.token_to_id("##b"),
+                                   tokenizer.end_id]
+
+
+def test_resolve_tokenizer_accepts_a_tokenizer_its_config_or_none():
+    tokenizer = TextTokenizer(vocabulary=["red", "circle"], mode="word", sequence_length=5)
+    assert resolve_tokenizer(tokenizer) is tokenizer
+    rebuilt = resolve_tokenizer(keras.saving.serialize_keras_object(tokenizer))
+    assert isinstance(rebuilt, TextTokenizer) and rebuilt is not tokenizer
+    assert rebuilt.get_vocabulary() == tokenizer.get_vocabulary() and rebuilt.sequence_length == 5
+    np.testing.assert_array_equal(_ids(rebuilt, ["a red circle"]), _ids(tokenizer, ["a red circle"]))
+    default = resolve_tokenizer(None)
+    assert default.get_vocabulary() == default_tokenizer().get_vocabulary() and default.sequence_length == 64
+    assert resolve_tokenizer(None, 16, add_start_end=True).sequence_length == 16
+
+
+@pytest.mark.parametrize("bad, name", [("word", "str"), (["a", "b"], "list"), (3, "int")])
+def test_resolve_tokenizer_refuses_anything_else_naming_its_type(bad, name):
+    with pytest.raises(TypeError, match=f"Received: tokenizer={name}$"):
+        resolve_tokenizer(bad)
+
+
+def test_normalize_image_size():
+    assert normalize_image_size(32) == (32, 32)
+    assert normalize_image_size([24, 40]) == (24, 40)
+    assert normalize_image_size((8.0, 9)) == (8, 9) and all(type(v) is int for v in normalize_image_size((8.0, 9)))
+    for bad in (7, (8, 4), (32, 32, 3), (32,)):
+        with pytest.raises(ValueError, match="each at least 8. Received: image_size="):
+            normalize_image_size(bad)
+
+
+def test_old_gated_configs_load_with_the_per_modality_gate():
+    old = {"name": "m", "fusion": "gated", "fusion_kwargs": {"units": 8}}
+    with pytest.warns(UserWarning, match="gate='unit'"):
+        upgraded = _upgrade_config(dict(old))
+    assert upgraded["fusion_kwargs"] == {"units": 8, "gate": "modality"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to upgrade: no warning
+        for config in ({"fusion": "gated", "fusion_kwargs": {"gate": "unit"}}, {"fusion": "concat"}):
+            assert _upgrade_config(dict(config)) == config
+
+
+def test_a_unimodal_model_preprocesses_and_trains_on_its_own_input_only():
+    model = mmzoo.build("image_only_classifier", preset="tiny", label_names=["a", "b"], image_size=(16, 16))
+    assert model.model_input_names == ["image"] and model.sequence_length == model.tokenizer.sequence_length
+    images = np.random.default_rng(0).integers(0, 255, (2, 20, 20, 3)).astype("uint8")
+    inputs = model.preprocess(images, ["a red circle", "a blue square"])
+    assert set(inputs) == {"image"} and tuple(inputs["image"].shape) == (2, 16, 16, 3)
+    batch = {"image": tf.zeros((2, 16, 16, 3)), "text": tf.constant(["x", "y"]), "label": tf.constant([0, 1])}
+    x, y = model.training_example(batch)
+    assert set(x) == {"image"} and np.asarray(y).tolist() == [0, 1]
+    config = model.get_config()
+    assert config["image_size"] == [16, 16] and config["label_names"] == ["a", "b"]
+    assert isinstance(config["tokenizer"], dict)
