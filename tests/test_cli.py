@@ -55,6 +55,17 @@ def test_list_without_params_names_every_entry(capsys):
         assert name in out
 
 
+def test_list_counts_the_params_of_every_entry(capsys):
+    import mmzoo
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[2] for line in out.splitlines()[1:] if line.split()[0] in mmzoo.list_models()}
+    assert set(rows) == set(mmzoo.list_models())
+    assert all(int(params.replace(",", "")) > 0 for params in rows.values())
+    assert out.splitlines()[-1].startswith("params: the 'default' preset, 2 classes")
+
+
 def test_bad_input_is_a_clear_error_with_exit_2(tmp_path, capsys):
     assert main(["train", "no_such_model", "--data", str(tmp_path / "missing.jsonl")]) == 2
     err = capsys.readouterr().err
