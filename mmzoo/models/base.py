@@ -108,6 +108,8 @@ class MultimodalModel(keras.Model):
     """
 
     task: str = ""
+    # get_config key -> attribute, where the attribute name is taken (``sequence_length`` is a property).
+    _CONFIG_ATTRIBUTES: dict = {}
 
     def __init__(
         self,
@@ -126,6 +128,19 @@ class MultimodalModel(keras.Model):
         self.image_preprocessor = ImagePreprocessor(
             image_size=self.image_size, name="image_preprocessor"
         )
+
+    def _remember(self, **hyperparameters):
+        """Keep constructor arguments as attributes and as ``get_config`` keys (one place for every model).
+
+        ``get_config`` reads the attributes back, so a value changed after
+        building (``model.learning_rate = 1e-4``) is what gets saved.
+        """
+        names = list(getattr(self, "_hyperparameter_names", ()))
+        for name, value in hyperparameters.items():
+            setattr(self, self._CONFIG_ATTRIBUTES.get(name, name), value)
+            if name not in names:
+                names.append(name)
+        self._hyperparameter_names = tuple(names)
 
     @property
     def sequence_length(self) -> int:
@@ -195,6 +210,10 @@ class MultimodalModel(keras.Model):
             "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
             "image_size": list(self.image_size),
             "label_names": self.label_names,
+            **{
+                name: getattr(self, self._CONFIG_ATTRIBUTES.get(name, name))
+                for name in getattr(self, "_hyperparameter_names", ())
+            },
         }
 
     @classmethod

@@ -82,9 +82,10 @@ class CaptionerBase(MultimodalModel):
 
     task = "captioning"
 
+    _CONFIG_ATTRIBUTES = {"sequence_length": "sequence_length_arg"}
+
     def _init_captioner(self, learning_rate, label_smoothing):
-        self.learning_rate = learning_rate
-        self.label_smoothing = label_smoothing
+        self._remember(learning_rate=learning_rate, label_smoothing=label_smoothing)
         # Keyed by the decoding settings. Not a plain dict attribute: TensorFlow would wrap it in a
         # tracked ``_DictWrapper`` and ``tf.saved_model.save`` (so ``export_saved_model``) would fail
         # on its tuple keys after any eager ``generate`` call.
@@ -201,11 +202,6 @@ class CaptionerBase(MultimodalModel):
             raise ValueError(f"max_length must be a positive int. Received: max_length={max_length!r}")
         return max_length
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(learning_rate=self.learning_rate, label_smoothing=self.label_smoothing)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class LSTMCaptioner(CaptionerBase):
@@ -255,12 +251,10 @@ class LSTMCaptioner(CaptionerBase):
         kwargs.setdefault("name", "lstm_captioner")
         super().__init__(inputs={"image": image, "token_ids": token_ids}, outputs={"logits": logits},
                          tokenizer=tokenizer, image_size=size, **kwargs)
-        self.sequence_length_arg = tokenizer.sequence_length
-        self.image_tower = image_tower
-        self.image_tower_kwargs = image_tower_kwargs
-        self.embedding_dim = embedding_dim
-        self.hidden_dim = hidden_dim
-        self.dropout = dropout
+        self._remember(
+            sequence_length=tokenizer.sequence_length, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
+            embedding_dim=embedding_dim, hidden_dim=hidden_dim, dropout=dropout,
+        )
         self._init_captioner(learning_rate, label_smoothing)
 
     def _decoding(self, image, use_cache, max_length):
@@ -273,18 +267,6 @@ class LSTMCaptioner(CaptionerBase):
             return head(h), (h, c), {}
 
         return step_fn, state, (), None
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            sequence_length=self.sequence_length_arg,
-            image_tower=self.image_tower,
-            image_tower_kwargs=self.image_tower_kwargs,
-            embedding_dim=self.embedding_dim,
-            hidden_dim=self.hidden_dim,
-            dropout=self.dropout,
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="mmzoo")
@@ -355,14 +337,11 @@ class TransformerCaptioner(CaptionerBase):
         kwargs.setdefault("name", "transformer_captioner")
         super().__init__(inputs={"image": image, "token_ids": token_ids}, outputs={"logits": logits},
                          tokenizer=tokenizer, image_size=size, **kwargs)
-        self.sequence_length_arg = length
-        self.image_tower = image_tower
-        self.image_tower_kwargs = image_tower_kwargs
-        self.hidden_dim = hidden_dim
-        self.num_layers = num_layers
-        self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.dropout = dropout
+        self._remember(
+            sequence_length=length, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
+            hidden_dim=hidden_dim, num_layers=num_layers, num_heads=num_heads, intermediate_dim=intermediate_dim,
+            dropout=dropout,
+        )
         self.num_image_tokens = int(num_image_tokens)
         self._init_captioner(learning_rate, label_smoothing)
 
@@ -432,20 +411,6 @@ class TransformerCaptioner(CaptionerBase):
             return logits, prefix, {"attention": attention}
 
         return step_fn, state, constants, extras_shapes
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            sequence_length=self.sequence_length_arg,
-            image_tower=self.image_tower,
-            image_tower_kwargs=self.image_tower_kwargs,
-            hidden_dim=self.hidden_dim,
-            num_layers=self.num_layers,
-            num_heads=self.num_heads,
-            intermediate_dim=self.intermediate_dim,
-            dropout=self.dropout,
-        )
-        return config
 
 
 # ---------------------------------------------------------------------------

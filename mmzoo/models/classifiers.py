@@ -128,19 +128,13 @@ class MultimodalClassifier(MultimodalModel):
             label_names=label_names,
             **kwargs,
         )
-        self.num_classes = num_classes
-        self.fusion = fusion
-        self.mode = mode
-        self.image_tower = image_tower
-        self.image_tower_kwargs = image_tower_kwargs
-        self.text_tower = text_tower
-        self.text_tower_kwargs = text_tower_kwargs
-        self.fusion_kwargs = trunk.fusion_kwargs
-        self.hidden_units = hidden_units
-        self.dropout = dropout
-        self.learning_rate = learning_rate
-        self.normalize_modalities = bool(normalize_modalities)
-        self.drop_unused_outputs = bool(drop_unused_outputs)
+        self._remember(
+            num_classes=num_classes, fusion=fusion, mode=mode, image_tower=image_tower,
+            image_tower_kwargs=image_tower_kwargs, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,
+            fusion_kwargs=trunk.fusion_kwargs, hidden_units=hidden_units, dropout=dropout,
+            learning_rate=learning_rate, normalize_modalities=bool(normalize_modalities),
+            drop_unused_outputs=bool(drop_unused_outputs),
+        )
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """Keras ``compile`` with defaults for the head's mode (Adam, the matching
@@ -187,25 +181,6 @@ class MultimodalClassifier(MultimodalModel):
         if len(gates.shape) == 2:  # gate="modality": one gate per modality
             gates = keras.ops.expand_dims(gates, -1)
         return gates if per_unit else keras.ops.mean(gates, axis=-1)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_classes=self.num_classes,
-            fusion=self.fusion,
-            mode=self.mode,
-            image_tower=self.image_tower,
-            image_tower_kwargs=self.image_tower_kwargs,
-            text_tower=self.text_tower,
-            text_tower_kwargs=self.text_tower_kwargs,
-            fusion_kwargs=self.fusion_kwargs,
-            hidden_units=self.hidden_units,
-            dropout=self.dropout,
-            learning_rate=self.learning_rate,
-            normalize_modalities=self.normalize_modalities,
-            drop_unused_outputs=self.drop_unused_outputs,
-        )
-        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

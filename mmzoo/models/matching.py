@@ -150,26 +150,22 @@ class DualEncoder(MultimodalModel):
         self.logit_scale.build()
         self.image_encoder = keras.Model(inputs["image"], image_embedding, name="image_encoder")
         self.text_encoder = keras.Model(inputs["token_ids"], text_embedding, name="text_encoder")
-        self.embedding_dim = embedding_dim
-        self.image_tower = image_tower
-        self.image_tower_kwargs = image_tower_kwargs
-        self.text_tower = text_tower
-        self.text_tower_kwargs = text_tower_kwargs
-        self.initial_temperature = float(initial_temperature)
-        self.max_logit_scale = float(max_logit_scale)
-        self.learn_temperature = bool(learn_temperature)
-        self.ignore_duplicate_texts = bool(ignore_duplicate_texts)
-        self.label_smoothing = float(label_smoothing)
-        self.hard_negative_groups = (
-            None if hard_negative_groups is None else [[str(w) for w in g] for g in hard_negative_groups]
+        self._remember(
+            embedding_dim=embedding_dim, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
+            text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,
+            initial_temperature=float(initial_temperature), max_logit_scale=float(max_logit_scale),
+            learn_temperature=bool(learn_temperature), ignore_duplicate_texts=bool(ignore_duplicate_texts),
+            label_smoothing=float(label_smoothing),
+            hard_negative_groups=(
+                None if hard_negative_groups is None else [[str(w) for w in g] for g in hard_negative_groups]
+            ),
+            hard_negative_exchange_probability=float(hard_negative_exchange_probability),
+            seed=seed, learning_rate=learning_rate,
         )
-        self.hard_negative_exchange_probability = float(hard_negative_exchange_probability)
-        self.seed = seed
         self._token_groups = None
         if self.hard_negative_groups is not None:
             self._token_groups = token_groups_from_words(tokenizer, self.hard_negative_groups)
             self._negative_seed = keras.random.SeedGenerator(seed, name="hard_negative_seed")
-        self.learning_rate = learning_rate
 
     # -- embeddings ---------------------------------------------------------
     def embed_image(self, image):
@@ -272,26 +268,6 @@ class DualEncoder(MultimodalModel):
     def test_step(self, data):
         return self._step(data, training=False)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            embedding_dim=self.embedding_dim,
-            image_tower=self.image_tower,
-            image_tower_kwargs=self.image_tower_kwargs,
-            text_tower=self.text_tower,
-            text_tower_kwargs=self.text_tower_kwargs,
-            initial_temperature=self.initial_temperature,
-            max_logit_scale=self.max_logit_scale,
-            learn_temperature=self.learn_temperature,
-            ignore_duplicate_texts=self.ignore_duplicate_texts,
-            label_smoothing=self.label_smoothing,
-            hard_negative_groups=self.hard_negative_groups,
-            hard_negative_exchange_probability=self.hard_negative_exchange_probability,
-            seed=self.seed,
-            learning_rate=self.learning_rate,
-        )
-        return config
-
 
 ITM_FUSIONS = ("cross_attention", "gated")
 
@@ -378,15 +354,11 @@ class ITMMatcher(MultimodalModel):
             image_size=size,
             **kwargs,
         )
-        self.fusion = fusion
-        self.image_tower = image_tower
-        self.image_tower_kwargs = image_tower_kwargs
-        self.text_tower = text_tower
-        self.text_tower_kwargs = text_tower_kwargs
-        self.fusion_kwargs = trunk.fusion_kwargs
-        self.hidden_units = hidden_units
-        self.dropout = dropout
-        self.learning_rate = learning_rate
+        self._remember(
+            fusion=fusion, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs, text_tower=text_tower,
+            text_tower_kwargs=text_tower_kwargs, fusion_kwargs=trunk.fusion_kwargs, hidden_units=hidden_units,
+            dropout=dropout, learning_rate=learning_rate,
+        )
 
     def init_towers_from(self, dual_encoder) -> "ITMMatcher":
         """Start both towers from a trained dual encoder's (ALBEF / BLIP share them).
@@ -452,21 +424,6 @@ class ITMMatcher(MultimodalModel):
         }
         labels = tf.concat([tf.ones([size], tf.float32), tf.cast(same, tf.float32)], axis=0)
         return x, {"score": labels}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            fusion=self.fusion,
-            image_tower=self.image_tower,
-            image_tower_kwargs=self.image_tower_kwargs,
-            text_tower=self.text_tower,
-            text_tower_kwargs=self.text_tower_kwargs,
-            fusion_kwargs=self.fusion_kwargs,
-            hidden_units=self.hidden_units,
-            dropout=self.dropout,
-            learning_rate=self.learning_rate,
-        )
-        return config
 
 
 # ---------------------------------------------------------------------------

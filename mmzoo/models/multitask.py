@@ -189,19 +189,12 @@ class MultiTaskClassifier(MultimodalModel):
             label_names=label_names,
             **kwargs,
         )
-        self.num_classes = num_classes
-        self.fusion = fusion
-        self.mode = mode
-        self.image_tower = image_tower
-        self.image_tower_kwargs = image_tower_kwargs
-        self.text_tower = text_tower
-        self.text_tower_kwargs = text_tower_kwargs
-        self.fusion_kwargs = trunk.fusion_kwargs
-        self.hidden_units = hidden_units
-        self.match_hidden_units = match_hidden_units
-        self.dropout = dropout
-        self.loss_weights = loss_weights
-        self.learning_rate = learning_rate
+        self._remember(
+            num_classes=num_classes, fusion=fusion, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
+            text_tower=text_tower, text_tower_kwargs=text_tower_kwargs, fusion_kwargs=trunk.fusion_kwargs,
+            hidden_units=hidden_units, match_hidden_units=match_hidden_units, dropout=dropout,
+            loss_weights=dict(loss_weights), mode=mode, learning_rate=learning_rate,
+        )
         self._class_loss_fn = keras.losses.SparseCategoricalCrossentropy()
         self.head_metrics = [
             keras.metrics.Mean(name="scores_loss"),
@@ -334,25 +327,6 @@ class MultiTaskClassifier(MultimodalModel):
 
     def test_step(self, data):
         return self._step(data, training=False)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_classes=self.num_classes,
-            fusion=self.fusion,
-            image_tower=self.image_tower,
-            image_tower_kwargs=self.image_tower_kwargs,
-            text_tower=self.text_tower,
-            text_tower_kwargs=self.text_tower_kwargs,
-            fusion_kwargs=self.fusion_kwargs,
-            hidden_units=self.hidden_units,
-            match_hidden_units=self.match_hidden_units,
-            dropout=self.dropout,
-            loss_weights=dict(self.loss_weights),
-            mode=self.mode,
-            learning_rate=self.learning_rate,
-        )
-        return config
 
 
 # Presets: the classifiers' sizes (tiny: 32x32 batch-norm cnn + small lstm, gated fusion).
