@@ -311,27 +311,21 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from mmzoo.version import __version__
+def _command(subparsers, name, fn, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand ``name`` that runs ``fn(args)``, its help showing the defaults (``_HelpFormatter``)."""
+    parser = subparsers.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+    parser.set_defaults(fn=fn)
+    return parser
 
-    parser = argparse.ArgumentParser(
-        prog="mmzoo",
-        description="Multimodal (image + text) Keras model zoo.",
-        epilog="TensorFlow's C++ log is off (TF_CPP_MIN_LOG_LEVEL=3) unless TF_CPP_MIN_LOG_LEVEL is set; "
-        "TF_CPP_MIN_LOG_LEVEL=0 shows all of it.",
-        formatter_class=_HelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"mmzoo {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, **kwargs):
-        return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
-
-    p = command("list", help="list the registered zoo entries")
+def _add_list_parser(subparsers):
+    p = _command(subparsers, "list", _cmd_list, help="list the registered zoo entries")
     p.add_argument("--no-params", action="store_true", help="skip building each entry to count parameters")
-    p.set_defaults(fn=_cmd_list)
 
-    p = command("demo", help="the whole path on the built-in data: train, export, reload, predict")
+
+def _add_demo_parser(subparsers):
+    p = _command(subparsers, "demo", _cmd_demo,
+                 help="the whole path on the built-in data: train, export, reload, predict")
     p.add_argument("--quick", action="store_true",
                    help="smaller data and fewer epochs: a smoke run of the whole path (about 4 minutes on 2 busy "
                         "cores; the fused classifier needs the full run to learn)")
@@ -340,10 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "saved_models/)")
     p.add_argument("--saved-models", default=None,
                    help="export base (default: saved_models/, or OUT/saved_models with --out)")
-    p.set_defaults(fn=_cmd_demo)
 
-    p = command(
+
+def _add_train_parser(subparsers):
+    p = _command(
+        subparsers,
         "train",
+        _cmd_train,
         help="train a zoo entry on a manifest",
         description="Train a zoo entry. Flags given here override the --config file; every run saves "
         "OUT/run_config.json, so `mmzoo train --config OUT/run_config.json --out NEW` repeats it. "
@@ -351,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
         "is kept unless --overwrite.",
         argument_default=argparse.SUPPRESS,
     )
+    _add_train_run_args(p)
+    _add_train_optimizer_args(p)
+    _add_train_device_args(p)
+    _add_train_data_and_output_args(p)
+
+
+def _add_train_run_args(p):
+    """What to train, on what, for how long, and where the run goes."""
     p.add_argument("name", nargs="?", help="zoo entry (see `mmzoo list`); required here or in --config")
     p.add_argument("--config", help="run config (.json, or .yaml with PyYAML) holding any of these flags and `set` "
                                     "(default: none)")
@@ -371,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="builder override, repeatable, e.g. --set dropout=0.2 --set image_size=[32,32] "
                         "(default: none)")
+
+
+def _add_train_optimizer_args(p):
+    """Learning rate, its schedule, early stopping and seeding."""
     p.add_argument("--learning-rate", type=float, help="base learning rate (default: the zoo entry's)")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], help="learning-rate schedule (default constant)")
     p.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 0)")
@@ -379,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seeds the weights, the data order and dropout (default 0)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic TF ops: repeatable runs and resumption (default: off)")
+
+
+def _add_train_device_args(p):
+    """Distribution strategy, devices, precision and compilation."""
     p.add_argument("--strategy", choices=["default", "mirrored", "multi_worker", "tpu"],
                    help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)")
     p.add_argument("--tpu", help="TPU name or address for --strategy tpu (default: none)")
@@ -389,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jit-compile", action=argparse.BooleanOptionalAction,
                    help="XLA-compile the train step (default: Keras' choice)")
     p.add_argument("--steps-per-execution", type=int, metavar="N", help="train steps per tf.function call (default 1)")
+
+
+def _add_train_data_and_output_args(p):
+    """Bad records, image caching, and what the command prints."""
     p.add_argument("--skip-bad", action="store_true",
                    help="skip bad rows and images and report them (default: stop at the first)")
     p.add_argument("--cache", choices=["auto", "memory", "none"],
@@ -397,13 +414,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "bar on a terminal, one line per epoch otherwise)")
     p.add_argument("--json", action="store_true",
                    help="print the result as one JSON line at the end instead of the summary (default: summary)")
-    p.set_defaults(fn=_cmd_train)
 
-    p = command("evaluate", help="evaluate a .keras model on a manifest; prints JSON (its last line)")
+
+def _add_evaluate_parser(subparsers):
+    p = _command(subparsers, "evaluate", _cmd_evaluate,
+                 help="evaluate a .keras model on a manifest; prints JSON (its last line)")
     p.add_argument("model", help="a .keras file (e.g. runs/NAME/model.keras)")
     p.add_argument("--data", required=True, help="manifest to evaluate on (required)")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation batch")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows and images and report them")
+    _add_evaluate_matching_args(p)
+    p.add_argument("--method", choices=["greedy", "beam"], help="captioning: decoding method (default greedy)")
+
+
+def _add_evaluate_matching_args(p):
+    """Matching: re-ranking by an ITM model and querybank normalisation."""
     p.add_argument("--rerank-model", help="matching: an itm_matcher .keras to re-rank the top-k (default: none)")
     p.add_argument("--rerank-k", type=int, default=10, help="matching, with --rerank-model: how many to re-rank")
     p.add_argument("--rerank-weight", type=float,
@@ -421,10 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matching: querybank normalisation over these records' images and captions "
                         "(training records, not --data; default: none)")
     p.add_argument("--querybank-beta", type=float, help="matching: QB-Norm temperature (default: the logit scale)")
-    p.add_argument("--method", choices=["greedy", "beam"], help="captioning: decoding method (default greedy)")
-    p.set_defaults(fn=_cmd_evaluate)
 
-    p = command("export", help="export a .keras model: TF Serving SavedModel, one tower, or LiteRT")
+
+def _add_export_parser(subparsers):
+    p = _command(subparsers, "export", _cmd_export,
+                 help="export a .keras model: TF Serving SavedModel, one tower, or LiteRT")
     p.add_argument("model", help="a .keras file; runs/NAME/model.keras exports as NAME")
     p.add_argument("--base-dir", default="saved_models", help="where exports go")
     p.add_argument("--name", help="model name: exports to BASE_DIR/NAME/<version> (default: the run folder's "
@@ -440,25 +466,58 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the whole model)")
     p.add_argument("--output", help="exact output path (default: BASE_DIR/NAME as above)")
     p.add_argument("--batch-size", default="auto", help="tflite: auto | none (dynamic) | N")
-    p.set_defaults(fn=_cmd_export)
 
-    p = command("predict", help="run an exported SavedModel on image files and texts; prints JSON")
+
+def _add_predict_parser(subparsers):
+    p = _command(subparsers, "predict", _cmd_predict,
+                 help="run an exported SavedModel on image files and texts; prints JSON")
     p.add_argument("export_dir", help="an export: saved_models/NAME (its latest version) or a version directory")
     p.add_argument("--signature", default="serving_default", help="signature to run")
     p.add_argument("--image", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
     p.add_argument("--text", nargs="+", help="texts (questions, captions), one per image")
-    p.set_defaults(fn=_cmd_predict)
 
-    p = command("serve-config", help="write models.config for every model under a base path")
+
+def _add_serve_config_parser(subparsers):
+    p = _command(subparsers, "serve-config", _cmd_serve_config,
+                 help="write models.config for every model under a base path")
     p.add_argument("base_path", nargs="?", default="saved_models", help="the exports' base directory")
-    p.set_defaults(fn=_cmd_serve_config)
 
-    p = command("data", help="generate the built-in shapes dataset")
+
+def _add_data_parser(subparsers):
+    p = _command(subparsers, "data", _cmd_data, help="generate the built-in shapes dataset")
     p.add_argument("--out", required=True, help="output directory (required)")
     p.add_argument("--num-images", type=int, default=1000, help="number of images")
     p.add_argument("--image-size", type=int, default=64, help="image height and width in pixels")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.set_defaults(fn=_cmd_data)
+
+
+# The subcommands, in the order `mmzoo --help` lists them.
+_COMMAND_PARSERS = (
+    _add_list_parser,
+    _add_demo_parser,
+    _add_train_parser,
+    _add_evaluate_parser,
+    _add_export_parser,
+    _add_predict_parser,
+    _add_serve_config_parser,
+    _add_data_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mmzoo.version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mmzoo",
+        description="Multimodal (image + text) Keras model zoo.",
+        epilog="TensorFlow's C++ log is off (TF_CPP_MIN_LOG_LEVEL=3) unless TF_CPP_MIN_LOG_LEVEL is set; "
+        "TF_CPP_MIN_LOG_LEVEL=0 shows all of it.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mmzoo {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in _COMMAND_PARSERS:
+        add_parser(subparsers)
     return parser
 
 

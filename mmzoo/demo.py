@@ -85,21 +85,28 @@ def _headline_log_key(logs):
 
 def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
     """Run the demo; returns ``{"metrics": ..., "exports": ...}``."""
-    import keras
-
-    from mmzoo.datasets.shapes import generate_shapes_dataset, generate_shapes_splits
-    from mmzoo.export import export_saved_model, write_models_config
-    from mmzoo.training import metric_lines, train
-    from mmzoo.training.callbacks import tensorboard_installed
-
     start = time.perf_counter()
     plan = PLANS["quick" if quick else "full"]
     if saved_models_dir is None:
         saved_models_dir = os.path.join(out_dir, "saved_models") if out_dir else "saved_models"
     out_dir = out_dir or "mmzoo_out"
     data_dir, runs_dir = os.path.join(out_dir, "data"), os.path.join(out_dir, "runs")
-    n_train, n_val, n_test = plan["splits"]
 
+    splits = _generate_data(data_dir, plan)
+    results = _train_all(plan, splits, runs_dir)
+    _log_classification_summary(results, quick, runs_dir)
+    exports = _export_all(results, saved_models_dir)
+    _reload_check(splits, exports, out_dir)
+    _log(f"done in {time.perf_counter() - start:.0f}s. Runs in {runs_dir}/, exports in {saved_models_dir}/. "
+         f"Serve them with: docker run ... --model_config_file=/models/models.config (see README)")
+    return {"metrics": {k: v["metrics"] for k, v in results.items()}, "exports": exports}
+
+
+def _generate_data(data_dir, plan) -> dict:
+    """Step 1: the train / val / test splits of the shapes data; returns their manifest paths by split."""
+    from mmzoo.datasets.shapes import generate_shapes_dataset, generate_shapes_splits
+
+    n_train, n_val, n_test = plan["splits"]
     _log(f"[1/4] generating the built-in shapes data in {data_dir}/ ({n_train} train, {n_val} val images)")
     splits = generate_shapes_splits(
         data_dir, num_train=0, num_val=n_val, num_test=n_test, image_size=plan["image_size"], seed=0
@@ -108,7 +115,11 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
         data_dir, num_images=n_train, seed=0, split="train", image_size=plan["image_size"],
         num_shapes=plan["train_shapes"],
     )
+    return splits
 
+
+def _train_all(plan, splits, runs_dir) -> dict:
+    """Step 2: train the classifier, its baselines, the matcher and the captioner; returns their results by name."""
     _log(f"[2/4] training at preset '{plan['preset']}' (image size {plan['image_size']}); runs in {runs_dir}/")
     jobs = [
         (CLASSIFIER, plan["epochs"]["classifier"]),
@@ -116,30 +127,41 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
         (MATCHER, plan["epochs"]["dual_encoder"]),
         (CAPTIONER, plan["epochs"]["captioner"]),
     ]
-    results = {}
-    size = [plan["image_size"]] * 2
-    for name, epochs in jobs:
-        t0 = time.perf_counter()
-        run_dir = os.path.join(runs_dir, name)
-        _log(f"      {name} ({epochs} epochs)")
-        result = train(
-            name,
-            splits["train"],
-            val_data=splits["val"],
-            epochs=epochs,
-            batch_size=plan["batch_size"],
-            preset=plan["preset"],
-            out_dir=run_dir,
-            overrides={"image_size": size},
-            verbose=0,
-            callbacks=[_epoch_line(name, epochs)],
-            overwrite=True,  # the demo writes its runs afresh every time
-        )
-        results[name] = result
-        _log(f"      {name}: validation metrics ({time.perf_counter() - t0:.0f}s), run in {run_dir}/")
-        for line in metric_lines(result["metrics"], result.get("chance"), indent="        "):
-            _log(line)
-        keras.backend.clear_session()
+    return {name: _train_one(name, epochs, plan, splits, runs_dir) for name, epochs in jobs}
+
+
+def _train_one(name, epochs, plan, splits, runs_dir) -> dict:
+    """Train one zoo entry into ``runs_dir/name`` and print its validation metrics."""
+    import keras
+
+    from mmzoo.training import metric_lines, train
+
+    t0 = time.perf_counter()
+    run_dir = os.path.join(runs_dir, name)
+    _log(f"      {name} ({epochs} epochs)")
+    result = train(
+        name,
+        splits["train"],
+        val_data=splits["val"],
+        epochs=epochs,
+        batch_size=plan["batch_size"],
+        preset=plan["preset"],
+        out_dir=run_dir,
+        overrides={"image_size": [plan["image_size"]] * 2},
+        verbose=0,
+        callbacks=[_epoch_line(name, epochs)],
+        overwrite=True,  # the demo writes its runs afresh every time
+    )
+    _log(f"      {name}: validation metrics ({time.perf_counter() - t0:.0f}s), run in {run_dir}/")
+    for line in metric_lines(result["metrics"], result.get("chance"), indent="        "):
+        _log(line)
+    keras.backend.clear_session()
+    return result
+
+
+def _log_classification_summary(results, quick, runs_dir):
+    """The fused classifier's validation accuracy next to its baselines' and chance, and where the logs are."""
+    from mmzoo.training.callbacks import tensorboard_installed
 
     _log("")
     _log("      classification on the shapes questions (both modalities needed; validation accuracy):")
@@ -157,6 +179,13 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
         _log("      no TensorBoard logs: the base install has no tensorboard (pip install tensorboard, or the "
              "[test] extra, adds them)")
 
+
+def _export_all(results, saved_models_dir) -> dict:
+    """Step 3: export the classifier, matcher and captioner, and write models.config; returns the export dirs."""
+    import keras
+
+    from mmzoo.export import export_saved_model, write_models_config
+
     _log(f"[3/4] exporting to {saved_models_dir}/")
     exports = {}
     for name in (CLASSIFIER, MATCHER, CAPTIONER):
@@ -168,16 +197,18 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
     _log(f"      {config_path}")
     if not os.path.exists(os.path.join(exports[CLASSIFIER], "assets.extra", "tf_serving_warmup_requests")):
         _log("      no warmup requests in the exports: pip install 'mmzoo[serving]' (tensorflow-serving-api) adds them")
+    return exports
 
-    _log("[4/4] reloading every export in a fresh process (tensorflow + tensorflow_text only);")
-    _log("      ✓ / ✗: the prediction is right / wrong")
+
+def _reload_request(splits, exports) -> dict:
+    """What ``mmzoo.reload_check`` runs: the exports, a few test samples and the caption candidates."""
     from mmzoo.data import read_manifest
 
     samples = read_manifest(splits["test"])[:3]
     candidates = sorted({c for r in read_manifest(splits["val"]) for c in r.captions})[:200]
     for r in samples:  # every sample's own captions are among the candidates
         candidates.extend(c for c in r.captions if c not in candidates)
-    request = {
+    return {
         "classifier": exports[CLASSIFIER],
         "matcher": exports[MATCHER],
         "captioner": exports[CAPTIONER],
@@ -188,7 +219,14 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
         "captions": [list(r.captions) for r in samples],
         "candidates": candidates,
     }
+
+
+def _reload_check(splits, exports, out_dir):
+    """Step 4: reload every export in a fresh process (``mmzoo.reload_check``) and print its predictions."""
+    _log("[4/4] reloading every export in a fresh process (tensorflow + tensorflow_text only);")
+    _log("      ✓ / ✗: the prediction is right / wrong")
     request_path = os.path.join(out_dir, "demo_request.json")
+    request = _reload_request(splits, exports)
     with open(request_path, "w") as f:
         json.dump(request, f)
     proc = subprocess.run(
@@ -204,6 +242,3 @@ def run_demo(out_dir=None, quick=False, saved_models_dir=None) -> dict:
         sys.stdout.write(proc.stdout)
     except UnicodeEncodeError:  # a terminal without ✓ and ✗
         sys.stdout.write(proc.stdout.replace("✓", "+").replace("✗", "x"))
-    _log(f"done in {time.perf_counter() - start:.0f}s. Runs in {runs_dir}/, exports in {saved_models_dir}/. "
-         f"Serve them with: docker run ... --model_config_file=/models/models.config (see README)")
-    return {"metrics": {k: v["metrics"] for k, v in results.items()}, "exports": exports}
