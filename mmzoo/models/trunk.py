@@ -151,30 +151,47 @@ def build_fused_trunk(
         text_tower_kwargs=text_tower_kwargs,
         outputs=(("tokens", "mask") if fusion == "cross_attention" else ("pooled",)) if drop_unused_outputs else None,
     )
-
     if normalize_modalities and fusion in ("concat", "gated", "late"):
-        image_features = dict(
-            image_features, pooled=keras.layers.LayerNormalization(epsilon=1e-6, name="image_norm")(image_features["pooled"])
-        )
-        text_features = dict(
-            text_features, pooled=keras.layers.LayerNormalization(epsilon=1e-6, name="text_norm")(text_features["pooled"])
-        )
+        image_features, text_features = _normalize_pooled(image_features, text_features)
+    features = _fuse(fusion, fusion_kwargs, image_features, text_features, late_outputs)
+    return FusedTrunk(
+        inputs=inputs,
+        features=features,
+        fusion_kwargs={k: v for k, v in fusion_kwargs.items() if k != "return_gates"},
+        image_features=image_features,
+        text_features=text_features,
+    )
 
+
+def _normalize_pooled(image_features, text_features):
+    """The tower outputs with their ``pooled`` vectors layer-normalized (``image_norm`` / ``text_norm``)."""
+    image_features = dict(
+        image_features, pooled=keras.layers.LayerNormalization(epsilon=1e-6, name="image_norm")(image_features["pooled"])
+    )
+    text_features = dict(
+        text_features, pooled=keras.layers.LayerNormalization(epsilon=1e-6, name="text_norm")(text_features["pooled"])
+    )
+    return image_features, text_features
+
+
+def _fuse(fusion, fusion_kwargs, image_features, text_features, late_outputs):
+    """The fused features: the ``fusion`` layer on the tower outputs (``fusion_kwargs`` gets its defaults)."""
     if fusion == "image_only":
-        features = image_features["pooled"]
-    elif fusion == "text_only":
-        features = text_features["pooled"]
-    elif fusion == "concat":
-        features = ConcatFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
-    elif fusion == "gated":
+        return image_features["pooled"]
+    if fusion == "text_only":
+        return text_features["pooled"]
+    if fusion == "concat":
+        return ConcatFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
+    if fusion == "gated":
         fusion_kwargs.setdefault("units", 64)
         fusion_kwargs.setdefault("gate", "unit")
         fusion_kwargs["return_gates"] = True
         features, _ = GatedFusion(name="fusion", **fusion_kwargs)([image_features["pooled"], text_features["pooled"]])
-    elif fusion == "cross_attention":
+        return features
+    if fusion == "cross_attention":
         fusion_kwargs.setdefault("num_heads", 2)
         fusion_kwargs.setdefault("key_dim", 32)
-        features = CrossAttentionFusion(name="fusion", **fusion_kwargs)(
+        return CrossAttentionFusion(name="fusion", **fusion_kwargs)(
             {
                 "text": text_features["tokens"],
                 "image": image_features["tokens"],
@@ -182,14 +199,7 @@ def build_fused_trunk(
                 "image_mask": image_features["mask"],
             }
         )
-    else:  # late
-        features = LateFusion(num_outputs=int(late_outputs), name="fusion", **fusion_kwargs)(
-            [image_features["pooled"], text_features["pooled"]]
-        )
-    return FusedTrunk(
-        inputs=inputs,
-        features=features,
-        fusion_kwargs={k: v for k, v in fusion_kwargs.items() if k != "return_gates"},
-        image_features=image_features,
-        text_features=text_features,
+    # late
+    return LateFusion(num_outputs=int(late_outputs), name="fusion", **fusion_kwargs)(
+        [image_features["pooled"], text_features["pooled"]]
     )

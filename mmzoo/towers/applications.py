@@ -68,11 +68,22 @@ def build_applications_tower(
     >>> tuple(out["pooled"].shape), tuple(out["tokens"].shape)
     ((1, 8), (1, 1, 8))
     """
+    height, width, weights = _check_arguments(image_size, backbone, weights, alpha, dim, dropout)
+    constructor_name, preprocessing, _, _ = APPLICATIONS_BACKBONES[backbone]
+    network = _build_backbone(constructor_name, (height, width), weights, trainable, alpha, backbone_kwargs)
+
+    image = keras.Input((height, width, 3), dtype="float32", name="image")
+    features = network(_preprocess(image, preprocessing))
+    return keras.Model(image, _outputs(features, dim, dropout), name=name)
+
+
+def _check_arguments(image_size, backbone, weights, alpha, dim, dropout):
+    """Checked ``(height, width, weights)``; a weights path as a string."""
     if backbone not in APPLICATIONS_BACKBONES:
         raise ValueError(
             f"Unknown backbone. Choices: {sorted(APPLICATIONS_BACKBONES)}. Received: backbone={backbone!r}"
         )
-    constructor_name, preprocessing, accepts_alpha, min_size = APPLICATIONS_BACKBONES[backbone]
+    _, _, accepts_alpha, min_size = APPLICATIONS_BACKBONES[backbone]
     height, width = normalize_image_size(image_size)
     if min(height, width) < min_size:
         raise ValueError(
@@ -92,7 +103,12 @@ def build_applications_tower(
             )
     check_positive_int("dim", dim, allow_none=True)
     check_rate("dropout", dropout)
+    return height, width, weights
 
+
+def _build_backbone(constructor_name, size, weights, trainable, alpha, backbone_kwargs):
+    """The ``keras.applications`` network named ``backbone``, its weights loaded."""
+    height, width = size
     constructor_kwargs = dict(backbone_kwargs or {})
     if alpha is not None:
         constructor_kwargs["alpha"] = alpha
@@ -109,8 +125,11 @@ def build_applications_tower(
     if weights not in (None, "imagenet"):
         network.load_weights(weights)
     network.trainable = bool(trainable)
+    return network
 
-    image = keras.Input((height, width, 3), dtype="float32", name="image")
+
+def _preprocess(image, preprocessing):
+    """The input scaling the backbone was trained with (``"included"``: none here)."""
     x = image
     if preprocessing == "tf":
         x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescaling")(x)
@@ -121,7 +140,11 @@ def build_applications_tower(
             variance=[s**2 for s in _IMAGENET_STD],
             name="normalization",
         )(x)
-    features = network(x)
+    return x
+
+
+def _outputs(features, dim, dropout):
+    """``{"pooled", "tokens", "mask"}`` from the backbone's last feature map."""
     _, h, w, channels = features.shape
     tokens = keras.layers.Reshape((h * w, channels), name="tokens_reshape")(features)
     if dim is not None:
@@ -130,4 +153,4 @@ def build_applications_tower(
     if dropout:
         pooled = keras.layers.Dropout(dropout, name="pooled_dropout")(pooled)
     mask = SequenceMask(name="token_mask")(tokens)
-    return keras.Model(image, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
+    return {"pooled": pooled, "tokens": tokens, "mask": mask}

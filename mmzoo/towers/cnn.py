@@ -85,6 +85,26 @@ def build_cnn_tower(
     >>> tuple(out["pooled"].shape), tuple(out["tokens"].shape), tuple(out["mask"].shape)
     ((2, 8), (2, 16, 8), (2, 16))
     """
+    height, width, filters, hidden_units = _check_arguments(
+        image_size, filters, kernel_size, padding, pool_size, pool, hidden_units, dim, dropout,
+        coord_channels, batch_norm_momentum,
+    )
+    h, w = _feature_map_size(image_size, (height, width), filters, kernel_size, padding, pool_size)
+
+    image = keras.Input((height, width, 3), dtype="float32", name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(image)
+    x = _conv_blocks(
+        x, filters, kernel_size, padding, pool_size, activation, batch_norm, batch_norm_momentum, coord_channels
+    )
+    outputs = _outputs(x, (h, w, filters[-1]), pool, hidden_units, activation, dim, dropout)
+    return keras.Model(image, outputs, name=name)
+
+
+def _check_arguments(
+    image_size, filters, kernel_size, padding, pool_size, pool, hidden_units, dim, dropout,
+    coord_channels, batch_norm_momentum,
+):
+    """Checked ``(height, width, filters, hidden_units)``; filters and hidden units as tuples."""
     height, width = normalize_image_size(image_size)
     filters = tuple(filters)
     if not filters:
@@ -104,7 +124,12 @@ def build_cnn_tower(
         raise ValueError(f"coord_channels must be True or False. Received: coord_channels={coord_channels!r}")
     if not 0.0 <= batch_norm_momentum < 1.0:
         raise ValueError(f"batch_norm_momentum must be in [0, 1). Received: batch_norm_momentum={batch_norm_momentum}")
+    return height, width, filters, hidden_units
 
+
+def _feature_map_size(image_size, size, filters, kernel_size, padding, pool_size):
+    """``(h, w)`` of the last feature map; raises when it vanishes."""
+    height, width = size
     h, w = height, width
     for _ in filters:
         if padding == "valid":
@@ -117,9 +142,13 @@ def build_cnn_tower(
                 "map vanishes. Use a larger image, fewer filters or padding='same'. "
                 f"Received: image_size={image_size!r}, filters={filters!r}"
             )
+    return h, w
 
-    image = keras.Input((height, width, 3), dtype="float32", name="image")
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(image)
+
+def _conv_blocks(
+    x, filters, kernel_size, padding, pool_size, activation, batch_norm, batch_norm_momentum, coord_channels
+):
+    """The ``block{i}_*`` layers: [coords] -> conv -> [batch norm] -> activation -> max pool."""
     for i, f in enumerate(filters, start=1):
         if coord_channels:
             x = CoordinateChannels(name=f"block{i}_coords")(x)
@@ -134,8 +163,12 @@ def build_cnn_tower(
             )(x)
         x = keras.layers.Activation(activation, name=f"block{i}_act")(x)
         x = keras.layers.MaxPooling2D(pool_size, name=f"block{i}_pool")(x)
+    return x
 
-    channels = filters[-1]
+
+def _outputs(x, shape, pool, hidden_units, activation, dim, dropout):
+    """``{"pooled", "tokens", "mask"}`` from the last feature map ``x`` of ``shape`` ``(h, w, channels)``."""
+    h, w, channels = shape
     tokens = keras.layers.Reshape((h * w, channels), name="tokens_reshape")(x)
     if dim is not None:
         tokens = keras.layers.Dense(dim, name="token_projection")(tokens)
@@ -150,4 +183,4 @@ def build_cnn_tower(
     if dropout:
         pooled = keras.layers.Dropout(dropout, name="pooled_dropout")(pooled)
     mask = SequenceMask(name="token_mask")(tokens)
-    return keras.Model(image, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
+    return {"pooled": pooled, "tokens": tokens, "mask": mask}

@@ -217,6 +217,38 @@ def build_hub_text_tower(
     >>> tuple(out["pooled"].shape), out["mask"].numpy().tolist()
     ((1, 4), [[True, True, False, False, False, False]])
     """
+    _check_text_arguments(handle, vocabulary_size, sequence_length, preprocessor, vocabulary, dim, dropout)
+    token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
+    outputs = HubEncoder(
+        handle,
+        signature=signature,
+        output_key=output_key,
+        preprocessor=preprocessor,
+        preprocessor_signature=preprocessor_signature,
+        vocabulary=vocabulary,
+        trainable=trainable,
+        tags=tags,
+        name="hub_encoder",
+    )(token_ids)
+    token_mask = _text_token_mask(
+        outputs, token_ids, sequence_length, mask_key=mask_key, tokens_key=tokens_key, handle=handle
+    )
+    pooled, tokens = _features(
+        outputs,
+        pooled_key=pooled_key,
+        tokens_key=tokens_key,
+        handle=handle,
+        dim=dim,
+        dropout=dropout,
+        token_mask=token_mask,
+    )
+    if token_mask is None or token_mask.shape[1] != tokens.shape[1]:
+        token_mask = SequenceMask(name="all_true_mask")(tokens)
+    return keras.Model(token_ids, {"pooled": pooled, "tokens": tokens, "mask": token_mask}, name=name)
+
+
+def _check_text_arguments(handle, vocabulary_size, sequence_length, preprocessor, vocabulary, dim, dropout):
+    """The argument checks of ``build_hub_text_tower``."""
     if handle is None:
         raise ValueError(
             "The hub text tower needs a handle (a TF Hub / Kaggle Models URL or a local SavedModel "
@@ -238,38 +270,15 @@ def build_hub_text_tower(
             f"Received: {len(vocabulary)} tokens for vocabulary_size={vocabulary_size}"
         )
 
-    token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
-    outputs = HubEncoder(
-        handle,
-        signature=signature,
-        output_key=output_key,
-        preprocessor=preprocessor,
-        preprocessor_signature=preprocessor_signature,
-        vocabulary=vocabulary,
-        trainable=trainable,
-        tags=tags,
-        name="hub_encoder",
-    )(token_ids)
 
+def _text_token_mask(outputs, token_ids, sequence_length, *, mask_key, tokens_key, handle):
+    """The module's mask output, else ``token_ids != 0`` when its tokens line up with the ids, else ``None``."""
     module_mask = _pick(outputs, mask_key, MASK_KEYS, "mask", handle, required=False)
     tokens_out = _pick(outputs, tokens_key, TOKENS_KEYS, "tokens", handle, required=False)
     if tokens_out is None and not isinstance(outputs, dict):
         tokens_out = outputs if len(outputs.shape) == 3 else None
     if module_mask is not None:
-        token_mask = SequenceMask(padding_id=0, name="token_mask")(module_mask)
-    elif tokens_out is not None and tokens_out.shape[1] == sequence_length:
-        token_mask = SequenceMask(padding_id=0, name="token_mask")(token_ids)
-    else:
-        token_mask = None
-    pooled, tokens = _features(
-        outputs,
-        pooled_key=pooled_key,
-        tokens_key=tokens_key,
-        handle=handle,
-        dim=dim,
-        dropout=dropout,
-        token_mask=token_mask,
-    )
-    if token_mask is None or token_mask.shape[1] != tokens.shape[1]:
-        token_mask = SequenceMask(name="all_true_mask")(tokens)
-    return keras.Model(token_ids, {"pooled": pooled, "tokens": tokens, "mask": token_mask}, name=name)
+        return SequenceMask(padding_id=0, name="token_mask")(module_mask)
+    if tokens_out is not None and tokens_out.shape[1] == sequence_length:
+        return SequenceMask(padding_id=0, name="token_mask")(token_ids)
+    return None

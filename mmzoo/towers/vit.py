@@ -49,6 +49,24 @@ def build_vit_tower(
     >>> tuple(out["pooled"].shape), tuple(out["tokens"].shape)
     ((2, 8), (2, 16, 8))
     """
+    height, width, patch_size = _check_arguments(
+        image_size, patch_size, dim, num_layers, num_heads, mlp_dim, dropout, class_token, pooling
+    )
+    mlp_dim = mlp_dim or 4 * dim
+    num_patches = (height // patch_size[0]) * (width // patch_size[1])
+
+    image = keras.Input((height, width, 3), dtype="float32", name="image")
+    x = _embed_patches(image, patch_size, dim, num_patches, dropout, class_token)
+    for i in range(1, num_layers + 1):
+        x = TransformerEncoderBlock(
+            num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout, name=f"encoder_block_{i}"
+        )(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    return keras.Model(image, _outputs(x, class_token, pooling), name=name)
+
+
+def _check_arguments(image_size, patch_size, dim, num_layers, num_heads, mlp_dim, dropout, class_token, pooling):
+    """Checked ``(height, width, patch_size)``, ``patch_size`` as a pair."""
     height, width = normalize_image_size(image_size)
     if isinstance(patch_size, int):
         patch_size = (patch_size, patch_size)
@@ -74,10 +92,11 @@ def build_vit_tower(
         raise ValueError(
             f"dim must be divisible by num_heads. Received: dim={dim}, num_heads={num_heads}"
         )
-    mlp_dim = mlp_dim or 4 * dim
-    num_patches = (height // patch_size[0]) * (width // patch_size[1])
+    return height, width, patch_size
 
-    image = keras.Input((height, width, 3), dtype="float32", name="image")
+
+def _embed_patches(image, patch_size, dim, num_patches, dropout, class_token):
+    """Rescaling, patch embedding, optional ``[CLS]`` token, position embeddings and dropout."""
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescaling")(image)
     x = PatchEmbedding(list(patch_size), dim, name="patch_embedding")(x)
     if class_token:
@@ -86,15 +105,15 @@ def build_vit_tower(
     x = keras.layers.Add(name="add_positions")([x, positions])
     if dropout:
         x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
-    for i in range(1, num_layers + 1):
-        x = TransformerEncoderBlock(
-            num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout, name=f"encoder_block_{i}"
-        )(x)
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")(x)
+    return x
+
+
+def _outputs(x, class_token, pooling):
+    """``{"pooled", "tokens", "mask"}`` from the encoded sequence ``x`` (``[CLS]`` first when present)."""
     tokens = TokenSlice(start=1, name="patch_tokens")(x) if class_token else x
     if pooling == "cls":
         pooled = MaskedGlobalPooling("first", name="cls_pool")(x)
     else:
         pooled = MaskedGlobalPooling("mean", name="mean_pool")(tokens)
     mask = SequenceMask(name="token_mask")(tokens)
-    return keras.Model(image, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
+    return {"pooled": pooled, "tokens": tokens, "mask": mask}
