@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 
-from mmzoo.data.records import Record, _BadRows
+from mmzoo.data.records import BadRows, Record
 
 
 def _default_image_dir(json_path: str) -> str:
@@ -55,7 +55,7 @@ def read_coco_captions(path, image_dir=None, skip_bad: bool = False, check_files
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: a COCO captions file needs 'images' and 'annotations'. Received: {keys}")
-    bad = _BadRows(skip_bad)
+    bad = BadRows(skip_bad)
     by_id, order = {}, []
     for i, image in enumerate(data["images"]):
         source = f"{path} images[{i}]"

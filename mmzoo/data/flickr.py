@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from mmzoo.data.records import Record, _BadRows
+from mmzoo.data.records import BadRows, Record
 
 _IMAGE_DIRS = ("Images", "images", "Flicker8k_Dataset", "Flickr8k_Dataset")
 
@@ -68,7 +68,7 @@ def read_flickr8k(path, image_dir=None, skip_bad: bool = False, check_files: boo
     """
     path = os.fspath(path)
     image_dir = os.path.abspath(image_dir) if image_dir is not None else _default_image_dir(path)
-    bad = _BadRows(skip_bad)
+    bad = BadRows(skip_bad)
     by_name, missing = {}, set()
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()

@@ -27,7 +27,7 @@ import io
 import json
 import os
 
-from mmzoo.data.records import Record, RecordList, _BadRows, as_str_list
+from mmzoo.data.records import BadRows, Record, RecordList, as_str_list
 
 COLUMNS = ("image", "text", "label", "caption")
 LIST_SEPARATOR = "|"
@@ -65,7 +65,7 @@ def read_jsonl_manifest(path, skip_bad: bool = False, check_files: bool = True) 
     """Read a JSONL manifest; bad rows raise ``ValueError`` naming file and line."""
     path = os.fspath(path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    bad = _BadRows(skip_bad)
+    bad = BadRows(skip_bad)
     records, schema = [], None
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
@@ -99,7 +99,7 @@ def read_csv_manifest(path, skip_bad: bool = False, check_files: bool = True) ->
     """Read a CSV manifest (header row; ``|``-separated lists in label/caption)."""
     path = os.fspath(path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    bad = _BadRows(skip_bad)
+    bad = BadRows(skip_bad)
     records = []
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)

@@ -110,7 +110,7 @@ class RecordList(list):
         self.report = report if report is not None else SkipReport(num_kept=len(self))
 
 
-class _BadRows:
+class BadRows:
     """Raise a ``ValueError`` for a bad row, or record it when skipping."""
 
     def __init__(self, skip_bad: bool):

@@ -19,7 +19,7 @@ import os
 
 import tensorflow as tf
 
-from mmzoo.data.records import Record, _BadRows
+from mmzoo.data.records import BadRows, Record
 
 
 def _bytes_feature(values):
@@ -54,7 +54,7 @@ def write_tfrecord(records, path, skip_bad: bool = False) -> str:
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    bad = _BadRows(skip_bad)
+    bad = BadRows(skip_bad)
     kept = 0
     with tf.io.TFRecordWriter(path) as writer:
         for i, record in enumerate(records):
@@ -85,7 +85,7 @@ def read_tfrecord(paths, skip_bad: bool = False):
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    bad = _BadRows(skip_bad)
+    bad = BadRows(skip_bad)
     records = []
     for path in map(os.fspath, paths):
         if not os.path.isfile(path):

@@ -72,7 +72,7 @@ def _extras_buffers(extras_shapes, rows_shape, max_length):
     }
 
 
-def _write_column(buffer, index, values, max_length, rows=1):
+def write_column(buffer, index, values, max_length, rows=1):
     """``buffer[(:,) * rows, index] = values``: the time axis comes after ``rows`` leading axes."""
     values = tf.cast(values, buffer.dtype)
     hit = tf.equal(tf.range(max_length), index)
@@ -118,10 +118,10 @@ def _token_search(step_fn, state, constants, *, batch_size, max_length, start_id
         next_ids = tf.where(finished, tf.constant(pad_id, tf.int32), next_ids)
         token_log_prob = tf.gather(log_probs, next_ids, batch_dims=1)
         scores = scores + tf.where(finished, 0.0, token_log_prob)
-        tokens = _write_column(tokens, index, next_ids, max_length)
+        tokens = write_column(tokens, index, next_ids, max_length)
         extras = _pick_extras(extras, extras_shapes)
         extras_buf = {
-            name: _write_column(buf, index, tf.where(
+            name: write_column(buf, index, tf.where(
                 tf.reshape(finished, [-1] + [1] * (len(buf.shape) - 2)), 0.0, extras[name]), max_length)
             for name, buf in extras_buf.items()
         }
@@ -227,7 +227,7 @@ def beam_search(step_fn, state=(), constants=(), *, batch_size, max_length, star
         # Reorder everything that follows the beams.
         was_finished = tf.gather(finished, beam, batch_dims=1)
         lengths = tf.gather(new_lengths, beam, batch_dims=1)
-        tokens = _write_column(tf.gather(tokens, beam, batch_dims=1), index, next_ids, max_length, rows=2)
+        tokens = write_column(tf.gather(tokens, beam, batch_dims=1), index, next_ids, max_length, rows=2)
         finished = tf.logical_or(was_finished, tf.equal(next_ids, end_id))
         flat = tf.reshape(beam + tf.range(batch_size)[:, None] * k, [-1])
         new_state = tf.nest.map_structure(lambda t: tf.gather(t, flat), new_state)
@@ -237,7 +237,7 @@ def beam_search(step_fn, state=(), constants=(), *, batch_size, max_length, star
             step_values = tf.gather(tf.reshape(extras[name], tf.concat([[batch_size, k], tf.shape(extras[name])[1:]], 0)),
                                     beam, batch_dims=1)
             step_values = tf.where(tf.reshape(was_finished, [batch_size, k] + [1] * (len(buf.shape) - 3)), 0.0, step_values)
-            new_extras_buf[name] = _write_column(
+            new_extras_buf[name] = write_column(
                 tf.gather(buf, beam, batch_dims=1), index, step_values, max_length, rows=2)
         return (index + 1, tf.reshape(next_ids, [-1]), new_state, beam_scores, tokens, finished, lengths,
                 new_extras_buf)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 
-def _check_pooled_shapes(layer_name, input_shape):
+def check_pooled_shapes(layer_name, input_shape):
     """Shared validation: a list of at least two rank-2 shapes with known widths."""
     if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
         isinstance(s, (list, tuple)) for s in input_shape
@@ -76,7 +76,7 @@ class ConcatFusion(keras.layers.Layer):
             )
 
     def build(self, input_shape):
-        dims = _check_pooled_shapes(self.__class__.__name__, input_shape)
+        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
         if self.projection is not None:
             self.projection.build((None, sum(dims)))
         self.built = True
@@ -89,7 +89,7 @@ class ConcatFusion(keras.layers.Layer):
         return fused
 
     def compute_output_shape(self, input_shape):
-        dims = _check_pooled_shapes(self.__class__.__name__, input_shape)
+        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
         width = self.projection_dim if self.projection_dim is not None else sum(dims)
         return (input_shape[0][0], width)
 

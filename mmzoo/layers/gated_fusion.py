@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mmzoo.layers.concat_fusion import _check_pooled_shapes
+from mmzoo.layers.concat_fusion import check_pooled_shapes
 
 GATES = ("unit", "modality")
 
@@ -81,7 +81,7 @@ class GatedFusion(keras.layers.Layer):
         return self.units if num_modalities == 2 else num_modalities * self.units
 
     def build(self, input_shape):
-        dims = _check_pooled_shapes(self.__class__.__name__, input_shape)
+        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
         self.num_modalities = len(dims)
         self.kernels, self.biases = [], []
         for i, dim in enumerate(dims):
@@ -124,7 +124,7 @@ class GatedFusion(keras.layers.Layer):
         return fused
 
     def compute_output_shape(self, input_shape):
-        dims = _check_pooled_shapes(self.__class__.__name__, input_shape)
+        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
         batch = input_shape[0][0]
         fused = (batch, self.units)
         if self.return_gates:

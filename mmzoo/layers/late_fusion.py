@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mmzoo.layers.concat_fusion import _check_pooled_shapes
+from mmzoo.layers.concat_fusion import check_pooled_shapes
 
 _COMBINE_MODES = ("mean", "learned")
 
@@ -79,7 +79,7 @@ class LateFusion(keras.layers.Layer):
         self.return_modality_logits = return_modality_logits
 
     def build(self, input_shape):
-        dims = _check_pooled_shapes(self.__class__.__name__, input_shape)
+        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
         self.num_modalities = len(dims)
         self.kernels, self.biases = [], []
         for i, dim in enumerate(dims):
@@ -124,7 +124,7 @@ class LateFusion(keras.layers.Layer):
         return combined
 
     def compute_output_shape(self, input_shape):
-        dims = _check_pooled_shapes(self.__class__.__name__, input_shape)
+        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
         batch = input_shape[0][0]
         combined = (batch, self.num_outputs)
         if self.return_modality_logits:

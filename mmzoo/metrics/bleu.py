@@ -38,7 +38,7 @@ def ngram_counts(words: Sequence[str], max_order: int) -> Counter:
     return counts
 
 
-def _check_corpus(references, hypotheses):
+def check_corpus(references, hypotheses):
     if isinstance(hypotheses, str):
         raise TypeError(
             "hypotheses must be a list of strings, one per image. "
@@ -72,7 +72,7 @@ def corpus_bleu(references, hypotheses, max_order: int = 4) -> dict:
     """
     if max_order < 1:
         raise ValueError(f"max_order must be at least 1. Received: max_order={max_order}")
-    references = _check_corpus(references, hypotheses)
+    references = check_corpus(references, hypotheses)
     small, tiny = 1e-9, 1e-15
     correct = [0] * max_order
     guess = [0] * max_order

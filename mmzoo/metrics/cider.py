@@ -16,14 +16,14 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
-from mmzoo.metrics.bleu import _check_corpus, ngram_counts
+from mmzoo.metrics.bleu import check_corpus, ngram_counts
 
 
 def cider_d_scores(references, hypotheses, max_order: int = 4, sigma: float = 6.0) -> list[float]:
     """Per-image CIDEr-D scores (``references``: one list of strings per image)."""
     if sigma <= 0:
         raise ValueError(f"sigma must be positive. Received: sigma={sigma}")
-    references = _check_corpus(references, hypotheses)
+    references = check_corpus(references, hypotheses)
     ref_counts = [[ngram_counts(str(r).split(), max_order) for r in refs] for refs in references]
     hyp_counts = [ngram_counts(str(h).split(), max_order) for h in hypotheses]
 

@@ -400,7 +400,7 @@ class TransformerCaptioner(CaptionerBase):
         constants = {"context": context, "mask": context_mask}
 
         def step_fn(token_ids, index, prefix, constants):
-            prefix = _search._write_column(prefix, index, token_ids, max_length)
+            prefix = _search.write_column(prefix, index, token_ids, max_length)
             x = embedding(prefix)
             mask = tf.not_equal(prefix, 0)
             for block in blocks:

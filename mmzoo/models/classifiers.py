@@ -24,7 +24,7 @@ from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs  # noqa:
 FUSIONS = ("concat", "gated", "cross_attention", "late", "image_only", "text_only")
 
 
-def _resolve_labels(num_classes, label_names, mode):
+def resolve_labels(num_classes, label_names, mode):
     if label_names is not None:
         label_names = [str(n) for n in label_names]
         if len(set(label_names)) != len(label_names):
@@ -96,7 +96,7 @@ class MultimodalClassifier(MultimodalModel):
     ):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}. Received: fusion={fusion!r}")
-        num_classes, label_names = _resolve_labels(num_classes, label_names, mode)
+        num_classes, label_names = resolve_labels(num_classes, label_names, mode)
         tokenizer = resolve_tokenizer(tokenizer)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
@@ -226,11 +226,11 @@ DEFAULT_TEXT = {
 # projection that cross-attention reads, so no tower weight goes without a
 # gradient. Measurements: docs/fusion.md.
 TINY_PRESET_IMAGE = {**TINY_IMAGE, "cnn": {"filters": (16, 32, 64), "dim": 64, "batch_norm": True, "pool": "avg"}}
-_TINY = dict(
+TINY_PRESET = dict(
     image_size=(32, 32), image_tower_kwargs=TINY_PRESET_IMAGE, text_tower_kwargs=TINY_TEXT, hidden_units=64, learning_rate=2e-3
 )
-_DEFAULT = dict(image_size=(64, 64), image_tower_kwargs=DEFAULT_IMAGE, text_tower_kwargs=DEFAULT_TEXT, hidden_units=128)
-_SMALL = dict(
+DEFAULT_PRESET = dict(image_size=(64, 64), image_tower_kwargs=DEFAULT_IMAGE, text_tower_kwargs=DEFAULT_TEXT, hidden_units=128)
+SMALL_PRESET = dict(
     image_size=(64, 64),
     image_tower="vit",
     image_tower_kwargs={"vit": {"dim": 96, "num_layers": 4, "num_heads": 4, "patch_size": 8}},
@@ -249,12 +249,12 @@ _CLASSIC = dict(
 
 
 def _presets(fusion, **extra):
-    tiny = {**_TINY, **extra.get("tiny", {})}
+    tiny = {**TINY_PRESET, **extra.get("tiny", {})}
     if fusion == "gated":
         tiny["fusion_kwargs"] = {"units": 32}
     if fusion == "cross_attention":
         tiny["fusion_kwargs"] = {"num_heads": 4, "key_dim": 16}
-    presets = {"tiny": tiny, "default": dict(_DEFAULT), "small": dict(_SMALL)}
+    presets = {"tiny": tiny, "default": dict(DEFAULT_PRESET), "small": dict(SMALL_PRESET)}
     if fusion in ("concat", "gated", "late"):
         presets["classic"] = dict(_CLASSIC)
     return presets

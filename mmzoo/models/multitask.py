@@ -53,7 +53,7 @@ import tensorflow as tf
 from mmzoo.distribute import num_replicas_in_sync
 from mmzoo.layers.classification_head import ClassificationHead
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
-from mmzoo.models.classifiers import _DEFAULT, _SMALL, _TINY, _resolve_labels
+from mmzoo.models.classifiers import DEFAULT_PRESET, SMALL_PRESET, TINY_PRESET, resolve_labels
 from mmzoo.models.trunk import build_fused_trunk
 from mmzoo.registry import register_model
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs
@@ -149,7 +149,7 @@ class MultiTaskClassifier(MultimodalModel):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0. Received: {name}={value!r}")
         loss_weights = _resolve_loss_weights(loss_weights)
-        num_classes, label_names = _resolve_labels(num_classes, label_names, mode)
+        num_classes, label_names = resolve_labels(num_classes, label_names, mode)
         tokenizer = resolve_tokenizer(tokenizer)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
@@ -331,9 +331,9 @@ class MultiTaskClassifier(MultimodalModel):
 
 # Presets: the classifiers' sizes (tiny: 32x32 batch-norm cnn + small lstm, gated fusion).
 MULTITASK_PRESETS = {
-    "tiny": dict(_TINY),
-    "default": dict(_DEFAULT),
-    "small": dict(_SMALL),
+    "tiny": dict(TINY_PRESET),
+    "default": dict(DEFAULT_PRESET),
+    "small": dict(SMALL_PRESET),
 }
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from mmzoo.data.records import Record, RecordList, SkipReport, _BadRows, as_str_list
+from mmzoo.data.records import BadRows, Record, RecordList, SkipReport, as_str_list
 
 
 def test_record_defaults_and_source():
@@ -24,8 +24,8 @@ def test_skip_report_summary():
 
 def test_bad_rows_raise_or_collect():
     with pytest.raises(ValueError, match="m.csv line 4: missing"):
-        _BadRows(skip_bad=False).bad("m.csv line 4", "missing")
-    bad = _BadRows(skip_bad=True)
+        BadRows(skip_bad=False).bad("m.csv line 4", "missing")
+    bad = BadRows(skip_bad=True)
     bad.bad("m.csv line 4", "missing")
     result = bad.finish(["r1", "r2"], "test")
     assert isinstance(result, RecordList) and list(result) == ["r1", "r2"]
