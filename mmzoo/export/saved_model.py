@@ -168,6 +168,28 @@ def export_saved_model(
     path = mmzoo.export_saved_model(model, "/tmp/saved_models/concat_classifier")
     ```
     """
+    _check_exportable(model)
+    base_dir = os.path.abspath(os.fspath(base_dir))
+    model_name = model_name or os.path.basename(base_dir.rstrip(os.sep)) or model.name
+    version = _resolve_version(base_dir, version, overwrite)
+    os.makedirs(base_dir, exist_ok=True)
+    images, texts = _build_on_samples(model, sample_images, sample_texts)
+
+    # Everything is written and checked in a hidden temporary directory and
+    # only then renamed into place: a failure at any step removes it.
+    tmp_dir = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base_dir)
+    try:
+        _write_version(
+            model, tmp_dir, model_name, beam_width, images, texts, warmup=warmup, verify=verify, allow_ops=allow_ops
+        )
+        return _move_into_place(tmp_dir, base_dir, version, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+
+
+def _check_exportable(model):
+    """A zoo model with a servable task and its preprocessing, or ValueError."""
     task = getattr(model, "task", None)
     missing = [a for a in ("tokenizer", "image_preprocessor", "image_size") if not hasattr(model, a)]
     if task not in ("classification", "matching", "captioning") or missing:
@@ -176,69 +198,91 @@ def export_saved_model(
             "'classification', 'matching' or 'captioning' and tokenizer, image_preprocessor, image_size. "
             f"Received: {type(model).__name__} with task={task!r}" + (f", missing {missing}" if missing else "")
         )
-    base_dir = os.path.abspath(os.fspath(base_dir))
-    model_name = model_name or os.path.basename(base_dir.rstrip(os.sep)) or model.name
-    if version is not None:
-        if isinstance(version, bool) or int(version) != version or int(version) < 1:
-            raise ValueError(f"version must be a positive integer. Received: version={version!r}")
-        version = int(version)
-        target = os.path.join(base_dir, str(version))
-        if os.path.exists(target) and not overwrite:
-            raise FileExistsError(
-                f"Version {version} already exists under {base_dir}; pass overwrite=True (mmzoo export "
-                f"--overwrite) to replace it or version=None for the next free one. Received: version={version}"
-            )
-    os.makedirs(base_dir, exist_ok=True)
 
+
+def _resolve_version(base_dir, version, overwrite):
+    """``version`` as an int (None: the next free one, chosen at the rename).
+
+    Fails before anything is written when the version exists and
+    ``overwrite`` is False.
+    """
+    if version is None:
+        return None
+    if isinstance(version, bool) or int(version) != version or int(version) < 1:
+        raise ValueError(f"version must be a positive integer. Received: version={version!r}")
+    version = int(version)
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(
+            f"Version {version} already exists under {base_dir}; pass overwrite=True (mmzoo export "
+            f"--overwrite) to replace it or version=None for the next free one. Received: version={version}"
+        )
+    return version
+
+
+def _build_on_samples(model, sample_images, sample_texts):
+    """The sample images and texts; the preprocessing layers are built on them."""
     images = [_read_image(i) for i in (sample_images or [])] or [_sample_image_bytes(model.image_size)]
     texts = [str(t) for t in (sample_texts or [])] or [_sample_text(model.tokenizer)]
     # Build the preprocessing layers (and check the model runs) on the samples.
     model.preprocess(tf.constant(images[:1]), tf.constant(texts[:1]))
     model.image_preprocessor(tf.constant(images[:1]))
     model.tokenizer(tf.constant(texts[:1]))
+    return images, texts
 
-    tmp_dir = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base_dir)
+
+def _write_version(model, tmp_dir, model_name, beam_width, images, texts, *, warmup, verify, allow_ops):
+    """Write the SavedModel, warmup requests and metadata to ``tmp_dir`` and check them."""
+    archive = build_export_archive(model, beam_width=beam_width)
+    archive.write_out(tmp_dir, verbose=False)
+    check_serving_graph(tmp_dir, allow_ops=allow_ops)
+    signatures = _signature_info(tmp_dir)
+    requests = _requests_for(signatures, images[0], texts[0])
+    if warmup:
+        _write_warmup(tmp_dir, model_name, requests)
+    _write_metadata(tmp_dir, _metadata(model, model_name, beam_width, signatures))
+    if verify:
+        _verify(tmp_dir, requests)
+
+
+def _write_warmup(export_dir, model_name, requests):
+    """The TF Serving warmup file; a warning when tensorflow-serving-api is missing."""
     try:
-        archive = build_export_archive(model, beam_width=beam_width)
-        archive.write_out(tmp_dir, verbose=False)
-        check_serving_graph(tmp_dir, allow_ops=allow_ops)
-        signatures = _signature_info(tmp_dir)
-        requests = _requests_for(signatures, images[0], texts[0])
-        if warmup:
-            try:
-                write_warmup_requests(tmp_dir, model_name, requests)
-            except ImportError:
-                logger.warning(
-                    "tensorflow-serving-api is not installed: no warmup requests written "
-                    "(pip install 'mmzoo[serving]')."
-                )
-        metadata = {
-            "format": "mmzoo-saved-model/1",
-            "model_name": model_name,
-            "model_class": type(model).__name__,
-            "task": model.task,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
-            "image_size": list(model.image_size),
-            "sequence_length": int(model.sequence_length),
-            "vocabulary_size": int(getattr(model.tokenizer, "vocabulary_size", 0) or 0),
-            "label_names": model.label_names,
-            "classification_mode": classification_mode(model) if model.task == "classification" else None,
-            "multi_label": is_multi_label(model) if model.task == "classification" else None,
-            "multi_label_threshold": MULTI_LABEL_THRESHOLD if model.task == "classification" else None,
-            "beam_width": int(beam_width) if model.task == "captioning" else None,
-            "signatures": signatures,
-        }
-        extra = os.path.join(tmp_dir, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        with open(os.path.join(extra, METADATA_FILENAME), "w") as f:
-            json.dump(metadata, f, indent=2)
-        if verify:
-            _verify(tmp_dir, requests)
-        return _move_into_place(tmp_dir, base_dir, version, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
+        write_warmup_requests(export_dir, model_name, requests)
+    except ImportError:
+        logger.warning(
+            "tensorflow-serving-api is not installed: no warmup requests written "
+            "(pip install 'mmzoo[serving]')."
+        )
+
+
+def _metadata(model, model_name, beam_width, signatures) -> dict:
+    """The content of ``assets.extra/mmzoo.json``."""
+    is_classifier = model.task == "classification"
+    return {
+        "format": "mmzoo-saved-model/1",
+        "model_name": model_name,
+        "model_class": type(model).__name__,
+        "task": model.task,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "image_size": list(model.image_size),
+        "sequence_length": int(model.sequence_length),
+        "vocabulary_size": int(getattr(model.tokenizer, "vocabulary_size", 0) or 0),
+        "label_names": model.label_names,
+        "classification_mode": classification_mode(model) if is_classifier else None,
+        "multi_label": is_multi_label(model) if is_classifier else None,
+        "multi_label_threshold": MULTI_LABEL_THRESHOLD if is_classifier else None,
+        "beam_width": int(beam_width) if model.task == "captioning" else None,
+        "signatures": signatures,
+    }
+
+
+def _write_metadata(export_dir, metadata):
+    extra = os.path.join(export_dir, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, METADATA_FILENAME), "w") as f:
+        json.dump(metadata, f, indent=2)
 
 
 def _move_into_place(tmp_dir, base_dir, version, overwrite) -> str:

@@ -202,82 +202,98 @@ class SignatureBuilder:
 
     def endpoints(self) -> dict:
         """``{name: (fn, input_signature)}`` in export order (serving_default first)."""
-        model = self.model
-        eps = {}
         if self.task == "captioning":
-
-            def serving_default(image_bytes):
-                return self._caption(self._raw_inputs(image_bytes)["image"], method="greedy")
-
-            def beam_search(image_bytes):
-                return self._caption(
-                    self._raw_inputs(image_bytes)["image"], method="beam", beam_width=self.beam_width
-                )
-
-            def preprocessed(image):
-                return self._caption(image, method="greedy")
-
-            eps["serving_default"] = (serving_default, self._raw_signature(["image_bytes"]))
-            eps["beam_search"] = (beam_search, self._raw_signature(["image_bytes"]))
-            eps["preprocessed"] = (preprocessed, [self._image_spec()])
-            return eps
-
+            return self._captioning_endpoints()
         if self.uses_image and self.uses_text:
+            eps = self._image_text_endpoints()
+        elif self.uses_image:
+            eps = self._image_endpoints()
+        else:
+            eps = self._text_endpoints()
+        if self.task == "matching":
+            eps.update(self._embedding_endpoints())
+        return eps
 
-            # One dict argument: the signature keys are the dict keys, and
-            # keras.layers.TFSMLayer can call the endpoint with a dict.
-            def serving_default(inputs):
-                image_bytes, text = _check_same_batch(inputs["image_bytes"], inputs["text"])
-                return self._head(self._raw_inputs(image_bytes, text))
+    def _captioning_endpoints(self) -> dict:
+        def serving_default(image_bytes):
+            return self._caption(self._raw_inputs(image_bytes)["image"], method="greedy")
 
-            def preprocessed(inputs):
-                image, token_ids = _check_same_batch(inputs["image"], inputs["token_ids"])
-                return self._head({"image": image, "token_ids": token_ids})
+        def beam_search(image_bytes):
+            return self._caption(self._raw_inputs(image_bytes)["image"], method="beam", beam_width=self.beam_width)
 
-            eps["serving_default"] = (
+        def preprocessed(image):
+            return self._caption(image, method="greedy")
+
+        return {
+            "serving_default": (serving_default, self._raw_signature(["image_bytes"])),
+            "beam_search": (beam_search, self._raw_signature(["image_bytes"])),
+            "preprocessed": (preprocessed, [self._image_spec()]),
+        }
+
+    def _image_text_endpoints(self) -> dict:
+        # One dict argument: the signature keys are the dict keys, and
+        # keras.layers.TFSMLayer can call the endpoint with a dict.
+        def serving_default(inputs):
+            image_bytes, text = _check_same_batch(inputs["image_bytes"], inputs["text"])
+            return self._head(self._raw_inputs(image_bytes, text))
+
+        def preprocessed(inputs):
+            image, token_ids = _check_same_batch(inputs["image"], inputs["token_ids"])
+            return self._head({"image": image, "token_ids": token_ids})
+
+        return {
+            "serving_default": (
                 serving_default,
                 [{"image_bytes": _string_spec("image_bytes"), "text": _string_spec("text")}],
-            )
-            eps["preprocessed"] = (preprocessed, [{"image": self._image_spec(), "token_ids": self._token_spec()}])
-        elif self.uses_image:
+            ),
+            "preprocessed": (preprocessed, [{"image": self._image_spec(), "token_ids": self._token_spec()}]),
+        }
 
-            def serving_default(image_bytes):
-                return self._head(self._raw_inputs(image_bytes=image_bytes))
+    def _image_endpoints(self) -> dict:
+        def serving_default(image_bytes):
+            return self._head(self._raw_inputs(image_bytes=image_bytes))
 
-            def preprocessed(image):
-                return self._head({"image": image})
+        def preprocessed(image):
+            return self._head({"image": image})
 
-            eps["serving_default"] = (serving_default, self._raw_signature(["image_bytes"]))
-            eps["preprocessed"] = (preprocessed, [self._image_spec()])
-        else:
+        return {
+            "serving_default": (serving_default, self._raw_signature(["image_bytes"])),
+            "preprocessed": (preprocessed, [self._image_spec()]),
+        }
 
-            def serving_default(text):
-                return self._head(self._raw_inputs(text=text))
+    def _text_endpoints(self) -> dict:
+        def serving_default(text):
+            return self._head(self._raw_inputs(text=text))
 
-            def preprocessed(token_ids):
-                return self._head({"token_ids": token_ids})
+        def preprocessed(token_ids):
+            return self._head({"token_ids": token_ids})
 
-            eps["serving_default"] = (serving_default, self._raw_signature(["text"]))
-            eps["preprocessed"] = (preprocessed, [self._token_spec()])
+        return {
+            "serving_default": (serving_default, self._raw_signature(["text"])),
+            "preprocessed": (preprocessed, [self._token_spec()]),
+        }
 
-        if self.task == "matching":
-            if hasattr(model, "embed_image"):
+    def _embedding_endpoints(self) -> dict:
+        """``embed_image`` / ``embed_text`` of matchers that have those methods."""
+        model = self.model
+        eps = {}
+        if hasattr(model, "embed_image"):
 
-                def embed_image(image_bytes):
-                    image = self._raw_inputs(image_bytes=image_bytes)["image"]
-                    embedding = _with_one_row_at_least(
-                        lambda x: model.embed_image(x["image"]), {"image": image}, self.pad_empty_batch
-                    )
-                    return {"embedding": tf.cast(embedding, tf.float32)}
+            def embed_image(image_bytes):
+                image = self._raw_inputs(image_bytes=image_bytes)["image"]
+                embedding = _with_one_row_at_least(
+                    lambda x: model.embed_image(x["image"]), {"image": image}, self.pad_empty_batch
+                )
+                return {"embedding": tf.cast(embedding, tf.float32)}
 
-                eps["embed_image"] = (embed_image, self._raw_signature(["image_bytes"]))
-            if hasattr(model, "embed_text"):
+            eps["embed_image"] = (embed_image, self._raw_signature(["image_bytes"]))
+        if hasattr(model, "embed_text"):
 
-                def embed_text(text):
-                    token_ids = self._raw_inputs(text=text)["token_ids"]
-                    return {"embedding": tf.cast(model.embed_text(token_ids), tf.float32)}
+            def embed_text(text):
+                token_ids = self._raw_inputs(text=text)["token_ids"]
+                return {"embedding": tf.cast(model.embed_text(token_ids), tf.float32)}
 
-                eps["embed_text"] = (embed_text, self._raw_signature(["text"]))
+            eps["embed_text"] = (embed_text, self._raw_signature(["text"]))
         return eps
 
     def _image_spec(self):

@@ -78,43 +78,60 @@ def build_tower_archive(model, tower="image", layer_name=None):
     tower_model = _tower_layer(model, tower, layer_name)
     archive = keras.export.ExportArchive()
     archive.track(tower_model)
-
     if tower == "image":
-        h, w = model.image_size
-        preprocessor = model.image_preprocessor
-        if not preprocessor.built:
-            preprocessor.build(None)
-        archive.track(preprocessor)
-        call_spec = tf.TensorSpec((None, h, w, 3), tf.float32, name="images")
-
-        def serving_default(image_bytes):
-            return _features(tower_model, preprocessor(image_bytes), training=False)
-
-        archive.add_endpoint(
-            "serving_default", serving_default, [tf.TensorSpec((None,), tf.string, name="image_bytes")]
-        )
-
-        def call(images, training=False):
-            return _features(tower_model, images * 255.0, training=training)
-
+        call, call_spec = _add_image_endpoints(archive, model, tower_model)
     else:
-        tokenizer = model.tokenizer
-        archive.track(tokenizer)
-        call_spec = tf.TensorSpec((None, tokenizer.sequence_length), tf.int32, name="token_ids")
+        call, call_spec = _add_text_endpoints(archive, model, tower_model)
+    _add_reusable_call(archive, call, call_spec)
+    _add_variable_collections(archive, tower_model)
+    return archive, tower_model
 
-        def serving_default(text):
-            return _features(tower_model, tf.cast(tokenizer(text), tf.int32), training=False)
 
-        def tokenize(text):
-            return {"token_ids": tf.cast(tokenizer(text), tf.int32)}
+def _add_image_endpoints(archive, model, tower_model):
+    """Track the image preprocessor, add ``serving_default``; return ``(call, call_spec)``."""
+    h, w = model.image_size
+    preprocessor = model.image_preprocessor
+    if not preprocessor.built:
+        preprocessor.build(None)
+    archive.track(preprocessor)
+    call_spec = tf.TensorSpec((None, h, w, 3), tf.float32, name="images")
 
-        text_spec = [tf.TensorSpec((None,), tf.string, name="text")]
-        archive.add_endpoint("serving_default", serving_default, text_spec)
-        archive.add_endpoint("tokenize", tokenize, text_spec)
+    def serving_default(image_bytes):
+        return _features(tower_model, preprocessor(image_bytes), training=False)
 
-        def call(token_ids, training=False):
-            return _features(tower_model, token_ids, training=training)
+    archive.add_endpoint(
+        "serving_default", serving_default, [tf.TensorSpec((None,), tf.string, name="image_bytes")]
+    )
 
+    def call(images, training=False):
+        return _features(tower_model, images * 255.0, training=training)
+
+    return call, call_spec
+
+
+def _add_text_endpoints(archive, model, tower_model):
+    """Track the tokenizer, add ``serving_default`` and ``tokenize``; return ``(call, call_spec)``."""
+    tokenizer = model.tokenizer
+    archive.track(tokenizer)
+    call_spec = tf.TensorSpec((None, tokenizer.sequence_length), tf.int32, name="token_ids")
+
+    def serving_default(text):
+        return _features(tower_model, tf.cast(tokenizer(text), tf.int32), training=False)
+
+    def tokenize(text):
+        return {"token_ids": tf.cast(tokenizer(text), tf.int32)}
+
+    text_spec = [tf.TensorSpec((None,), tf.string, name="text")]
+    archive.add_endpoint("serving_default", serving_default, text_spec)
+    archive.add_endpoint("tokenize", tokenize, text_spec)
+
+    def call(token_ids, training=False):
+        return _features(tower_model, token_ids, training=training)
+
+    return call, call_spec
+
+
+def _add_reusable_call(archive, call, call_spec):
     # The TF Hub reusable-SavedModel __call__: a tf.function traced for both
     # values of `training`, not a serving signature.
     call_fn = tf.function(call, autograph=False)
@@ -124,6 +141,9 @@ def build_tower_archive(model, tower="image", layer_name=None):
     if trackable is None:  # pragma: no cover  (Keras internals moved)
         raise RuntimeError("This Keras version's ExportArchive has no _tf_trackable; cannot add __call__.")
     trackable.__call__ = call_fn
+
+
+def _add_variable_collections(archive, tower_model):
     # Every variable the tower could train (whatever its freeze state in the
     # source model) is trainable in the reusable module.
     archive.add_variable_collection(
@@ -132,7 +152,6 @@ def build_tower_archive(model, tower="image", layer_name=None):
     archive.add_variable_collection(
         "non_trainable_variables", [v for v in tower_model.weights if not v.trainable]
     )
-    return archive, tower_model
 
 
 def export_tower(
