@@ -394,51 +394,17 @@ def make_dataset(
     "text": string [B], "label": int32 [B] or float32 multi-hot [B, C],
     "caption": string [B]}`` (keys present as the data has them).
     """
-    if isinstance(records, (str, os.PathLike)):
-        from mmzoo.data.manifest import read_manifest
-
-        records = read_manifest(records, skip_bad=skip_bad)
-    records = list(records)
-    if not records:
-        raise ValueError("make_dataset needs at least one record. Received: 0 records")
-    if not all(isinstance(r, Record) for r in records):
-        raise ValueError("make_dataset expects mmzoo.data.Record objects (see read_manifest).")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
-    for attr in ("image_preprocessor", "training_example"):
-        if not hasattr(model, attr):
-            raise ValueError(f"model must have '{attr}' (a mmzoo zoo model). Received: {type(model).__name__}")
+    records = _checked_records(records, model, batch_size, skip_bad)
     decode_one = model.image_preprocessor.decode_one
 
     report = None
     if skip_bad or validate:
-        records, report = validate_images(records, decode_one, num_parallel_calls)
-        if not skip_bad and report.num_skipped:
-            raise ValueError(f"make_dataset: {report.num_skipped} image(s) could not be read or decoded: {report}")
-        report.log("make_dataset")
-        if not records:
-            raise ValueError(f"make_dataset: every image failed to decode: {report}")
+        records, report = _drop_or_refuse_bad_images(records, decode_one, skip_bad, num_parallel_calls)
 
     columns = _columns(records, model, captions)
     num_examples = len(columns["source"])
     shuffle = training if shuffle is None else bool(shuffle)
-    if decoded_images is not None:
-        rows = np.asarray([decoded_images.row(r) for r in records], "int64")
-        columns = {k: v for k, v in columns.items() if k not in ("path", "data")}
-        columns["image_row"] = rows[columns.pop("record_index")]
-        table = decoded_images.images
-    else:
-        columns.pop("record_index")
-
-    def load(element):
-        if decoded_images is not None:
-            example = {"image": tf.gather(table, element["image_row"])}
-        else:
-            example = {"image": _read_and_decode(element, decode_one)}
-        for key in ("text", "label", "caption"):
-            if key in element:
-                example[key] = element[key]
-        return example
+    columns, load = _example_loader(columns, records, decode_one, decoded_images)
 
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle and not cache:
@@ -458,3 +424,60 @@ def make_dataset(
     if report is not None and report.num_skipped:
         logger.info("make_dataset: %d examples after skipping %d bad images", num_examples, report.num_skipped)
     return ds
+
+
+def _checked_records(records, model, batch_size, skip_bad):
+    """``records`` as a list (read from a manifest path), after checking the arguments."""
+    if isinstance(records, (str, os.PathLike)):
+        from mmzoo.data.manifest import read_manifest
+
+        records = read_manifest(records, skip_bad=skip_bad)
+    records = list(records)
+    if not records:
+        raise ValueError("make_dataset needs at least one record. Received: 0 records")
+    if not all(isinstance(r, Record) for r in records):
+        raise ValueError("make_dataset expects mmzoo.data.Record objects (see read_manifest).")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be positive. Received: batch_size={batch_size}")
+    for attr in ("image_preprocessor", "training_example"):
+        if not hasattr(model, attr):
+            raise ValueError(f"model must have '{attr}' (a mmzoo zoo model). Received: {type(model).__name__}")
+    return records
+
+
+def _drop_or_refuse_bad_images(records, decode_one, skip_bad, num_parallel_calls):
+    """Decode every image once: drop the bad ones (``skip_bad``) or raise listing them."""
+    records, report = validate_images(records, decode_one, num_parallel_calls)
+    if not skip_bad and report.num_skipped:
+        raise ValueError(f"make_dataset: {report.num_skipped} image(s) could not be read or decoded: {report}")
+    report.log("make_dataset")
+    if not records:
+        raise ValueError(f"make_dataset: every image failed to decode: {report}")
+    return records, report
+
+
+def _example_loader(columns, records, decode_one, decoded_images):
+    """The dataset ``columns`` and the ``load`` map turning one element into an example.
+
+    With ``decoded_images`` the image is gathered from memory by row, otherwise
+    read and decoded from its path / bytes.
+    """
+    if decoded_images is not None:
+        rows = np.asarray([decoded_images.row(r) for r in records], "int64")
+        columns = {k: v for k, v in columns.items() if k not in ("path", "data")}
+        columns["image_row"] = rows[columns.pop("record_index")]
+        table = decoded_images.images
+    else:
+        columns.pop("record_index")
+
+    def load(element):
+        if decoded_images is not None:
+            example = {"image": tf.gather(table, element["image_row"])}
+        else:
+            example = {"image": _read_and_decode(element, decode_one)}
+        for key in ("text", "label", "caption"):
+            if key in element:
+                example[key] = element[key]
+        return example
+
+    return columns, load

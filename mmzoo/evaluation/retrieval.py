@@ -183,13 +183,8 @@ def evaluate_matcher(
         text_embeddings = model.text_encoder.predict(token_ids, batch_size=max(batch_size, 256), verbose=0)
         rerank_fn = None
         if rerank_model is not None:
-            rr_tokens = token_ids if rerank_model.tokenizer is model.tokenizer else _tokenize(rerank_model, texts)
-            rr_pixels = pixels
-            if tuple(rerank_model.image_size) != tuple(model.image_size):
-                rr_pixels = _decode_all(rerank_model, paths, batch_size)
             output = "probability" if rerank_threshold is not None else rerank_fusion
-            rerank_fn = pair_scorer(rerank_model, rr_pixels, rr_tokens, batch_size=max(batch_size, 256),
-                                    output=output)
+            rerank_fn = _rerank_scorer(model, rerank_model, paths, texts, pixels, token_ids, batch_size, output)
         scale, querybank = first_stage_scale_and_querybank(model, querybank, querybank_beta, batch_size)
         bank_images = bank_texts = None
         if querybank is not None:
@@ -205,16 +200,31 @@ def evaluate_matcher(
                 "rerank_model and querybank apply to a dual encoder's embeddings; the model to "
                 f"evaluate has no embed_image/embed_text. Received: model={type(model).__name__}"
             )
-        num_pairs = len(paths) * len(texts)
-        if num_pairs > max_pairs:
-            raise ValueError(
-                f"Scoring every pair with a cross-encoder needs {num_pairs} forward passes, above "
-                f"max_pairs={max_pairs}. Evaluate a dual encoder with rerank_model= instead."
-            )
-        score = pair_scorer(model, pixels, token_ids, batch_size=max(batch_size, 256))
-        rows, cols = np.divmod(np.arange(num_pairs), len(texts))
-        matrix = score(rows, cols).reshape(len(paths), len(texts))
+        matrix = _cross_encoder_score_matrix(model, pixels, token_ids, len(paths), len(texts), batch_size,
+                                             max_pairs)
         metrics = retrieval_metrics_from_scores(matrix, text_to_images, ks=ks)
     metrics["num_images"] = float(len(paths))
     metrics["num_texts"] = float(len(texts))
     return metrics
+
+
+def _rerank_scorer(model, rerank_model, paths, texts, pixels, token_ids, batch_size, output):
+    """``pair_scorer`` of ``rerank_model``, reusing ``model``'s pixels/tokens where they match."""
+    rr_tokens = token_ids if rerank_model.tokenizer is model.tokenizer else _tokenize(rerank_model, texts)
+    rr_pixels = pixels
+    if tuple(rerank_model.image_size) != tuple(model.image_size):
+        rr_pixels = _decode_all(rerank_model, paths, batch_size)
+    return pair_scorer(rerank_model, rr_pixels, rr_tokens, batch_size=max(batch_size, 256), output=output)
+
+
+def _cross_encoder_score_matrix(model, pixels, token_ids, num_images, num_texts, batch_size, max_pairs):
+    """``(num_images, num_texts)`` cross-encoder scores of every pair (refused above ``max_pairs``)."""
+    num_pairs = num_images * num_texts
+    if num_pairs > max_pairs:
+        raise ValueError(
+            f"Scoring every pair with a cross-encoder needs {num_pairs} forward passes, above "
+            f"max_pairs={max_pairs}. Evaluate a dual encoder with rerank_model= instead."
+        )
+    score = pair_scorer(model, pixels, token_ids, batch_size=max(batch_size, 256))
+    rows, cols = np.divmod(np.arange(num_pairs), num_texts)
+    return score(rows, cols).reshape(num_images, num_texts)

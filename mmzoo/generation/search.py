@@ -176,6 +176,45 @@ def _tile(tree, beam_width):
     return tf.nest.map_structure(lambda t: tf.repeat(t, beam_width, axis=0), tree)
 
 
+def _beam_log_probs(logits, finished, batch_size, k, pad_id, start_id):
+    """``([batch, k, vocabulary] log-probabilities, vocabulary size)`` of one beam step.
+
+    A finished beam has one continuation, [PAD] at no cost: it keeps its score.
+    """
+    log_probs = _log_softmax(_allowed_logits(logits, pad_id, start_id))
+    vocabulary_size = tf.shape(log_probs)[-1]
+    log_probs = tf.reshape(log_probs, [batch_size, k, vocabulary_size])
+    pad_row = tf.where(tf.equal(tf.range(vocabulary_size), pad_id), 0.0, _NEG)
+    log_probs = tf.where(finished[:, :, None], pad_row[None, None, :], log_probs)
+    return log_probs, vocabulary_size
+
+
+def _follow_beams(extras_buf, extras, beam, was_finished, index, batch_size, k, max_length):
+    """The extras buffers reordered to the surviving ``beam``s, this step's values written at ``index``.
+
+    A beam that was already finished writes zeros.
+    """
+    new_extras_buf = {}
+    for name, buf in extras_buf.items():
+        step_values = tf.gather(tf.reshape(extras[name], tf.concat([[batch_size, k], tf.shape(extras[name])[1:]], 0)),
+                                beam, batch_dims=1)
+        step_values = tf.where(tf.reshape(was_finished, [batch_size, k] + [1] * (len(buf.shape) - 3)), 0.0, step_values)
+        new_extras_buf[name] = write_column(
+            tf.gather(buf, beam, batch_dims=1), index, step_values, max_length, rows=2)
+    return new_extras_buf
+
+
+def _gather_best(best, tokens, beam_scores, extras_buf):
+    """The outputs (tokens, score, extras) of the ``best`` beam of every row."""
+    outputs = {
+        "token_ids": tf.gather(tokens, best, batch_dims=1),
+        "score": tf.gather(beam_scores, best, batch_dims=1),
+    }
+    for name, buf in extras_buf.items():
+        outputs[name] = tf.gather(buf, best, batch_dims=1)
+    return outputs
+
+
 def beam_search(step_fn, state=(), constants=(), *, batch_size, max_length, start_id, end_id,
                 pad_id=0, beam_width=4, length_penalty=0.0, extras_shapes=None):
     """Keep the ``beam_width`` best partial sequences at every step.
@@ -211,12 +250,7 @@ def beam_search(step_fn, state=(), constants=(), *, batch_size, max_length, star
 
     def body(index, inputs, state, beam_scores, tokens, finished, lengths, extras_buf):
         logits, new_state, extras = step_fn(inputs, index, state, constants)
-        log_probs = _log_softmax(_allowed_logits(logits, pad_id, start_id))
-        vocabulary_size = tf.shape(log_probs)[-1]
-        log_probs = tf.reshape(log_probs, [batch_size, k, vocabulary_size])
-        # A finished beam has one continuation, [PAD] at no cost: it keeps its score.
-        pad_row = tf.where(tf.equal(tf.range(vocabulary_size), pad_id), 0.0, _NEG)
-        log_probs = tf.where(finished[:, :, None], pad_row[None, None, :], log_probs)
+        log_probs, vocabulary_size = _beam_log_probs(logits, finished, batch_size, k, pad_id, start_id)
         candidates = beam_scores[:, :, None] + log_probs
         new_lengths = lengths + tf.cast(tf.logical_not(finished), tf.float32)
         ranked = normalise(candidates, new_lengths[:, :, None])
@@ -232,13 +266,7 @@ def beam_search(step_fn, state=(), constants=(), *, batch_size, max_length, star
         flat = tf.reshape(beam + tf.range(batch_size)[:, None] * k, [-1])
         new_state = tf.nest.map_structure(lambda t: tf.gather(t, flat), new_state)
         extras = _pick_extras(extras, extras_shapes)
-        new_extras_buf = {}
-        for name, buf in extras_buf.items():
-            step_values = tf.gather(tf.reshape(extras[name], tf.concat([[batch_size, k], tf.shape(extras[name])[1:]], 0)),
-                                    beam, batch_dims=1)
-            step_values = tf.where(tf.reshape(was_finished, [batch_size, k] + [1] * (len(buf.shape) - 3)), 0.0, step_values)
-            new_extras_buf[name] = write_column(
-                tf.gather(buf, beam, batch_dims=1), index, step_values, max_length, rows=2)
+        new_extras_buf = _follow_beams(extras_buf, extras, beam, was_finished, index, batch_size, k, max_length)
         return (index + 1, tf.reshape(next_ids, [-1]), new_state, beam_scores, tokens, finished, lengths,
                 new_extras_buf)
 
@@ -247,13 +275,7 @@ def beam_search(step_fn, state=(), constants=(), *, batch_size, max_length, star
         cond, body, loop_vars, maximum_iterations=max_length
     )
     best = tf.argmax(normalise(beam_scores, lengths), axis=-1, output_type=tf.int32)
-    outputs = {
-        "token_ids": tf.gather(tokens, best, batch_dims=1),
-        "score": tf.gather(beam_scores, best, batch_dims=1),
-    }
-    for name, buf in extras_buf.items():
-        outputs[name] = tf.gather(buf, best, batch_dims=1)
-    return outputs
+    return _gather_best(best, tokens, beam_scores, extras_buf)
 
 
 def generate(step_fn, state=(), constants=(), *, method="greedy", batch_size, max_length, start_id,

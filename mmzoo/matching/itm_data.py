@@ -60,6 +60,105 @@ def _first_records(records):
     return list(seen.values())
 
 
+def _check_itm_arguments(num_negatives, word_groups, edited_negatives, relation_grammar, relation_negatives):
+    """Check ``itm_pairs``' counts; returns ``relation_grammar`` as a ``RelationGrammar`` (or ``None``)."""
+    if num_negatives < 1:
+        raise ValueError(f"num_negatives must be at least 1. Received: num_negatives={num_negatives}")
+    if word_groups is not None and edited_negatives < 1:
+        raise ValueError(
+            f"edited_negatives must be at least 1 with word_groups. Received: edited_negatives={edited_negatives}"
+        )
+    if relation_grammar is not None:
+        from mmzoo.matching.negatives import RelationGrammar
+
+        relation_grammar = RelationGrammar.coerce(relation_grammar)
+        if relation_negatives < 1:
+            raise ValueError(
+                "relation_negatives must be at least 1 with relation_grammar. "
+                f"Received: relation_negatives={relation_negatives}"
+            )
+    return relation_grammar
+
+
+def _image_to_texts(text_to_images, num_images):
+    """For every image, the indices of the texts that match it."""
+    image_to_texts: list[list[int]] = [[] for _ in range(num_images)]
+    for t, ims in enumerate(text_to_images):
+        for i in ims:
+            image_to_texts[i].append(t)
+    return image_to_texts
+
+
+def _hard_negatives(dual_encoder, images, texts, image_to_texts, text_to_images, *, num_negatives,
+                    sample_from_top, seed, batch_size):
+    """``(neg_texts, neg_images)`` mined among the ``dual_encoder``'s most similar non-matches."""
+    pixels = preprocess_images(images, dual_encoder.image_preprocessor, batch_size)
+    image_emb = np.asarray(dual_encoder.image_encoder.predict(pixels, batch_size=batch_size, verbose=0))
+    token_ids = tokenize_texts(dual_encoder.tokenizer, texts)
+    text_emb = np.asarray(dual_encoder.text_encoder.predict(token_ids, batch_size=256, verbose=0))
+    top = max(sample_from_top, num_negatives)
+    neg_texts = mine_hard_negatives(
+        image_emb, text_emb, image_to_texts, num_negatives=num_negatives, sample_from_top=top, seed=seed
+    )
+    neg_images = mine_hard_negatives(
+        text_emb, image_emb, text_to_images, num_negatives=num_negatives, sample_from_top=top, seed=seed + 1
+    )
+    return neg_texts, neg_images
+
+
+def _edited_captions(caption, groups, edited_negatives, relation_grammar, relation_negatives, rng):
+    """Word-swap then relation edits of ``caption`` (``None`` where no edit applies)."""
+    edits = []
+    if groups:
+        from mmzoo.matching.negatives import word_swap_negative
+
+        edits = [word_swap_negative(caption, groups, rng) for _ in range(edited_negatives)]
+    if relation_grammar is not None:
+        edits += [relation_grammar.negative(caption, rng) for _ in range(relation_negatives)]
+    return edits
+
+
+def _pairs_with_negatives(texts, image_to_texts, neg_texts, neg_images, num_negatives, edit):
+    """Every positive pair, its ``num_negatives`` text and image negatives and its edits.
+
+    ``edit(caption)`` gives the edited captions of a positive; new ones are
+    appended to the returned copy of ``texts``. Returns
+    ``(texts, image_ids, text_ids, labels)`` as arrays.
+    """
+    text_index = {t: k for k, t in enumerate(texts)}
+    texts = list(texts)
+    image_ids, text_ids, labels = [], [], []
+    for i, own in enumerate(image_to_texts):
+        for t in own:
+            image_ids.append(i), text_ids.append(t), labels.append(1.0)
+            for n in range(num_negatives):
+                # A negative text for the image and a negative image for the text.
+                image_ids.append(i), text_ids.append(int(neg_texts[i, n])), labels.append(0.0)
+                image_ids.append(int(neg_images[t, n])), text_ids.append(t), labels.append(0.0)
+            for edited in edit(texts[t]):
+                if edited is None:  # no phrase of any group, or no relation
+                    continue
+                k = text_index.get(edited)
+                if k is None:
+                    k = text_index[edited] = len(texts)
+                    texts.append(edited)
+                image_ids.append(i), text_ids.append(k), labels.append(0.0)
+    labels = np.asarray(labels, np.float32)
+    image_ids, text_ids = np.asarray(image_ids, dtype=np.int64), np.asarray(text_ids, dtype=np.int64)
+    return texts, image_ids, text_ids, labels
+
+
+def _relabel_true_negatives(labels, image_ids, text_ids, texts, text_to_images, image_records, is_match):
+    """Set ``labels`` to 1 (in place) for negatives that in fact match their image."""
+    num_own = len(text_to_images)
+    for k in np.flatnonzero(labels == 0):
+        i, t = int(image_ids[k]), int(text_ids[k])
+        if (t < num_own and i in text_to_images[t]) or (
+            image_records is not None and is_match(image_records[i], texts[t])
+        ):
+            labels[k] = 1.0
+
+
 def itm_pairs(
     records,
     dual_encoder=None,
@@ -104,80 +203,36 @@ def itm_pairs(
     images and texts (edited captions appended after the records' own), and
     aligned int arrays of pairs with 1/0 labels.
     """
-    if num_negatives < 1:
-        raise ValueError(f"num_negatives must be at least 1. Received: num_negatives={num_negatives}")
-    if word_groups is not None and edited_negatives < 1:
-        raise ValueError(
-            f"edited_negatives must be at least 1 with word_groups. Received: edited_negatives={edited_negatives}"
-        )
-    if relation_grammar is not None:
-        from mmzoo.matching.negatives import RelationGrammar
-
-        relation_grammar = RelationGrammar.coerce(relation_grammar)
-        if relation_negatives < 1:
-            raise ValueError(
-                "relation_negatives must be at least 1 with relation_grammar. "
-                f"Received: relation_negatives={relation_negatives}"
-            )
+    relation_grammar = _check_itm_arguments(
+        num_negatives, word_groups, edited_negatives, relation_grammar, relation_negatives
+    )
     images, texts, text_to_images = records_to_retrieval_set(records)
-    image_to_texts: list[list[int]] = [[] for _ in images]
-    for t, ims in enumerate(text_to_images):
-        for i in ims:
-            image_to_texts[i].append(t)
+    image_to_texts = _image_to_texts(text_to_images, len(images))
     rng = np.random.default_rng(seed)
     if dual_encoder is not None:
-        pixels = preprocess_images(images, dual_encoder.image_preprocessor, batch_size)
-        image_emb = np.asarray(dual_encoder.image_encoder.predict(pixels, batch_size=batch_size, verbose=0))
-        token_ids = tokenize_texts(dual_encoder.tokenizer, texts)
-        text_emb = np.asarray(dual_encoder.text_encoder.predict(token_ids, batch_size=256, verbose=0))
-        top = max(sample_from_top, num_negatives)
-        neg_texts = mine_hard_negatives(
-            image_emb, text_emb, image_to_texts, num_negatives=num_negatives, sample_from_top=top, seed=seed
-        )
-        neg_images = mine_hard_negatives(
-            text_emb, image_emb, text_to_images, num_negatives=num_negatives, sample_from_top=top, seed=seed + 1
+        neg_texts, neg_images = _hard_negatives(
+            dual_encoder, images, texts, image_to_texts, text_to_images,
+            num_negatives=num_negatives, sample_from_top=sample_from_top, seed=seed, batch_size=batch_size,
         )
     else:
         neg_texts = _random_negatives(image_to_texts, len(texts), num_negatives, rng)
         neg_images = _random_negatives(text_to_images, len(images), num_negatives, rng)
     groups = None
     if word_groups is not None:
-        from mmzoo.matching.negatives import normalize_word_groups, word_swap_negative
+        from mmzoo.matching.negatives import normalize_word_groups
 
         groups = normalize_word_groups(word_groups)
-    text_index = {t: k for k, t in enumerate(texts)}
-    texts = list(texts)
-    image_ids, text_ids, labels = [], [], []
-    for i, own in enumerate(image_to_texts):
-        for t in own:
-            image_ids.append(i), text_ids.append(t), labels.append(1.0)
-            for n in range(num_negatives):
-                # A negative text for the image and a negative image for the text.
-                image_ids.append(i), text_ids.append(int(neg_texts[i, n])), labels.append(0.0)
-                image_ids.append(int(neg_images[t, n])), text_ids.append(t), labels.append(0.0)
-            edits = [word_swap_negative(texts[t], groups, rng) for _ in range(edited_negatives if groups else 0)]
-            if relation_grammar is not None:
-                edits += [relation_grammar.negative(texts[t], rng) for _ in range(relation_negatives)]
-            for edited in edits:
-                if edited is None:  # no phrase of any group, or no relation
-                    continue
-                k = text_index.get(edited)
-                if k is None:
-                    k = text_index[edited] = len(texts)
-                    texts.append(edited)
-                image_ids.append(i), text_ids.append(k), labels.append(0.0)
-    labels = np.asarray(labels, np.float32)
-    image_ids, text_ids = np.asarray(image_ids, dtype=np.int64), np.asarray(text_ids, dtype=np.int64)
+
+    def edit(caption):
+        return _edited_captions(caption, groups, edited_negatives, relation_grammar, relation_negatives, rng)
+
+    texts, image_ids, text_ids, labels = _pairs_with_negatives(
+        texts, image_to_texts, neg_texts, neg_images, num_negatives, edit
+    )
     # A "negative" can still match: a caption shared with the image (exact
     # string), or one the data's truth check accepts. Label it truthfully.
     image_records = _first_records(records) if is_match is not None else None
-    num_own = len(text_to_images)
-    for k in np.flatnonzero(labels == 0):
-        i, t = int(image_ids[k]), int(text_ids[k])
-        if (t < num_own and i in text_to_images[t]) or (
-            image_records is not None and is_match(image_records[i], texts[t])
-        ):
-            labels[k] = 1.0
+    _relabel_true_negatives(labels, image_ids, text_ids, texts, text_to_images, image_records, is_match)
     return images, texts, image_ids, text_ids, labels
 
 

@@ -299,40 +299,11 @@ class TextTokenizer(keras.layers.Layer):
         vocabulary_size = int(vocabulary_size)
         probe = cls(["x"], mode=mode, sequence_length=max(sequence_length, 3), lowercase=lowercase)
 
-        if isinstance(texts, tf.data.Dataset):
-            dataset = texts
-            if dataset.element_spec.shape.rank == 0:
-                dataset = dataset.batch(1024)
-        else:
-            texts = [t if isinstance(t, (str, bytes)) else str(t) for t in texts]
-            dataset = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string)).batch(1024)
-        dataset = dataset.map(
-            lambda s: probe.pretokenize(tf.reshape(s, [-1])), num_parallel_calls=tf.data.AUTOTUNE
-        )
-
+        dataset = _pretokenized_batches(probe, texts)
         if mode == "word":
-            counts = collections.Counter()
-            for words in dataset.map(lambda w: w.flat_values).as_numpy_iterator():
-                counts.update(words.tolist())
-            ranked = sorted(
-                (item for item in counts.items() if item[1] >= min_frequency),
-                key=lambda item: (-item[1], item[0]),
-            )
-            vocabulary = [w.decode("utf-8") for w, _ in ranked if w.decode("utf-8") not in RESERVED_TOKENS]
-            vocabulary = vocabulary[: vocabulary_size - len(RESERVED_TOKENS)]
+            vocabulary = _word_vocabulary(dataset, vocabulary_size, min_frequency)
         else:
-            from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as bert_vocab
-
-            joined = dataset.map(lambda w: tf.strings.reduce_join(w, axis=-1, separator=" "))
-            vocabulary = bert_vocab.bert_vocab_from_dataset(
-                joined,
-                vocab_size=vocabulary_size,
-                reserved_tokens=list(RESERVED_TOKENS),
-                bert_tokenizer_params={"lower_case": False},
-                learn_params={},
-            )
-            vocabulary = [t for t in vocabulary if t not in RESERVED_TOKENS]
-            vocabulary = vocabulary[: vocabulary_size - len(RESERVED_TOKENS)]
+            vocabulary = _wordpiece_vocabulary(dataset, vocabulary_size)
         return cls(
             vocabulary,
             mode=mode,
@@ -340,3 +311,46 @@ class TextTokenizer(keras.layers.Layer):
             lowercase=lowercase,
             **kwargs,
         )
+
+
+def _pretokenized_batches(probe, texts):
+    """Batches of ``texts`` (a list or ``tf.data.Dataset``) split into words by ``probe``."""
+    if isinstance(texts, tf.data.Dataset):
+        dataset = texts
+        if dataset.element_spec.shape.rank == 0:
+            dataset = dataset.batch(1024)
+    else:
+        texts = [t if isinstance(t, (str, bytes)) else str(t) for t in texts]
+        dataset = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string)).batch(1024)
+    return dataset.map(
+        lambda s: probe.pretokenize(tf.reshape(s, [-1])), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
+def _word_vocabulary(dataset, vocabulary_size, min_frequency):
+    """Most frequent words (ties alphabetical) seen at least ``min_frequency`` times."""
+    counts = collections.Counter()
+    for words in dataset.map(lambda w: w.flat_values).as_numpy_iterator():
+        counts.update(words.tolist())
+    ranked = sorted(
+        (item for item in counts.items() if item[1] >= min_frequency),
+        key=lambda item: (-item[1], item[0]),
+    )
+    vocabulary = [w.decode("utf-8") for w, _ in ranked if w.decode("utf-8") not in RESERVED_TOKENS]
+    return vocabulary[: vocabulary_size - len(RESERVED_TOKENS)]
+
+
+def _wordpiece_vocabulary(dataset, vocabulary_size):
+    """WordPiece vocabulary learned with ``tensorflow_text``'s ``bert_vocab_from_dataset``."""
+    from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as bert_vocab
+
+    joined = dataset.map(lambda w: tf.strings.reduce_join(w, axis=-1, separator=" "))
+    vocabulary = bert_vocab.bert_vocab_from_dataset(
+        joined,
+        vocab_size=vocabulary_size,
+        reserved_tokens=list(RESERVED_TOKENS),
+        bert_tokenizer_params={"lower_case": False},
+        learn_params={},
+    )
+    vocabulary = [t for t in vocabulary if t not in RESERVED_TOKENS]
+    return vocabulary[: vocabulary_size - len(RESERVED_TOKENS)]
