@@ -12,6 +12,29 @@ def _positive_int(name, value):
         raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
 
 
+def _check_arguments(
+    num_heads, key_dim, bidirectional, dropout, pooling, intermediate_dim, return_attention_scores, layer_norm_epsilon
+):
+    _positive_int("num_heads", num_heads)
+    _positive_int("key_dim", key_dim)
+    if intermediate_dim is not None:
+        _positive_int("intermediate_dim", intermediate_dim)
+    for flag_name, flag in (
+        ("bidirectional", bidirectional),
+        ("return_attention_scores", return_attention_scores),
+    ):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{flag_name} must be a bool. Received: {flag_name}={flag!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+    if pooling not in _POOLING_MODES:
+        raise ValueError(f"pooling must be one of {_POOLING_MODES}. Received: pooling={pooling!r}")
+    if not float(layer_norm_epsilon) > 0:
+        raise ValueError(
+            f"layer_norm_epsilon must be positive. Received: layer_norm_epsilon={layer_norm_epsilon!r}"
+        )
+
+
 @keras.saving.register_keras_serializable(package="mmzoo")
 class CrossAttentionFusion(keras.layers.Layer):
     """Cross-attention fusion of a text token sequence and image patch tokens.
@@ -90,24 +113,8 @@ class CrossAttentionFusion(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _positive_int("num_heads", num_heads)
-        _positive_int("key_dim", key_dim)
-        if intermediate_dim is not None:
-            _positive_int("intermediate_dim", intermediate_dim)
-        for flag_name, flag in (
-            ("bidirectional", bidirectional),
-            ("return_attention_scores", return_attention_scores),
-        ):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{flag_name} must be a bool. Received: {flag_name}={flag!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
-        if pooling not in _POOLING_MODES:
-            raise ValueError(f"pooling must be one of {_POOLING_MODES}. Received: pooling={pooling!r}")
-        if not float(layer_norm_epsilon) > 0:
-            raise ValueError(
-                f"layer_norm_epsilon must be positive. Received: layer_norm_epsilon={layer_norm_epsilon!r}"
-            )
+        _check_arguments(num_heads, key_dim, bidirectional, dropout, pooling, intermediate_dim,
+                         return_attention_scores, layer_norm_epsilon)
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.bidirectional = bidirectional
@@ -119,13 +126,17 @@ class CrossAttentionFusion(keras.layers.Layer):
         # Consumes token masks; the pooled output carries none (compute_mask).
         self.supports_masking = True
 
-        directions = ("text_to_image", "image_to_text") if bidirectional else ("text_to_image",)
+        self._create_sublayers()
+
+    def _create_sublayers(self):
+        """Per direction: attention, its norm and the feed-forward norm; then the dropout."""
+        directions = ("text_to_image", "image_to_text") if self.bidirectional else ("text_to_image",)
         self._directions = directions
         self.attention_layers, self.attention_norms, self.feedforward_norms = {}, {}, {}
         for direction in directions:
             self.attention_layers[direction] = keras.layers.MultiHeadAttention(
-                num_heads=num_heads,
-                key_dim=key_dim,
+                num_heads=self.num_heads,
+                key_dim=self.key_dim,
                 dropout=self.dropout,
                 dtype=self.dtype_policy,
                 name=f"{direction}_attention",

@@ -73,6 +73,23 @@ def _input_specs(fn):
     return specs
 
 
+def _check_arguments(handle, vocabulary):
+    """Validates ``handle`` and ``vocabulary``; returns the vocabulary as strings (or ``None``)."""
+    if not isinstance(handle, (str, os.PathLike)) or not os.fspath(handle):
+        raise ValueError(
+            "handle must be a non-empty URL or SavedModel directory path. "
+            f"Received: handle={handle!r}"
+        )
+    if vocabulary is not None:
+        if isinstance(vocabulary, (str, bytes)) or len(vocabulary) <= _NUM_RESERVED:
+            raise ValueError(
+                "vocabulary must be a list of tokens with the 4 reserved tokens first "
+                f"(a TextTokenizer's .vocabulary). Received: vocabulary={vocabulary!r:.80}"
+            )
+        vocabulary = [str(t) for t in vocabulary]
+    return vocabulary
+
+
 @keras.saving.register_keras_serializable(package="mmzoo")
 class HubEncoder(keras.layers.Layer):
     """A TF Hub / Kaggle Models handle or a local SavedModel as a Keras 3 layer.
@@ -151,18 +168,7 @@ class HubEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(trainable=trainable, **kwargs)
-        if not isinstance(handle, (str, os.PathLike)) or not os.fspath(handle):
-            raise ValueError(
-                "handle must be a non-empty URL or SavedModel directory path. "
-                f"Received: handle={handle!r}"
-            )
-        if vocabulary is not None:
-            if isinstance(vocabulary, (str, bytes)) or len(vocabulary) <= _NUM_RESERVED:
-                raise ValueError(
-                    "vocabulary must be a list of tokens with the 4 reserved tokens first "
-                    f"(a TextTokenizer's .vocabulary). Received: vocabulary={vocabulary!r:.80}"
-                )
-            vocabulary = [str(t) for t in vocabulary]
+        vocabulary = _check_arguments(handle, vocabulary)
         self.handle = os.fspath(handle)
         self.signature = signature
         self.output_key = output_key
@@ -189,15 +195,18 @@ class HubEncoder(keras.layers.Layer):
                 f"Received: preprocessor=None, preprocessor_signature={preprocessor_signature!r}"
             )
 
-        # Wrap the module's variables as Keras variables (the same tf.Variables,
-        # not copies), so Keras trains, counts and saves them.
+        self._wrap_hub_variables(fns)
+        self.built = True
+
+    def _wrap_hub_variables(self, fns):
+        """Wraps the variables ``fns`` use as Keras variables (the same
+        tf.Variables, not copies), so Keras trains, counts and saves them."""
         self._hub_variables = []
         for v in _used_variables(fns):
             name = v.name.split(":")[0].replace("/", "_")
             variable = keras.Variable(v, trainable=v.trainable, dtype=v.dtype, shape=v.shape, name=name)
             self._track_variable(variable)
             self._hub_variables.append(variable)
-        self.built = True
 
     # ------------------------------------------------------------- resolving
     @staticmethod

@@ -8,6 +8,29 @@ from keras import ops
 from mmzoo.layers.cached_multi_head_attention import CachedMultiHeadAttention
 
 
+def _self_attention_mask(x, mask, self_attention_cache, self_attention_cache_update_index):
+    """The causal self-attention mask ``[1 or B, T, S]`` of ``x``: against the
+    cache's positions when decoding with one, else within ``x`` (and its padding ``mask``)."""
+    steps = ops.shape(x)[1]
+    query_positions = ops.arange(steps, dtype="int32")
+    if self_attention_cache is not None:
+        if self_attention_cache_update_index is None:
+            raise ValueError(
+                "self_attention_cache_update_index is required with self_attention_cache. "
+                "Received: self_attention_cache_update_index=None"
+            )
+        index = ops.cast(self_attention_cache_update_index, "int32")
+        key_positions = ops.arange(ops.shape(self_attention_cache)[2], dtype="int32")
+        self_mask = ops.expand_dims(key_positions, 0) <= ops.expand_dims(query_positions + index, 1)
+        return ops.expand_dims(self_mask, 0)
+    self_mask = ops.expand_dims(
+        ops.expand_dims(query_positions, 0) <= ops.expand_dims(query_positions, 1), 0
+    )
+    if mask is not None:
+        self_mask = ops.logical_and(self_mask, ops.expand_dims(ops.cast(mask, "bool"), 1))
+    return self_mask
+
+
 @keras.saving.register_keras_serializable(package="mmzoo")
 class TransformerDecoderBlock(keras.layers.Layer):
     """Causal self-attention, cross-attention over a context, feed-forward; pre-norm residuals.
@@ -115,24 +138,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
                 "[B, S, C]) or cross_attention_cache=. Received: context=None"
             )
         x = inputs
-        steps = ops.shape(x)[1]
-        query_positions = ops.arange(steps, dtype="int32")
-        if self_attention_cache is not None:
-            if self_attention_cache_update_index is None:
-                raise ValueError(
-                    "self_attention_cache_update_index is required with self_attention_cache. "
-                    "Received: self_attention_cache_update_index=None"
-                )
-            index = ops.cast(self_attention_cache_update_index, "int32")
-            key_positions = ops.arange(ops.shape(self_attention_cache)[2], dtype="int32")
-            self_mask = ops.expand_dims(key_positions, 0) <= ops.expand_dims(query_positions + index, 1)
-            self_mask = ops.expand_dims(self_mask, 0)
-        else:
-            self_mask = ops.expand_dims(
-                ops.expand_dims(query_positions, 0) <= ops.expand_dims(query_positions, 1), 0
-            )
-            if mask is not None:
-                self_mask = ops.logical_and(self_mask, ops.expand_dims(ops.cast(mask, "bool"), 1))
+        self_mask = _self_attention_mask(x, mask, self_attention_cache, self_attention_cache_update_index)
         cross_mask = None
         if context_mask is not None:
             cross_mask = ops.expand_dims(ops.cast(context_mask, "bool"), 1)

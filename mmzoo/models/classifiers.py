@@ -45,6 +45,33 @@ def resolve_labels(num_classes, label_names, mode):
     return num_classes, [f"class_{i}" for i in range(num_classes)]
 
 
+def _build_classifier_graph(
+    *, fusion, mode, num_classes, tokenizer, image_size, image_tower, image_tower_kwargs, text_tower,
+    text_tower_kwargs, fusion_kwargs, hidden_units, dropout, normalize_modalities, drop_unused_outputs,
+):
+    """The classifier's graph: ``(trunk, scores)``, the fused trunk and the
+    ``scores`` head on its features (a late-fusion trunk's logits go straight
+    into the head)."""
+    head_kwargs = dict(num_classes=num_classes, mode=mode, hidden_units=hidden_units, dropout=dropout, name="scores")
+    trunk = build_fused_trunk(
+        fusion=fusion,
+        tokenizer=tokenizer,
+        image_size=image_size,
+        image_tower=image_tower,
+        image_tower_kwargs=image_tower_kwargs,
+        text_tower=text_tower,
+        text_tower_kwargs=text_tower_kwargs,
+        fusion_kwargs=fusion_kwargs,
+        late_outputs=(1 if mode == "binary" else num_classes) if fusion == "late" else None,
+        normalize_modalities=bool(normalize_modalities),
+        drop_unused_outputs=bool(drop_unused_outputs),
+    )
+    if fusion == "late":
+        head_kwargs.update(from_logits_input=True, hidden_units=0, dropout=0.0)
+    scores = ClassificationHead(**head_kwargs)(trunk.features)
+    return trunk, scores
+
+
 @keras.saving.register_keras_serializable(package="mmzoo")
 class MultimodalClassifier(MultimodalModel):
     """Image tower + text tower + fusion + classification head.
@@ -101,24 +128,13 @@ class MultimodalClassifier(MultimodalModel):
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
         size = normalize_image_size(image_size)
-        head_kwargs = dict(num_classes=num_classes, mode=mode, hidden_units=hidden_units, dropout=dropout, name="scores")
-        trunk = build_fused_trunk(
-            fusion=fusion,
-            tokenizer=tokenizer,
-            image_size=size,
-            image_tower=image_tower,
-            image_tower_kwargs=image_tower_kwargs,
-            text_tower=text_tower,
-            text_tower_kwargs=text_tower_kwargs,
-            fusion_kwargs=fusion_kwargs,
-            late_outputs=(1 if mode == "binary" else num_classes) if fusion == "late" else None,
-            normalize_modalities=bool(normalize_modalities),
-            drop_unused_outputs=bool(drop_unused_outputs),
+        trunk, scores = _build_classifier_graph(
+            fusion=fusion, mode=mode, num_classes=num_classes, tokenizer=tokenizer, image_size=size,
+            image_tower=image_tower, image_tower_kwargs=image_tower_kwargs, text_tower=text_tower,
+            text_tower_kwargs=text_tower_kwargs, fusion_kwargs=fusion_kwargs, hidden_units=hidden_units,
+            dropout=dropout, normalize_modalities=normalize_modalities, drop_unused_outputs=drop_unused_outputs,
         )
-        inputs, features = trunk.inputs, trunk.features
-        if fusion == "late":
-            head_kwargs.update(from_logits_input=True, hidden_units=0, dropout=0.0)
-        scores = ClassificationHead(**head_kwargs)(features)
+        inputs = trunk.inputs
 
         super().__init__(
             inputs=inputs,

@@ -38,6 +38,35 @@ def _positive_int(name, value):
         raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
 
 
+def _check_dual_encoder_arguments(embedding_dim, hard_negative_exchange_probability, label_smoothing):
+    _positive_int("embedding_dim", embedding_dim)
+    if not 0.0 <= float(hard_negative_exchange_probability) <= 1.0:
+        raise ValueError(
+            "hard_negative_exchange_probability must be in [0, 1]. "
+            f"Received: {hard_negative_exchange_probability}"
+        )
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing}")
+
+
+def _build_dual_encoder_graph(
+    *, embedding_dim, tokenizer, image_size, image_tower, image_tower_kwargs, text_tower, text_tower_kwargs
+):
+    """The dual encoder's graph: ``(inputs, image_embedding, text_embedding, score)``."""
+    inputs, image_features, text_features = build_towers(
+        tokenizer=tokenizer, image_size=image_size, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
+        text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,
+    )
+    image_embedding = L2Normalize(name="image_embedding")(
+        keras.layers.Dense(embedding_dim, name="image_projection")(image_features["pooled"])
+    )
+    text_embedding = L2Normalize(name="text_embedding")(
+        keras.layers.Dense(embedding_dim, name="text_projection")(text_features["pooled"])
+    )
+    score = PairSimilarity(normalize=False, name="score")([image_embedding, text_embedding])
+    return inputs, image_embedding, text_embedding, score
+
+
 @keras.saving.register_keras_serializable(package="mmzoo")
 class DualEncoder(MultimodalModel):
     """CLIP-style dual encoder: two towers projected into one unit-sphere space.
@@ -111,29 +140,15 @@ class DualEncoder(MultimodalModel):
         image_size=(64, 64),
         **kwargs,
     ):
-        _positive_int("embedding_dim", embedding_dim)
-        if not 0.0 <= float(hard_negative_exchange_probability) <= 1.0:
-            raise ValueError(
-                "hard_negative_exchange_probability must be in [0, 1]. "
-                f"Received: {hard_negative_exchange_probability}"
-            )
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing}")
+        _check_dual_encoder_arguments(embedding_dim, hard_negative_exchange_probability, label_smoothing)
         tokenizer = resolve_tokenizer(tokenizer)
         size = normalize_image_size(image_size)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
-        inputs, image_features, text_features = build_towers(
-            tokenizer=tokenizer, image_size=size, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
-            text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,
+        inputs, image_embedding, text_embedding, score = _build_dual_encoder_graph(
+            embedding_dim=embedding_dim, tokenizer=tokenizer, image_size=size, image_tower=image_tower,
+            image_tower_kwargs=image_tower_kwargs, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,
         )
-        image_embedding = L2Normalize(name="image_embedding")(
-            keras.layers.Dense(embedding_dim, name="image_projection")(image_features["pooled"])
-        )
-        text_embedding = L2Normalize(name="text_embedding")(
-            keras.layers.Dense(embedding_dim, name="text_projection")(text_features["pooled"])
-        )
-        score = PairSimilarity(normalize=False, name="score")([image_embedding, text_embedding])
         super().__init__(
             inputs=inputs,
             outputs={"score": score},
@@ -162,6 +177,10 @@ class DualEncoder(MultimodalModel):
             hard_negative_exchange_probability=float(hard_negative_exchange_probability),
             seed=seed, learning_rate=learning_rate,
         )
+        self._init_hard_negatives(tokenizer, seed)
+
+    def _init_hard_negatives(self, tokenizer, seed):
+        """The token groups and seed of the NegCLIP caption edits (none without ``hard_negative_groups``)."""
         self._token_groups = None
         if self.hard_negative_groups is not None:
             self._token_groups = token_groups_from_words(tokenizer, self.hard_negative_groups)

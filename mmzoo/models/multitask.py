@@ -83,6 +83,53 @@ def _resolve_loss_weights(loss_weights) -> dict:
     return {head: float(weights[head]) for head in HEADS}
 
 
+def _check_arguments(fusion, mode, hidden_units, match_hidden_units) -> int:
+    """Validates the fusion, mode and hidden sizes; returns ``match_hidden_units``
+    (``hidden_units`` when ``None``)."""
+    if fusion not in MULTITASK_FUSIONS:
+        raise ValueError(f"fusion must be one of {MULTITASK_FUSIONS}. Received: fusion={fusion!r}")
+    if mode != "multiclass":
+        raise ValueError(
+            "multitask_classifier's question head is multiclass (one answer per question). "
+            f"Received: mode={mode!r}"
+        )
+    match_hidden_units = hidden_units if match_hidden_units is None else match_hidden_units
+    for name, value in (("hidden_units", hidden_units), ("match_hidden_units", match_hidden_units)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0. Received: {name}={value!r}")
+    return match_hidden_units
+
+
+def _build_heads(features, num_classes, hidden_units, match_hidden_units, dropout) -> dict:
+    """``{"scores": question head, "match_score": matching head}`` on the trunk's ``features``."""
+    scores = ClassificationHead(
+        num_classes=num_classes, mode="multiclass", hidden_units=hidden_units, dropout=dropout, name="scores"
+    )(features)
+    match = features
+    if match_hidden_units:
+        match = keras.layers.Dense(match_hidden_units, activation="relu", name="match_hidden")(match)
+    if dropout:
+        match = keras.layers.Dropout(dropout, name="match_dropout")(match)
+    match = keras.layers.Dense(1, dtype="float32", name="match_logit")(match)
+    match = keras.layers.Reshape((), name="match_score_logit")(match)
+    # The sigmoid is the output's LAST op, so Keras' binary cross-entropy reads its logit back
+    # (the step scores the whole output, before slicing): on clipped probabilities a head started
+    # in the sigmoid's tail gets exactly zero gradient (as ITMMatcher's comment says). Same
+    # weights as the layout before (sigmoid inside the Dense): older .keras files load alike.
+    match_score = keras.layers.Activation("sigmoid", dtype="float32", name="match_score")(match)
+    return {"scores": scores, "match_score": match_score}
+
+
+def _head_metrics() -> list:
+    """Per-head loss and accuracy trackers, in the order the logs report them."""
+    return [
+        keras.metrics.Mean(name="scores_loss"),
+        keras.metrics.SparseCategoricalAccuracy(name="scores_accuracy"),
+        keras.metrics.Mean(name="match_score_loss"),
+        keras.metrics.BinaryAccuracy(name="match_score_accuracy"),
+    ]
+
+
 @keras.saving.register_keras_serializable(package="mmzoo")
 class MultiTaskClassifier(MultimodalModel):
     """One fused trunk (image tower + text tower + fusion) with a question
@@ -137,17 +184,7 @@ class MultiTaskClassifier(MultimodalModel):
         learning_rate=1e-3,
         **kwargs,
     ):
-        if fusion not in MULTITASK_FUSIONS:
-            raise ValueError(f"fusion must be one of {MULTITASK_FUSIONS}. Received: fusion={fusion!r}")
-        if mode != "multiclass":
-            raise ValueError(
-                "multitask_classifier's question head is multiclass (one answer per question). "
-                f"Received: mode={mode!r}"
-            )
-        match_hidden_units = hidden_units if match_hidden_units is None else match_hidden_units
-        for name, value in (("hidden_units", hidden_units), ("match_hidden_units", match_hidden_units)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0. Received: {name}={value!r}")
+        match_hidden_units = _check_arguments(fusion, mode, hidden_units, match_hidden_units)
         loss_weights = _resolve_loss_weights(loss_weights)
         num_classes, label_names = resolve_labels(num_classes, label_names, mode)
         tokenizer = resolve_tokenizer(tokenizer)
@@ -165,25 +202,11 @@ class MultiTaskClassifier(MultimodalModel):
             text_tower_kwargs=text_tower_kwargs,
             fusion_kwargs=fusion_kwargs,
         )
-        scores = ClassificationHead(
-            num_classes=num_classes, mode="multiclass", hidden_units=hidden_units, dropout=dropout, name="scores"
-        )(trunk.features)
-        match = trunk.features
-        if match_hidden_units:
-            match = keras.layers.Dense(match_hidden_units, activation="relu", name="match_hidden")(match)
-        if dropout:
-            match = keras.layers.Dropout(dropout, name="match_dropout")(match)
-        match = keras.layers.Dense(1, dtype="float32", name="match_logit")(match)
-        match = keras.layers.Reshape((), name="match_score_logit")(match)
-        # The sigmoid is the output's LAST op, so Keras' binary cross-entropy reads its logit back
-        # (the step scores the whole output, before slicing): on clipped probabilities a head started
-        # in the sigmoid's tail gets exactly zero gradient (as ITMMatcher's comment says). Same
-        # weights as the layout before (sigmoid inside the Dense): older .keras files load alike.
-        match_score = keras.layers.Activation("sigmoid", dtype="float32", name="match_score")(match)
+        outputs = _build_heads(trunk.features, num_classes, hidden_units, match_hidden_units, dropout)
 
         super().__init__(
             inputs=trunk.inputs,
-            outputs={"scores": scores, "match_score": match_score},
+            outputs=outputs,
             tokenizer=tokenizer,
             image_size=size,
             label_names=label_names,
@@ -196,12 +219,7 @@ class MultiTaskClassifier(MultimodalModel):
             loss_weights=dict(loss_weights), mode=mode, learning_rate=learning_rate,
         )
         self._class_loss_fn = keras.losses.SparseCategoricalCrossentropy()
-        self.head_metrics = [
-            keras.metrics.Mean(name="scores_loss"),
-            keras.metrics.SparseCategoricalAccuracy(name="scores_accuracy"),
-            keras.metrics.Mean(name="match_score_loss"),
-            keras.metrics.BinaryAccuracy(name="match_score_accuracy"),
-        ]
+        self.head_metrics = _head_metrics()
 
     # -- inference ------------------------------------------------------------
     def call(self, inputs, training=None, mask=None):
