@@ -69,3 +69,24 @@ def test_load_model_registers_the_zoo_and_uses_safe_mode(tmp_path):
     model.save(path)
     reloaded = mmzoo.load_model(path)
     assert type(reloaded) is type(model) and reloaded.label_names == model.label_names
+
+
+def test_register_preset_adds_a_datasets_recipe_and_refuses_conflicts():
+    from mmzoo.registry import register_preset
+
+    entry = get_entry("dual_encoder")
+    assert "shapes" in entry.presets and "tokenizer" in entry.presets["shapes"]  # mmzoo.datasets.shapes's recipe
+    register_preset("dual_encoder", "shapes", entry.presets["shapes"])  # the same recipe again: accepted
+    with pytest.raises(ValueError, match="already has a different preset 'shapes'"):
+        register_preset("dual_encoder", "shapes", {"embedding_dim": 8})
+    with pytest.raises(ValueError, match="no zoo entry named 'no_such_entry'"):
+        register_preset("no_such_entry", "shapes", {})
+
+
+def test_importing_mmzoo_loads_neither_tensorflow_nor_the_models():
+    import subprocess
+    import sys
+
+    code = "import sys, mmzoo, mmzoo.registry; print(sorted(m for m in ('tensorflow', 'keras', 'mmzoo.models') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
