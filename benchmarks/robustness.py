@@ -92,17 +92,14 @@ WORDPIECE_VOCABULARY = [
 def build_tiny(head: str):
     """The tiny model of ``head`` (see ``HEADS``), built at 16x16."""
     import mmzoo
-    from mmzoo.datasets.shapes import shapes_label_names, shapes_tokenizer
+    from mmzoo.datasets.shapes import shapes_model_kwargs
     from mmzoo.preprocessing import TextTokenizer
 
     name, options = HEADS[head]
     overrides = {"image_size": IMAGE_SIZE}
     if options.get("wordpiece"):
         overrides["tokenizer"] = TextTokenizer(WORDPIECE_VOCABULARY, mode="wordpiece", sequence_length=12)
-    task = mmzoo.get_entry(name).task
-    overrides.setdefault("tokenizer", shapes_tokenizer(20, add_start_end=True) if task == "captioning" else shapes_tokenizer())
-    if task == "classification":
-        overrides["label_names"] = shapes_label_names("question")
+    overrides = {**shapes_model_kwargs(mmzoo.get_entry(name).task), **overrides}
     return mmzoo.build(name, preset="tiny", **overrides)
 
 

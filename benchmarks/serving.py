@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import mmzoo  # noqa: E402
-from mmzoo.datasets.shapes import shapes_label_names, shapes_tokenizer  # noqa: E402
+from mmzoo.datasets.shapes import shapes_model_kwargs  # noqa: E402
 from mmzoo.export import export_saved_model  # noqa: E402
 
 WORDS = ["a", "small", "big", "red", "green", "blue", "circle", "square", "triangle", "left", "right", "of"]
@@ -109,9 +109,7 @@ def main(argv=None):
     repeats_1 = 30 if args.quick else 200
     repeats_32 = 5 if args.quick else 30
 
-    task = mmzoo.get_entry(args.model).task
-    model = mmzoo.build(args.model, preset=args.preset, tokenizer=shapes_tokenizer(20 if task == "captioning" else 16, add_start_end=task == "captioning"),
-                        **({"label_names": shapes_label_names("question")} if task == "classification" else {}))
+    model = mmzoo.build(args.model, preset=args.preset, **shapes_model_kwargs(mmzoo.get_entry(args.model).task))
     python = PythonPath(model)
     with tempfile.TemporaryDirectory() as tmp:
         version_dir = export_saved_model(model, os.path.join(tmp, args.model), verify=False, warmup=False)

@@ -80,7 +80,7 @@ import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
 from mmzoo.data import decode_images, make_dataset, read_manifest  # noqa: E402
-from mmzoo.datasets.shapes import generate_shapes_dataset, shapes_label_names, shapes_tokenizer  # noqa: E402
+from mmzoo.datasets.shapes import generate_shapes_dataset, shapes_model_kwargs  # noqa: E402
 
 DEFAULT_MODELS = ("cross_attention_classifier", "dual_encoder", "transformer_captioner")
 PIPELINE_GOAL = 0.9  # pipeline rate / in-memory rate: at most 10% slower
@@ -138,9 +138,9 @@ def materialise(dataset):
 def build(name, preset, seed, tokenizer=None):
     """The entry at ``preset`` for the shapes data: its words (16 tokens) and, for classifiers, its answers."""
     keras.utils.set_random_seed(seed)
-    kwargs = {"tokenizer": tokenizer or shapes_tokenizer(16)}
-    if mmzoo.get_entry(name).task == "classification":
-        kwargs["label_names"] = shapes_label_names("question")
+    kwargs = shapes_model_kwargs(mmzoo.get_entry(name).task)
+    if tokenizer is not None:
+        kwargs["tokenizer"] = tokenizer
     return mmzoo.build(name, preset=preset, **kwargs)
 
 

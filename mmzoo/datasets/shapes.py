@@ -97,6 +97,19 @@ def shapes_tokenizer(sequence_length: int = 16, **kwargs):
     return TextTokenizer(list(VOCABULARY), mode="word", sequence_length=sequence_length, **kwargs)
 
 
+def shapes_model_kwargs(task: str) -> dict:
+    """What ``mmzoo.build`` needs to read this data: its words, and for a classifier its answers.
+
+    ``task``: the entry's task. Captioners get 20 tokens with ``[START]`` /
+    ``[END]`` (the longest caption has 18 words), other models 16.
+    """
+    captioning = task == "captioning"
+    kwargs = {"tokenizer": shapes_tokenizer(20 if captioning else 16, add_start_end=captioning)}
+    if task == "classification":
+        kwargs["label_names"] = shapes_label_names("question")
+    return kwargs
+
+
 def shapes_label_names(label_type: str = "question") -> list:
     """All labels ``label_type`` can produce, sorted (use as a model's ``label_names``)."""
     _check_label_type(label_type)
@@ -528,22 +541,16 @@ PRESETS = {
 }
 
 
-# Each recipe reads the grammar's words: 16 tokens for a caption to match, 20 for
-# one to write (the longest caption has 18 words, plus [START] and [END]).
-_SEQUENCE_LENGTHS = {"dual_encoder": 16, "itm_matcher": 16, "lstm_captioner": 20, "transformer_captioner": 20}
-
-
 def register_presets():
-    """Register ``PRESETS`` as the ``shapes`` preset of their zoo entries, each with ``shapes_tokenizer``.
+    """Register ``PRESETS`` as the ``shapes`` preset of their zoo entries, each with ``shapes_model_kwargs``.
 
     The tokenizer goes in as its config (each build deserializes its own);
     ``mmzoo train --preset shapes`` still learns one from the records.
     """
     import keras
 
-    from mmzoo.registry import register_preset
+    from mmzoo.registry import get_entry, register_preset
 
     for name, kwargs in PRESETS.items():
-        captioner = name.endswith("captioner")
-        tokenizer = shapes_tokenizer(_SEQUENCE_LENGTHS[name], add_start_end=captioner)
+        tokenizer = shapes_model_kwargs(get_entry(name).task)["tokenizer"]
         register_preset(name, "shapes", {**kwargs, "tokenizer": keras.saving.serialize_keras_object(tokenizer)})

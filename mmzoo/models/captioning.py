@@ -418,10 +418,10 @@ class TransformerCaptioner(CaptionerBase):
 # `default` is what `mmzoo list` reports, `small` a step up. Image tower
 # arguments are keyed by tower name so `image_tower="vit"` gets a matching size.
 #
-# `tiny` is sized to learn which shape has which colour within a notebook's
-# budget: three batch-norm conv blocks (tokens that each see a whole object),
-# two decoder blocks (a colour finds the object, then its shape is read there),
-# hidden_dim 64, Adam at 3e-3. Measurements: docs/captioning.md.
+# `tiny` is sized to bind an attribute to its object within a few minutes of
+# CPU: three batch-norm conv blocks (tokens that each see a whole object), two
+# decoder blocks (one finds the object, the next reads it), hidden_dim 64,
+# Adam at 3e-3. Measurements: docs/captioning.md.
 # ---------------------------------------------------------------------------
 _TINY_IMAGE = {
     "cnn": {"filters": (16, 32, 64), "batch_norm": True, "dim": 64},

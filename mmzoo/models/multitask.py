@@ -11,7 +11,7 @@ classifiers) under two heads that read the same fused features:
 
 Why caption matching as the second task: it needs nothing the data pipeline
 does not already carry. A manifest row with a ``text``, a ``label`` and
-``caption``s (the built-in shapes data, or any question data with captions)
+``caption``s (any question data with captions)
 gives both targets; ``make_dataset`` expands one row per (image, caption) pair
 for this model (``uses_captions``), as it does for matchers. A multi-label
 "which colours are in the picture" head would need the scene's objects, which
