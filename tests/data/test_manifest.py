@@ -48,28 +48,44 @@ def test_csv_pipe_separated_lists_by_hand(tmp_path, image_files):
     assert r.label == ["cat", "dog"] and r.captions == ["a cat", "a dog", "two pets"] and r.text is None
 
 
-def test_malformed_json_names_file_and_line(tmp_path, image_files):
-    text = '{"image": "img0.png", "label": "a"}\n\n{"image": "img1.png", "label": \n'
-    path = _write(tmp_path / "bad.jsonl", text)
-    with pytest.raises(ValueError, match=r"bad\.jsonl line 3: malformed JSON"):
-        read_manifest(path)
-
-
-def test_missing_column_names_line(tmp_path, image_files):
-    path = _write(tmp_path / "m.jsonl", '{"image": "img0.png", "label": "a"}\n{"image": "img1.png"}\n')
-    with pytest.raises(ValueError, match=r"m\.jsonl line 2: missing column\(s\) \['label'\]"):
-        read_manifest(path)
-    path = _write(tmp_path / "m2.jsonl", '{"text": "no image"}\n')
-    with pytest.raises(ValueError, match=r"m2\.jsonl line 1: missing column\(s\) \['image'\]"):
-        read_manifest(path)
-
-
-def test_csv_wrong_field_count_and_missing_header(tmp_path, image_files):
-    path = _write(tmp_path / "m.csv", "image,label\nimg0.png,a\nimg1.png\n")
-    with pytest.raises(ValueError, match=r"m\.csv line 3: expected 2 fields"):
-        read_manifest(path)
-    path = _write(tmp_path / "n.csv", "picture,label\nimg0.png,a\n")
-    with pytest.raises(ValueError, match=r"n\.csv line 1: .*no 'image' column"):
+@pytest.mark.parametrize(
+    "name, text, match",
+    [
+        pytest.param(
+            "bad.jsonl",
+            '{"image": "img0.png", "label": "a"}\n\n{"image": "img1.png", "label": \n',
+            r"bad\.jsonl line 3: malformed JSON",
+            id="malformed-json",
+        ),
+        pytest.param(
+            "m.jsonl",
+            '{"image": "img0.png", "label": "a"}\n{"image": "img1.png"}\n',
+            r"m\.jsonl line 2: missing column\(s\) \['label'\]",
+            id="missing-label-column",
+        ),
+        pytest.param(
+            "m2.jsonl",
+            '{"text": "no image"}\n',
+            r"m2\.jsonl line 1: missing column\(s\) \['image'\]",
+            id="missing-image-column",
+        ),
+        pytest.param(
+            "m.csv",
+            "image,label\nimg0.png,a\nimg1.png\n",
+            r"m\.csv line 3: expected 2 fields",
+            id="csv-wrong-field-count",
+        ),
+        pytest.param(
+            "n.csv",
+            "picture,label\nimg0.png,a\n",
+            r"n\.csv line 1: .*no 'image' column",
+            id="csv-missing-image-header",
+        ),
+    ],
+)
+def test_bad_manifest_error_names_file_and_line(tmp_path, image_files, name, text, match):
+    path = _write(tmp_path / name, text)
+    with pytest.raises(ValueError, match=match):
         read_manifest(path)
 
 
