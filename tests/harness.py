@@ -12,6 +12,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 
@@ -121,3 +122,18 @@ def assert_model_roundtrip(model, inputs, tmp_path, atol=1e-5):
 def tf_function_call(layer, *args, **kwargs):
     """Call ``layer`` inside a ``tf.function`` (graph mode)."""
     return tf.function(lambda *a, **k: layer(*a, **k))(*args, **kwargs)
+
+
+def assert_refused_with_received(call, match=""):
+    """``call()`` raises a ValueError that names ``match`` and then shows what it received."""
+    with pytest.raises(ValueError, match=f"{match}.*Received:"):
+        call()
+
+
+# Pooled inputs every fusion of pooled (batch, dim) features refuses with a
+# "Received:" error: a single modality, and a rank-3 one beside a pooled one.
+# Keys are the test ids: parametrize with ``.values()`` and ``ids=.keys()``.
+BAD_POOLED_FUSION_INPUTS = {
+    "single-modality": [np.ones((2, 3), "float32")],
+    "rank-3-beside-pooled": [np.ones((2, 3), "float32"), np.ones((2, 4, 3), "float32")],
+}
