@@ -23,6 +23,21 @@ def tiny_tokenizer(sequence_length=6, **kwargs):
     return TextTokenizer(vocabulary=VOCABULARY, mode="word", sequence_length=sequence_length, **kwargs)
 
 
+def _inputs_and_image_features(tokenizer, image_size, units, activation=None):
+    """The tokenizer (default, given, or its config), the ``image`` and
+    ``token_ids`` inputs, and the image branch: rescale, flatten, ``Dense(units)``."""
+    tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer()
+    if isinstance(tokenizer, dict):
+        tokenizer = keras.saving.deserialize_keras_object(tokenizer)
+    h, w = image_size
+    image = keras.Input((h, w, 3), name="image")
+    token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
+    x = keras.layers.Rescaling(1.0 / 255.0)(image)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(units, activation=activation)(x)
+    return tokenizer, image, token_ids, x
+
+
 @keras.saving.register_keras_serializable(package="mmzoo_tests")
 class TinyClassifier(MultimodalModel):
     """image Flatten+Dense and token Embedding+pooling -> ``{"scores"}``."""
@@ -30,15 +45,7 @@ class TinyClassifier(MultimodalModel):
     task = "classification"
 
     def __init__(self, tokenizer=None, image_size=(16, 16), label_names=tuple(LABELS), multi_label=False, **kwargs):
-        tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer()
-        if isinstance(tokenizer, dict):
-            tokenizer = keras.saving.deserialize_keras_object(tokenizer)
-        h, w = image_size
-        image = keras.Input((h, w, 3), name="image")
-        token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
-        x = keras.layers.Rescaling(1.0 / 255.0)(image)
-        x = keras.layers.Flatten()(x)
-        x = keras.layers.Dense(8, activation="relu")(x)
+        tokenizer, image, token_ids, x = _inputs_and_image_features(tokenizer, image_size, 8, activation="relu")
         t = keras.layers.Embedding(tokenizer.vocabulary_size, 8, mask_zero=True)(token_ids)
         t = keras.layers.GlobalAveragePooling1D()(t)
         hidden = keras.layers.Concatenate()([x, t])
@@ -69,15 +76,7 @@ class TinyDualEncoder(MultimodalModel):
     task = "matching"
 
     def __init__(self, tokenizer=None, image_size=(16, 16), dim=8, **kwargs):
-        tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer()
-        if isinstance(tokenizer, dict):
-            tokenizer = keras.saving.deserialize_keras_object(tokenizer)
-        h, w = image_size
-        image = keras.Input((h, w, 3), name="image")
-        token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
-        x = keras.layers.Rescaling(1.0 / 255.0)(image)
-        x = keras.layers.Flatten()(x)
-        x = keras.layers.Dense(dim)(x)
+        tokenizer, image, token_ids, x = _inputs_and_image_features(tokenizer, image_size, dim)
         image_embedding = keras.layers.UnitNormalization(name="image_embedding")(x)
         t = keras.layers.Embedding(tokenizer.vocabulary_size, dim, mask_zero=True)(token_ids)
         t = keras.layers.GlobalAveragePooling1D()(t)
