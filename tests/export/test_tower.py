@@ -22,6 +22,11 @@ def _images(n=3):
     return np.random.default_rng(0).uniform(0, 255, (n, 32, 32, 3)).round().astype("float32")
 
 
+def _model_b(name, **kwargs):
+    """Model B: a tiny 3-class 32x32 zoo classifier, like model A, built around an exported tower."""
+    return mmzoo.build(name, preset="tiny", num_classes=3, image_size=(32, 32), **kwargs)
+
+
 def _assert_features_close(a, b, atol=1e-5):
     assert sorted(a) == sorted(b) == ["mask", "pooled", "tokens"]
     for k in a:
@@ -30,14 +35,7 @@ def _assert_features_close(a, b, atol=1e-5):
 
 def test_image_tower_round_trip_into_model_b(model_a, tmp_path):
     path = export_tower(model_a, tmp_path / "image_tower", tower="image")
-    model_b = mmzoo.build(
-        "gated_classifier",
-        preset="tiny",
-        num_classes=3,
-        image_size=(32, 32),
-        image_tower="hub",
-        image_tower_kwargs={"handle": path, "trainable": True},
-    )
+    model_b = _model_b("gated_classifier", image_tower="hub", image_tower_kwargs={"handle": path, "trainable": True})
     x = _images()
     _assert_features_close(model_a.get_layer("image_tower")(x), model_b.get_layer("image_tower")(x))
     # Its variables came back trainable.
@@ -48,14 +46,8 @@ def test_image_tower_round_trip_into_model_b(model_a, tmp_path):
 
 def test_text_tower_round_trip_into_model_b(model_a, tmp_path):
     path = export_tower(model_a, tmp_path / "text_tower", tower="text")
-    model_b = mmzoo.build(
-        "concat_classifier",
-        preset="tiny",
-        num_classes=3,
-        image_size=(32, 32),
-        tokenizer=model_a.tokenizer,
-        text_tower="hub",
-        text_tower_kwargs={"handle": path},
+    model_b = _model_b(
+        "concat_classifier", tokenizer=model_a.tokenizer, text_tower="hub", text_tower_kwargs={"handle": path}
     )
     ids = model_a.tokenizer(tf.constant(["a red circle", "is there a blue square left of it"])).numpy()
     _assert_features_close(model_a.get_layer("text_tower")(ids), model_b.get_layer("text_tower")(ids))
@@ -65,11 +57,8 @@ def test_text_tower_as_its_own_preprocessor_for_another_tokenizer(model_a, tmp_p
     """The BERT pattern with an mmzoo export: model B has a different vocabulary."""
     path = export_tower(model_a, tmp_path / "text_tower", tower="text")
     other = TextTokenizer(["circle", "red", "a", "blue", "square"], sequence_length=10)
-    model_b = mmzoo.build(
+    model_b = _model_b(
         "concat_classifier",
-        preset="tiny",
-        num_classes=3,
-        image_size=(32, 32),
         tokenizer=other,
         text_tower="hub",
         text_tower_kwargs={
