@@ -17,16 +17,20 @@ def _bigram_step(rows):
     return step
 
 
+def _bigram_table(after_start, after_a, after_b):
+    """Next-token probabilities over (PAD, UNK, START, END, A, B), one row per
+    previous token in that order: [PAD], [UNK] and [END] are followed by [PAD]."""
+    to_pad = [1, 0, 0, 0, 0, 0]
+    return [to_pad, to_pad, after_start, to_pad, after_a, after_b]
+
+
 # Greedy is myopic here: START -> A (0.6) then END at 0.3 gives 0.18, while
 # START -> B (0.4) then END (1.0) gives 0.4.
-MYOPIC = [
-    [1, 0, 0, 0, 0, 0],  # [PAD]
-    [1, 0, 0, 0, 0, 0],  # [UNK]
-    [0, 0, 0, 0, 0.6, 0.4],  # [START]
-    [1, 0, 0, 0, 0, 0],  # [END]
-    [0, 0.1, 0, 0.3, 0.3, 0.3],  # A
-    [0, 0, 0, 1.0, 0, 0],  # B
-]
+MYOPIC = _bigram_table(
+    after_start=[0, 0, 0, 0, 0.6, 0.4],
+    after_a=[0, 0.1, 0, 0.3, 0.3, 0.3],
+    after_b=[0, 0, 0, 1.0, 0, 0],
+)
 COMMON = dict(batch_size=2, max_length=6, start_id=START, end_id=END, pad_id=PAD)
 
 
@@ -47,14 +51,11 @@ def test_beam_search_beats_greedy_on_a_myopic_case():
 
 
 # An untrained model: [PAD] and [START] are its likeliest tokens after [START].
-PAD_LOVER = [
-    [1, 0, 0, 0, 0, 0],  # [PAD]
-    [1, 0, 0, 0, 0, 0],  # [UNK]
-    [0.5, 0, 0.3, 0, 0.15, 0.05],  # [START]
-    [1, 0, 0, 0, 0, 0],  # [END]
-    [0, 0, 0, 1.0, 0, 0],  # A
-    [0, 0, 0, 1.0, 0, 0],  # B
-]
+PAD_LOVER = _bigram_table(
+    after_start=[0.5, 0, 0.3, 0, 0.15, 0.05],
+    after_a=[0, 0, 0, 1.0, 0, 0],
+    after_b=[0, 0, 0, 1.0, 0, 0],
+)
 
 
 @pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
