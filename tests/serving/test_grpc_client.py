@@ -9,6 +9,14 @@ from tests.export.tiny_models import random_images
 TEXTS = ["a red circle", "big blue square"]
 
 
+def _one_image_error(grpc_double, model_name, match=None, **client_kwargs):
+    """The ServingError a one-image predict through a GrpcClient raises (its message matching ``match``)."""
+    with GrpcClient(model_name, target=grpc_double.target, **client_kwargs) as client:
+        with pytest.raises(ServingError, match=match) as info:
+            client.predict(images=random_images(1), texts=["a"])
+    return info.value
+
+
 def test_predict_matches_the_saved_model(grpc_double, served_classifier):
     _, served = served_classifier
     images = random_images(2, seed=31)
@@ -44,10 +52,7 @@ def test_errors_carry_the_server_message(grpc_double):
         assert info.value.code == "INVALID_ARGUMENT"
         with pytest.raises(ServingError, match="not a JPEG, PNG, GIF or BMP"):
             client.predict(images=[b"garbage"], texts=["a"])
-    with GrpcClient("other_model", target=grpc_double.target, retries=0) as client:
-        with pytest.raises(ServingError, match="Servable not found") as info:
-            client.predict(images=random_images(1), texts=["a"])
-        assert info.value.code == "NOT_FOUND"
+    assert _one_image_error(grpc_double, "other_model", "Servable not found", retries=0).code == "NOT_FOUND"
 
 
 def test_retries_unavailable_then_gives_up(grpc_double):
@@ -56,16 +61,11 @@ def test_retries_unavailable_then_gives_up(grpc_double):
         assert client.predict(images=random_images(1), texts=["a"])["scores"].shape == (1, 3)
     assert grpc_double.faults.requests == 3
     grpc_double.faults.unavailable = 5
-    with GrpcClient("tiny_classifier", target=grpc_double.target, retries=1, backoff=0.01) as client:
-        with pytest.raises(ServingError, match="not available") as info:
-            client.predict(images=random_images(1), texts=["a"])
-    assert info.value.code == "UNAVAILABLE"
+    error = _one_image_error(grpc_double, "tiny_classifier", "not available", retries=1, backoff=0.01)
+    assert error.code == "UNAVAILABLE"
 
 
 def test_deadline(grpc_double):
     grpc_double.faults.delay = 1.5
-    with GrpcClient("tiny_classifier", target=grpc_double.target, timeout=0.3, retries=0) as client:
-        with pytest.raises(ServingError) as info:
-            client.predict(images=random_images(1), texts=["a"])
-    assert info.value.code == "DEADLINE_EXCEEDED"
+    assert _one_image_error(grpc_double, "tiny_classifier", timeout=0.3, retries=0).code == "DEADLINE_EXCEEDED"
     grpc_double.faults.delay = 0.0
