@@ -7,6 +7,8 @@ import math
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class CachedMultiHeadAttention(keras.layers.Layer):
@@ -132,17 +134,9 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         return tuple(query_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "key_dim": self.key_dim,
-                "dropout": self.dropout,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
+        return with_attributes(
+            super().get_config(), self, "num_heads", "key_dim", "dropout", "use_bias", "kernel_initializer"
         )
-        return config
 
 
 def _write_cache(cache, new_kv, index):

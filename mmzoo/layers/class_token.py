@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class ClassToken(keras.layers.Layer):
@@ -49,6 +51,4 @@ class ClassToken(keras.layers.Layer):
         return (input_shape[0], steps, input_shape[-1])
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"initializer": keras.initializers.serialize(self.initializer)})
-        return config
+        return with_attributes(super().get_config(), self, "initializer")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from mmzoo.layers._config import with_attributes
+
 MODES = ("multiclass", "multilabel", "binary")
 
 
@@ -86,12 +88,6 @@ class ClassificationHead(keras.layers.Layer):
         return tuple(input_shape)[:-1] + (self.output_units,)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_classes=self.num_classes,
-            mode=self.mode,
-            hidden_units=self.hidden_units,
-            dropout=self.dropout,
-            from_logits_input=self.from_logits_input,
+        return with_attributes(
+            super().get_config(), self, "num_classes", "mode", "hidden_units", "dropout", "from_logits_input"
         )
-        return config

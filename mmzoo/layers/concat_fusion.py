@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from mmzoo.layers._config import with_attributes
+
 
 def check_pooled_shapes(layer_name, input_shape):
     """Shared validation: a list of at least two rank-2 shapes with known widths."""
@@ -94,6 +96,4 @@ class ConcatFusion(keras.layers.Layer):
         return (input_shape[0][0], width)
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"projection_dim": self.projection_dim, "dropout": self.dropout})
-        return config
+        return with_attributes(super().get_config(), self, "projection_dim", "dropout")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from mmzoo.layers._config import with_attributes
+
 _POOLING_MODES = ("mean", "max", "first")
 
 
@@ -291,17 +293,7 @@ class CrossAttentionFusion(keras.layers.Layer):
         return pooled, scores
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "key_dim": self.key_dim,
-                "bidirectional": self.bidirectional,
-                "dropout": self.dropout,
-                "pooling": self.pooling,
-                "intermediate_dim": self.intermediate_dim,
-                "return_attention_scores": self.return_attention_scores,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
+        return with_attributes(
+            super().get_config(), self, "num_heads", "key_dim", "bidirectional", "dropout", "pooling",
+            "intermediate_dim", "return_attention_scores", "layer_norm_epsilon"
         )
-        return config

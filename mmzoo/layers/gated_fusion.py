@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from mmzoo.layers._config import with_attributes
 from mmzoo.layers.concat_fusion import check_pooled_shapes
 
 GATES = ("unit", "modality")
@@ -133,11 +134,7 @@ class GatedFusion(keras.layers.Layer):
         return fused
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {"units": self.units, "gate": self.gate, "return_gates": self.return_gates, "dropout": self.dropout}
-        )
-        return config
+        return with_attributes(super().get_config(), self, "units", "gate", "return_gates", "dropout")
 
     @classmethod
     def from_config(cls, config):

@@ -7,6 +7,8 @@ import os
 import keras
 import tensorflow as tf
 
+from mmzoo.layers._config import with_attributes
+
 # Reserved ids of mmzoo tokenizers ([PAD], [UNK], [START], [END]): dropped when
 # token ids are turned back into text for a string-input module.
 _NUM_RESERVED = 4
@@ -349,17 +351,7 @@ class HubEncoder(keras.layers.Layer):
         return None
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "handle": self.handle,
-                "signature": self.signature,
-                "output_key": self.output_key,
-                "input_key": self.input_key,
-                "preprocessor": self.preprocessor,
-                "preprocessor_signature": self.preprocessor_signature,
-                "vocabulary": self.vocabulary,
-                "tags": self.tags,
-            }
+        return with_attributes(
+            super().get_config(), self, "handle", "signature", "output_key", "input_key", "preprocessor",
+            "preprocessor_signature", "vocabulary", "tags"
         )
-        return config

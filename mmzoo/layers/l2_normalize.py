@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class L2Normalize(keras.layers.Layer):
@@ -49,6 +51,4 @@ class L2Normalize(keras.layers.Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"axis": self.axis, "epsilon": self.epsilon})
-        return config
+        return with_attributes(super().get_config(), self, "axis", "epsilon")

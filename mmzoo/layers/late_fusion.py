@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from mmzoo.layers._config import with_attributes
 from mmzoo.layers.concat_fusion import check_pooled_shapes
 
 _COMBINE_MODES = ("mean", "learned")
@@ -132,13 +133,6 @@ class LateFusion(keras.layers.Layer):
         return combined
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_outputs": self.num_outputs,
-                "combine": self.combine,
-                "activation": keras.activations.serialize(self.activation),
-                "return_modality_logits": self.return_modality_logits,
-            }
+        return with_attributes(
+            super().get_config(), self, "num_outputs", "combine", "activation", "return_modality_logits"
         )
-        return config

@@ -7,6 +7,8 @@ import math
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 
 class _ClipLogScale(keras.constraints.Constraint):
     """Keeps the stored log-scale within ``[log(min_scale), log(max_scale)]``.
@@ -108,12 +110,4 @@ class LogitScale(keras.layers.Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "initial_temperature": self.initial_temperature,
-                "max_logit_scale": self.max_logit_scale,
-                "min_logit_scale": self.min_logit_scale,
-            }
-        )
-        return config
+        return with_attributes(super().get_config(), self, "initial_temperature", "max_logit_scale", "min_logit_scale")

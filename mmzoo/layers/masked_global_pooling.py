@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 _MODES = ("mean", "max", "first")
 
 
@@ -65,6 +67,4 @@ class MaskedGlobalPooling(keras.layers.Layer):
         return (input_shape[0], input_shape[-1])
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"mode": self.mode})
-        return config
+        return with_attributes(super().get_config(), self, "mode")

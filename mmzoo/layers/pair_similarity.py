@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class PairSimilarity(keras.layers.Layer):
@@ -59,6 +61,4 @@ class PairSimilarity(keras.layers.Layer):
         return tuple(input_shape[0][:-1])
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"normalize": self.normalize, "epsilon": self.epsilon})
-        return config
+        return with_attributes(super().get_config(), self, "normalize", "epsilon")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class PositionEmbedding(keras.layers.Layer):
@@ -64,11 +66,4 @@ class PositionEmbedding(keras.layers.Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "sequence_length": self.sequence_length,
-                "initializer": keras.initializers.serialize(self.initializer),
-            }
-        )
-        return config
+        return with_attributes(super().get_config(), self, "sequence_length", "initializer")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class SequenceMask(keras.layers.Layer):
@@ -53,6 +55,4 @@ class SequenceMask(keras.layers.Layer):
         return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype="bool")
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"padding_id": self.padding_id})
-        return config
+        return with_attributes(super().get_config(), self, "padding_id")

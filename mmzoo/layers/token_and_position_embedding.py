@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
 from mmzoo.layers.position_embedding import PositionEmbedding
 
 
@@ -83,14 +84,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         return tuple(input_shape) + (self.embedding_dim,)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "vocabulary_size": self.vocabulary_size,
-                "sequence_length": self.sequence_length,
-                "embedding_dim": self.embedding_dim,
-                "mask_zero": self.mask_zero,
-                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
-            }
+        return with_attributes(
+            super().get_config(), self, "vocabulary_size", "sequence_length", "embedding_dim", "mask_zero",
+            "embeddings_initializer"
         )
-        return config

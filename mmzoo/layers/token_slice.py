@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from mmzoo.layers._config import with_attributes
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class TokenSlice(keras.layers.Layer):
@@ -51,6 +53,4 @@ class TokenSlice(keras.layers.Layer):
         return (input_shape[0], steps) + tuple(input_shape[2:])
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"start": self.start, "stop": self.stop})
-        return config
+        return with_attributes(super().get_config(), self, "start", "stop")

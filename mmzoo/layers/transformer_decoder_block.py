@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
 from mmzoo.layers.cached_multi_head_attention import CachedMultiHeadAttention
 
 
@@ -181,16 +182,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
         return tuple(inputs_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "intermediate_dim": self.intermediate_dim,
-                "dropout": self.dropout,
-                "activation": keras.activations.serialize(self.activation),
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
+        return with_attributes(
+            super().get_config(), self, "hidden_dim", "num_heads", "intermediate_dim", "dropout", "activation",
+            "layer_norm_epsilon", "kernel_initializer"
         )
-        return config

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._config import with_attributes
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class TransformerEncoderBlock(keras.layers.Layer):
@@ -113,15 +115,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "mlp_dim": self.mlp_dim,
-                "dropout": self.dropout,
-                "attention_dropout": self.attention_dropout,
-                "activation": keras.activations.serialize(self.activation),
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-            }
+        return with_attributes(
+            super().get_config(), self, "num_heads", "mlp_dim", "dropout", "attention_dropout", "activation",
+            "layer_norm_epsilon"
         )
-        return config
