@@ -99,14 +99,34 @@ def _from_json(value):
     return value
 
 
-class RestDouble:
+class _Double:
+    """What both doubles share: the served model, the faults, and a lifetime
+    timer that ``start`` arms and ``stop`` cancels. Subclasses serve in
+    ``_serve`` and shut their server down in ``_shut_down``."""
+
+    def __init__(self, served: ServedModel, lifetime: float):
+        self.served = served
+        self.faults = _Faults()
+        self._timer = threading.Timer(lifetime, self.stop)
+        self._timer.daemon = True
+
+    def start(self):
+        self._serve()
+        self._timer.start()
+        return self
+
+    def stop(self):
+        self._timer.cancel()
+        self._shut_down()
+
+
+class RestDouble(_Double):
     """``POST /v1/models/NAME[/versions/N]:predict``, ``GET .../metadata``, ``GET /v1/models/NAME``."""
 
     _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<verb>:predict|/metadata)?$")
 
     def __init__(self, served: ServedModel, lifetime=120.0):
-        self.served = served
-        self.faults = _Faults()
+        super().__init__(served, lifetime)
         double = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -173,25 +193,20 @@ class RestDouble:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self._timer = threading.Timer(lifetime, self.stop)
-        self._timer.daemon = True
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self):
+    def _serve(self):
         self.thread.start()
-        self._timer.start()
-        return self
 
-    def stop(self):
-        self._timer.cancel()
+    def _shut_down(self):
         self.server.shutdown()
         self.server.server_close()
 
 
-class GrpcDouble:
+class GrpcDouble(_Double):
     """A ``PredictionServiceServicer`` (Predict, GetModelMetadata) on 127.0.0.1."""
 
     def __init__(self, served: ServedModel, lifetime=120.0):
@@ -203,8 +218,7 @@ class GrpcDouble:
             prediction_service_pb2_grpc,
         )
 
-        self.served = served
-        self.faults = _Faults()
+        super().__init__(served, lifetime)
         double = self
 
         def check_spec(spec, context):
@@ -256,18 +270,13 @@ class GrpcDouble:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self._timer = threading.Timer(lifetime, self.stop)
-        self._timer.daemon = True
 
     @property
     def target(self):
         return f"127.0.0.1:{self.port}"
 
-    def start(self):
+    def _serve(self):
         self.server.start()
-        self._timer.start()
-        return self
 
-    def stop(self):
-        self._timer.cancel()
+    def _shut_down(self):
         self.server.stop(grace=0)
