@@ -84,15 +84,18 @@ def test_gated_classifier_exposes_gates():
         _build("concat").fusion_gates(_inputs(model))
 
 
-def test_bad_arguments_are_clear():
-    with pytest.raises(ValueError, match="fusion must be one of"):
-        _build("sum")
-    with pytest.raises(ValueError, match="disagree"):
-        _build("concat", num_classes=5)
-    with pytest.raises(ValueError, match="unique"):
-        _build("concat", label_names=["a", "a"])
-    with pytest.raises(ValueError, match="Unknown model name"):
-        mmzoo.build("gated_clasifier")
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        pytest.param(lambda: _build("sum"), "fusion must be one of", id="unknown-fusion"),
+        pytest.param(lambda: _build("concat", num_classes=5), "disagree", id="num-classes-vs-label-names"),
+        pytest.param(lambda: _build("concat", label_names=["a", "a"]), "unique", id="repeated-label-names"),
+        pytest.param(lambda: mmzoo.build("gated_clasifier"), "Unknown model name", id="misspelt-model-name"),
+    ],
+)
+def test_bad_arguments_are_clear(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
 
 
 def test_preset_tower_kwargs_follow_the_chosen_tower():

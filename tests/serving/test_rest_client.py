@@ -106,14 +106,21 @@ def test_unreachable_server_and_timeout(rest_double):
     rest_double.faults.delay = 0.0
 
 
-def test_argument_validation():
-    with pytest.raises(ValueError, match="model_name"):
-        RestClient("")
-    with pytest.raises(ValueError, match="timeout"):
-        RestClient("m", timeout=0)
-    with pytest.raises(ValueError, match="retries"):
-        RestClient("m", retries=-1)
-    with pytest.raises(ValueError, match="No inputs"):
-        RestClient("m").predict()
-    with pytest.raises(TypeError, match="encoded bytes or a file path"):
-        RestClient("m").predict(images=[np.zeros((2, 2, 3))])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        pytest.param(lambda: RestClient(""), ValueError, "model_name", id="empty-model-name"),
+        pytest.param(lambda: RestClient("m", timeout=0), ValueError, "timeout", id="zero-timeout"),
+        pytest.param(lambda: RestClient("m", retries=-1), ValueError, "retries", id="negative-retries"),
+        pytest.param(lambda: RestClient("m").predict(), ValueError, "No inputs", id="no-inputs"),
+        pytest.param(
+            lambda: RestClient("m").predict(images=[np.zeros((2, 2, 3))]),
+            TypeError,
+            "encoded bytes or a file path",
+            id="decoded-image-array",
+        ),
+    ],
+)
+def test_argument_validation(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
