@@ -7,6 +7,7 @@ import math
 import keras
 from keras import ops
 
+from mmzoo.layers._checks import check_positive_ints, check_rates
 from mmzoo.layers._config import with_attributes
 
 
@@ -52,11 +53,8 @@ class CachedMultiHeadAttention(keras.layers.Layer):
     def __init__(self, num_heads: int, key_dim: int, dropout: float = 0.0, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("num_heads", num_heads), ("key_dim", key_dim)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{arg} must be a positive int. Received: {arg}={value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+        check_positive_ints(num_heads=num_heads, key_dim=key_dim)
+        check_rates(dropout=dropout)
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.dropout = dropout

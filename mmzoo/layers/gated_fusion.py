@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from mmzoo.layers._config import with_attributes
-from mmzoo.layers.concat_fusion import check_pooled_shapes
+from mmzoo.layers._modality_heads import apply_modality_heads, build_modality_heads, modality_head_shapes
 
 GATES = ("unit", "modality")
 
@@ -82,14 +82,7 @@ class GatedFusion(keras.layers.Layer):
         return self.units if num_modalities == 2 else num_modalities * self.units
 
     def build(self, input_shape):
-        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
-        self.num_modalities = len(dims)
-        self.kernels, self.biases = [], []
-        for i, dim in enumerate(dims):
-            self.kernels.append(
-                self.add_weight(name=f"kernel_{i}", shape=(dim, self.units), initializer="glorot_uniform")
-            )
-            self.biases.append(self.add_weight(name=f"bias_{i}", shape=(self.units,), initializer="zeros"))
+        dims = build_modality_heads(self, input_shape, self.units)
         width = self._gate_width(len(dims))
         self.gate_kernel = self.add_weight(name="gate_kernel", shape=(sum(dims), width), initializer="glorot_uniform")
         self.gate_bias = self.add_weight(name="gate_bias", shape=(width,), initializer="zeros")
@@ -108,14 +101,7 @@ class GatedFusion(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         inputs = list(inputs)
-        # [batch, N, units]: one tanh projection per modality.
-        hidden = keras.ops.stack(
-            [
-                keras.ops.tanh(keras.ops.matmul(x, kernel) + bias)
-                for x, kernel, bias in zip(inputs, self.kernels, self.biases)
-            ],
-            axis=1,
-        )
+        hidden = apply_modality_heads(self, inputs, keras.ops.tanh)  # [batch, N, units]
         gates = self._gates(inputs)
         weights = gates if self.gate == "unit" else keras.ops.expand_dims(gates, -1)
         fused = keras.ops.sum(hidden * weights, axis=1)
@@ -125,12 +111,10 @@ class GatedFusion(keras.layers.Layer):
         return fused
 
     def compute_output_shape(self, input_shape):
-        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
-        batch = input_shape[0][0]
-        fused = (batch, self.units)
+        fused, per_modality = modality_head_shapes(self, input_shape, self.units)
         if self.return_gates:
-            gates = (batch, len(dims), self.units) if self.gate == "unit" else (batch, len(dims))
-            return fused, gates
+            # [batch, N, units] per unit, [batch, N] per modality.
+            return fused, (per_modality if self.gate == "unit" else per_modality[:2])
         return fused
 
     def get_config(self):

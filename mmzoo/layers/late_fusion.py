@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from mmzoo.layers._config import with_attributes
-from mmzoo.layers.concat_fusion import check_pooled_shapes
+from mmzoo.layers._modality_heads import apply_modality_heads, build_modality_heads, modality_head_shapes
 
 _COMBINE_MODES = ("mean", "learned")
 
@@ -80,18 +80,7 @@ class LateFusion(keras.layers.Layer):
         self.return_modality_logits = return_modality_logits
 
     def build(self, input_shape):
-        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
-        self.num_modalities = len(dims)
-        self.kernels, self.biases = [], []
-        for i, dim in enumerate(dims):
-            self.kernels.append(
-                self.add_weight(
-                    name=f"kernel_{i}", shape=(dim, self.num_outputs), initializer="glorot_uniform"
-                )
-            )
-            self.biases.append(
-                self.add_weight(name=f"bias_{i}", shape=(self.num_outputs,), initializer="zeros")
-            )
+        dims = build_modality_heads(self, input_shape, self.num_outputs)
         self.combine_logits = None
         if self.combine == "learned":
             self.combine_logits = self.add_weight(
@@ -108,13 +97,7 @@ class LateFusion(keras.layers.Layer):
         return keras.ops.softmax(keras.ops.cast(self.combine_logits, self.compute_dtype))
 
     def call(self, inputs):
-        per_modality = keras.ops.stack(
-            [
-                self.activation(keras.ops.matmul(x, kernel) + bias)
-                for x, kernel, bias in zip(list(inputs), self.kernels, self.biases)
-            ],
-            axis=1,
-        )  # [batch, N, num_outputs]
+        per_modality = apply_modality_heads(self, inputs, self.activation)  # [batch, N, num_outputs]
         if self.combine == "mean":
             combined = keras.ops.mean(per_modality, axis=1)
         else:
@@ -125,11 +108,9 @@ class LateFusion(keras.layers.Layer):
         return combined
 
     def compute_output_shape(self, input_shape):
-        dims = check_pooled_shapes(self.__class__.__name__, input_shape)
-        batch = input_shape[0][0]
-        combined = (batch, self.num_outputs)
+        combined, per_modality = modality_head_shapes(self, input_shape, self.num_outputs)
         if self.return_modality_logits:
-            return combined, (batch, len(dims), self.num_outputs)
+            return combined, per_modality
         return combined
 
     def get_config(self):

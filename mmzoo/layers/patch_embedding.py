@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._checks import check_positive_ints
+
 
 @keras.saving.register_keras_serializable(package="mmzoo")
 class PatchEmbedding(keras.layers.Layer):
@@ -37,8 +39,7 @@ class PatchEmbedding(keras.layers.Layer):
             raise ValueError(
                 f"patch_size must be a positive int or a pair of them. Received: patch_size={patch_size!r}"
             )
-        if not isinstance(dim, int) or dim <= 0:
-            raise ValueError(f"dim must be a positive int. Received: dim={dim!r}")
+        check_positive_ints(dim=dim)
         self.patch_size = patch_size
         self.dim = dim
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

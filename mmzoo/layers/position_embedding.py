@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._checks import check_positive_ints
 from mmzoo.layers._config import with_attributes
 
 
@@ -33,10 +34,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def __init__(self, sequence_length: int, initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(sequence_length, int) or sequence_length <= 0:
-            raise ValueError(
-                f"sequence_length must be a positive int. Received: sequence_length={sequence_length!r}"
-            )
+        check_positive_ints(sequence_length=sequence_length)
         self.sequence_length = sequence_length
         self.initializer = keras.initializers.get(initializer)
         self.supports_masking = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._checks import check_positive_ints
 from mmzoo.layers._config import with_attributes
 from mmzoo.layers.position_embedding import PositionEmbedding
 
@@ -44,13 +45,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for arg, value in (
-            ("vocabulary_size", vocabulary_size),
-            ("sequence_length", sequence_length),
-            ("embedding_dim", embedding_dim),
-        ):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{arg} must be a positive int. Received: {arg}={value!r}")
+        check_positive_ints(
+            vocabulary_size=vocabulary_size, sequence_length=sequence_length, embedding_dim=embedding_dim
+        )
         self.vocabulary_size = vocabulary_size
         self.sequence_length = sequence_length
         self.embedding_dim = embedding_dim

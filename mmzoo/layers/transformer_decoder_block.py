@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._checks import check_positive_ints
 from mmzoo.layers._config import with_attributes
 from mmzoo.layers.cached_multi_head_attention import CachedMultiHeadAttention
 
@@ -76,10 +77,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
                  activation="gelu", layer_norm_epsilon: float = 1e-5, kernel_initializer="glorot_uniform",
                  **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("hidden_dim", hidden_dim), ("num_heads", num_heads),
-                           ("intermediate_dim", intermediate_dim)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{arg} must be a positive int. Received: {arg}={value!r}")
+        check_positive_ints(hidden_dim=hidden_dim, num_heads=num_heads, intermediate_dim=intermediate_dim)
         if hidden_dim % num_heads:
             raise ValueError(
                 "hidden_dim must be divisible by num_heads. "

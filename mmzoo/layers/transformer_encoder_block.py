@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from mmzoo.layers._checks import check_positive_ints, check_rates
 from mmzoo.layers._config import with_attributes
 
 
@@ -51,13 +52,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(num_heads, int) or num_heads <= 0:
-            raise ValueError(f"num_heads must be a positive int. Received: num_heads={num_heads!r}")
-        if not isinstance(mlp_dim, int) or mlp_dim <= 0:
-            raise ValueError(f"mlp_dim must be a positive int. Received: mlp_dim={mlp_dim!r}")
-        for arg, value in (("dropout", dropout), ("attention_dropout", attention_dropout)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{arg} must be in [0, 1). Received: {arg}={value!r}")
+        check_positive_ints(num_heads=num_heads, mlp_dim=mlp_dim)
+        check_rates(dropout=dropout, attention_dropout=attention_dropout)
         self.num_heads = num_heads
         self.mlp_dim = mlp_dim
         self.dropout = dropout
