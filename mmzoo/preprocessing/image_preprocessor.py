@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmzoo.errors import error_text
+from mmzoo.preprocessing._raw_inputs import accept_raw_inputs
 from mmzoo.preprocessing.image_header import check_header, check_headers, gif_first_frame, gif_first_frames
 
 _SCALES = (None, "unit", "symmetric")
@@ -88,11 +89,7 @@ class ImagePreprocessor(keras.layers.Layer):
         self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
         self.max_pixels = max_pixels
         self.scale = scale
-
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-        self.supports_jit = False
-        self.built = True
+        accept_raw_inputs(self)
 
     # --------------------------------------------------------------- pieces
     def _resize(self, images):

@@ -9,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from mmzoo.preprocessing._raw_inputs import accept_raw_inputs
+
 RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
 
@@ -119,12 +121,8 @@ class TextTokenizer(keras.layers.Layer):
         self.sequence_length = sequence_length
         self.lowercase = bool(lowercase)
         self.add_start_end = bool(add_start_end)
-
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-        self.supports_jit = False
         self._model_buffer = None
-        self.built = True
+        accept_raw_inputs(self)
 
     # ------------------------------------------------------------------ info
     @property
