@@ -15,7 +15,7 @@ yes/no questions, "is this digit a seven", "is the number even", ...:
 No mmzoo model was designed around this task; it is here to check that what
 fusion learns on the built-in shapes is not an artefact of that data.
 
-    python benchmarks/_digits_questions.py OUT_DIR   # writes OUT_DIR/{train,test}/manifest.jsonl
+    python -m benchmarks._digits_questions OUT_DIR   # writes OUT_DIR/{train,test}/manifest.jsonl
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def write_digits_questions(out_dir, questions_per_image=4, image_size=32, test_f
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        raise SystemExit("usage: python benchmarks/_digits_questions.py OUT_DIR")
+        raise SystemExit("usage: python -m benchmarks._digits_questions OUT_DIR")
     for split, path in write_digits_questions(argv[0]).items():
         print(split, path)
 

@@ -16,8 +16,8 @@ Prints, from one run:
 Every timing is the median of several calls of the compiled (``tf.function``)
 ``generate`` after a warm-up call; ratios compare runs of the same process.
 
-    python benchmarks/captioning.py --quick   # a minute or two on a laptop CPU
-    python benchmarks/captioning.py           # the figures in benchmarks/README.md
+    python -m benchmarks.captioning --quick   # a minute or two on a laptop CPU
+    python -m benchmarks.captioning           # the figures in benchmarks/README.md
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -174,7 +173,7 @@ def json_report(report, argv=None):
                      "value": f"{s['exact_match']:.3f} / {s['beam4_exact_match']:.3f}", "met": None})
         rows.append({"figure": f"{name} CIDEr-D, greedy", "goal": None, "value": f"{s['cider_d']:.3f}",
                      "met": None})
-    command = shlex.join(["python", "benchmarks/captioning.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.captioning", *(sys.argv[1:] if argv is None else argv)])
     return {"benchmark": "captioning", "command": command, "rows": rows}
 
 

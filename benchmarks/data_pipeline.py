@@ -16,7 +16,7 @@ Prints both rates and their RATIO (pipeline / sequential; goal >= 1.6x on 2
 cores). Each is timed over full passes after one warm-up pass (files in the
 OS cache for both); the median of ``--repeats`` passes is reported.
 
-    python benchmarks/data_pipeline.py --quick
+    python -m benchmarks.data_pipeline --quick
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def main(argv=None):
         {"figure": "same, plain decode + resize instead of `ImagePreprocessor.decode_one`", "goal": None,
          "value": f"{plain / sequential:.2f}x", "met": None},
     ]
-    command = shlex.join(["python", "benchmarks/data_pipeline.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.data_pipeline", *(sys.argv[1:] if argv is None else argv)])
     print(json.dumps({"benchmark": "data_pipeline", "command": command, "rows": rows}))
     return ratio
 

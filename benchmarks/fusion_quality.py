@@ -26,9 +26,9 @@ does), and a plain Keras model written by hand (three Conv2D+MaxPool blocks,
 Embedding+BiLSTM, concatenation, two Dense layers) trains on the same data
 with the same epochs and batch size.
 
-    python benchmarks/fusion_quality.py            # notebook budget + digits (32 minutes on 2 shared CPUs)
-    python benchmarks/fusion_quality.py --quick    # smoke run
-    python benchmarks/fusion_quality.py --skip-digits --skip-gates   # part 1 alone
+    python -m benchmarks.fusion_quality            # notebook budget + digits (32 minutes on 2 shared CPUs)
+    python -m benchmarks.fusion_quality --quick    # smoke run
+    python -m benchmarks.fusion_quality --skip-digits --skip-gates   # part 1 alone
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if not __package__:  # run as a file (python benchmarks/fusion_quality.py): make `benchmarks` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -217,8 +219,7 @@ def plain_keras_model(vocabulary_size, sequence_length, image_size, num_classes)
 
 
 def digits_table(args, data_dir, out_root):
-    from _digits_questions import LABELS, write_digits_questions  # benchmarks/ is this script's folder
-
+    from benchmarks._digits_questions import LABELS, write_digits_questions
     from mmzoo.preprocessing import TextTokenizer
 
     manifests = write_digits_questions(os.path.join(data_dir, "digits"), seed=args.seed)
@@ -399,7 +400,7 @@ def json_report(args, shapes, gates, digits=None, argv=None):
                            value=f"{result['metrics']['accuracy']:.3f} ({digit_margins[name]:+.3f})",
                            met=bool(digit_margins[name] >= MARGIN_GOAL and result["metrics"]["accuracy"] >= plain))
             rows.append(row)
-    command = shlex.join(["python", "benchmarks/fusion_quality.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.fusion_quality", *(sys.argv[1:] if argv is None else argv)])
     return {"benchmark": "fusion_quality", "command": command, "rows": rows}
 
 

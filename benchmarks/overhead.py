@@ -47,8 +47,8 @@ A third function, the hand-written one decoding through the model's
 back), is timed in the same rounds: the signature over it is what the
 signature's own plumbing costs, apart from the image checks.
 
-    python benchmarks/overhead.py --quick
-    python benchmarks/overhead.py --repeats 60 --rounds 1000   # more samples on a busy machine
+    python -m benchmarks.overhead --quick
+    python -m benchmarks.overhead --repeats 60 --rounds 1000   # more samples on a busy machine
 """
 
 from __future__ import annotations
@@ -395,7 +395,7 @@ def main(argv=None):
     print(f"RATIO serving signature/hand-written (batch {args.serve_batch}): "
           f"{serve[args.serve_batch]['ratio']:.3f} (goal <= {SERVE_GOAL})", flush=True)
     rows = make_rows(train, serve, args)
-    command = shlex.join(["python", "benchmarks/overhead.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.overhead", *(sys.argv[1:] if argv is None else argv)])
     report = {"benchmark": "overhead", "command": command, "rows": rows}
     print(json.dumps(report))
     return report, train, serve

@@ -63,8 +63,8 @@ validation images; ``--extra-test-pools`` more held-out pools then measure
 the chosen re-ranking's gain with a standard error, since +0.004 on 1,000
 images alone is 4 images.
 
-    python benchmarks/retrieval.py            # the figures in benchmarks/README.md
-    python benchmarks/retrieval.py --quick    # a couple of minutes on a laptop CPU
+    python -m benchmarks.retrieval            # the figures in benchmarks/README.md
+    python -m benchmarks.retrieval --quick    # a couple of minutes on a laptop CPU
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -785,7 +784,7 @@ def json_report(args, metrics, qb, beta, rerank, stale, semantic, ceiling, ratio
     if ratio is not None:
         rows.append({"figure": "exported embed_text / Keras predict throughput", "goal": None,
                      "value": f"{ratio:.2f}x", "met": None})
-    command = shlex.join(["python", "benchmarks/retrieval.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.retrieval", *(sys.argv[1:] if argv is None else argv)])
     return {"benchmark": "retrieval", "command": command, "rows": rows}
 
 

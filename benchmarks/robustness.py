@@ -21,9 +21,9 @@ Prints, per signature, the count of cases tried and their outcomes
 (``ok`` / ``InvalidArgument`` / ``other``), then the JSON last line of the
 benchmark contract.
 
-    python benchmarks/robustness.py --quick      # 20 examples per signature
-    python benchmarks/robustness.py              # 150 examples per signature
-    python benchmarks/robustness.py --examples 500 --seed 3
+    python -m benchmarks.robustness --quick      # 20 examples per signature
+    python -m benchmarks.robustness              # 150 examples per signature
+    python -m benchmarks.robustness --examples 500 --seed 3
 """
 
 from __future__ import annotations
@@ -566,7 +566,7 @@ def main(argv=None):
     for label, c in counts.items():
         rows.append({"figure": f"`{label}`: ok / InvalidArgument / other", "goal": None,
                      "value": f"{c[OK]} / {c[INVALID]} / {c[OTHER]}", "met": None})
-    command = shlex.join(["python", "benchmarks/robustness.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.robustness", *(sys.argv[1:] if argv is None else argv)])
     print(json.dumps({"benchmark": "robustness", "command": command, "rows": rows}))
     return result
 

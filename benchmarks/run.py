@@ -1,7 +1,8 @@
 """Run every benchmark script and rewrite the tables in ``benchmarks/README.md``.
 
-Each ``benchmarks/*.py`` script (except this one) runs in its own subprocess
-(with ``--quick`` when given). By contract its LAST stdout line is one JSON
+Each ``benchmarks/*.py`` script (except this one and ``_*``) runs in its own
+subprocess, as ``python -m benchmarks.NAME`` from the repository root (with
+``--quick`` when given). By contract its LAST stdout line is one JSON
 object::
 
     {"benchmark": "<script stem>", "command": "<command to reproduce>",
@@ -21,10 +22,10 @@ A script that fails (non-zero exit, or no valid JSON last line) still gets a
 block: its row says ``failed`` with the tail of its error output; the other
 scripts still run, and this command exits with status 1.
 
-    python benchmarks/run.py --quick                    # every script, quick mode
-    python benchmarks/run.py --only serving retrieval   # a subset, full budgets
-    python benchmarks/run.py --quick --dry-run          # print the tables, write nothing
-    python benchmarks/run.py --only retrieval --script-args "retrieval=--dual-encoder runs/clip.keras"
+    python -m benchmarks.run --quick                    # every script, quick mode
+    python -m benchmarks.run --only serving retrieval   # a subset, full budgets
+    python -m benchmarks.run --quick --dry-run          # print the tables, write nothing
+    python -m benchmarks.run --only retrieval --script-args "retrieval=--dual-encoder runs/clip.keras"
 
 ``--script-args NAME=ARGS`` passes more arguments to one script (split like a
 shell line); they show in the block's commands, so a table measured on a
@@ -46,7 +47,6 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 NEW_SECTIONS_MARKER = "<!-- benchmarks: new sections -->"
 ROW_KEYS = ("figure", "goal", "value", "met")
 
@@ -89,16 +89,25 @@ def select(available: list[str], only) -> list[str]:
 
 
 # ------------------------------------------------------------------- parsing
-def parse_report(stdout: str, name: str | None = None) -> dict:
-    """The JSON object on the last non-empty line of ``stdout``, checked against the contract."""
+def last_json_line(stdout: str):
+    """The JSON value on the last non-empty line of ``stdout`` (any JSON; ``check_report`` checks it)."""
     lines = [line for line in stdout.splitlines() if line.strip()]
     if not lines:
         raise ContractError("no output: the last stdout line must be the JSON report")
     last = lines[-1].strip()
     try:
-        report = json.loads(last)
+        return json.loads(last)
     except json.JSONDecodeError as error:
         raise ContractError(f"last stdout line is not JSON ({error.msg}). Received: {last[:200]!r}") from None
+
+
+def parse_report(stdout: str, name: str | None = None) -> dict:
+    """The JSON object on the last non-empty line of ``stdout``, checked against the contract."""
+    return check_report(last_json_line(stdout), name)
+
+
+def check_report(report, name: str | None = None) -> dict:
+    """``report`` itself when it follows the contract (``name``: the script stem it must give)."""
     if not isinstance(report, dict):
         raise ContractError(f"the JSON report must be an object. Received: {type(report).__name__}")
     missing = [k for k in ("benchmark", "command", "rows") if k not in report]
@@ -142,18 +151,23 @@ def error_tail(stderr: str, stdout: str = "", lines: int = 3, chars: int = 300) 
 # ------------------------------------------------------------------- running
 def run_script(name: str, bench_dir: str, quick: bool, timeout: float | None = None, echo=True,
                extra_args=()) -> dict:
-    """Run one script (with ``extra_args`` after ``--quick``); ``{"name", "ok", "report" | "error", "seconds", "command"}``."""
-    path = os.path.join(bench_dir, name + ".py")
+    """Run one script (with ``extra_args`` after ``--quick``); ``{"name", "ok", "report" | "error", "seconds", "command"}``.
+
+    The script runs as a module of the package ``bench_dir`` is (``python -m benchmarks.NAME``),
+    from the folder that holds ``bench_dir`` (the repository root for ``benchmarks/``).
+    """
+    root, package = os.path.split(os.path.abspath(bench_dir))
+    module = f"{package}.{name}"
     args = (["--quick"] if quick else []) + list(extra_args)
-    argv = [sys.executable, path] + args
-    command = shlex.join(["python", os.path.relpath(path, REPO), *args])
+    argv = [sys.executable, "-m", module] + args
+    command = shlex.join(["python", "-m", module, *args])
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     start = time.perf_counter()
     out_lines = []
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
                                 encoding="utf-8", errors="replace")
         def pump():  # stream progress while keeping every line
             for line in proc.stdout:
@@ -311,7 +325,7 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    shown = ["python", "benchmarks/run.py"] + (["--quick"] if args.quick else []) + (
+    shown = ["python", "-m", "benchmarks.run"] + (["--quick"] if args.quick else []) + (
         ["--only", *names] if args.only else []
     )
     for item in args.script_args:
@@ -338,8 +352,7 @@ def main(argv=None) -> int:
     failed = [r["name"] for r in results if not r["ok"]]
     if failed:
         print(f"{len(failed)} of {len(results)} benchmark(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

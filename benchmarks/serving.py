@@ -9,7 +9,7 @@ Prints, from one run: the speed ratio (Python time / export time) at batch 1
 and batch 32 (goal: >= 2x at batch 32), the ratio against a direct
 ``model(x)`` call instead of ``model.predict``, and p50/p99 latency at batch 1.
 
-    python benchmarks/serving.py --quick
+    python -m benchmarks.serving --quick
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -168,7 +167,7 @@ def main(argv=None):
         {"figure": "exported `serving_default` vs PIL + Python tokenization + direct `model(x)`, batch 32 / 1",
          "goal": None, "value": f"{ratio(32, 2):.1f}x / {ratio(1, 2):.1f}x", "met": None},
     ]
-    command = shlex.join(["python", "benchmarks/serving.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.serving", *(sys.argv[1:] if argv is None else argv)])
     print(json.dumps({"benchmark": "serving", "command": command, "rows": rows}))
 
 

@@ -52,9 +52,9 @@ peak for mixed precision, the TF32 tensor-core peak for float32 when TF32 is
 enabled (TensorFlow's default on Ampere and later) and the plain FP32 peak
 otherwise. Without a GPU and without ``--peak-tflops`` the MFU row says so.
 
-    python benchmarks/training.py --quick
-    python benchmarks/training.py --quick --models dual_encoder --mixed-precision none
-    python benchmarks/training.py --quick --peak-tflops 0.2   # a CPU MFU against your own peak
+    python -m benchmarks.training --quick
+    python -m benchmarks.training --quick --models dual_encoder --mixed-precision none
+    python -m benchmarks.training --quick --peak-tflops 0.2   # a CPU MFU against your own peak
 """
 
 from __future__ import annotations
@@ -559,7 +559,7 @@ def main(argv=None):
             "value": mfu,
             "met": None,
         })
-    command = shlex.join(["python", "benchmarks/training.py", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["python", "-m", "benchmarks.training", *(sys.argv[1:] if argv is None else argv)])
     print(json.dumps({"benchmark": "training", "command": command, "rows": rows}))
     return rows
 

@@ -14,7 +14,6 @@ a tampered or unknown ``.keras`` file, an export killed with SIGKILL midway,
 bit-identical weights with ``--deterministic``.
 """
 
-import importlib.util
 import io
 import json
 import logging
@@ -33,12 +32,10 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 
 import mmzoo
+from benchmarks import robustness as rb
 from mmzoo.export import export_saved_model, list_versions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("benchmarks_robustness", os.path.join(REPO, "benchmarks", "robustness.py"))
-rb = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rb)
 
 HEADS = ("classifier", "dual_encoder", "itm_matcher", "transformer_captioner")
 SIGNATURES = {

@@ -8,8 +8,8 @@ it in the fewest words, and counts which word groups those words belong to
 got their MLP head: with a linear image projection 98 of the 120 false top-1
 captions of the 16-epoch model got a relation wrong (benchmarks/README.md).
 
-    MMZOO_RETRIEVAL_SAVE_DIR=runs/retrieval python benchmarks/retrieval.py
-    python benchmarks/experiments/retrieval_errors.py runs/retrieval/dual_encoder.keras
+    MMZOO_RETRIEVAL_SAVE_DIR=runs/retrieval python -m benchmarks.retrieval
+    python -m benchmarks.experiments.retrieval_errors runs/retrieval/dual_encoder.keras
 
 The held-out images are regenerated from the benchmark's seeds (``--seed``,
 default 0: held-out images seed + 1000, BN calibration on the first 1,024
@@ -26,14 +26,13 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(BENCH))
-sys.path.insert(0, BENCH)
+if not __package__:  # run as a file, not with -m: make `benchmarks` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import numpy as np  # noqa: E402
-from retrieval import recompute_batch_norm_statistics  # noqa: E402
 
 import mmzoo  # noqa: E402
+from benchmarks.retrieval import recompute_batch_norm_statistics  # noqa: E402
 from mmzoo.data import read_manifest
 from mmzoo.datasets.shapes import SHAPES_WORD_GROUPS, generate_shapes_dataset, shapes_possible_captions
 from mmzoo.evaluation.inputs import preprocess_images, records_to_retrieval_set  # noqa: E402

@@ -44,32 +44,30 @@ and discussion in benchmarks/README.md, Retrieval):
   relation gets right (true, subject and object swapped, another relation
   word, objects wrong, no relation).
 
-    MMZOO_RETRIEVAL_SAVE_DIR=runs/retrieval python benchmarks/retrieval.py --data-dir runs/retrieval_data
-    python benchmarks/experiments/retrieval_rerank.py gate --models runs/retrieval --data runs/retrieval_data --beta 20.5
-    python benchmarks/experiments/retrieval_rerank.py listwise --models runs/retrieval --data runs/retrieval_data --beta 20.5
-    python benchmarks/experiments/retrieval_rerank.py specificity --models runs/retrieval --data runs/retrieval_data --beta 20.5
-    python benchmarks/experiments/retrieval_rerank.py probe --models runs/retrieval --data runs/retrieval_data --beta 20.5
-    python benchmarks/experiments/retrieval_rerank.py strict --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
-    python benchmarks/experiments/retrieval_rerank.py truth --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
-    python benchmarks/experiments/retrieval_rerank.py truth --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000 --relation-pairs 20000
-    python benchmarks/experiments/retrieval_rerank.py strict_probe --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
-    python benchmarks/experiments/retrieval_rerank.py ambiguity --models runs/retrieval --data runs/retrieval_data --beta 20.5
-    python benchmarks/experiments/retrieval_rerank.py errors --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    MMZOO_RETRIEVAL_SAVE_DIR=runs/retrieval python -m benchmarks.retrieval --data-dir runs/retrieval_data
+    python -m benchmarks.experiments.retrieval_rerank gate --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python -m benchmarks.experiments.retrieval_rerank listwise --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python -m benchmarks.experiments.retrieval_rerank specificity --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python -m benchmarks.experiments.retrieval_rerank probe --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python -m benchmarks.experiments.retrieval_rerank strict --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
+    python -m benchmarks.experiments.retrieval_rerank truth --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
+    python -m benchmarks.experiments.retrieval_rerank truth --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000 --relation-pairs 20000
+    python -m benchmarks.experiments.retrieval_rerank strict_probe --models runs/retrieval --data runs/retrieval_data --beta 20.5 --images 20000
+    python -m benchmarks.experiments.retrieval_rerank ambiguity --models runs/retrieval --data runs/retrieval_data --beta 20.5
+    python -m benchmarks.experiments.retrieval_rerank errors --models runs/retrieval --data runs/retrieval_data --beta 20.5
 
 The candidate lists of ``listwise`` / ``strict`` / ``truth`` / ``strict_probe`` are cached in ``--work-dir`` (per ``--images``).
 
 ``--beta`` is the QB-Norm temperature the benchmark chose on validation (it prints it).
-Not run by ``benchmarks/run.py`` (it lives in a subfolder): these are analyses, not figures with a goal.
+Not run by ``python -m benchmarks.run`` (it lives in ``benchmarks.experiments``): these are analyses, not figures with a goal.
 """
 import argparse
 import json
 import os
-import sys
 import time
 import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,21 +1,18 @@
 """The digit-scan question task needs both modalities: each alone is at chance."""
 
 import collections
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import _digits_questions
 
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("_digits_questions", os.path.join(REPO, "benchmarks", "_digits_questions.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _digits_questions
     out = tmp_path_factory.mktemp("digits")
     manifests = module.write_digits_questions(out, questions_per_image=4, seed=0)
     rows = {split: [json.loads(line) for line in open(path)] for split, path in manifests.items()}

@@ -1,8 +1,9 @@
 """benchmarks/fusion_quality.py measures notebook 01's budget: the two plans stay in step."""
 
-import importlib.util
 import json
 import os
+
+from benchmarks import fusion_quality
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -17,9 +18,7 @@ def _notebook_plan(quick):
 
 
 def test_benchmark_plan_is_notebook_01s():
-    spec = importlib.util.spec_from_file_location("fusion_quality_plan", os.path.join(REPO, "benchmarks", "fusion_quality.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = fusion_quality
     plan, preset, image_size = _notebook_plan(quick=False)
     assert plan == module.NOTEBOOK_PLAN
     args = module.parse_args([])

@@ -1,25 +1,12 @@
 """benchmarks/overhead.py: the plain Keras twin matches the zoo model; a tiny run follows the report contract."""
 
-import importlib.util
 import math
-import os
 
 import keras
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load(name, stem):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "benchmarks", f"{stem}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-overhead = _load("benchmarks_overhead", "overhead")
-run = _load("benchmarks_run_for_overhead", "run")
+from benchmarks import overhead, run
 
 
 def _layer_counts(model):
@@ -54,7 +41,7 @@ def test_tiny_run_follows_the_contract(capsys):
     )
     parsed = run.parse_report(capsys.readouterr().out, "overhead")
     assert parsed == report
-    assert parsed["command"].startswith("python benchmarks/overhead.py")
+    assert parsed["command"].startswith("python -m benchmarks.overhead ")
     assert train["params"]["zoo"] == train["params"]["plain"]
     ratios = [train["ratio"], train["cpu_ratio"], *train["pair_ratios"]]
     for r in serve.values():

@@ -1,18 +1,10 @@
 """`--quick` in the training benchmarks sets smaller defaults; flags given with it still win."""
 
-import importlib.util
-import os
-
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import captioning, retrieval
 
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}_flags", os.path.join(REPO, "benchmarks", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPTS = {"retrieval": retrieval, "captioning": captioning}
 
 
 @pytest.mark.parametrize("name, full, quick", [
@@ -21,7 +13,7 @@ def _script(name):
     ("captioning", dict(epochs=10, preset="shapes", batch_size=64), dict(epochs=6, preset="tiny", batch_size=32)),
 ])
 def test_quick_sets_defaults_and_explicit_flags_win(name, full, quick):
-    parse_args = _script(name).parse_args
+    parse_args = SCRIPTS[name].parse_args
     for argv, expected in (([], full), (["--quick"], quick)):
         args = parse_args(argv)
         assert {k: getattr(args, k) for k in expected} == expected, argv

@@ -1,16 +1,10 @@
 """benchmarks/retrieval.py: the strict protocol's oracle ceiling and its Bayes-optimal bound, on hand-built scenes; its image-tower flag."""
 
-import importlib.util
-import os
 
 import pytest
 
+from benchmarks import retrieval
 from mmzoo.data import Record
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location("benchmarks_retrieval", os.path.join(REPO, "benchmarks", "retrieval.py"))
-retrieval = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(retrieval)
 
 
 def _scene(relation):

@@ -1,13 +1,11 @@
 """benchmarks/experiments/retrieval_errors.py: which word groups a false caption gets wrong."""
 
-import importlib.util
-import os
+import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    "benchmarks_retrieval_errors", os.path.join(REPO, "benchmarks", "experiments", "retrieval_errors.py"))
-errors = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(errors)
+from benchmarks.experiments import retrieval_errors as errors
+
+# A research script (benchmarks/experiments): out of the default tier.
+pytestmark = pytest.mark.slow
 
 TRUE = ["a red circle left of a blue square", "a blue square right of a red circle", "a red circle and a blue square"]
 

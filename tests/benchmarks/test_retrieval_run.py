@@ -1,14 +1,10 @@
 """benchmarks/retrieval.py end to end at --quick size: the saved models, and --dual-encoder reusing one."""
 
-import importlib.util
 import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location("benchmarks_retrieval_run", os.path.join(REPO, "benchmarks", "retrieval.py"))
-retrieval = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(retrieval)
+from benchmarks import retrieval
 
 
 @pytest.mark.slow

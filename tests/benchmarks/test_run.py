@@ -1,6 +1,5 @@
 """benchmarks/run.py: the JSON contract, the README blocks, failures, --only/--quick, one real run."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -8,15 +7,14 @@ import textwrap
 
 import pytest
 
+from benchmarks import run
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location("benchmarks_run", os.path.join(REPO, "benchmarks", "run.py"))
-run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run)
 
 
 def _report(name="fake", rows=None, command=None):
     rows = rows if rows is not None else [{"figure": "speed-up", "goal": ">= 2x", "value": "3.10x", "met": True}]
-    return {"benchmark": name, "command": command or f"python benchmarks/{name}.py", "rows": rows}
+    return {"benchmark": name, "command": command or f"python -m benchmarks.{name}", "rows": rows}
 
 
 # ------------------------------------------------------------------ parsing
@@ -24,7 +22,7 @@ def test_parse_report_takes_the_last_non_empty_line():
     stdout = "warming up\n{\"not\": \"the report\"}\nRATIO 3.1x\n" + json.dumps(_report()) + "\n\n"
     report = run.parse_report(stdout, "fake")
     assert report["rows"][0]["value"] == "3.10x"
-    assert report["command"] == "python benchmarks/fake.py"
+    assert report["command"] == "python -m benchmarks.fake"
 
 
 @pytest.mark.parametrize(
@@ -64,17 +62,17 @@ def test_error_tail_skips_tensorflow_log_noise():
 
 # --------------------------------------------------------------- rendering
 def test_render_block_for_a_report_and_a_failure():
-    ok = {"name": "fake", "ok": True, "seconds": 12.4, "command": "python benchmarks/fake.py",
+    ok = {"name": "fake", "ok": True, "seconds": 12.4, "command": "python -m benchmarks.fake",
           "report": _report(rows=[{"figure": "a | b", "goal": None, "value": "**1.5x**", "met": None},
                                   {"figure": "c", "goal": ">= 2x", "value": "1.9x", "met": False}])}
-    text = run.render_block(ok, "2030-01-02", "2 cores, CPU X, no GPU", "python benchmarks/run.py")
+    text = run.render_block(ok, "2030-01-02", "2 cores, CPU X, no GPU", "python -m benchmarks.run")
     lines = text.splitlines()
-    assert lines[0] == "Measured 2030-01-02 on 2 cores, CPU X, no GPU, by `python benchmarks/run.py`."
-    assert "`python benchmarks/fake.py` (12 s)" in lines[1]
+    assert lines[0] == "Measured 2030-01-02 on 2 cores, CPU X, no GPU, by `python -m benchmarks.run`."
+    assert "`python -m benchmarks.fake` (12 s)" in lines[1]
     assert "| a \\| b |  | **1.5x** |  |" in lines
     assert "| c | >= 2x | 1.9x | **no** |" in lines
 
-    failed = {"name": "fake", "ok": False, "seconds": 1.0, "command": "python benchmarks/fake.py --quick",
+    failed = {"name": "fake", "ok": False, "seconds": 1.0, "command": "python -m benchmarks.fake --quick",
               "error": "exit code 1: ValueError: boom\nsecond line"}
     text = run.render_block(failed, "2030-01-02", "m", "c")
     assert "| `fake` | | **failed**: exit code 1: ValueError: boom second line | |" in text.splitlines()
@@ -136,7 +134,7 @@ GOOD = '''
 import json, sys
 quick = "--quick" in sys.argv[1:]
 print("measuring ...")
-print(json.dumps({"benchmark": "good", "command": "python benchmarks/good.py" + (" --quick" if quick else ""),
+print(json.dumps({"benchmark": "good", "command": "python -m benchmarks.good" + (" --quick" if quick else ""),
                   "rows": [{"figure": "quick mode", "goal": None, "value": str(quick), "met": None},
                            {"figure": "ratio", "goal": ">= 2x", "value": "2.50x", "met": True}]}))
 '''
@@ -152,8 +150,9 @@ SLEEPS = 'import time\nprint("sleeping", flush=True)\ntime.sleep(60)\n'
 
 @pytest.fixture
 def bench(tmp_path):
-    folder = tmp_path / "benchmarks"
+    folder = tmp_path / "benchmarks"  # a package, run as python -m benchmarks.NAME from tmp_path
     folder.mkdir()
+    (folder / "__init__.py").write_text("")
     for name, code in (("good", GOOD), ("crash", CRASH), ("nojson", NO_JSON), ("run", "raise SystemExit(9)\n")):
         (folder / f"{name}.py").write_text(textwrap.dedent(code))
     readme = folder / "README.md"
@@ -174,12 +173,13 @@ def test_every_script_runs_failures_are_reported_and_the_rest_still_run(bench, c
     assert "stale" not in text
     assert "hand-written intro" in text and "note on good" in text and text.endswith("## Notes\n\n- keep me\n")
     good = text[text.index(run.begin_marker("good")):text.index(run.end_marker("good"))]
-    assert "by `python benchmarks/run.py --quick`" in good and f"{os.cpu_count()} cores" in good
-    assert "Script command: `python benchmarks/good.py --quick`" in good
+    assert "by `python -m benchmarks.run --quick`" in good and f"{os.cpu_count()} cores" in good
+    assert "Script command: `python -m benchmarks.good --quick`" in good
     assert "| quick mode |  | True |  |" in good and "| ratio | >= 2x | 2.50x | yes |" in good
     crash = text[text.index(run.begin_marker("crash")):text.index(run.end_marker("crash"))]
     assert "**failed**: exit code 1:" in crash and "ValueError: boom: the data set is missing" in crash
     assert "oneDNN" not in crash
+    assert "Script command: `python -m benchmarks.crash --quick`" in crash  # how run.py ran it
     # a script without a block gets a new section above the marker; its contract error is shown
     nojson = text[text.index("## `nojson`"):text.index(run.NEW_SECTIONS_MARKER)]
     assert "**failed**: bad report: last stdout line is not JSON" in nojson and "RATIO 2.0x" in nojson
@@ -193,7 +193,7 @@ def test_only_runs_the_named_scripts_and_keeps_other_blocks(bench):
     folder, readme = bench
     assert run.main(["--bench-dir", str(folder), "--only", "good"]) == 0
     text = readme.read_text()
-    assert "| quick mode |  | False |  |" in text and "by `python benchmarks/run.py --only good`" in text
+    assert "| quick mode |  | False |  |" in text and "by `python -m benchmarks.run --only good`" in text
     assert "stale crash table" in text and "nojson" not in text
     assert run.main(["--bench-dir", str(folder), "--only", "nope"]) == 2
     assert run.main(["--bench-dir", str(folder), "--only", "crash", "--dry-run"]) == 1
@@ -202,7 +202,7 @@ def test_only_runs_the_named_scripts_and_keeps_other_blocks(bench):
 
 ECHO = '''
 import json, shlex, sys
-print(json.dumps({"benchmark": "echo", "command": shlex.join(["python", "benchmarks/echo.py", *sys.argv[1:]]),
+print(json.dumps({"benchmark": "echo", "command": shlex.join(["python", "-m", "benchmarks.echo", *sys.argv[1:]]),
                   "rows": [{"figure": "arguments", "goal": None, "value": repr(sys.argv[1:]), "met": None}]}))
 '''
 
@@ -215,7 +215,7 @@ def test_script_args_reach_one_script_and_show_in_the_block(bench):
     text = readme.read_text()
     echo = text[text.index(run.begin_marker("echo")):text.index(run.end_marker("echo"))]
     assert "| arguments |  | ['--dual-encoder', 'a b.keras'] |  |" in echo
-    assert "Script command: `python benchmarks/echo.py --dual-encoder 'a b.keras'`" in echo
+    assert "Script command: `python -m benchmarks.echo --dual-encoder 'a b.keras'`" in echo
     assert "--script-args 'echo=--dual-encoder '\"'\"'a b.keras'\"'\"''`" in echo  # shlex-quoted, as typed
     assert "| quick mode |  | False |  |" in text  # good.py got no extra arguments
     # Arguments for a script that does not run (unknown, or not in --only) are refused before anything runs.
@@ -243,8 +243,8 @@ def test_real_quick_run_of_the_fastest_script(tmp_path):
     assert code == 0
     text = readme.read_text()
     block = text[text.index(run.begin_marker("robustness")):text.index(run.end_marker("robustness"))]
-    assert "by `python benchmarks/run.py --quick --only robustness`" in block
-    assert "`python benchmarks/robustness.py --quick`" in block
+    assert "by `python -m benchmarks.run --quick --only robustness`" in block
+    assert "`python -m benchmarks.robustness --quick`" in block
     rows = [line for line in block.splitlines() if line.startswith("| hostile requests tried")]
     assert len(rows) == 1 and rows[0].endswith("| yes |"), rows  # the sweep ran and found no 'other' outcome
     original = open(os.path.join(REPO, "benchmarks", "README.md")).read()

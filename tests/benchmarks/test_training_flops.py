@@ -1,16 +1,11 @@
 """benchmarks/training.py: model FLOPs (TensorFlow's profiler), the mixed-precision build, the peak table."""
 
-import importlib.util
-import os
 
 import keras
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location("benchmarks_training", os.path.join(REPO, "benchmarks", "training.py"))
-training = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(training)
+from benchmarks import training
 
 
 def _mlp():
