@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from keras import ops
 
-from mmzoo.metrics.retrieval import positive_mask_chunk, positives_to_lists
+from mmzoo.metrics.retrieval import embedding_pair, positive_mask_chunk, positives_to_lists
 
 
 def hard_negative_indices(similarity, positive_mask, num_negatives: int = 1):
@@ -89,13 +89,7 @@ def mine_hard_negatives(
     >>> mine_hard_negatives(q, k, positives=[0, 2])[:, 0].tolist()
     [1, 1]
     """
-    queries = np.asarray(query_embeddings, dtype=np.float32)
-    keys = np.asarray(key_embeddings, dtype=np.float32)
-    if queries.ndim != 2 or keys.ndim != 2 or queries.shape[1] != keys.shape[1]:
-        raise ValueError(
-            "query_embeddings and key_embeddings must be [N, D] with the same D. "
-            f"Received: shapes {queries.shape} and {keys.shape}"
-        )
+    queries, keys = embedding_pair(query_embeddings, key_embeddings, ("query_embeddings", "key_embeddings"))
     top = num_negatives if sample_from_top is None else int(sample_from_top)
     if num_negatives < 1 or top < num_negatives:
         raise ValueError(

@@ -202,13 +202,7 @@ def retrieval_metrics(
         ``image_to_text_median_rank`` and the ``text_to_image_*`` ones (and
         ``reranked_*`` with ``rerank_fn``).
     """
-    images = np.asarray(image_embeddings, dtype=np.float32)
-    texts = np.asarray(text_embeddings, dtype=np.float32)
-    if images.ndim != 2 or texts.ndim != 2 or images.shape[1] != texts.shape[1]:
-        raise ValueError(
-            "image_embeddings and text_embeddings must be [N, D] with the same D. "
-            f"Received: shapes {images.shape} and {texts.shape}"
-        )
+    images, texts = embedding_pair(image_embeddings, text_embeddings, ("image_embeddings", "text_embeddings"))
     if chunk_size < 1 or rerank_k < 1:
         raise ValueError(f"chunk_size and rerank_k must be positive. Received: {chunk_size}, {rerank_k}")
     if not np.isfinite(logit_scale) or logit_scale <= 0:
@@ -249,6 +243,22 @@ def retrieval_metrics_from_scores(score_matrix, text_to_images, *, ks: Iterable[
 
 # ---------------------------------------------------------------------------
 # Running models over records.
+
+
+def embedding_pair(first, second, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two embedding matrices as float32 ``[N, D]`` arrays with the same ``D``.
+
+    ``names`` are the two arguments' names, for the ``ValueError`` raised when
+    either is not two-dimensional or their widths differ.
+    """
+    first = np.asarray(first, dtype=np.float32)
+    second = np.asarray(second, dtype=np.float32)
+    if first.ndim != 2 or second.ndim != 2 or first.shape[1] != second.shape[1]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must be [N, D] with the same D. "
+            f"Received: shapes {first.shape} and {second.shape}"
+        )
+    return first, second
 
 
 def positives_to_lists(positives, num_queries: int) -> list[np.ndarray]:
