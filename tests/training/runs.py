@@ -31,3 +31,19 @@ def history(out_dir):
 def assert_same_weights(path_a, path_b):
     for a, b in zip(weights(path_a), weights(path_b)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+class AtEpoch(keras.callbacks.Callback):
+    """A callback that acts at epoch ``at`` (0-based) only."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+
+class Interrupt(AtEpoch):
+    """Stops a run with an exception at the end of epoch ``at`` (after the backup is written)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at:
+            raise KeyboardInterrupt(f"interrupted after epoch {epoch + 1}")

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -19,7 +17,8 @@ from mmzoo.training.callbacks import (
     TerminateOnNaN,
     last_checkpoint,
 )
-from tests.training.runs import TINY, history, weights
+from tests.processes import sigkill_when
+from tests.training.runs import TINY, AtEpoch, Interrupt, assert_same_weights, history, weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,18 +34,6 @@ def _small_model():
 def _data(n=16):
     rng = np.random.default_rng(0)
     return rng.normal(size=(n, 4)).astype("float32"), rng.normal(size=(n, 1)).astype("float32")
-
-
-class _Interrupt(keras.callbacks.Callback):
-    """Stops a run with an exception at the end of epoch ``at`` (after the backup is written)."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.at:
-            raise KeyboardInterrupt(f"interrupted after epoch {epoch + 1}")
 
 
 # ------------------------------------------------------------------ each callback alone
@@ -66,7 +53,7 @@ def test_backup_and_restore_resumes_after_the_last_backed_up_epoch(tmp_path):
     backup = str(tmp_path / "backup")
     with pytest.raises(KeyboardInterrupt):
         _small_model().fit(x, y, epochs=3, batch_size=8, verbose=0,
-                           callbacks=[BackupAndRestore(backup), _Interrupt(at=1)])
+                           callbacks=[BackupAndRestore(backup), Interrupt(at=1)])
     assert backup_epoch(backup) == 2
     with open(os.path.join(backup, "training_metadata.json")) as f:
         meta = json.load(f)
@@ -107,12 +94,8 @@ def test_epoch_seeds_depend_on_the_epoch_alone():
 
 
 # ------------------------------------------------------------------ in a run
-class _PoisonWeights(keras.callbacks.Callback):
+class _PoisonWeights(AtEpoch):
     """Sets one kernel to NaN at the start of epoch ``at`` (0-based)."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.at:
@@ -163,19 +146,13 @@ def test_sigkill_and_rerun_resumes_with_the_same_result(manifest, tmp_path):
     proc = subprocess.Popen(
         _train_command(manifest, killed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    try:
-        deadline = time.monotonic() + 240
-        while backup_epoch(os.path.join(killed, "backup")) < 1:
-            assert proc.poll() is None, "the run ended before its first backup"
-            assert time.monotonic() < deadline, "no backup after 240 s"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_when(
+        proc,
+        lambda: backup_epoch(os.path.join(killed, "backup")) >= 1,
+        timeout=240,
+        ended_early=lambda: "the run ended before its first backup",
+        too_late="no backup after 240 s",
+    )
     assert not os.path.exists(os.path.join(killed, "metrics.json"))
     stopped_at = backup_epoch(os.path.join(killed, "backup"))
     assert stopped_at in (1, 2)
@@ -188,5 +165,4 @@ def test_sigkill_and_rerun_resumes_with_the_same_result(manifest, tmp_path):
     assert result["final_loss"] == pytest.approx(expected["final_loss"], rel=1e-6)
     assert result["metrics"] == expected["metrics"]
     assert history(killed) == history(reference)
-    for a, b in zip(weights(os.path.join(reference, "model.keras")), weights(os.path.join(killed, "model.keras"))):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert_same_weights(os.path.join(reference, "model.keras"), os.path.join(killed, "model.keras"))

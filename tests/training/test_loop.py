@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmzoo.training import RunConfig, backup_epoch, dtype_policy, load_run_config, run, train
-from tests.training.runs import TINY, history, weights
+from tests.training.runs import TINY, Interrupt, history, weights
 
 
 def test_train_argument_errors(manifest, tmp_path):
@@ -36,18 +36,6 @@ def test_dtype_policy_is_restored():
 
 
 # ------------------------------------------------------------------ a run, its outputs, its config
-class _Interrupt(keras.callbacks.Callback):
-    """Stops a run with an exception at the end of epoch ``at`` (after the backup is written)."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at = at
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.at:
-            raise KeyboardInterrupt(f"interrupted after epoch {epoch + 1}")
-
-
 @pytest.fixture(scope="module")
 def reference_run(manifest, tmp_path_factory):
     """An uninterrupted 2-epoch deterministic run with a cosine schedule and warmup."""
@@ -129,7 +117,7 @@ def test_interrupted_run_resumes_and_matches(reference_run, manifest, tmp_path):
     kwargs = dict(epochs=2, out_dir=str(tmp_path), seed=1, deterministic=True, lr_schedule="cosine",
                   warmup_steps=1, early_stopping=5, **TINY)
     with pytest.raises(KeyboardInterrupt):
-        train("gated_classifier", manifest, callbacks=[_Interrupt(at=0)], **kwargs)
+        train("gated_classifier", manifest, callbacks=[Interrupt(at=0)], **kwargs)
     assert backup_epoch(str(tmp_path / "backup")) == 1
     keras.backend.clear_session()
     resumed = train("gated_classifier", manifest, **kwargs)
