@@ -25,26 +25,26 @@ import time
 # is the recipe benchmarks/fusion_quality.py found for the classifier to learn
 # the shapes questions (which need colour AND shape of one object): training
 # scenes of 1-3 shapes (one-shape scenes are what start shape learning),
-# held-out scenes of 2-3, 32x32, preset tiny, ~20 epochs. The quick plan is a
-# smoke run of the same path: too short for the fused classifier to learn the
-# binding, which the demo says next to its figures.
+# held-out scenes of 2-3, 32x32, preset tiny, ~20 epochs. The quick plan is the
+# full one with fewer scenes (of 2-3 shapes) and epochs, a smoke run of the same
+# path: too short for the fused classifier to learn the binding, which the demo
+# says next to its figures.
+_FULL_PLAN = {
+    "splits": (6000, 500, 6),
+    "train_shapes": (1, 3),
+    "image_size": 32,
+    "preset": "tiny",
+    "epochs": {"classifier": 20, "baseline": 3, "dual_encoder": 8, "captioner": 8},
+    "batch_size": 32,
+}
 PLANS = {
     "quick": {
+        **_FULL_PLAN,
         "splits": (600, 150, 6),
         "train_shapes": (2, 3),
-        "image_size": 32,
-        "preset": "tiny",
         "epochs": {"classifier": 8, "baseline": 4, "dual_encoder": 6, "captioner": 8},
-        "batch_size": 32,
     },
-    "full": {
-        "splits": (6000, 500, 6),
-        "train_shapes": (1, 3),
-        "image_size": 32,
-        "preset": "tiny",
-        "epochs": {"classifier": 20, "baseline": 3, "dual_encoder": 8, "captioner": 8},
-        "batch_size": 32,
-    },
+    "full": _FULL_PLAN,
 }
 
 CLASSIFIER = "cross_attention_classifier"
