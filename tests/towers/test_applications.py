@@ -123,8 +123,7 @@ def test_keras_roundtrip_resnet_preprocessing(tmp_path):
     ],
 )
 def test_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        tiny(**kwargs)
+    tower_checks.check_bad_arguments(tiny, kwargs, match)
 
 
 @pytest.mark.parametrize("backbone", sorted(APPLICATIONS_BACKBONES))

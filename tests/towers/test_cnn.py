@@ -136,5 +136,4 @@ def test_image_too_small_for_the_stack():
     ],
 )
 def test_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        tiny(**kwargs)
+    tower_checks.check_bad_arguments(tiny, kwargs, match)

@@ -69,5 +69,4 @@ def test_two_towers_coexist(tmp_path):
     ],
 )
 def test_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        tiny(**kwargs)
+    tower_checks.check_bad_arguments(tiny, kwargs, match)

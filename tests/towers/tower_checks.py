@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from tests.harness import assert_model_roundtrip
 
@@ -22,6 +23,20 @@ def check_output_contract(tower, inputs, pooled_dim, num_tokens, token_dim):
     assert tuple(tower.output["pooled"].shape) == (None, pooled_dim)
     assert tuple(tower.output["tokens"].shape) == (None, num_tokens, token_dim)
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+# What every tower built on the Transformer encoder stack (the text
+# Transformer, the ViT) refuses, as ``(kwargs, match)`` for ``check_bad_arguments``.
+ENCODER_STACK_BAD_ARGUMENTS = [
+    ({"dim": 9}, "divisible by num_heads"),
+    ({"num_layers": 0}, "Received: num_layers=0"),
+]
+
+
+def check_bad_arguments(build, kwargs, match):
+    """``build(**kwargs)`` raises a ValueError matching ``match``."""
+    with pytest.raises(ValueError, match=match):
+        build(**kwargs)
 
 
 def wrap(tower, num_classes=3):
