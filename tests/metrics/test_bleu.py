@@ -1,29 +1,15 @@
 import math
-import random
 
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 
 from mmzoo.metrics.bleu import corpus_bleu, normalize_caption
-
-WORDS = "a an the red blue green circle square triangle small big left of right above below".split()
-
-
-def _random_corpus(seed, num_images=30):
-    rng = random.Random(seed)
-
-    def sentence():
-        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 9)))
-
-    refs = [[sentence() for _ in range(rng.randint(1, 4))] for _ in range(num_images)]
-    # Hypotheses partly copied from a reference so high orders have matches.
-    hyps = [rng.choice(r) if rng.random() < 0.4 else sentence() for r in refs]
-    return refs, hyps
+from tests.metrics.corpora import random_corpus
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_pycocoevalcap(seed):
-    refs, hyps = _random_corpus(seed)
+    refs, hyps = random_corpus(seed, num_images=30, words_per_sentence=(1, 9), references_per_image=(1, 4))
     expected, _ = Bleu(4).compute_score(
         {i: r for i, r in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}, verbose=0
     )

@@ -1,27 +1,13 @@
-import random
-
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
 from mmzoo.metrics.cider import cider_d, cider_d_scores
-
-WORDS = "a an the red blue green circle square triangle small big left of right above below".split()
-
-
-def _random_corpus(seed, num_images=25):
-    rng = random.Random(seed)
-
-    def sentence():
-        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 10)))
-
-    refs = [[sentence() for _ in range(rng.randint(1, 5))] for _ in range(num_images)]
-    hyps = [rng.choice(r) if rng.random() < 0.4 else sentence() for r in refs]
-    return refs, hyps
+from tests.metrics.corpora import random_corpus
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_pycocoevalcap(seed):
-    refs, hyps = _random_corpus(seed)
+    refs, hyps = random_corpus(seed, num_images=25, words_per_sentence=(2, 10), references_per_image=(1, 5))
     expected, expected_per_image = Cider().compute_score(
         {i: r for i, r in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}
     )
