@@ -1,6 +1,3 @@
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -8,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from mmzoo.losses import contrastive_logits, contrastive_loss
+from tests.processes import run_script_json
 
 
 def _unit(x):
@@ -210,15 +208,7 @@ _TWO_REPLICA_SCRIPT = textwrap.dedent(
 
 
 def test_cross_replica_negatives_on_two_logical_cpus(tmp_path):
-    script = tmp_path / "two_replicas.py"
-    script.write_text(_TWO_REPLICA_SCRIPT)
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    import json
-
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_script_json(tmp_path / "two_replicas.py", _TWO_REPLICA_SCRIPT, timeout=300)
     assert result["global"] == pytest.approx(result["single"], rel=1e-5)
     # NegCLIP negatives are gathered too: every image sees all 6 unmasked ones.
     assert result["global_neg"] == pytest.approx(result["single_neg"], rel=1e-5)

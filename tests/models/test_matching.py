@@ -1,7 +1,4 @@
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -13,6 +10,7 @@ import mmzoo
 from mmzoo.datasets.shapes import shapes_tokenizer
 from mmzoo.models.matching import DualEncoder, ITMMatcher
 from tests.harness import assert_model_roundtrip
+from tests.processes import run_script_json
 
 CAPTIONS = [
     "a red circle", "a blue square", "a green triangle", "a red square",
@@ -327,13 +325,7 @@ _MIRRORED_FIT_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_dual_encoder_under_mirrored_strategy_uses_the_global_batch(tmp_path):
-    script = tmp_path / "mirrored_fit.py"
-    script.write_text(_MIRRORED_FIT_SCRIPT)
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=500, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_script_json(tmp_path / "mirrored_fit.py", _MIRRORED_FIT_SCRIPT, timeout=500)
     assert result["dist"] == pytest.approx(result["single"], rel=1e-4)
     assert all(np.isfinite(result["fit"])) and result["fit"][-1] < result["fit"][0]
 
