@@ -2,19 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmzoo.data import (
-    DecodedImages,
-    Record,
-    decode_images,
-    decoded_size,
-    ids_to_labels,
-    label_names_from_records,
-    labels_to_ids,
-    make_dataset,
-    read_manifest,
-    texts_from_records,
-    validate_images,
-)
+from mmzoo import data
+from mmzoo.data import Record, make_dataset, read_manifest
 from mmzoo.datasets.shapes import shapes_label_names, shapes_records
 
 from .conftest import BatchEcho, StandInModel, png_bytes
@@ -138,7 +127,7 @@ def test_skip_bad_drops_and_counts(tmp_path, image_files):
     assert report.num_kept == 2 and report.num_skipped == 3
     assert [s.source.split("/")[-1].split(" ")[0] for s in report.skipped] == ["text.png", "gone.png", "truncated.png"]
     assert "not a JPEG" in report.skipped[0].reason and "No such file" in report.skipped[1].reason
-    good, report = validate_images(records, BatchEcho().image_preprocessor.decode_one)
+    good, report = data.validate_images(records, BatchEcho().image_preprocessor.decode_one)
     assert [r.image for r in good] == [image_files[0], image_files[2]] and report.num_skipped == 3
 
 
@@ -151,16 +140,16 @@ def test_make_dataset_from_manifest_path(shapes_dir):
 
 def test_label_and_text_helpers():
     records = [Record("a", "t1", "dog", ["c1"]), Record("b", "t2", ["cat", "ant"]), Record("c", None, None, ["c2", "c3"])]
-    assert label_names_from_records(records) == ["ant", "cat", "dog"]
-    assert texts_from_records(records) == ["t1", "c1", "t2", "c2", "c3"]
-    assert texts_from_records(records, include_captions=False) == ["t1", "t2"]
-    ids = labels_to_ids(["b", "a"], ["a", "b"])
+    assert data.label_names_from_records(records) == ["ant", "cat", "dog"]
+    assert data.texts_from_records(records) == ["t1", "c1", "t2", "c2", "c3"]
+    assert data.texts_from_records(records, include_captions=False) == ["t1", "t2"]
+    ids = data.labels_to_ids(["b", "a"], ["a", "b"])
     np.testing.assert_array_equal(ids, [1, 0])
-    assert ids_to_labels(ids, ["a", "b"]) == ["b", "a"]
-    hot = labels_to_ids([["a", "b"], "b"], ["a", "b", "c"])
-    assert ids_to_labels(hot, ["a", "b", "c"]) == [["a", "b"], ["b"]]
+    assert data.ids_to_labels(ids, ["a", "b"]) == ["b", "a"]
+    hot = data.labels_to_ids([["a", "b"], "b"], ["a", "b", "c"])
+    assert data.ids_to_labels(hot, ["a", "b", "c"]) == [["a", "b"], ["b"]]
     with pytest.raises(ValueError, match="Unknown label 'z'"):
-        labels_to_ids(["z"], ["a"])
+        data.labels_to_ids(["z"], ["a"])
 
 
 def test_fit_runs_on_the_pipeline(shapes_dir):
@@ -181,9 +170,9 @@ def test_fit_runs_on_the_pipeline(shapes_dir):
 def test_decoded_images_give_the_same_batches_as_decoding(shapes_dir):
     records = read_manifest(shapes_dir)
     model = BatchEcho(label_names=shapes_label_names(), task="matching")  # captions expanded: 3 rows per image
-    decoded = decode_images(records + records[:2], model)  # duplicates are decoded once
+    decoded = data.decode_images(records + records[:2], model)  # duplicates are decoded once
     assert len(decoded.rows) == len(records) and decoded.images.shape == (len(records), 16, 16, 3)
-    assert decoded_size(records, model) == decoded.nbytes == len(records) * 16 * 16 * 3 * 4
+    assert data.decoded_size(records, model) == decoded.nbytes == len(records) * 16 * 16 * 3 * 4
     files = _all(make_dataset(records, model, batch_size=5, training=False))
     memory = _all(make_dataset(records, model, batch_size=5, training=False, decoded_images=decoded))
     assert len(files) == len(memory) > 1
@@ -200,12 +189,12 @@ def test_decoded_images_give_the_same_batches_as_decoding(shapes_dir):
 def test_decoded_images_errors(shapes_dir, tmp_path):
     records = read_manifest(shapes_dir)
     model = BatchEcho(label_names=shapes_label_names(), task="classification")
-    decoded = decode_images(records[:3], model)
+    decoded = data.decode_images(records[:3], model)
     with pytest.raises(ValueError, match="is not among the decoded images"):
         make_dataset(records, model, batch_size=4, decoded_images=decoded)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image at all")
     with pytest.raises(ValueError, match="bad.png"):
-        decode_images([Record(image=str(bad), source="manifest.jsonl:7")], model)
+        data.decode_images([Record(image=str(bad), source="manifest.jsonl:7")], model)
     with pytest.raises(ValueError, match=r"Received: images.shape=\(2, 4, 4, 3\), 3 distinct keys"):
-        DecodedImages(np.zeros((2, 4, 4, 3), "float32"), ["a", "b", "c"])
+        data.DecodedImages(np.zeros((2, 4, 4, 3), "float32"), ["a", "b", "c"])
