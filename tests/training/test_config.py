@@ -8,21 +8,14 @@ import os
 
 import pytest
 
+from mmzoo import training
 from mmzoo.cli import build_parser
-from mmzoo.training import (
-    RUN_ARGUMENTS,
-    RunConfig,
-    cli_options,
-    load_run_config,
-    merge_overrides,
-    parse_overrides,
-    train,
-)
+from mmzoo.training import RUN_ARGUMENTS, RunConfig, load_run_config, train
 
 
 # ------------------------------------------------------------------ overrides and configs
 def test_parse_overrides_types_and_nesting():
-    out = parse_overrides(
+    out = training.parse_overrides(
         ["dropout=0.25", "fusion=gated", "image_tower_kwargs.filters=[8,16]", "image_tower_kwargs.dim=32",
          "learn=true", "name=a=b", "x=null"]
     )
@@ -39,16 +32,16 @@ def test_parse_overrides_types_and_nesting():
 @pytest.mark.parametrize("bad", ["novalue", "=3", "a..b=1"])
 def test_parse_overrides_errors(bad):
     with pytest.raises(ValueError, match="Received"):
-        parse_overrides([bad])
+        training.parse_overrides([bad])
 
 
 def test_parse_overrides_conflict():
     with pytest.raises(ValueError, match="conflicts"):
-        parse_overrides(["a=1", "a.b=2"])
+        training.parse_overrides(["a=1", "a.b=2"])
 
 
 def test_merge_overrides_is_deep():
-    merged = merge_overrides({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}, "c": 4})
+    merged = training.merge_overrides({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}, "c": 4})
     assert merged == {"a": {"x": 1, "y": 3}, "b": 1, "c": 4}
 
 
@@ -95,17 +88,17 @@ def test_cli_flags_override_config_file(tmp_path):
         ["train", "--config", str(config), "--epochs", "2", "--set", "dropout=0.3", "--strategy", "mirrored",
          "--out", "o", "--no-jit-compile", "--quiet"]
     )
-    options = cli_options(args)
+    options = training.cli_options(args)
     assert options == {
         "name": "gated_classifier", "data": "a.jsonl", "epochs": 2, "seed": 3, "strategy": "mirrored",
         "out_dir": "o", "jit_compile": False, "verbose": 2,
         "overrides": {"dropout": 0.3, "fusion_kwargs": {"units": 8}},
     }
     # Flags not given stay unset, so train()'s defaults apply.
-    plain = cli_options(build_parser().parse_args(["train", "gated_classifier", "--data", "d.jsonl"]))
+    plain = training.cli_options(build_parser().parse_args(["train", "gated_classifier", "--data", "d.jsonl"]))
     assert plain == {"name": "gated_classifier", "data": "d.jsonl"}
     with pytest.raises(ValueError, match="needs a model NAME and --data"):
-        cli_options(build_parser().parse_args(["train", "gated_classifier"]))
+        training.cli_options(build_parser().parse_args(["train", "gated_classifier"]))
 
 
 # ------------------------------------------------------------------ RunConfig
