@@ -18,11 +18,9 @@ import io
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import zipfile
 
 import keras
@@ -34,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 import mmzoo
 from benchmarks import robustness as rb
 from mmzoo.export import export_saved_model, list_versions
+from tests.processes import sigkill_when
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -381,22 +380,17 @@ KILLED_EXPORT = textwrap.dedent(
 def _export_and_kill(base, version, marker):
     script = KILLED_EXPORT.format(repo=REPO, marker=str(marker), base=str(base), version=version)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
     try:
-        while not marker.exists():
-            if proc.poll() is not None:
-                raise AssertionError("the export exited early: " + proc.stderr.read().decode()[-2000:])
-            if time.monotonic() > deadline:
-                raise AssertionError("the export never reached the pause point")
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+        sigkill_when(
+            proc,
+            marker.exists,
+            timeout=300,
+            ended_early=lambda: "the export exited early: " + proc.stderr.read().decode()[-2000:],
+            too_late="the export never reached the pause point",
+            poll=0.2,
+        )
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
     return marker.read_text()
 
 
