@@ -32,6 +32,8 @@ class ModelEntry:
     task: str
     presets: dict[str, dict[str, Any]]
     default_preset: str = "default"
+    model_class: type | None = None
+    """The class the builder returns (what ``mmzoo.tasks`` reads the data facts from before building)."""
 
     def preset_kwargs(self, preset: str | None) -> dict[str, Any]:
         preset = preset or self.default_preset
@@ -50,11 +52,14 @@ def register_model(
     task: str,
     presets: dict[str, dict[str, Any]] | None = None,
     default_preset: str = "default",
+    model_class: type | None = None,
 ):
     """Decorator registering a builder function as zoo entry ``name``.
 
     Every entry must have a ``tiny`` preset (tests and notebooks use it) and
-    the ``default_preset``.
+    the ``default_preset``. ``model_class``: the class the builder returns,
+    when known (the zoo's entries give it; ``build_for_data`` reads from it
+    what the model learns from before building it).
     """
     presets = {"default": {}, **(presets or {})}
     if "tiny" not in presets:
@@ -75,6 +80,7 @@ def register_model(
             task=task,
             presets=presets,
             default_preset=default_preset,
+            model_class=model_class,
         )
         return fn
 

@@ -27,6 +27,7 @@ TIERS = [
     {"datasets"},
     {"evaluation"},
     {"matching"},
+    {"tasks"},
     {"export", "reload_check"},
     {"training"},
     {"demo"},

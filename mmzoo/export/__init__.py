@@ -13,13 +13,12 @@ from mmzoo.export.graph_check import UnservableGraphError, check_serving_graph
 from mmzoo.export.predict import resolve_export_dir, run_saved_model
 from mmzoo.export.saved_model import METADATA_FILENAME, export_saved_model, list_versions
 from mmzoo.export.serving_config import find_models, write_models_config
-from mmzoo.export.signatures import SignatureBuilder, build_export_archive
+from mmzoo.export.signatures import build_export_archive, serving_endpoints
 from mmzoo.export.warmup import WARMUP_FILENAME, make_predict_request, read_warmup_requests
 
 __all__ = [
     "METADATA_FILENAME",
     "WARMUP_FILENAME",
-    "SignatureBuilder",
     "UnservableGraphError",
     "build_export_archive",
     "check_serving_graph",
@@ -30,5 +29,6 @@ __all__ = [
     "read_warmup_requests",
     "resolve_export_dir",
     "run_saved_model",
+    "serving_endpoints",
     "write_models_config",
 ]

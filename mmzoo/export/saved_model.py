@@ -27,8 +27,9 @@ import numpy as np
 import tensorflow as tf
 
 from mmzoo.export.graph_check import _read_saved_model_proto, check_serving_graph
-from mmzoo.export.signatures import MULTI_LABEL_THRESHOLD, build_export_archive, classification_mode, is_multi_label
+from mmzoo.export.signatures import build_export_archive
 from mmzoo.export.warmup import write_warmup_requests
+from mmzoo.tasks import task_for
 
 logger = logging.getLogger(__name__)
 
@@ -257,8 +258,8 @@ def _write_warmup(export_dir, model_name, requests):
 
 
 def _metadata(model, model_name, beam_width, signatures) -> dict:
-    """The content of ``assets.extra/mmzoo.json``."""
-    is_classifier = model.task == "classification"
+    """The content of ``assets.extra/mmzoo.json`` (the task's keys from ``mmzoo.tasks``; ``None`` for the others)."""
+    task_keys = ("classification_mode", "multi_label", "multi_label_threshold", "beam_width")
     return {
         "format": "mmzoo-saved-model/1",
         "model_name": model_name,
@@ -270,10 +271,8 @@ def _metadata(model, model_name, beam_width, signatures) -> dict:
         "sequence_length": int(model.sequence_length),
         "vocabulary_size": int(getattr(model.tokenizer, "vocabulary_size", 0) or 0),
         "label_names": model.label_names,
-        "classification_mode": classification_mode(model) if is_classifier else None,
-        "multi_label": is_multi_label(model) if is_classifier else None,
-        "multi_label_threshold": MULTI_LABEL_THRESHOLD if is_classifier else None,
-        "beam_width": int(beam_width) if model.task == "captioning" else None,
+        **dict.fromkeys(task_keys),
+        **task_for(model).metadata(beam_width),
         "signatures": signatures,
     }
 

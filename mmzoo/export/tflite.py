@@ -49,21 +49,13 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from mmzoo.export.signatures import SignatureBuilder, model_input_names
+from mmzoo.tasks import image_spec, model_input_names, task_for, token_spec
 
 TFLITE_TASKS = ("classification", "matching")
 
 
 class TFLiteConversionError(ValueError):
     """A signature cannot be converted to LiteRT (the message names the ops)."""
-
-
-def _specs(model, batch_size):
-    h, w = model.image_size
-    return (
-        tf.TensorSpec((batch_size, h, w, 3), tf.float32, name="image"),
-        tf.TensorSpec((batch_size, model.sequence_length), tf.int32, name="token_ids"),
-    )
 
 
 def tflite_endpoints(model, batch_size=None) -> dict:
@@ -77,32 +69,16 @@ def tflite_endpoints(model, batch_size=None) -> dict:
         )
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
         raise ValueError(f"batch_size must be None or a positive int. Received: batch_size={batch_size!r}")
-    image_spec, token_spec = _specs(model, batch_size)
-    builder = SignatureBuilder(model, pad_empty_batch=False)
-    head = builder._head
-    names = model_input_names(model)
-    eps = {}
-    if "image" in names and "token_ids" in names:
+    specs = {"image": image_spec(model, batch_size), "token_ids": token_spec(model, batch_size)}
+    bound = task_for(model)
+    names = [n for n in ("image", "token_ids") if n in model_input_names(model)]
 
-        def preprocessed(image, token_ids):
-            return head({"image": image, "token_ids": token_ids})
+    def preprocessed(*values):
+        return bound.serve(dict(zip(names, values)), pad_empty_batch=False)
 
-        eps["preprocessed"] = (preprocessed, [image_spec, token_spec])
-    elif "image" in names:
-        eps["preprocessed"] = (lambda image: head({"image": image}), [image_spec])
-    else:
-        eps["preprocessed"] = (lambda token_ids: head({"token_ids": token_ids}), [token_spec])
-    if task == "matching":
-        if hasattr(model, "embed_image"):
-            eps["embed_image"] = (
-                lambda image: {"embedding": tf.cast(model.embed_image(image), tf.float32)},
-                [image_spec],
-            )
-        if hasattr(model, "embed_text"):
-            eps["embed_text"] = (
-                lambda token_ids: {"embedding": tf.cast(model.embed_text(token_ids), tf.float32)},
-                [token_spec],
-            )
+    eps = {"preprocessed": (preprocessed, [specs[n] for n in names])}
+    for name, (key, embed) in bound.embedding_functions(pad_empty_batch=False).items():
+        eps[name] = (embed, [specs[key]])
     return eps
 
 

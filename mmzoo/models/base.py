@@ -27,6 +27,7 @@ import string
 import warnings
 
 import keras
+import tensorflow as tf
 
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
 
@@ -108,6 +109,10 @@ class MultimodalModel(keras.Model):
     """
 
     task: str = ""
+    uses_captions: bool = False
+    """Whether the model learns from captions: ``make_dataset`` gives it one example per (image,
+    caption) pair and ``build_for_data`` learns its vocabulary from them (matchers, captioners and
+    the multi-task classifier)."""
     # get_config key -> attribute, where the attribute name is taken (``sequence_length`` is a property).
     _CONFIG_ATTRIBUTES: dict = {}
 
@@ -224,3 +229,46 @@ class MultimodalModel(keras.Model):
                 config["tokenizer"], custom_objects=custom_objects
             )
         return cls(**config)
+
+
+class CustomStepModel(MultimodalModel):
+    """A zoo model that computes its loss in its own ``_step(data, training)`` (the dual
+    encoder's contrastive loss, the multi-task classifier's two heads): ``train_step`` and
+    ``test_step`` call it, and the gradient step and ``compile`` defaults are written here once."""
+
+    def _compile_own_loss(self, optimizer, loss, metrics, kwargs, *, loss_is, metrics_are=None):
+        """``compile`` for models that compute their loss in their own step: Adam at
+        ``learning_rate`` by default, and a one-line refusal of a ``loss`` (and, with
+        ``metrics_are``, of ``metrics``) that would be ignored."""
+        name = type(self).__name__
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(self.learning_rate)
+        if loss not in ("auto", None):
+            raise ValueError(f"{name} computes {loss_is}; compile it without a loss. Received: loss={loss!r}")
+        if metrics not in ("auto", None) and metrics_are:
+            raise ValueError(f"{name} reports {metrics_are}; compile it without metrics. Received: metrics={metrics!r}")
+        super().compile(optimizer=optimizer, loss=None, metrics=None if metrics == "auto" else metrics, **kwargs)
+
+    def _gradient_step(self, loss_fn, training):
+        """One step of a model that computes its own loss: ``loss_fn()`` under a tape returns
+        ``(loss, aux)``, ``loss`` already divided by the replicas; when ``training``, the loss is
+        scaled for the optimizer (mixed precision), differentiated and applied. Weights without a
+        gradient (tower outputs the loss does not read) are skipped instead of warned about.
+        Returns ``aux``."""
+        with tf.GradientTape() as tape:
+            loss, aux = loss_fn()
+            scaled = self.optimizer.scale_loss(loss) if (training and self.optimizer is not None) else loss
+        if training:
+            weights = self.trainable_weights
+            grads = tape.gradient(scaled, weights)
+            self.optimizer.apply_gradients([(g, w) for g, w in zip(grads, weights) if g is not None])
+        return aux
+
+    def _step(self, data, training):
+        raise NotImplementedError(f"{type(self).__name__}._step")
+
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        return self._step(data, training=False)

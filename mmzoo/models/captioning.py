@@ -81,6 +81,7 @@ class CaptionerBase(MultimodalModel):
     """Shared teacher forcing, compile defaults and ``generate`` of the captioners."""
 
     task = "captioning"
+    uses_captions = True
 
     _CONFIG_ATTRIBUTES = {"sequence_length": "sequence_length_arg"}
 
@@ -468,6 +469,7 @@ def _pooled_only(image_kwargs):
         "small": dict(image_size=(64, 64), image_tower_kwargs=_SMALL_IMAGE, embedding_dim=64, hidden_dim=128),
         "default": dict(image_size=(64, 64), image_tower_kwargs=_DEFAULT_IMAGE, embedding_dim=128, hidden_dim=256),
     },
+    model_class=LSTMCaptioner,
 )
 def lstm_captioner(**kwargs) -> LSTMCaptioner:
     """Build an ``LSTMCaptioner`` (see its docstring for the arguments)."""
@@ -486,6 +488,7 @@ def lstm_captioner(**kwargs) -> LSTMCaptioner:
         "default": dict(image_size=(64, 64), image_tower_kwargs=_tokens_only(_DEFAULT_IMAGE), hidden_dim=128,
                         num_layers=2, num_heads=4),
     },
+    model_class=TransformerCaptioner,
 )
 def transformer_captioner(**kwargs) -> TransformerCaptioner:
     """Build a ``TransformerCaptioner`` (see its docstring for the arguments)."""

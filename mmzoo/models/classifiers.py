@@ -277,7 +277,9 @@ def _presets(fusion, **extra):
 
 
 def _register(name, fusion, description):
-    @register_model(name, description=description, task="classification", presets=_presets(fusion))
+    @register_model(
+        name, description=description, task="classification", presets=_presets(fusion), model_class=MultimodalClassifier
+    )
     def builder(**kwargs):
         return MultimodalClassifier(fusion=fusion, **kwargs)
 

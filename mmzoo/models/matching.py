@@ -27,7 +27,7 @@ from mmzoo.layers.logit_scale import LogitScale
 from mmzoo.layers.pair_similarity import PairSimilarity
 from mmzoo.losses.contrastive import contrastive_loss
 from mmzoo.losses.token_negatives import token_groups_from_words, token_swap_negatives
-from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
+from mmzoo.models.base import CustomStepModel, MultimodalModel, normalize_image_size, resolve_tokenizer
 from mmzoo.models.trunk import build_fused_trunk, build_towers
 from mmzoo.registry import register_model
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs
@@ -68,7 +68,7 @@ def _build_dual_encoder_graph(
 
 
 @keras.saving.register_keras_serializable(package="mmzoo")
-class DualEncoder(MultimodalModel):
+class DualEncoder(CustomStepModel):
     """CLIP-style dual encoder: two towers projected into one unit-sphere space.
 
     ``image -> image tower -> Dense(embedding_dim) -> L2Normalize`` and
@@ -119,6 +119,7 @@ class DualEncoder(MultimodalModel):
     """
 
     task = "matching"
+    uses_captions = True
 
     def __init__(
         self,
@@ -203,16 +204,7 @@ class DualEncoder(MultimodalModel):
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """Adam at ``learning_rate``; the contrastive loss is built in (``loss``
         must stay ``"auto"`` / ``None``)."""
-        if optimizer == "auto":
-            optimizer = keras.optimizers.Adam(self.learning_rate)
-        if loss not in ("auto", None):
-            raise ValueError(
-                "DualEncoder computes its own contrastive loss; compile it without a loss. "
-                f"Received: loss={loss!r}"
-            )
-        if metrics == "auto":
-            metrics = None
-        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+        self._compile_own_loss(optimizer, loss, metrics, kwargs, loss_is="its own contrastive loss")
 
     def training_example(self, batch):
         """``{"image", "token_ids": tokenizer(caption)}``: matching pairs, no labels."""
@@ -262,30 +254,19 @@ class DualEncoder(MultimodalModel):
                 f"(see training_example). Received: {type(x).__name__} "
                 f"{sorted(x) if isinstance(x, dict) else ''}"
             )
-        with tf.GradientTape() as tape:
+
+        def loss_fn():
             loss = self._compute_loss(x=x, y=y, y_pred=None, sample_weight=sample_weight, training=training)
-            batch = tf.shape(x["image"])[0]
-            self._loss_tracker.update_state(loss * num_replicas_in_sync(), sample_weight=batch)
-            scaled = self.optimizer.scale_loss(loss) if (training and self.optimizer is not None) else loss
-        if training:
-            weights = self.trainable_weights
-            grads = tape.gradient(scaled, weights)
-            # Tower outputs the embeddings do not use (e.g. a CNN's token
-            # projection) have no gradient: skip them instead of warning.
-            pairs = [(g, w) for g, w in zip(grads, weights) if g is not None]
-            self.optimizer.apply_gradients(pairs)
+            self._loss_tracker.update_state(loss * num_replicas_in_sync(), sample_weight=tf.shape(x["image"])[0])
+            return loss, None
+
+        self._gradient_step(loss_fn, training)
         logs = self.compute_metrics(x, y, self(x, training=False), sample_weight=sample_weight) if (
             self._compile_metrics is not None and y is not None
         ) else self.compute_metrics(x, y, None, sample_weight=sample_weight)
         logs = dict(logs)
         logs["logit_scale"] = self.logit_scale.scale()
         return logs
-
-    def train_step(self, data):
-        return self._step(data, training=True)
-
-    def test_step(self, data):
-        return self._step(data, training=False)
 
 
 ITM_FUSIONS = ("cross_attention", "gated")
@@ -327,6 +308,7 @@ class ITMMatcher(MultimodalModel):
     """
 
     task = "matching"
+    uses_captions = True
 
     def __init__(
         self,
@@ -521,6 +503,7 @@ ITM_PRESETS = {
     description="CLIP-style dual encoder: contrastive image/text embeddings, cosine-similarity score",
     task="matching",
     presets=DUAL_ENCODER_PRESETS,
+    model_class=DualEncoder,
 )
 def dual_encoder(**kwargs) -> DualEncoder:
     """Build a ``DualEncoder`` (see its docstring for the arguments).
@@ -536,6 +519,7 @@ def dual_encoder(**kwargs) -> DualEncoder:
     description="ITM cross-encoder (ALBEF/BLIP): fused towers -> match probability, hard-negative training",
     task="matching",
     presets=ITM_PRESETS,
+    model_class=ITMMatcher,
 )
 def itm_matcher(**kwargs) -> ITMMatcher:
     """Build an ``ITMMatcher`` (see its docstring for the arguments).

@@ -52,7 +52,7 @@ import tensorflow as tf
 
 from mmzoo.distribute import num_replicas_in_sync
 from mmzoo.layers.classification_head import ClassificationHead
-from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
+from mmzoo.models.base import CustomStepModel, normalize_image_size, resolve_tokenizer
 from mmzoo.models.classifiers import DEFAULT_PRESET, SMALL_PRESET, TINY_PRESET, resolve_labels
 from mmzoo.models.trunk import build_fused_trunk
 from mmzoo.registry import register_model
@@ -131,7 +131,7 @@ def _head_metrics() -> list:
 
 
 @keras.saving.register_keras_serializable(package="mmzoo")
-class MultiTaskClassifier(MultimodalModel):
+class MultiTaskClassifier(CustomStepModel):
     """One fused trunk (image tower + text tower + fusion) with a question
     head (``scores``) and an image-caption matching head (``match_score``).
 
@@ -237,19 +237,11 @@ class MultiTaskClassifier(MultimodalModel):
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """Adam at ``learning_rate``; the per-head losses (weighted by
         ``loss_weights``) and metrics are built in."""
-        if optimizer == "auto":
-            optimizer = keras.optimizers.Adam(self.learning_rate)
-        if loss not in ("auto", None):
-            raise ValueError(
-                "MultiTaskClassifier computes its per-head losses itself (set their weights with "
-                f"loss_weights=...); compile it without a loss. Received: loss={loss!r}"
-            )
-        if metrics not in ("auto", None):
-            raise ValueError(
-                "MultiTaskClassifier reports its per-head metrics itself; compile it without metrics. "
-                f"Received: metrics={metrics!r}"
-            )
-        super().compile(optimizer=optimizer, loss=None, metrics=None, **kwargs)
+        self._compile_own_loss(
+            optimizer, loss, metrics, kwargs,
+            loss_is="its per-head losses itself (set their weights with loss_weights=...)",
+            metrics_are="its per-head metrics itself",
+        )
 
     def training_example(self, batch):
         """``({"image", "token_ids": question, "caption_ids": caption}, label)``.
@@ -282,8 +274,9 @@ class MultiTaskClassifier(MultimodalModel):
         targets = tf.concat([tf.ones([size], tf.float32), tf.cast(same_text | same_image, tf.float32)], axis=0)
         return tf.concat([image, image], axis=0), tf.concat([caption_ids, negative_ids], axis=0), targets
 
-    def _step(self, data, training):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    def _step_inputs(self, x, y, training):
+        """Check a batch: ``(inputs, size, match_targets)``, the question rows first, then the
+        matching pairs (``match_targets`` ``None`` when the match head does not train)."""
         if not isinstance(x, dict) or any(k not in x for k in _TRUNK_INPUTS):
             raise ValueError(
                 "MultiTaskClassifier trains on {'image', 'token_ids', 'caption_ids'} batches "
@@ -292,7 +285,6 @@ class MultiTaskClassifier(MultimodalModel):
         if y is None:
             raise ValueError("MultiTaskClassifier needs the question labels (y). Received: y=None")
         match_weight = self.loss_weights["match_score"]
-        with_pairs = "caption_ids" in x and match_weight > 0
         if training and match_weight > 0 and "caption_ids" not in x:
             raise ValueError(
                 "multitask_classifier trains its match_score head on image-caption pairs, but the batch has no "
@@ -301,50 +293,49 @@ class MultiTaskClassifier(MultimodalModel):
             )
         image, question = x["image"], x["token_ids"]
         size = tf.shape(question)[0]
-        if with_pairs:
-            pair_images, pair_ids, match_targets = self.matching_pairs(image, x["caption_ids"])
-            inputs = {
-                "image": tf.concat([image, pair_images], axis=0),
-                "token_ids": tf.concat([question, tf.cast(pair_ids, question.dtype)], axis=0),
-            }
-        else:
-            inputs = {"image": image, "token_ids": question}
+        if not ("caption_ids" in x and match_weight > 0):
+            return {"image": image, "token_ids": question}, size, None
+        pair_images, pair_ids, match_targets = self.matching_pairs(image, x["caption_ids"])
+        inputs = {
+            "image": tf.concat([image, pair_images], axis=0),
+            "token_ids": tf.concat([question, tf.cast(pair_ids, question.dtype)], axis=0),
+        }
+        return inputs, size, match_targets
+
+    def _heads_loss(self, inputs, y, sample_weight, size, match_targets, training):
+        """``(loss per replica, (loss, scores, class_loss, match, match_loss))`` of one batch."""
+        outputs = self(inputs, training=training)
+        scores = outputs["scores"][:size]
+        class_loss = self._class_loss_fn(y, scores, sample_weight=sample_weight)
+        loss = self.loss_weights["scores"] * class_loss
+        match = match_loss = None
+        if match_targets is not None:
+            match = outputs["match_score"][size:]
+            # Element-wise on the unsliced output, so Keras finds the sigmoid's logit (a slice of
+            # it is a new tensor that hides it); the question rows' zero targets are dropped after.
+            padded_targets = tf.concat([tf.zeros([size], match_targets.dtype), match_targets], axis=0)
+            per_pair = keras.ops.binary_crossentropy(padded_targets, outputs["match_score"])
+            match_loss = tf.reduce_mean(per_pair[size:])
+            loss = loss + self.loss_weights["match_score"] * match_loss
+        for extra in self.losses:
+            loss = loss + tf.cast(tf.reduce_sum(extra), loss.dtype)
         replicas = num_replicas_in_sync()
-        with tf.GradientTape() as tape:
-            outputs = self(inputs, training=training)
-            scores = outputs["scores"][:size]
-            class_loss = self._class_loss_fn(y, scores, sample_weight=sample_weight)
-            loss = self.loss_weights["scores"] * class_loss
-            if with_pairs:
-                match = outputs["match_score"][size:]
-                # Element-wise on the unsliced output, so Keras finds the sigmoid's logit (a slice of
-                # it is a new tensor that hides it); the question rows' zero targets are dropped after.
-                padded_targets = tf.concat([tf.zeros([size], match_targets.dtype), match_targets], axis=0)
-                per_pair = keras.ops.binary_crossentropy(padded_targets, outputs["match_score"])
-                match_loss = tf.reduce_mean(per_pair[size:])
-                loss = loss + match_weight * match_loss
-            for extra in self.losses:
-                loss = loss + tf.cast(tf.reduce_sum(extra), loss.dtype)
-            per_replica = loss / replicas if replicas > 1 else loss
-            scaled = self.optimizer.scale_loss(per_replica) if (training and self.optimizer is not None) else per_replica
-        if training:
-            weights = self.trainable_weights
-            grads = tape.gradient(scaled, weights)
-            self.optimizer.apply_gradients([(g, w) for g, w in zip(grads, weights) if g is not None])
+        return (loss / replicas if replicas > 1 else loss), (loss, scores, class_loss, match, match_loss)
+
+    def _step(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        inputs, size, match_targets = self._step_inputs(x, y, training)
+        loss, scores, class_loss, match, match_loss = self._gradient_step(
+            lambda: self._heads_loss(inputs, y, sample_weight, size, match_targets, training), training
+        )
         self._loss_tracker.update_state(loss, sample_weight=size)
         head = {m.name: m for m in self.head_metrics}
         head["scores_loss"].update_state(class_loss, sample_weight=size)
         head["scores_accuracy"].update_state(y, scores, sample_weight=sample_weight)
-        if with_pairs:
+        if match_targets is not None:
             head["match_score_loss"].update_state(match_loss, sample_weight=2 * size)
             head["match_score_accuracy"].update_state(match_targets, match)
         return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        return self._step(data, training=True)
-
-    def test_step(self, data):
-        return self._step(data, training=False)
 
 
 # Presets: the classifiers' sizes (tiny: 32x32 batch-norm cnn + small lstm, gated fusion).
@@ -360,6 +351,7 @@ MULTITASK_PRESETS = {
     description="one fused trunk, two heads trained together: question answers + image-caption matching",
     task="classification",
     presets=MULTITASK_PRESETS,
+    model_class=MultiTaskClassifier,
 )
 def multitask_classifier(**kwargs) -> MultiTaskClassifier:
     """Build a ``MultiTaskClassifier`` (see its docstring for the arguments).
@@ -369,5 +361,3 @@ def multitask_classifier(**kwargs) -> MultiTaskClassifier:
     """
     return MultiTaskClassifier(**kwargs)
 
-
-multitask_classifier.uses_captions = True  # build_for_data learns the vocabulary from questions and captions

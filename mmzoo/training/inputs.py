@@ -3,73 +3,61 @@ names learned from the records) and the training examples and batches."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
+from mmzoo.preprocessing import TextTokenizer
 from mmzoo.registry import build, get_entry
+from mmzoo.tasks import task_class_for
 
 
-def corpus_texts(records, task: str, uses_captions: bool = False) -> list[str]:
-    """The texts a tokenizer learns its vocabulary from: the questions of a
-    classification manifest (and its captions with ``uses_captions``), else
-    the captions."""
-    if task == "classification":
-        texts = [r.text for r in records if r.text]
-        if uses_captions:  # multi-task classifiers also read the captions
-            texts.extend(c for r in records for c in r.captions or [])
-        return texts
-    texts = []
-    for r in records:
-        texts.extend(r.captions or [])
-    return texts
+def _task_class(model_or_entry):
+    """The ``Task`` class of a model, a model class, or a registry entry (its ``model_class`` or ``task``)."""
+    return task_class_for(_target(model_or_entry))
 
 
-def auto_sequence_length(texts, task: str) -> int:
-    """The tokenizer's sequence length when none is given: the longest text in
-    words (+2 for a captioner's start/end tokens), clipped to 8..64."""
-    longest = max((len(t.split()) for t in texts), default=8)
-    extra = 2 if task == "captioning" else 0
-    return int(min(64, max(8, longest + extra)))
+def corpus_texts(records, model) -> list[str]:
+    """The texts ``model``'s tokenizer learns its vocabulary from (its task says which,
+    ``mmzoo.tasks``): a classifier's questions, the captions of models that learn from
+    captions, both for the multi-task classifier. ``model``: a model, its class or its zoo entry."""
+    return _task_class(model).corpus_texts(records, _target(model))
+
+
+def _target(model_or_entry):
+    """A model or model class as it is, a registry entry's ``model_class`` (or the entry itself)."""
+    model_class = getattr(model_or_entry, "model_class", None)
+    return model_class if model_class is not None else model_or_entry
 
 
 def build_for_data(name: str, records, preset: str | None = None, overrides: dict | None = None):
     """Build zoo entry ``name`` with a tokenizer learned from ``records``' texts
     and (for classifiers) the label names found in them."""
-    from mmzoo.data import label_names_from_records
-    from mmzoo.preprocessing import TextTokenizer
-
     entry = get_entry(name)
+    task = _task_class(entry)
     overrides = dict(overrides or {})
     if "tokenizer" not in overrides:
-        texts = corpus_texts(records, entry.task, getattr(entry.builder, "uses_captions", False))
+        texts = corpus_texts(records, entry)
         if not texts:
             raise ValueError(
-                f"The training data has no {'text' if entry.task == 'classification' else 'caption'} "
+                f"The training data has no {'text' if task.reads_text else 'caption'} "
                 f"column values to learn a vocabulary from (zoo entry '{name}' is a {entry.task} model)."
             )
-        seq_len = int(overrides.pop("sequence_length", 0) or auto_sequence_length(texts, entry.task))
+        seq_len = int(overrides.pop("sequence_length", 0) or task.sequence_length_for(texts))
         overrides["tokenizer"] = TextTokenizer.from_corpus(
             texts,
             mode=overrides.pop("tokenizer_mode", "word"),
             vocabulary_size=int(overrides.pop("vocabulary_size", 8000)),
             sequence_length=seq_len,
-            add_start_end=entry.task == "captioning",
+            add_start_end=task.adds_start_end,
         )
-    if entry.task == "classification" and "label_names" not in overrides:
-        overrides["label_names"] = label_names_from_records(records)
-        if any(isinstance(r.label, (list, tuple)) for r in records):
-            overrides.setdefault("mode", "multilabel")
+    if "label_names" not in overrides:
+        for key, value in task.arguments_from_records(records).items():
+            overrides.setdefault(key, value)
     return build(name, preset=preset, **overrides)
 
 
-def training_examples(records, task, uses_captions=False):
-    """One record per training example: captioned data (matching, captioning,
-    models with ``uses_captions``) gets one record per (image, caption) pair,
-    as ``make_dataset`` expands them."""
-    if (task != "classification" or uses_captions) and any(r.captions for r in records):
-        return [dataclasses.replace(r, captions=[c]) for r in records for c in r.captions]
-    return list(records)
+def training_examples(records, model) -> list:
+    """One record per training example of ``model`` (one per caption for models that learn from captions)."""
+    return _task_class(model).examples(records, _target(model))
 
 
 def epoch_datasets(examples, model, batch_size, seed, first_epoch, epochs, decoded_images=None):

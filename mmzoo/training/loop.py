@@ -225,7 +225,7 @@ def _build_model(state: _RunState) -> None:
             report.log("mmzoo train")
             if not state.records:
                 raise ValueError(f"Every training image failed to decode: {report}")
-        state.examples = training_examples(state.records, model.task, getattr(model, "uses_captions", False))
+        state.examples = training_examples(state.records, model)
         state.steps_per_epoch = int(math.ceil(len(state.examples) / config.batch_size))
         state.total_steps = state.steps_per_epoch * int(config.epochs)
         state.base_lr = compile_model(model, config, state.total_steps)

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import collections
 import os
+
+from mmzoo.tasks import task_for
 
 HEADLINE_METRICS = (
     "accuracy", "macro_f1", "micro_f1", "image_to_text_recall@1", "image_to_text_recall@5",
@@ -13,71 +14,14 @@ HEADLINE_METRICS = (
 
 
 def chance_levels(model, eval_records, train_records=None, metrics=None) -> dict:
-    """What each headline metric is worth without learning: ``{"rule": str, "metrics": {name: value}}``.
-
-    * classification: always answering the most common label of the
-      evaluated records (accuracy, macro-F1; exact match for multi-label);
-    * matching: a random ranking (recall@K of ``num_images`` images against
-      ``num_texts`` captions);
-    * captioning: the most common training caption, given for every image
-      (BLEU, CIDEr-D, exact match), a reference rather than chance.
-    """
-    task = getattr(model, "task", None)
-    if task == "classification":
-        return _classification_chance(eval_records)
-    if task == "matching":
-        return _matching_chance(metrics or {})
-    if task == "captioning":
-        return _captioning_chance(eval_records, train_records)
-    return {"rule": "", "metrics": {}}
-
-
-def _classification_chance(eval_records) -> dict:
-    labels = [r.label for r in eval_records if r.label is not None]
-    if not labels:
-        return {"rule": "no labels", "metrics": {}}
-    if any(isinstance(label, (list, tuple)) for label in labels):
-        sets = collections.Counter(tuple(sorted(label)) for label in labels)
-        top, count = sets.most_common(1)[0]
-        return {"rule": f"always the most common label set {list(top)}",
-                "metrics": {"exact_match": count / len(labels)}}
-    counts = collections.Counter(str(label) for label in labels)
-    top, count = counts.most_common(1)[0]
-    p = count / len(labels)
-    return {"rule": f"always the most common answer, {top!r}",
-            "metrics": {"accuracy": p, "macro_f1": 2 * p / (1 + p) / len(counts)}}
-
-
-def _matching_chance(metrics) -> dict:
-    images, texts = int(metrics.get("num_images") or 0), int(metrics.get("num_texts") or 0)
-    if not images or not texts:
-        return {"rule": "a random ranking", "metrics": {}}
-    per_image = texts / images  # captions per image
-    out = {}
-    for k in (1, 5, 10):
-        if f"image_to_text_recall@{k}" in metrics:
-            # P(at least one of the image's captions among k random picks of all captions)
-            miss = 1.0
-            for j in range(min(k, texts)):
-                miss *= max(0.0, (texts - per_image - j) / (texts - j))
-            out[f"image_to_text_recall@{k}"] = 1.0 - miss
-        if f"text_to_image_recall@{k}" in metrics:
-            out[f"text_to_image_recall@{k}"] = min(1.0, k / images)
-    return {"rule": f"a random ranking of {images} images and {texts} captions", "metrics": out}
-
-
-def _captioning_chance(eval_records, train_records) -> dict:
-    train_captions = [c for r in (train_records or eval_records) for c in (r.captions or [])]
-    evaluated = [r for r in eval_records if r.captions]
-    if not train_captions or not evaluated:
-        return {"rule": "no captions", "metrics": {}}
-    from mmzoo.metrics.bleu import normalize_caption
-    from mmzoo.metrics.captioning import caption_scores
-
-    top = collections.Counter(normalize_caption(c) for c in train_captions).most_common(1)[0][0]
-    scores = caption_scores([r.captions for r in evaluated], [top] * len(evaluated))
-    return {"rule": f"the most common training caption, {top!r}, for every image",
-            "metrics": {k: float(v) for k, v in scores.items()}}
+    """What each headline metric is worth without learning: ``{"rule": str, "metrics": {name: value}}``,
+    as the model's task defines it (``Task.chance`` in ``mmzoo.tasks``): the most common answer
+    for classifiers, a random ranking for matchers, the most common training caption for captioners."""
+    try:
+        task = task_for(model)
+    except ValueError:  # not a zoo task: nothing to compare with
+        return {"rule": "", "metrics": {}}
+    return task.chance(eval_records, train_records, metrics)
 
 
 def metric_lines(metrics: dict, chance: dict | None = None, indent: str = "  ") -> list[str]:

@@ -1,30 +1,24 @@
 """Tests for mmzoo/training/inputs.py: vocabulary texts, sequence length, examples, epoch order."""
 
+import mmzoo
 from mmzoo.data.records import Record
 from mmzoo.training import build_for_data, corpus_texts
-from mmzoo.training.inputs import auto_sequence_length, training_examples
+from mmzoo.training.inputs import training_examples
 
 RECORDS = [Record(image="a.png", text="what colour", label="red", captions=["a red circle", "one circle"]),
            Record(image="b.png", text="which shape", label="square", captions=["a blue square"])]
 
 
-def test_corpus_texts_per_task():
-    assert corpus_texts(RECORDS, "classification") == ["what colour", "which shape"]
-    assert corpus_texts(RECORDS, "classification", uses_captions=True)[2:] == ["a red circle", "one circle",
-                                                                               "a blue square"]
-    assert corpus_texts(RECORDS, "captioning") == ["a red circle", "one circle", "a blue square"]
-
-
-def test_auto_sequence_length():
-    assert auto_sequence_length(["a b c"], "classification") == 8
-    assert auto_sequence_length([" ".join("w" * 9)], "captioning") == 11
-    assert auto_sequence_length(["w " * 100], "classification") == 64
-
-
-def test_training_examples_one_per_caption():
-    assert [r.captions for r in training_examples(RECORDS, "matching")] == [["a red circle"], ["one circle"],
-                                                                            ["a blue square"]]
-    assert training_examples(RECORDS, "classification") == RECORDS
+def test_corpus_texts_and_examples_follow_the_models_task():
+    # a zoo entry (before building), a built model: the same texts (per-task rules: tests/tasks/test_base.py)
+    multitask = mmzoo.registry.get_entry("multitask_classifier")
+    assert corpus_texts(RECORDS, multitask) == ["what colour", "which shape", "a red circle", "one circle",
+                                                "a blue square"]
+    captioner = mmzoo.build("lstm_captioner", preset="tiny")
+    assert corpus_texts(RECORDS, captioner) == ["a red circle", "one circle", "a blue square"]
+    assert [r.captions for r in training_examples(RECORDS, captioner)] == [["a red circle"], ["one circle"],
+                                                                           ["a blue square"]]
+    assert training_examples(RECORDS, mmzoo.registry.get_entry("concat_classifier")) == RECORDS
 
 
 def test_build_for_data_learns_the_labels_and_vocabulary():

@@ -1,6 +1,6 @@
 """Tests for mmzoo/training/reporting.py: metric lines beside chance, and the printed summary.
 
-(``chance_levels`` per task is tested in tests/test_cli_output.py.)
+(Each task's chance levels are tested in tests/tasks.)
 """
 
 import os
