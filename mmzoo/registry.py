@@ -87,6 +87,34 @@ def register_model(
     return decorator
 
 
+def register_model_class(
+    name: str,
+    model_class: type,
+    *,
+    description: str,
+    presets: dict[str, dict[str, Any]] | None = None,
+    default_preset: str = "default",
+    **fixed: Any,
+) -> Callable[..., Any]:
+    """Register ``model_class`` as zoo entry ``name`` (of the class's ``task``) and return its
+    builder, ``name(**kwargs) -> model_class(**fixed, **kwargs)``: the one-line entry most zoo
+    models are (``fixed`` binds arguments, e.g. a classifier's ``fusion``)."""
+
+    def builder(**kwargs):
+        return model_class(**fixed, **kwargs)
+
+    classes = ", num_classes=3" if model_class.task == "classification" else ""
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = (
+        f"{description}\n\n    Builds a ``{model_class.__name__}`` (see its docstring for the arguments).\n\n"
+        f"    >>> import mmzoo\n    >>> model = mmzoo.build({name!r}, preset='tiny'{classes})\n"
+    )
+    return register_model(
+        name, description=description, task=model_class.task, presets=presets,
+        default_preset=default_preset, model_class=model_class,
+    )(builder)
+
+
 def register_preset(name: str, preset: str, kwargs: dict[str, Any]) -> None:
     """Add preset ``preset`` to the registered entry ``name`` (a dataset's recipe).
 

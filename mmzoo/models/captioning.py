@@ -40,8 +40,9 @@ from mmzoo.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from mmzoo.layers.transformer_decoder_block import TransformerDecoderBlock
 from mmzoo.losses import MaskedAccuracy, MaskedSparseCategoricalCrossentropy
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
+from mmzoo.models.presets import DEFAULT_IMAGE, DEFAULT_VIT, image_towers
 from mmzoo.preprocessing import TextTokenizer
-from mmzoo.registry import register_model
+from mmzoo.registry import register_model_class
 from mmzoo.towers import IMAGE_TOWERS, build_image_tower, select_tower_kwargs
 
 METHODS = ("greedy", "beam", "sample")
@@ -424,21 +425,9 @@ class TransformerCaptioner(CaptionerBase):
 # decoder blocks (one finds the object, the next reads it), hidden_dim 64,
 # Adam at 3e-3. Measurements: docs/captioning.md.
 # ---------------------------------------------------------------------------
-_TINY_IMAGE = {
-    "cnn": {"filters": (16, 32, 64), "batch_norm": True, "dim": 64},
-    "vit": {"patch_size": 8, "dim": 16, "num_layers": 1, "num_heads": 2},
-    "applications": {"backbone": "MobileNetV3Small", "dim": 16},
-}
-_DEFAULT_IMAGE = {
-    "cnn": {"filters": (32, 64, 128), "dim": 128},
-    "vit": {"patch_size": 8, "dim": 64, "num_layers": 2, "num_heads": 4},
-    "applications": {"backbone": "MobileNetV3Small", "dim": 128},
-}
-_SMALL_IMAGE = {
-    "cnn": {"filters": (16, 32, 64), "dim": 64},
-    "vit": {"patch_size": 8, "dim": 64, "num_layers": 2, "num_heads": 4},
-    "applications": {"backbone": "MobileNetV3Small", "dim": 64},
-}
+_TINY_IMAGE = image_towers({"filters": (16, 32, 64), "batch_norm": True, "dim": 64}, 16)
+_SMALL_IMAGE = image_towers({"filters": (16, 32, 64), "dim": 64}, 64, DEFAULT_VIT)
+
 
 def _tokens_only(image_kwargs):
     """The Transformer reads only the tower's tokens: its CNN pools by averaging them.
@@ -459,37 +448,26 @@ def _pooled_only(image_kwargs):
     return {**image_kwargs, "cnn": {**image_kwargs["cnn"], "dim": None}}
 
 
-@register_model(
-    "lstm_captioner",
+LSTM_CAPTIONER_PRESETS = {
+    "tiny": dict(image_size=(32, 32), image_tower_kwargs=_pooled_only(_TINY_IMAGE), embedding_dim=32,
+                 hidden_dim=64, dropout=0.0, learning_rate=3e-3),
+    "small": dict(image_size=(64, 64), image_tower_kwargs=_SMALL_IMAGE, embedding_dim=64, hidden_dim=128),
+    "default": dict(image_size=(64, 64), image_tower_kwargs=DEFAULT_IMAGE, embedding_dim=128, hidden_dim=256),
+}
+TRANSFORMER_CAPTIONER_PRESETS = {
+    "tiny": dict(image_size=(32, 32), image_tower_kwargs=_tokens_only(_TINY_IMAGE), hidden_dim=64,
+                 num_layers=2, num_heads=4, dropout=0.0, learning_rate=3e-3),
+    "small": dict(image_size=(64, 64), image_tower_kwargs=_tokens_only(_SMALL_IMAGE), hidden_dim=64,
+                  num_layers=2, num_heads=4),
+    "default": dict(image_size=(64, 64), image_tower_kwargs=_tokens_only(DEFAULT_IMAGE), hidden_dim=128,
+                    num_layers=2, num_heads=4),
+}
+
+lstm_captioner = register_model_class(
+    "lstm_captioner", LSTMCaptioner, presets=LSTM_CAPTIONER_PRESETS,
     description="Show and Tell: image embedding initialises an LSTM caption decoder.",
-    task="captioning",
-    presets={
-        "tiny": dict(image_size=(32, 32), image_tower_kwargs=_pooled_only(_TINY_IMAGE), embedding_dim=32,
-                     hidden_dim=64, dropout=0.0, learning_rate=3e-3),
-        "small": dict(image_size=(64, 64), image_tower_kwargs=_SMALL_IMAGE, embedding_dim=64, hidden_dim=128),
-        "default": dict(image_size=(64, 64), image_tower_kwargs=_DEFAULT_IMAGE, embedding_dim=128, hidden_dim=256),
-    },
-    model_class=LSTMCaptioner,
 )
-def lstm_captioner(**kwargs) -> LSTMCaptioner:
-    """Build an ``LSTMCaptioner`` (see its docstring for the arguments)."""
-    return LSTMCaptioner(**kwargs)
-
-
-@register_model(
-    "transformer_captioner",
+transformer_captioner = register_model_class(
+    "transformer_captioner", TransformerCaptioner, presets=TRANSFORMER_CAPTIONER_PRESETS,
     description="Transformer decoder with KV cache, cross-attending to image patch tokens.",
-    task="captioning",
-    presets={
-        "tiny": dict(image_size=(32, 32), image_tower_kwargs=_tokens_only(_TINY_IMAGE), hidden_dim=64,
-                     num_layers=2, num_heads=4, dropout=0.0, learning_rate=3e-3),
-        "small": dict(image_size=(64, 64), image_tower_kwargs=_tokens_only(_SMALL_IMAGE), hidden_dim=64,
-                      num_layers=2, num_heads=4),
-        "default": dict(image_size=(64, 64), image_tower_kwargs=_tokens_only(_DEFAULT_IMAGE), hidden_dim=128,
-                        num_layers=2, num_heads=4),
-    },
-    model_class=TransformerCaptioner,
 )
-def transformer_captioner(**kwargs) -> TransformerCaptioner:
-    """Build a ``TransformerCaptioner`` (see its docstring for the arguments)."""
-    return TransformerCaptioner(**kwargs)

@@ -17,8 +17,9 @@ import keras
 
 from mmzoo.layers.classification_head import ClassificationHead
 from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tokenizer
+from mmzoo.models.presets import DEFAULT_IMAGE, DEFAULT_TEXT, SMALL_TRANSFORMER, SMALL_VIT, TINY_TEXT, image_towers
 from mmzoo.models.trunk import build_fused_trunk
-from mmzoo.registry import register_model
+from mmzoo.registry import register_model_class
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs  # noqa: F401  (re-exported)
 
 FUSIONS = ("concat", "gated", "cross_attention", "late", "image_only", "text_only")
@@ -211,30 +212,9 @@ class MultimodalClassifier(MultimodalModel):
 # ViT + Transformer step up. `classic` reproduces the well-known "three
 # Conv2D+MaxPool blocks, Flatten" image branch with an LSTM text branch.
 #
-# Tower kwargs in presets are keyed by tower name, so `mmzoo.build(name,
-# preset="tiny", text_tower="transformer")` gets a tiny Transformer, not LSTM
-# arguments (see `select_tower_kwargs`).
+# The towers' sizes: mmzoo.models.presets.
 # ---------------------------------------------------------------------------
-TINY_IMAGE = {
-    "cnn": {"filters": (8, 16), "dim": 32},
-    "vit": {"patch_size": 8, "dim": 32, "num_layers": 1, "num_heads": 2},
-    "applications": {"backbone": "MobileNetV3Small", "dim": 32},
-}
-TINY_TEXT = {
-    "lstm": {"embedding_dim": 16, "units": 16},
-    "bilstm": {"embedding_dim": 16, "units": 16},
-    "transformer": {"dim": 16, "num_layers": 1, "num_heads": 2},
-}
-DEFAULT_IMAGE = {
-    "cnn": {"filters": (32, 64, 128), "dim": 128},
-    "vit": {"patch_size": 8, "dim": 64, "num_layers": 2, "num_heads": 4},
-    "applications": {"backbone": "MobileNetV3Small", "dim": 128},
-}
-DEFAULT_TEXT = {
-    "lstm": {"embedding_dim": 64, "units": 64},
-    "bilstm": {"embedding_dim": 64, "units": 64},
-    "transformer": {"dim": 64, "num_layers": 2, "num_heads": 4},
-}
+TINY_IMAGE = image_towers({"filters": (8, 16), "dim": 32}, 32)
 # The tiny preset's cnn: three batch-norm blocks (16/32/64 filters) pooled by
 # averaging the projected tokens. Questions about one object among several
 # need features that see the whole object (its colour bound to its shape);
@@ -249,9 +229,9 @@ DEFAULT_PRESET = dict(image_size=(64, 64), image_tower_kwargs=DEFAULT_IMAGE, tex
 SMALL_PRESET = dict(
     image_size=(64, 64),
     image_tower="vit",
-    image_tower_kwargs={"vit": {"dim": 96, "num_layers": 4, "num_heads": 4, "patch_size": 8}},
+    image_tower_kwargs=SMALL_VIT,
     text_tower="transformer",
-    text_tower_kwargs={"transformer": {"dim": 96, "num_layers": 2, "num_heads": 4}},
+    text_tower_kwargs=SMALL_TRANSFORMER,
     hidden_units=128,
 )
 _CLASSIC = dict(
@@ -277,15 +257,8 @@ def _presets(fusion, **extra):
 
 
 def _register(name, fusion, description):
-    @register_model(
-        name, description=description, task="classification", presets=_presets(fusion), model_class=MultimodalClassifier
-    )
-    def builder(**kwargs):
-        return MultimodalClassifier(fusion=fusion, **kwargs)
-
-    builder.__name__ = name
-    builder.__doc__ = f"{description}\n\n    >>> import mmzoo\n    >>> model = mmzoo.build({name!r}, preset='tiny', num_classes=3)\n"
-    return builder
+    return register_model_class(name, MultimodalClassifier, description=description, presets=_presets(fusion),
+                                fusion=fusion)
 
 
 concat_classifier = _register("concat_classifier", "concat", "image + text pooled features concatenated (feature-level fusion)")

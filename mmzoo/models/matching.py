@@ -28,8 +28,9 @@ from mmzoo.layers.pair_similarity import PairSimilarity
 from mmzoo.losses.contrastive import contrastive_loss
 from mmzoo.losses.token_negatives import token_groups_from_words, token_swap_negatives
 from mmzoo.models.base import CustomStepModel, MultimodalModel, normalize_image_size, resolve_tokenizer
+from mmzoo.models.presets import DEFAULT_TEXT, DEFAULT_VIT, SMALL_TRANSFORMER, SMALL_VIT, TINY_TEXT, image_towers
 from mmzoo.models.trunk import build_fused_trunk, build_towers
-from mmzoo.registry import register_model
+from mmzoo.registry import register_model_class
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs
 
 
@@ -433,41 +434,21 @@ class ITMMatcher(MultimodalModel):
 # datasets register their own recipes (`mmzoo.datasets.shapes`). Tower kwargs are keyed by tower name, so
 # `mmzoo.build("dual_encoder", preset="tiny", text_tower="lstm")` gets a tiny LSTM.
 # ---------------------------------------------------------------------------
-_TINY_IMAGE = {
-    "cnn": {"filters": (8, 16), "dim": 16},
-    "vit": {"patch_size": 8, "dim": 16, "num_layers": 1, "num_heads": 2},
-    "applications": {"backbone": "MobileNetV3Small", "dim": 16},
-}
-_TINY_TEXT = {
-    "lstm": {"embedding_dim": 16, "units": 16},
-    "bilstm": {"embedding_dim": 16, "units": 16},
-    "transformer": {"dim": 16, "num_layers": 1, "num_heads": 2},
-}
-_DEFAULT_IMAGE = {
-    "cnn": {"filters": (32, 64, 96), "batch_norm": True, "dim": 64},
-    "vit": {"patch_size": 8, "dim": 64, "num_layers": 2, "num_heads": 4},
-    "applications": {"backbone": "MobileNetV3Small", "dim": 64},
-}
-_DEFAULT_TEXT = {
-    "lstm": {"embedding_dim": 64, "units": 64},
-    "bilstm": {"embedding_dim": 64, "units": 64},
-    "transformer": {"dim": 64, "num_layers": 2, "num_heads": 4},
-}
-_SMALL_IMAGE = {"vit": {"patch_size": 8, "dim": 96, "num_layers": 4, "num_heads": 4}}
-_SMALL_TEXT = {"transformer": {"dim": 96, "num_layers": 2, "num_heads": 4}}
+_TINY_IMAGE = image_towers({"filters": (8, 16), "dim": 16}, 16)
+_DEFAULT_IMAGE = image_towers({"filters": (32, 64, 96), "batch_norm": True, "dim": 64}, 64, DEFAULT_VIT)
 
 DUAL_ENCODER_PRESETS = {
-    "tiny": dict(image_size=(32, 32), embedding_dim=16, image_tower_kwargs=_TINY_IMAGE, text_tower_kwargs=_TINY_TEXT),
+    "tiny": dict(image_size=(32, 32), embedding_dim=16, image_tower_kwargs=_TINY_IMAGE, text_tower_kwargs=TINY_TEXT),
     "default": dict(
-        image_size=(64, 64), embedding_dim=64, image_tower_kwargs=_DEFAULT_IMAGE, text_tower_kwargs=_DEFAULT_TEXT
+        image_size=(64, 64), embedding_dim=64, image_tower_kwargs=_DEFAULT_IMAGE, text_tower_kwargs=DEFAULT_TEXT
     ),
     "small": dict(
         image_size=(64, 64),
         embedding_dim=128,
         image_tower="vit",
-        image_tower_kwargs=_SMALL_IMAGE,
+        image_tower_kwargs=SMALL_VIT,
         text_tower="transformer",
-        text_tower_kwargs=_SMALL_TEXT,
+        text_tower_kwargs=SMALL_TRANSFORMER,
     ),
 }
 
@@ -475,56 +456,34 @@ ITM_PRESETS = {
     "tiny": dict(
         image_size=(32, 32),
         image_tower_kwargs=_TINY_IMAGE,
-        text_tower_kwargs=_TINY_TEXT,
+        text_tower_kwargs=TINY_TEXT,
         fusion_kwargs={"num_heads": 2, "key_dim": 8},
         hidden_units=16,
     ),
     "default": dict(
         image_size=(64, 64),
         image_tower_kwargs=_DEFAULT_IMAGE,
-        text_tower_kwargs=_DEFAULT_TEXT,
+        text_tower_kwargs=DEFAULT_TEXT,
         fusion_kwargs={"num_heads": 4, "key_dim": 16},
         hidden_units=64,
     ),
     "small": dict(
         image_size=(64, 64),
         image_tower="vit",
-        image_tower_kwargs=_SMALL_IMAGE,
+        image_tower_kwargs=SMALL_VIT,
         text_tower="transformer",
-        text_tower_kwargs=_SMALL_TEXT,
+        text_tower_kwargs=SMALL_TRANSFORMER,
         fusion_kwargs={"num_heads": 4, "key_dim": 24},
         hidden_units=96,
     ),
 }
 
 
-@register_model(
-    "dual_encoder",
+dual_encoder = register_model_class(
+    "dual_encoder", DualEncoder, presets=DUAL_ENCODER_PRESETS,
     description="CLIP-style dual encoder: contrastive image/text embeddings, cosine-similarity score",
-    task="matching",
-    presets=DUAL_ENCODER_PRESETS,
-    model_class=DualEncoder,
 )
-def dual_encoder(**kwargs) -> DualEncoder:
-    """Build a ``DualEncoder`` (see its docstring for the arguments).
-
-    >>> import mmzoo
-    >>> model = mmzoo.build("dual_encoder", preset="tiny")
-    """
-    return DualEncoder(**kwargs)
-
-
-@register_model(
-    "itm_matcher",
+itm_matcher = register_model_class(
+    "itm_matcher", ITMMatcher, presets=ITM_PRESETS,
     description="ITM cross-encoder (ALBEF/BLIP): fused towers -> match probability, hard-negative training",
-    task="matching",
-    presets=ITM_PRESETS,
-    model_class=ITMMatcher,
 )
-def itm_matcher(**kwargs) -> ITMMatcher:
-    """Build an ``ITMMatcher`` (see its docstring for the arguments).
-
-    >>> import mmzoo
-    >>> model = mmzoo.build("itm_matcher", preset="tiny")
-    """
-    return ITMMatcher(**kwargs)

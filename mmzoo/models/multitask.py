@@ -55,7 +55,7 @@ from mmzoo.layers.classification_head import ClassificationHead
 from mmzoo.models.base import CustomStepModel, normalize_image_size, resolve_tokenizer
 from mmzoo.models.classifiers import DEFAULT_PRESET, SMALL_PRESET, TINY_PRESET, resolve_labels
 from mmzoo.models.trunk import build_fused_trunk
-from mmzoo.registry import register_model
+from mmzoo.registry import register_model_class
 from mmzoo.towers import IMAGE_TOWERS, TEXT_TOWERS, select_tower_kwargs
 
 MULTITASK_FUSIONS = ("concat", "gated", "cross_attention")
@@ -346,18 +346,7 @@ MULTITASK_PRESETS = {
 }
 
 
-@register_model(
-    "multitask_classifier",
+multitask_classifier = register_model_class(
+    "multitask_classifier", MultiTaskClassifier, presets=MULTITASK_PRESETS,
     description="one fused trunk, two heads trained together: question answers + image-caption matching",
-    task="classification",
-    presets=MULTITASK_PRESETS,
-    model_class=MultiTaskClassifier,
 )
-def multitask_classifier(**kwargs) -> MultiTaskClassifier:
-    """Build a ``MultiTaskClassifier`` (see its docstring for the arguments).
-
-    >>> import mmzoo
-    >>> model = mmzoo.build("multitask_classifier", preset="tiny", num_classes=3)
-    """
-    return MultiTaskClassifier(**kwargs)
-
