@@ -90,3 +90,19 @@ def test_importing_mmzoo_loads_neither_tensorflow_nor_the_models():
     code = "import sys, mmzoo, mmzoo.registry; print(sorted(m for m in ('tensorflow', 'keras', 'mmzoo.models') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_register_model_class_binds_arguments_and_reads_the_task_from_the_class():
+    from mmzoo.models.classifiers import MultimodalClassifier
+    from mmzoo.registry import _REGISTRY, register_model_class
+
+    builder = register_model_class("x_late_classifier", MultimodalClassifier, description="late, once more",
+                                   presets={"tiny": {"image_size": (16, 16)}}, fusion="late")
+    try:
+        entry = get_entry("x_late_classifier")
+        assert (entry.task, entry.model_class, entry.builder) == ("classification", MultimodalClassifier, builder)
+        assert builder.__name__ == "x_late_classifier" and "mmzoo.build('x_late_classifier'" in builder.__doc__
+        model = mmzoo.build("x_late_classifier", preset="tiny", num_classes=2)
+        assert (type(model), model.fusion, model.image_size) == (MultimodalClassifier, "late", (16, 16))
+    finally:
+        del _REGISTRY["x_late_classifier"]

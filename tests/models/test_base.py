@@ -99,3 +99,20 @@ def test_a_unimodal_model_preprocesses_and_trains_on_its_own_input_only():
     config = model.get_config()
     assert config["image_size"] == [16, 16] and config["label_names"] == ["a", "b"]
     assert isinstance(config["tokenizer"], dict)
+
+
+def test_custom_step_models_share_compile_defaults_and_refusals():
+    from mmzoo.models.base import CustomStepModel
+
+    dual = mmzoo.build("dual_encoder", preset="tiny")
+    multitask = mmzoo.build("multitask_classifier", preset="tiny", num_classes=2)
+    assert isinstance(dual, CustomStepModel) and isinstance(multitask, CustomStepModel)
+    dual.learning_rate = 5e-4
+    dual.compile()
+    assert isinstance(dual.optimizer, keras.optimizers.Adam)
+    assert float(dual.optimizer.learning_rate) == pytest.approx(5e-4)
+    with pytest.raises(ValueError, match="DualEncoder computes its own contrastive loss; compile it without a loss"):
+        dual.compile(loss="mse")
+    dual.compile(metrics=[keras.metrics.MeanSquaredError()])  # a dual encoder accepts extra metrics
+    with pytest.raises(ValueError, match="MultiTaskClassifier reports its per-head metrics itself"):
+        multitask.compile(metrics=["accuracy"])
