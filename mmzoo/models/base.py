@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
+from mmzoo.towers import normalize_image_size as normalize_tower_image_size
 
 # The generic default: any English text, one token per character (WordPiece
 # over single characters, so a word splits into its letters and nothing is
@@ -66,16 +67,13 @@ def resolve_tokenizer(tokenizer, sequence_length: int | None = None, **defaults)
     return tokenizer
 
 
+MIN_IMAGE_SIZE = 8
+
+
 def normalize_image_size(image_size) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    image_size = tuple(int(v) for v in image_size)
-    if len(image_size) != 2 or min(image_size) < 8:
-        raise ValueError(
-            "image_size must be an int or (height, width), each at least 8. "
-            f"Received: image_size={image_size}"
-        )
-    return image_size
+    """A zoo model's ``image_size``: an int or ``(height, width)``, each at least ``MIN_IMAGE_SIZE``
+    (the towers' own check, ``mmzoo.towers.normalize_image_size``, with the models' minimum)."""
+    return normalize_tower_image_size(image_size, minimum=MIN_IMAGE_SIZE)
 
 
 def _upgrade_config(config: dict) -> dict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 
+from mmzoo.towers._common import normalize_image_size
 from mmzoo.towers.applications import APPLICATIONS_BACKBONES, build_applications_tower
 from mmzoo.towers.cnn import CLASSIC_CNN, build_cnn_tower
 from mmzoo.towers.hub import build_hub_image_tower, build_hub_text_tower
@@ -102,6 +103,7 @@ def build_text_tower(name: str, /, vocabulary_size: int, sequence_length: int, *
 
 
 __all__ = [
+    "normalize_image_size",
     "APPLICATIONS_BACKBONES",
     "CLASSIC_CNN",
     "IMAGE_TOWERS",
