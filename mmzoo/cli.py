@@ -8,6 +8,8 @@ import os
 import re
 import sys
 
+from mmzoo.metrics.retrieval import RERANK_FUSIONS
+
 # TensorFlow's C++ runtime writes these to stderr while its shared libraries
 # load, before TF_CPP_MIN_LOG_LEVEL applies (absl logs everything until
 # absl::InitializeLog runs). `_import_tensorflow_quietly` drops exactly these
@@ -121,10 +123,9 @@ def _cmd_train(args):
     return 0
 
 
-# mmzoo.metrics.retrieval.RERANK_FUSIONS, spelled out: importing it here would load keras for
-# every `mmzoo --help` (tests/test_cli_matching.py checks that the two agree). The first is
-# the library's default fusion.
-RERANK_FUSION_CHOICES = ("log_odds", "log_prob")
+# The library's fusions (mmzoo.metrics.retrieval needs only numpy, so `mmzoo --help` still
+# loads no TensorFlow); the first is the library's default.
+RERANK_FUSION_CHOICES = RERANK_FUSIONS
 RERANK_FUSION_DEFAULT = RERANK_FUSION_CHOICES[0]
 
 

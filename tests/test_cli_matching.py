@@ -66,3 +66,12 @@ def test_rerank_fusion_choices_are_the_library_ones():
     # an absent flag means the library's default fusion.
     assert action.default is None and RERANK_FUSION_DEFAULT == inspect.signature(
         evaluate_matcher).parameters["rerank_fusion"].default
+
+
+def test_the_cli_module_loads_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, mmzoo.cli; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
