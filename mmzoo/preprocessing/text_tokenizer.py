@@ -25,6 +25,19 @@ _WORDPIECE_SUFFIX = "##"
 _WORD_SUFFIX = "\ue000"
 _MAX_BYTES_PER_WORD = 100
 _MODES = ("word", "wordpiece")
+_PRETOKENIZERS = ("mmzoo", "bert")
+
+# pretokenizer="bert": BERT's basic tokenizer as keras-hub's WordPieceTokenizer
+# writes it (keras_hub/src/tokenizers/word_piece_tokenizer.py, 0.32), so ids
+# match keras_hub.models.BertTokenizer: whitespace and invisible control
+# characters split; ASCII non-alphanumerics, Unicode punctuation and CJK
+# ideographs are tokens of their own (other symbols, e.g. "€", are not).
+_BERT_WHITESPACE = r"\s|\p{Cc}|\p{Cf}"
+_BERT_PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|[\p{P}]"
+_BERT_CJK = (
+    r"[\x{4E00}-\x{9FFF}]|[\x{3400}-\x{4DBF}]|[\x{20000}-\x{2A6DF}]|[\x{2A700}-\x{2B73F}]"
+    r"|[\x{2B740}-\x{2B81F}]|[\x{2B820}-\x{2CEAF}]|[\x{F900}-\x{FAFF}]|[\x{2F800}-\x{2FA1F}]"
+)
 
 
 def _as_str(token) -> str:
@@ -63,6 +76,17 @@ class TextTokenizer(keras.layers.Layer):
         sequence_length: length of every output row.
         lowercase: case-fold the text (and compare with the vocabulary as is).
         add_start_end: wrap each row in ``[START]``/``[END]``.
+        strip_accents: drop combining marks after NFD decomposition
+            (``"café"`` -> ``"cafe"``), as uncased BERT vocabularies expect.
+        pretokenizer: ``"mmzoo"`` (NFKC, split on whitespace, punctuation,
+            symbols and Han ideographs) or ``"bert"`` (BERT's basic tokenizer
+            as keras-hub's ``WordPieceTokenizer`` does it: no NFKC unless
+            ``lowercase``, symbols such as ``"€"`` stay inside words,
+            invisible control characters split). With ``"bert"``, a BERT
+            ``vocab.txt`` and ``add_start_end=True`` the tokens are those of
+            ``keras_hub.models.BertTokenizer`` (same ``lowercase`` and
+            ``strip_accents``) wrapped in ``[CLS]``/``[SEP]``, under mmzoo's
+            reserved ids (``mmzoo.towers.keras_hub`` maps them to BERT's).
 
     Example:
 
@@ -86,12 +110,18 @@ class TextTokenizer(keras.layers.Layer):
         sequence_length: int = 16,
         lowercase: bool = True,
         add_start_end: bool = False,
+        strip_accents: bool = False,
+        pretokenizer: str = "mmzoo",
         **kwargs,
     ):
         kwargs.setdefault("dtype", "int32")
         super().__init__(**kwargs)
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}. Received: mode={mode!r}")
+        if pretokenizer not in _PRETOKENIZERS:
+            raise ValueError(
+                f"pretokenizer must be one of {_PRETOKENIZERS}. Received: pretokenizer={pretokenizer!r}"
+            )
         if isinstance(sequence_length, bool) or not isinstance(sequence_length, (int, np.integer)):
             raise ValueError(
                 f"sequence_length must be a positive int. Received: sequence_length={sequence_length!r}"
@@ -121,6 +151,8 @@ class TextTokenizer(keras.layers.Layer):
         self.sequence_length = sequence_length
         self.lowercase = bool(lowercase)
         self.add_start_end = bool(add_start_end)
+        self.strip_accents = bool(strip_accents)
+        self.pretokenizer = pretokenizer
         self._model_buffer = None
         accept_raw_inputs(self)
 
@@ -150,15 +182,32 @@ class TextTokenizer(keras.layers.Layer):
         return tf.constant(self.vocabulary, dtype=tf.string)
 
     def normalize(self, strings):
-        """Valid UTF-8, NFKC, case-folded (when ``lowercase``) strings."""
+        """Valid UTF-8, NFKC, case-folded (when ``lowercase``), accents stripped (when ``strip_accents``)."""
         strings = tf_text.coerce_to_structurally_valid_utf8(strings)
+        if self.strip_accents:
+            strings = _strip_accents(strings)
         if self.lowercase:
             return tf_text.case_fold_utf8(strings)  # NFKC_Casefold
         return tf_text.normalize_utf8(strings, "NFKC")
 
     def pretokenize(self, strings):
         """Normalised words and punctuation: ragged string ``[batch, words]``."""
+        if self.pretokenizer == "bert":
+            return self._bert_pretokenize(strings)
         return tf_text.regex_split(self.normalize(strings), _SPLIT_PATTERN, _KEEP_PATTERN)
+
+    def _bert_pretokenize(self, strings):
+        """keras-hub's ``pretokenize`` (CJK spaced, accents stripped, split, then case-folded)."""
+        strings = tf_text.coerce_to_structurally_valid_utf8(strings)
+        strings = tf.strings.regex_replace(strings, _BERT_CJK, r" \0 ")
+        if self.strip_accents:
+            strings = _strip_accents(strings, recompose=False)
+        words = tf_text.regex_split(
+            strings,
+            f"{_BERT_WHITESPACE}|{_BERT_PUNCTUATION}|{_BERT_CJK}",
+            f"{_BERT_PUNCTUATION}|{_BERT_CJK}",
+        )
+        return tf_text.case_fold_utf8(words) if self.lowercase else words
 
     @staticmethod
     def _to_string_tensor(inputs):
@@ -257,6 +306,8 @@ class TextTokenizer(keras.layers.Layer):
                 "sequence_length": self.sequence_length,
                 "lowercase": self.lowercase,
                 "add_start_end": self.add_start_end,
+                "strip_accents": self.strip_accents,
+                "pretokenizer": self.pretokenizer,
             }
         )
         return config
@@ -309,6 +360,12 @@ class TextTokenizer(keras.layers.Layer):
             lowercase=lowercase,
             **kwargs,
         )
+
+
+def _strip_accents(strings, recompose=True):
+    """NFD, combining marks (``\\p{Mn}``) removed, then NFC again when ``recompose``."""
+    strings = tf.strings.regex_replace(tf_text.normalize_utf8(strings, "NFD"), r"\p{Mn}", "")
+    return tf_text.normalize_utf8(strings, "NFC") if recompose else strings
 
 
 def _pretokenized_batches(probe, texts):

@@ -24,6 +24,7 @@ from mmzoo.towers._common import normalize_image_size
 from mmzoo.towers.applications import APPLICATIONS_BACKBONES, build_applications_tower
 from mmzoo.towers.cnn import CLASSIC_CNN, build_cnn_tower
 from mmzoo.towers.hub import build_hub_image_tower, build_hub_text_tower
+from mmzoo.towers.keras_hub import build_keras_hub_text_tower
 from mmzoo.towers.recurrent import build_bilstm_tower, build_lstm_tower
 from mmzoo.towers.transformer import build_transformer_text_tower
 from mmzoo.towers.vit import build_vit_tower
@@ -40,6 +41,7 @@ TEXT_TOWERS = {
     "bilstm": build_bilstm_tower,
     "transformer": build_transformer_text_tower,
     "hub": build_hub_text_tower,
+    "keras_hub": build_keras_hub_text_tower,
 }
 
 
@@ -84,11 +86,12 @@ def build_image_tower(name: str, /, image_size=(64, 64), **kwargs):
 
 
 def build_text_tower(name: str, /, vocabulary_size: int, sequence_length: int, **kwargs):
-    """Build the text tower ``name`` (``"lstm"``, ``"bilstm"``, ``"transformer"`` or ``"hub"``).
+    """Build the text tower ``name`` (``"lstm"``, ``"bilstm"``, ``"transformer"``, ``"hub"`` or ``"keras_hub"``).
 
     ``kwargs`` go to the tower's builder (``build_lstm_tower``,
     ``build_bilstm_tower``, ``build_transformer_text_tower``,
-    ``build_hub_text_tower``), including the
+    ``build_hub_text_tower``, ``build_keras_hub_text_tower``: ``preset=`` a
+    keras-hub preset or local Hugging Face directory), including the
     Keras ``name=`` of the tower model (default ``"text_tower"``).
 
     Example:
@@ -114,6 +117,7 @@ __all__ = [
     "build_hub_image_tower",
     "build_hub_text_tower",
     "build_image_tower",
+    "build_keras_hub_text_tower",
     "build_lstm_tower",
     "build_text_tower",
     "build_transformer_text_tower",

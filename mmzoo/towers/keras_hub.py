@@ -1,0 +1,294 @@
+"""The ``keras_hub`` text tower: a keras-hub BERT-family backbone, fine-tuned in the zoo.
+
+``preset`` is what ``keras_hub.models.Backbone.from_preset`` takes: a
+keras-hub preset handle (``"bert_tiny_en_uncased"``, ``"kaggle://..."``), a
+local keras-hub preset directory (``backbone.save_to_preset(path)`` and
+``tokenizer.save_to_preset(path)``) or a local Hugging Face BERT directory
+(``config.json``, ``model.safetensors``, ``vocab.txt``,
+``tokenizer_config.json``; needs the ``safetensors`` package)::
+
+    from mmzoo.towers.keras_hub import keras_hub_tokenizer
+    tokenizer = keras_hub_tokenizer("path/to/bert", sequence_length=64)
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3, tokenizer=tokenizer,
+                        text_tower="keras_hub", text_tower_kwargs={"preset": "path/to/bert"})
+
+The model's tokenizer must be the preset's (``keras_hub_tokenizer``): a
+``TextTokenizer`` over the preset's WordPiece vocabulary with BERT's
+pre-tokenization, ``[START]``/``[END]`` wrapping and mmzoo's reserved ids; the
+tower maps its ids to the backbone's (``[START]`` -> ``[CLS]``, ``[END]`` ->
+``[SEP]``, ``[PAD]`` -> the pad id), so ``model.preprocess`` and exports
+need nothing else and only core TensorFlow ops run in the graph.
+
+Saving (decision): the zoo model's config keeps ``preset``; loading a
+``.keras`` file (``safe_mode=True`` included) rebuilds the tower from the
+preset (its weights load, then the file's fine-tuned weights replace them), so
+the preset must be reachable where the file is loaded. The tower reads the
+preset's vocabulary file itself (``tokenizer_settings``): keras-hub's
+``Tokenizer.from_preset`` refuses to under ``safe_mode``. The model's
+tokenizer travels in the ``.keras`` config as every zoo tokenizer does. A
+SavedModel export carries the weights and needs no preset.
+
+keras-hub is an optional dependency: ``pip install mmzoo[hub]``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import tensorflow as tf
+
+from mmzoo.layers.masked_global_pooling import MaskedGlobalPooling
+from mmzoo.layers.sequence_mask import SequenceMask
+from mmzoo.preprocessing import TextTokenizer
+from mmzoo.preprocessing.text_tokenizer import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
+from mmzoo.towers._common import check_choice, check_positive_int, check_rate
+
+POOLINGS = ("pooler", "cls", "mean")
+# The special tokens of keras-hub's BERT-family tokenizers (and Hugging Face's defaults).
+_BERT_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "start": "[CLS]", "end": "[SEP]"}
+
+
+def _keras_hub():
+    try:
+        import keras_hub
+    except ImportError as error:  # pragma: no cover - keras-hub is in the test extra
+        raise ImportError(
+            "The keras_hub towers need keras-hub (and safetensors for Hugging Face checkpoints): "
+            "pip install 'mmzoo[hub]'."
+        ) from error
+    return keras_hub
+
+
+def _read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip() for line in f]  # as keras-hub's WordPieceTokenizer reads it
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _hf_settings(preset, preset_utils):
+    """Settings of a Hugging Face directory (``tokenizer_config.json`` + ``vocab.txt``).
+
+    Hugging Face's BERT tokenizer strips accents when ``strip_accents`` is
+    unset and ``do_lower_case`` is on (keras-hub's converter leaves
+    ``strip_accents=False``, so uncased checkpoints would not match).
+    """
+    config = _read_json(preset_utils.get_file(preset, "tokenizer_config.json"))
+    if not preset_utils.check_file_exists(preset, "vocab.txt"):
+        raise ValueError(f"The keras_hub text tower takes WordPiece (vocab.txt) checkpoints. Received: preset={preset!r}")
+    lowercase = bool(config.get("do_lower_case", False))
+    strip = config.get("strip_accents")
+    return {
+        "vocabulary": _read_lines(preset_utils.get_file(preset, "vocab.txt")),
+        "lowercase": lowercase,
+        "strip_accents": lowercase if strip is None else bool(strip),
+        "tokens": {key: config.get(f"{key}_token") or default for key, default in _BERT_TOKENS.items()},
+    }
+
+
+def _keras_hub_settings(preset, preset_utils):
+    """Settings of a keras-hub preset (``tokenizer.json`` + ``assets/tokenizer/vocabulary.txt``)."""
+    config = _read_json(preset_utils.get_file(preset, "tokenizer.json"))
+    inner = config.get("config", {})
+    if "suffix_indicator" not in inner:
+        raise ValueError(
+            "The keras_hub text tower takes WordPiece (BERT-family) presets. "
+            f"Received: preset={preset!r} with a {config.get('class_name')}"
+        )
+    return {
+        "vocabulary": _read_lines(preset_utils.get_file(preset, "assets/tokenizer/vocabulary.txt")),
+        "lowercase": bool(inner.get("lowercase", False)),
+        "strip_accents": bool(inner.get("strip_accents", False)),
+        "tokens": {**_BERT_TOKENS, "unk": inner.get("oov_token") or "[UNK]"},
+    }
+
+
+def tokenizer_settings(preset) -> dict:
+    """``{"vocabulary", "lowercase", "strip_accents", "tokens"}`` of a preset's WordPiece tokenizer.
+
+    Read from the preset's files, without deserializing its tokenizer
+    (keras-hub refuses to read a vocabulary file under ``safe_mode``, which
+    a ``.keras`` load is). ``tokens`` names the ``pad``, ``unk``, ``start``
+    (``[CLS]``) and ``end`` (``[SEP]``) tokens.
+    """
+    _keras_hub()
+    from keras_hub.src.utils import preset_utils  # get_file: local paths, handles, kaggle:// and hf:// alike
+
+    if preset_utils.check_file_exists(preset, "tokenizer.json"):
+        return _keras_hub_settings(preset, preset_utils)
+    if preset_utils.check_file_exists(preset, "tokenizer_config.json"):
+        return _hf_settings(preset, preset_utils)
+    raise ValueError(
+        "The keras_hub text tower found no tokenizer in the preset (tokenizer.json of a keras-hub preset "
+        f"or tokenizer_config.json of a Hugging Face directory). Received: preset={preset!r}"
+    )
+
+
+def keras_hub_tokenizer(preset, sequence_length: int = 128, name: str = "tokenizer") -> TextTokenizer:
+    """The ``TextTokenizer`` a model with ``text_tower="keras_hub"`` and this ``preset`` needs.
+
+    Same vocabulary, lower-casing, accent stripping and pre-tokenization as
+    the preset's keras-hub tokenizer (for a Hugging Face directory, accent
+    stripping as Hugging Face does it), rows wrapped in ``[START]``/``[END]``
+    (the tower's ``[CLS]``/``[SEP]``).
+    """
+    settings = tokenizer_settings(preset)
+    return TextTokenizer(
+        settings["vocabulary"],
+        mode="wordpiece",
+        sequence_length=sequence_length,
+        lowercase=settings["lowercase"],
+        strip_accents=settings["strip_accents"],
+        pretokenizer="bert",
+        add_start_end=True,
+        name=name,
+    )
+
+
+def id_table(vocabulary, special_ids: dict) -> list[int]:
+    """Backbone id of each ``TextTokenizer`` id, for a tokenizer built over ``vocabulary``.
+
+    ``TextTokenizer`` puts ``[PAD] [UNK] [START] [END]`` first and keeps the
+    other tokens in order; ``special_ids`` gives the backbone ids of
+    ``pad``, ``unk``, ``start`` (``[CLS]``) and ``end`` (``[SEP]``).
+
+    >>> id_table(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"], {"pad": 0, "unk": 1, "start": 2, "end": 3})
+    [0, 1, 2, 3, 2, 3, 4]
+    """
+    index = {token: i for i, token in enumerate(vocabulary)}
+    rest = [index[t] for t in vocabulary if t not in RESERVED_TOKENS]
+    reserved = {PAD_ID: "pad", UNK_ID: "unk", START_ID: "start", END_ID: "end"}
+    return [int(special_ids[reserved[i]]) for i in range(len(RESERVED_TOKENS))] + rest
+
+
+@keras.saving.register_keras_serializable(package="mmzoo")
+class BackboneInputs(keras.layers.Layer):
+    """mmzoo token ids ``[B, L]`` to a keras-hub BERT backbone's inputs.
+
+    Returns ``{"token_ids": table[ids], "segment_ids": zeros, "padding_mask": ids != 0}``
+    (``segment_ids`` only when ``segments``). Core TensorFlow ops only
+    (a gather from a constant), so exports serve on stock TF Serving.
+    """
+
+    def __init__(self, table, segments: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.table = [int(v) for v in table]
+        self.segments = bool(segments)
+
+    def call(self, ids):
+        ids = tf.cast(ids, tf.int32)
+        out = {
+            "token_ids": tf.gather(tf.constant(self.table, tf.int32), ids),
+            "padding_mask": tf.not_equal(ids, PAD_ID),
+        }
+        if self.segments:
+            out["segment_ids"] = tf.zeros_like(ids)
+        return out
+
+    def compute_output_spec(self, ids):
+        out = {
+            "token_ids": keras.KerasTensor(ids.shape, dtype="int32"),
+            "padding_mask": keras.KerasTensor(ids.shape, dtype="bool"),
+        }
+        if self.segments:
+            out["segment_ids"] = keras.KerasTensor(ids.shape, dtype="int32")
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "table": list(self.table), "segments": self.segments}
+
+
+def _special_ids(settings) -> dict:
+    index = {token: i for i, token in enumerate(settings["vocabulary"])}
+    missing = [token for token in settings["tokens"].values() if token not in index]
+    if missing:
+        raise ValueError(f"The preset's vocabulary lacks BERT's special tokens. Missing: {missing}")
+    return {key: index[token] for key, token in settings["tokens"].items()}
+
+
+def _check_arguments(preset, vocabulary_size, sequence_length, pooling, dim, dropout):
+    if preset is None:
+        raise ValueError(
+            "The keras_hub text tower needs a preset (a keras-hub preset handle, a local keras-hub preset "
+            "directory or a local Hugging Face directory): text_tower_kwargs={'preset': ...}. Received: preset=None"
+        )
+    check_positive_int("vocabulary_size", vocabulary_size)
+    check_positive_int("sequence_length", sequence_length)
+    check_choice("pooling", pooling, POOLINGS)
+    check_positive_int("dim", dim, allow_none=True)
+    check_rate("dropout", dropout)
+
+
+def _load(preset, vocabulary_size, sequence_length):
+    """``(backbone, table)``: the preset's backbone and the id table, checked against the model's tokenizer."""
+    keras_hub = _keras_hub()
+    settings = tokenizer_settings(preset)
+    table = id_table(settings["vocabulary"], _special_ids(settings))
+    if len(table) != vocabulary_size:
+        raise ValueError(
+            f"The model's tokenizer is not the one of preset {preset!r}: build it with "
+            f"mmzoo.towers.keras_hub.keras_hub_tokenizer(preset, sequence_length). Received: vocabulary_size="
+            f"{vocabulary_size}, the preset's tokenizer gives {len(table)}"
+        )
+    backbone = keras_hub.models.Backbone.from_preset(preset)
+    limit = backbone.get_config().get("max_sequence_length")
+    if limit is not None and sequence_length > limit:
+        raise ValueError(
+            f"sequence_length must be at most the backbone's max_sequence_length ({limit}). "
+            f"Received: sequence_length={sequence_length}"
+        )
+    return backbone, table
+
+
+def build_keras_hub_text_tower(
+    vocabulary_size,
+    sequence_length,
+    preset=None,
+    trainable=True,
+    pooling="pooler",
+    dim=None,
+    dropout=0.0,
+    name="text_tower",
+) -> keras.Model:
+    """A text tower around a keras-hub BERT-family backbone (see the module docstring).
+
+    Input: the ids of ``keras_hub_tokenizer(preset, sequence_length)``.
+    ``tokens`` is the backbone's ``sequence_output`` ``[B, L, hidden]``,
+    ``mask`` is ``ids != 0``, ``pooled`` the backbone's pooler output
+    (``pooling="pooler"``: ``tanh(Dense([CLS]))``, as BERT fine-tuning uses;
+    a backbone without one uses ``"cls"``), the ``[CLS]`` token
+    (``"cls"``) or the masked mean of the tokens (``"mean"``).
+
+    Args:
+        preset: keras-hub preset handle, local keras-hub preset or Hugging Face directory.
+        trainable: fine-tune the backbone (``False``: frozen).
+        pooling: ``"pooler"``, ``"cls"`` or ``"mean"``.
+        dim: optional ``Dense`` projection of ``pooled`` and ``tokens``.
+        dropout: dropout on ``pooled``.
+        name: the tower model's name.
+    """
+    _check_arguments(preset, vocabulary_size, sequence_length, pooling, dim, dropout)
+    backbone, table = _load(preset, vocabulary_size, sequence_length)
+    backbone.trainable = bool(trainable)
+    token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
+    segments = "segment_ids" in backbone.input
+    outputs = backbone(BackboneInputs(table, segments=segments, name="backbone_inputs")(token_ids))
+    if isinstance(outputs, dict):
+        tokens, pooled = outputs["sequence_output"], outputs.get("pooled_output")
+    else:
+        tokens, pooled = outputs, None
+    mask = SequenceMask(padding_id=0, name="token_mask")(token_ids)
+    if pooling == "mean":
+        pooled = MaskedGlobalPooling("mean", name="mean_pool")(tokens, mask=mask)
+    elif pooling == "cls" or pooled is None:
+        pooled = MaskedGlobalPooling("first", name="cls_pool")(tokens, mask=mask)
+    if dim is not None:
+        tokens = keras.layers.Dense(dim, name="token_projection")(tokens)
+        pooled = keras.layers.Dense(dim, name="pooled_projection")(pooled)
+    if dropout:
+        pooled = keras.layers.Dropout(dropout, name="pooled_dropout")(pooled)
+    return keras.Model(token_ids, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)

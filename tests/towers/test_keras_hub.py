@@ -1,0 +1,138 @@
+"""The keras_hub text tower: a tiny keras-hub BERT with random weights, saved as a local preset."""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+import mmzoo
+from mmzoo.preprocessing import TextTokenizer
+from mmzoo.towers import TEXT_TOWERS, build_text_tower
+from mmzoo.towers.keras_hub import BackboneInputs, build_keras_hub_text_tower, id_table, keras_hub_tokenizer
+from tests.harness import assert_model_roundtrip
+from tests.towers.tower_checks import check_fit_step, check_output_contract
+
+# A BERT-style vocabulary: [PAD] first, [UNK]/[CLS]/[SEP] past unused slots (as in bert-base), so
+# the tower's id mapping is not the identity.
+VOCABULARY = (
+    ["[PAD]"] + [f"[unused{i}]" for i in range(3)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + ["the", "quick", "brown", "fox", "cafe", "café", "Café", "naive", "##s", "jump", "##ed"]
+    + [".", ",", "!", "'", "€", "a", "b", "c", "##a", "##b", "##c", "ss", "ß", "©", "$", "中", "文"]
+)
+TEXTS = [
+    "The quick brown fox jumped.",
+    "Café naïve CAFE, ß!",
+    "foxes'  jumps",
+    "a€b c©  $a\u200db",
+    "中文abc",
+    "",
+    "abc" * 40,
+    "the the the the the the the the the the the the the the",
+]
+LENGTH = 12
+
+
+def _save_preset(path, lowercase=True, strip_accents=True, max_sequence_length=32):
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(VOCABULARY), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        max_sequence_length=max_sequence_length,
+    )
+    tokenizer = keras_hub.models.BertTokenizer(VOCABULARY, lowercase=lowercase, strip_accents=strip_accents)
+    backbone.save_to_preset(str(path))
+    tokenizer.save_to_preset(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    return _save_preset(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.mark.parametrize("lowercase,strip_accents", [(True, True), (True, False), (False, False), (False, True)])
+def test_tokenizer_matches_keras_hub(tmp_path, lowercase, strip_accents):
+    path = _save_preset(tmp_path, lowercase, strip_accents)
+    hub_tokenizer = keras_hub.models.BertTokenizer.from_preset(path)
+    packer = keras_hub.models.BertTextClassifierPreprocessor(hub_tokenizer, sequence_length=LENGTH)
+    expected = packer(TEXTS)["token_ids"].numpy()
+    tokenizer = keras_hub_tokenizer(path, sequence_length=LENGTH)
+    table = np.array(id_table(VOCABULARY, {"pad": 0, "unk": 4, "start": 5, "end": 6}))
+    np.testing.assert_array_equal(table[tokenizer(TEXTS).numpy()], expected)
+
+
+def test_tokenizer_config_roundtrip(preset):
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    clone = TextTokenizer.from_config(tokenizer.get_config())
+    assert (clone.pretokenizer, clone.strip_accents, clone.lowercase) == ("bert", True, True)
+    np.testing.assert_array_equal(clone(TEXTS).numpy(), tokenizer(TEXTS).numpy())
+
+
+def test_strip_accents_in_mmzoo_pretokenizer():
+    tokenizer = TextTokenizer(["cafe", "naive"], sequence_length=3, strip_accents=True)
+    assert tokenizer(["Café naïve"]).numpy().tolist() == [[4, 5, 0]]
+
+
+def test_registered():
+    assert TEXT_TOWERS["keras_hub"] is build_keras_hub_text_tower
+
+
+def test_tower_contract_and_fit_step(preset):
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    tower = build_text_tower("keras_hub", tokenizer.vocabulary_size, LENGTH, preset=preset)
+    ids = tokenizer(TEXTS).numpy()
+    out = check_output_contract(tower, ids, 8, LENGTH, 8)
+    np.testing.assert_array_equal(out["mask"], ids != 0)
+    check_fit_step(tower, ids)
+
+
+def test_backbone_sees_bert_inputs(preset):
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    hub_tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
+    expected = keras_hub.models.BertTextClassifierPreprocessor(hub_tokenizer, sequence_length=LENGTH)(TEXTS)
+    table = id_table(VOCABULARY, {"pad": 0, "unk": 4, "start": 5, "end": 6})
+    got = BackboneInputs(table)(tokenizer(TEXTS))
+    for key in ("token_ids", "segment_ids", "padding_mask"):
+        np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(expected[key]))
+    # The tower's tokens are the backbone's sequence output on keras-hub's own inputs.
+    tower = build_keras_hub_text_tower(tokenizer.vocabulary_size, LENGTH, preset=preset, pooling="pooler")
+    backbone = keras_hub.models.BertBackbone.from_preset(preset)
+    reference = backbone({k: np.asarray(v) for k, v in expected.items()})
+    out = tower(tokenizer(TEXTS))
+    np.testing.assert_allclose(out["tokens"], reference["sequence_output"], atol=1e-5)
+    np.testing.assert_allclose(out["pooled"], reference["pooled_output"], atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_pooling_and_projection(preset, pooling):
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    tower = build_keras_hub_text_tower(
+        tokenizer.vocabulary_size, LENGTH, preset=preset, pooling=pooling, dim=4, dropout=0.1, trainable=False
+    )
+    check_output_contract(tower, tokenizer(TEXTS).numpy(), 4, LENGTH, 4)
+    assert not tower.get_layer("bert_backbone").trainable
+
+
+def test_refusals(preset):
+    with pytest.raises(ValueError, match="needs a preset.*Received: preset=None"):
+        build_keras_hub_text_tower(10, LENGTH)
+    with pytest.raises(ValueError, match="keras_hub_tokenizer.*Received: vocabulary_size=10"):
+        build_keras_hub_text_tower(10, LENGTH, preset=preset)
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    with pytest.raises(ValueError, match="max_sequence_length \\(32\\).*Received: sequence_length=64"):
+        build_keras_hub_text_tower(tokenizer.vocabulary_size, 64, preset=preset)
+
+
+def test_zoo_model_trains_and_roundtrips(preset, tmp_path):
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    model = mmzoo.build(
+        "concat_classifier", preset="tiny", num_classes=2, image_size=(32, 32), tokenizer=tokenizer,
+        text_tower="keras_hub", text_tower_kwargs={"preset": preset},
+    )
+    model.compile()
+    inputs = model.preprocess(np.zeros((4, 32, 32, 3), "float32"), TEXTS[:4])
+    backbone = model.get_layer("text_tower").get_layer("bert_backbone")
+    before = [np.array(w) for w in backbone.trainable_weights]
+    model.fit(inputs, np.array([0, 1, 0, 1]), epochs=1, batch_size=4, verbose=0)
+    assert any(not np.allclose(b, np.array(w)) for b, w in zip(before, backbone.trainable_weights))
+    reloaded = assert_model_roundtrip(model, inputs, tmp_path)
+    assert reloaded.tokenizer.get_config() == model.tokenizer.get_config()
