@@ -136,3 +136,24 @@ def test_zoo_model_trains_and_roundtrips(preset, tmp_path):
     assert any(not np.allclose(b, np.array(w)) for b, w in zip(before, backbone.trainable_weights))
     reloaded = assert_model_roundtrip(model, inputs, tmp_path)
     assert reloaded.tokenizer.get_config() == model.tokenizer.get_config()
+
+
+def test_export_serves_raw_text_with_core_ops(preset, tmp_path):
+    import tensorflow as tf
+
+    from mmzoo.export import check_serving_graph, export_saved_model
+    from tests.export.tiny_models import random_images
+
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    model = mmzoo.build(
+        "concat_classifier", preset="tiny", num_classes=2, image_size=(32, 32), tokenizer=tokenizer,
+        text_tower="keras_hub", text_tower_kwargs={"preset": preset},
+    )
+    version_dir = export_saved_model(model, tmp_path / "bert_classifier", warmup=False)
+    check_serving_graph(version_dir)
+    images, texts = random_images(2, size=(32, 32), seed=3), TEXTS[:2]
+    served = tf.saved_model.load(version_dir).signatures["serving_default"](
+        image_bytes=tf.constant(images), text=tf.constant(texts)
+    )["scores"]
+    expected = model(model.preprocess(tf.constant(images), tf.constant(texts)), training=False)["scores"]
+    np.testing.assert_allclose(served.numpy(), keras.ops.convert_to_numpy(expected), atol=1e-5)
