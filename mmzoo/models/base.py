@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
 from mmzoo.towers import normalize_image_size as normalize_tower_image_size
+from mmzoo.towers import tower_tokenizer
 
 # The generic default: any English text, one token per character (WordPiece
 # over single characters, so a word splits into its letters and nothing is
@@ -53,10 +54,14 @@ def default_tokenizer(sequence_length: int | None = None, **kwargs) -> TextToken
     )
 
 
-def resolve_tokenizer(tokenizer, sequence_length: int | None = None, **defaults) -> TextTokenizer:
-    """Accept a ``TextTokenizer``, its serialized dict, or ``None`` (default)."""
+def resolve_tokenizer(
+    tokenizer, sequence_length: int | None = None, *, text_tower=None, text_tower_kwargs=None, **defaults
+) -> TextTokenizer:
+    """Accept a ``TextTokenizer``, its serialized dict, or ``None``: then the text tower's own
+    (a pretrained tower's vocabulary, ``mmzoo.towers.tower_tokenizer``) or ``default_tokenizer()``."""
     if tokenizer is None:
-        return default_tokenizer(sequence_length, **defaults)
+        own = tower_tokenizer(text_tower, text_tower_kwargs, sequence_length or DEFAULT_SEQUENCE_LENGTH)
+        return own if own is not None else default_tokenizer(sequence_length, **defaults)
     if isinstance(tokenizer, dict):
         tokenizer = keras.saving.deserialize_keras_object(tokenizer)
     if not isinstance(tokenizer, TextTokenizer):

@@ -125,9 +125,9 @@ class MultimodalClassifier(MultimodalModel):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}. Received: fusion={fusion!r}")
         num_classes, label_names = resolve_labels(num_classes, label_names, mode)
-        tokenizer = resolve_tokenizer(tokenizer)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
+        tokenizer = resolve_tokenizer(tokenizer, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs)
         size = normalize_image_size(image_size)
         trunk, scores = _build_classifier_graph(
             fusion=fusion, mode=mode, num_classes=num_classes, tokenizer=tokenizer, image_size=size,

@@ -143,10 +143,10 @@ class DualEncoder(CustomStepModel):
         **kwargs,
     ):
         _check_dual_encoder_arguments(embedding_dim, hard_negative_exchange_probability, label_smoothing)
-        tokenizer = resolve_tokenizer(tokenizer)
         size = normalize_image_size(image_size)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
+        tokenizer = resolve_tokenizer(tokenizer, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs)
         inputs, image_embedding, text_embedding, score = _build_dual_encoder_graph(
             embedding_dim=embedding_dim, tokenizer=tokenizer, image_size=size, image_tower=image_tower,
             image_tower_kwargs=image_tower_kwargs, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,
@@ -329,10 +329,10 @@ class ITMMatcher(MultimodalModel):
         if fusion not in ITM_FUSIONS:
             raise ValueError(f"fusion must be one of {ITM_FUSIONS}. Received: fusion={fusion!r}")
         _positive_int("hidden_units", hidden_units)
-        tokenizer = resolve_tokenizer(tokenizer)
         size = normalize_image_size(image_size)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
+        tokenizer = resolve_tokenizer(tokenizer, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs)
         trunk = build_fused_trunk(
             fusion=fusion, tokenizer=tokenizer, image_size=size, image_tower=image_tower,
             image_tower_kwargs=image_tower_kwargs, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs,

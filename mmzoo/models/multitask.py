@@ -187,9 +187,9 @@ class MultiTaskClassifier(CustomStepModel):
         match_hidden_units = _check_arguments(fusion, mode, hidden_units, match_hidden_units)
         loss_weights = _resolve_loss_weights(loss_weights)
         num_classes, label_names = resolve_labels(num_classes, label_names, mode)
-        tokenizer = resolve_tokenizer(tokenizer)
         image_tower_kwargs = select_tower_kwargs(image_tower, image_tower_kwargs, IMAGE_TOWERS)
         text_tower_kwargs = select_tower_kwargs(text_tower, text_tower_kwargs, TEXT_TOWERS)
+        tokenizer = resolve_tokenizer(tokenizer, text_tower=text_tower, text_tower_kwargs=text_tower_kwargs)
         size = normalize_image_size(image_size)
 
         trunk = build_fused_trunk(

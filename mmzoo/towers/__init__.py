@@ -24,7 +24,7 @@ from mmzoo.towers._common import normalize_image_size
 from mmzoo.towers.applications import APPLICATIONS_BACKBONES, build_applications_tower
 from mmzoo.towers.cnn import CLASSIC_CNN, build_cnn_tower
 from mmzoo.towers.hub import build_hub_image_tower, build_hub_text_tower
-from mmzoo.towers.keras_hub import build_keras_hub_text_tower
+from mmzoo.towers.keras_hub import build_keras_hub_text_tower, keras_hub_tokenizer
 from mmzoo.towers.recurrent import build_bilstm_tower, build_lstm_tower
 from mmzoo.towers.transformer import build_transformer_text_tower
 from mmzoo.towers.vit import build_vit_tower
@@ -105,8 +105,28 @@ def build_text_tower(name: str, /, vocabulary_size: int, sequence_length: int, *
     )
 
 
+def _keras_hub_tower_tokenizer(kwargs, sequence_length):
+    if not kwargs.get("preset"):
+        raise ValueError(f"text_tower='keras_hub' needs text_tower_kwargs={{'preset': ...}}. Received: {kwargs!r}")
+    return keras_hub_tokenizer(kwargs["preset"], sequence_length)
+
+
+# Text towers that bring their own vocabulary (pretrained ones): name -> fn(tower kwargs, sequence_length).
+TOWER_TOKENIZERS = {"keras_hub": _keras_hub_tower_tokenizer}
+
+
+def tower_tokenizer(text_tower, text_tower_kwargs=None, sequence_length: int = 64):
+    """The ``TextTokenizer`` text tower ``text_tower`` needs (a pretrained tower's own vocabulary,
+    e.g. ``keras_hub_tokenizer`` of its preset), or ``None`` when the tower learns any vocabulary."""
+    if text_tower not in TOWER_TOKENIZERS:
+        return None
+    return TOWER_TOKENIZERS[text_tower](dict(text_tower_kwargs or {}), int(sequence_length))
+
+
 __all__ = [
+    "TOWER_TOKENIZERS",
     "normalize_image_size",
+    "tower_tokenizer",
     "APPLICATIONS_BACKBONES",
     "CLASSIC_CNN",
     "IMAGE_TOWERS",

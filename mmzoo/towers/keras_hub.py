@@ -7,12 +7,11 @@ local keras-hub preset directory (``backbone.save_to_preset(path)`` and
 (``config.json``, ``model.safetensors``, ``vocab.txt``,
 ``tokenizer_config.json``; needs the ``safetensors`` package)::
 
-    from mmzoo.towers.keras_hub import keras_hub_tokenizer
-    tokenizer = keras_hub_tokenizer("path/to/bert", sequence_length=64)
-    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3, tokenizer=tokenizer,
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3,
                         text_tower="keras_hub", text_tower_kwargs={"preset": "path/to/bert"})
 
-The model's tokenizer must be the preset's (``keras_hub_tokenizer``): a
+The model's tokenizer must be the preset's (``keras_hub_tokenizer``; a model built
+without a tokenizer takes it, ``mmzoo.towers.tower_tokenizer``): a
 ``TextTokenizer`` over the preset's WordPiece vocabulary with BERT's
 pre-tokenization, ``[START]``/``[END]`` wrapping and mmzoo's reserved ids; the
 tower maps its ids to the backbone's (``[START]`` -> ``[CLS]``, ``[END]`` ->

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmzoo.models.base import DEFAULT_SEQUENCE_LENGTH
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.registry import build, get_entry
 from mmzoo.tasks import task_class_for
+from mmzoo.towers import TEXT_TOWERS, TOWER_TOKENIZERS, select_tower_kwargs, tower_tokenizer
 
 
 def _task_class(model_or_entry):
@@ -29,11 +31,17 @@ def _target(model_or_entry):
 
 
 def build_for_data(name: str, records, preset: str | None = None, overrides: dict | None = None):
-    """Build zoo entry ``name`` with a tokenizer learned from ``records``' texts
-    and (for classifiers) the label names found in them."""
+    """Build zoo entry ``name`` with a tokenizer learned from ``records``' texts (or, for a
+    pretrained text tower, the tower's own) and (for classifiers) the label names found in them."""
     entry = get_entry(name)
     task = _task_class(entry)
     overrides = dict(overrides or {})
+    text_tower = overrides.get("text_tower", entry.preset_kwargs(preset).get("text_tower"))
+    if "tokenizer" not in overrides and text_tower in TOWER_TOKENIZERS:  # a pretrained vocabulary
+        overrides["tokenizer"] = tower_tokenizer(
+            text_tower, select_tower_kwargs(text_tower, overrides.get("text_tower_kwargs"), TEXT_TOWERS),
+            int(overrides.pop("sequence_length", 0) or DEFAULT_SEQUENCE_LENGTH),
+        )
     if "tokenizer" not in overrides:
         texts = corpus_texts(records, entry)
         if not texts:

@@ -157,3 +157,31 @@ def test_export_serves_raw_text_with_core_ops(preset, tmp_path):
     )["scores"]
     expected = model(model.preprocess(tf.constant(images), tf.constant(texts)), training=False)["scores"]
     np.testing.assert_allclose(served.numpy(), keras.ops.convert_to_numpy(expected), atol=1e-5)
+
+
+def test_models_take_the_towers_tokenizer(tmp_path):
+    from mmzoo.towers import tower_tokenizer
+
+    preset = _save_preset(tmp_path, max_sequence_length=64)
+    assert tower_tokenizer("lstm", {}) is None  # any vocabulary does
+    with pytest.raises(ValueError, match="needs text_tower_kwargs=\\{'preset': ...\\}"):
+        tower_tokenizer("keras_hub", {})
+    expected = keras_hub_tokenizer(preset, sequence_length=16).get_config()
+    for name, labels in (("concat_classifier", {"num_classes": 2}), ("dual_encoder", {})):
+        model = mmzoo.build(name, preset="tiny", image_size=(16, 16), text_tower="keras_hub",
+                            text_tower_kwargs={"preset": preset, "pooling": "cls"}, **labels)
+        config = model.tokenizer.get_config()
+        assert config["vocabulary"] == expected["vocabulary"] and config["pretokenizer"] == "bert", name
+        assert model.sequence_length == 64  # DEFAULT_SEQUENCE_LENGTH; pass a tokenizer for another length
+
+
+def test_build_for_data_keeps_the_pretrained_vocabulary(preset):
+    from mmzoo.data.records import Record
+    from mmzoo.training import build_for_data
+
+    records = [Record(image="a.png", text="a new word", label="yes"), Record(image="b.png", text="zzz", label="no")]
+    model = build_for_data("concat_classifier", records, preset="tiny", overrides={
+        "image_size": [16, 16], "text_tower": "keras_hub", "text_tower_kwargs": {"preset": preset},
+        "sequence_length": 20})
+    assert model.tokenizer.get_config()["vocabulary"] == keras_hub_tokenizer(preset).get_config()["vocabulary"]
+    assert model.sequence_length == 20 and model.label_names == ["no", "yes"]
