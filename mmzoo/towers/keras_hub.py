@@ -69,23 +69,32 @@ def _read_json(path):
         return json.load(f)
 
 
+def _hf_token(value, default):
+    """A special token of ``tokenizer_config.json``: a string, or an ``AddedToken`` dict (older transformers)."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value or default
+
+
 def _hf_settings(preset, preset_utils):
     """Settings of a Hugging Face directory (``tokenizer_config.json`` + ``vocab.txt``).
 
-    Hugging Face's BERT tokenizer strips accents when ``strip_accents`` is
-    unset and ``do_lower_case`` is on (keras-hub's converter leaves
-    ``strip_accents=False``, so uncased checkpoints would not match).
+    As Hugging Face's ``BertTokenizer``: ``do_lower_case`` defaults to on, and
+    accents are stripped when ``strip_accents`` is unset and ``do_lower_case``
+    is on (keras-hub's converter leaves ``strip_accents=False``, so uncased
+    checkpoints would not match). A ``tokenizer.json`` (the fast tokenizer's
+    file) is not read: ``vocab.txt`` holds the same WordPiece vocabulary.
     """
     config = _read_json(preset_utils.get_file(preset, "tokenizer_config.json"))
     if not preset_utils.check_file_exists(preset, "vocab.txt"):
         raise ValueError(f"The keras_hub text tower takes WordPiece (vocab.txt) checkpoints. Received: preset={preset!r}")
-    lowercase = bool(config.get("do_lower_case", False))
+    lowercase = bool(config.get("do_lower_case", True))
     strip = config.get("strip_accents")
     return {
         "vocabulary": _read_lines(preset_utils.get_file(preset, "vocab.txt")),
         "lowercase": lowercase,
         "strip_accents": lowercase if strip is None else bool(strip),
-        "tokens": {key: config.get(f"{key}_token") or default for key, default in _BERT_TOKENS.items()},
+        "tokens": {key: _hf_token(config.get(f"{key}_token"), default) for key, default in _BERT_TOKENS.items()},
     }
 
 
@@ -117,7 +126,10 @@ def tokenizer_settings(preset) -> dict:
     _keras_hub()
     from keras_hub.src.utils import preset_utils  # get_file: local paths, handles, kaggle:// and hf:// alike
 
-    if preset_utils.check_file_exists(preset, "tokenizer.json"):
+    # A Hugging Face directory may hold a tokenizer.json too (the fast tokenizer's, not a keras-hub
+    # one): tell the formats apart as keras-hub does, by the model_type of a Transformers config.json.
+    hf = preset_utils.check_file_exists(preset, "config.json") and "model_type" in preset_utils.load_json(preset)
+    if not hf and preset_utils.check_file_exists(preset, "tokenizer.json"):
         return _keras_hub_settings(preset, preset_utils)
     if preset_utils.check_file_exists(preset, "tokenizer_config.json"):
         return _hf_settings(preset, preset_utils)

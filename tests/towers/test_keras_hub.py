@@ -185,3 +185,158 @@ def test_build_for_data_keeps_the_pretrained_vocabulary(preset):
         "sequence_length": 20})
     assert model.tokenizer.get_config()["vocabulary"] == keras_hub_tokenizer(preset).get_config()["vocabulary"]
     assert model.sequence_length == 20 and model.label_names == ["no", "yes"]
+
+
+# --- A Hugging Face BERT directory, written by hand as `transformers` saves one -----------------
+
+HF_DIMS = {"hidden": 8, "intermediate": 16, "positions": 64, "types": 2}
+
+
+def _hf_tensors(prefix="", seed=0):
+    """Random float32 tensors under the parameter names (and shapes) of transformers' BertModel."""
+    rng = np.random.default_rng(seed)
+    h, i = HF_DIMS["hidden"], HF_DIMS["intermediate"]
+    shapes = {
+        "embeddings.word_embeddings.weight": (len(VOCABULARY), h),
+        "embeddings.position_embeddings.weight": (HF_DIMS["positions"], h),
+        "embeddings.token_type_embeddings.weight": (HF_DIMS["types"], h),
+        "embeddings.LayerNorm.weight": (h,), "embeddings.LayerNorm.bias": (h,),
+        "pooler.dense.weight": (h, h), "pooler.dense.bias": (h,),
+    }
+    layer = "encoder.layer.0."
+    for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+        shapes[f"{layer}{name}.weight"], shapes[f"{layer}{name}.bias"] = (h, h), (h,)
+    shapes.update({
+        f"{layer}attention.output.LayerNorm.weight": (h,), f"{layer}attention.output.LayerNorm.bias": (h,),
+        f"{layer}intermediate.dense.weight": (i, h), f"{layer}intermediate.dense.bias": (i,),  # torch: [out, in]
+        f"{layer}output.dense.weight": (h, i), f"{layer}output.dense.bias": (h,),
+        f"{layer}output.LayerNorm.weight": (h,), f"{layer}output.LayerNorm.bias": (h,),
+    })
+    return {prefix + k: rng.normal(0.0, 0.5, shape).astype("float32") for k, shape in shapes.items()}
+
+
+def _save_hf_dir(path, tokenizer_config, prefix="", tokenizer_json=False):
+    """config.json, model.safetensors, vocab.txt and tokenizer_config.json (+ the fast tokenizer's
+    tokenizer.json that transformers also writes, when ``tokenizer_json``). Returns the tensors."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    config = {
+        "architectures": ["BertModel"], "model_type": "bert", "vocab_size": len(VOCABULARY),
+        "hidden_size": HF_DIMS["hidden"], "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": HF_DIMS["intermediate"], "max_position_embeddings": HF_DIMS["positions"],
+        "type_vocab_size": HF_DIMS["types"], "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02, "layer_norm_eps": 1e-12,
+        "pad_token_id": 0, "position_embedding_type": "absolute", "torch_dtype": "float32",
+    }
+    (path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    tensors = _hf_tensors(prefix)
+    if prefix:  # a BertForPreTraining-style checkpoint also holds heads the converter skips
+        tensors["cls.predictions.bias"] = np.zeros(len(VOCABULARY), "float32")
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+    (path / "vocab.txt").write_text("".join(f"{token}\n" for token in VOCABULARY), encoding="utf-8")
+    special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+               "mask_token": "[MASK]", "tokenizer_class": "BertTokenizer", "model_max_length": 512}
+    (path / "tokenizer_config.json").write_text(json.dumps({**special, **tokenizer_config}), encoding="utf-8")
+    if tokenizer_json:
+        fast = {
+            "version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+            "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                           "strip_accents": None, "lowercase": tokenizer_config.get("do_lower_case", True)},
+            "pre_tokenizer": {"type": "BertPreTokenizer"}, "post_processor": None, "decoder": None,
+            "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                      "max_input_chars_per_word": 100, "vocab": {t: i for i, t in enumerate(VOCABULARY)}},
+        }
+        (path / "tokenizer.json").write_text(json.dumps(fast), encoding="utf-8")
+    return tensors
+
+
+HF_SPECIAL_IDS = {"pad": 0, "unk": 4, "start": 5, "end": 6}
+ACCENT_FREE = [text for text in TEXTS if text.isascii() or "中" in text]
+
+
+def _hub_ids(path, texts):
+    hub_tokenizer = keras_hub.models.Tokenizer.from_preset(str(path))
+    assert isinstance(hub_tokenizer, keras_hub.models.BertTokenizer)
+    return keras_hub.models.BertTextClassifierPreprocessor(hub_tokenizer, sequence_length=LENGTH)(texts)
+
+
+@pytest.mark.parametrize("tokenizer_config,tokenizer_json", [
+    ({"do_lower_case": True, "strip_accents": None}, False),
+    ({"do_lower_case": False}, False),
+    ({"do_lower_case": True}, True),
+])
+def test_hf_directory_tokenizer_matches_keras_hub(tmp_path, tokenizer_config, tokenizer_json):
+    _save_hf_dir(tmp_path, tokenizer_config, tokenizer_json=tokenizer_json)
+    tokenizer = keras_hub_tokenizer(str(tmp_path), sequence_length=LENGTH)
+    table = np.array(id_table(VOCABULARY, HF_SPECIAL_IDS))
+    lowercase = tokenizer_config["do_lower_case"]
+    assert (tokenizer.lowercase, tokenizer.strip_accents, tokenizer.pretokenizer) == (lowercase, lowercase, "bert")
+    np.testing.assert_array_equal(
+        table[tokenizer(ACCENT_FREE).numpy()], _hub_ids(tmp_path, ACCENT_FREE)["token_ids"].numpy()
+    )
+    # Accents: mmzoo follows Hugging Face (do_lower_case strips them when strip_accents is unset);
+    # keras-hub's converter keeps them (strip_accents=False).
+    accented = ["Café naïve"]
+    got = table[tokenizer(accented).numpy()][0, :4].tolist()
+    hub = _hub_ids(tmp_path, accented)["token_ids"].numpy()[0, :4].tolist()
+    index = {token: i for i, token in enumerate(VOCABULARY)}
+    if lowercase:
+        assert got == [5, index["cafe"], index["naive"], 6]
+        assert hub == [5, index["café"], index["[UNK]"], 6]
+    else:
+        assert got == hub == [5, index["Café"], index["[UNK]"], 6]
+
+
+def test_hf_directory_explicit_strip_accents_false(tmp_path):
+    _save_hf_dir(tmp_path, {"do_lower_case": True, "strip_accents": False})
+    tokenizer = keras_hub_tokenizer(str(tmp_path), sequence_length=LENGTH)
+    assert (tokenizer.lowercase, tokenizer.strip_accents) == (True, False)
+    table = np.array(id_table(VOCABULARY, HF_SPECIAL_IDS))
+    np.testing.assert_array_equal(table[tokenizer(TEXTS).numpy()], _hub_ids(tmp_path, TEXTS)["token_ids"].numpy())
+
+
+@pytest.mark.parametrize("prefix", ["", "bert."])
+def test_hf_directory_tower_uses_the_checkpoint(tmp_path, prefix):
+    tensors = _save_hf_dir(tmp_path, {"do_lower_case": True}, prefix=prefix, tokenizer_json=True)
+    path = str(tmp_path)
+    tokenizer = keras_hub_tokenizer(path, sequence_length=LENGTH)
+    tower = build_keras_hub_text_tower(tokenizer.vocabulary_size, LENGTH, preset=path, pooling="pooler")
+    inner = tower.get_layer("bert_backbone")
+    # The weights are the file's (HF [out, in] kernels transposed by keras-hub's converter).
+    np.testing.assert_array_equal(
+        np.asarray(inner.get_layer("token_embedding").embeddings), tensors[f"{prefix}embeddings.word_embeddings.weight"]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(inner.get_layer("pooled_dense").kernel), tensors[f"{prefix}pooler.dense.weight"].T
+    )
+    backbone = keras_hub.models.BertBackbone.from_preset(path)
+    inputs = {k: np.asarray(v) for k, v in _hub_ids(tmp_path, ACCENT_FREE).items()}
+    reference = backbone(inputs)
+    out = tower(tokenizer(ACCENT_FREE))
+    np.testing.assert_allclose(out["tokens"], reference["sequence_output"], atol=1e-5)
+    np.testing.assert_allclose(out["pooled"], reference["pooled_output"], atol=1e-5)
+    np.testing.assert_array_equal(out["mask"], inputs["padding_mask"])
+
+
+def test_hf_directory_zoo_model_builds_and_predicts(tmp_path):
+    _save_hf_dir(tmp_path, {"do_lower_case": True}, tokenizer_json=True)
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=2, image_size=(16, 16),
+                        text_tower="keras_hub", text_tower_kwargs={"preset": str(tmp_path)})
+    assert model.tokenizer.get_config()["vocabulary"] == keras_hub_tokenizer(str(tmp_path)).get_config()["vocabulary"]
+    inputs = model.preprocess(np.zeros((3, 16, 16, 3), "float32"), ["The quick fox.", "café", ""])
+    scores = np.asarray(model.predict(inputs, verbose=0)["scores"])
+    assert scores.shape == (3, 2) and np.all(np.isfinite(scores))
+    np.testing.assert_allclose(scores.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_hf_directory_tokenizer_config_defaults(tmp_path):
+    # Hugging Face's BertTokenizer lower-cases when do_lower_case is absent; older transformers save
+    # special tokens as AddedToken dicts.
+    _save_hf_dir(tmp_path, {"cls_token": {"__type": "AddedToken", "content": "[CLS]", "lstrip": False}})
+    tokenizer = keras_hub_tokenizer(str(tmp_path), sequence_length=LENGTH)
+    assert (tokenizer.lowercase, tokenizer.strip_accents) == (True, True)
+    tower = build_keras_hub_text_tower(tokenizer.vocabulary_size, LENGTH, preset=str(tmp_path))
+    assert tower.get_layer("backbone_inputs").table[:4] == [0, 4, 5, 6]
