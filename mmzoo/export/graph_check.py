@@ -1,10 +1,14 @@
 """Export-time check that TF Serving can run every op of a SavedModel.
 
-TF Serving runs graphs without Python, and its binary links TensorFlow's core
-ops plus the tensorflow-text ops (TF Serving 2.20+). A graph holding a
-``tf.py_function`` / ``tf.numpy_function`` (``EagerPyFunc``, ``PyFunc``,
-``PyFuncStateless``) or an op from another custom-op library loads in the
-exporting Python process but fails on the server, so export refuses it::
+TF Serving runs graphs without Python, and its model server links TensorFlow's
+core ops plus one pinned version of tensorflow-text's ``ops_lib``
+(tensorflow-text 2.12.1 in the stock binary; see ``TF_SERVING_TEXT_OPS``). A
+graph holding a ``tf.py_function`` / ``tf.numpy_function`` (``EagerPyFunc``,
+``PyFunc``, ``PyFuncStateless``), a tensorflow-text op newer than the server's
+(``TFText>RoundRobinTrim``, from ``tensorflow_text.RoundRobinTrimmer`` and
+keras-hub's ``MultiSegmentPacker(truncate="round_robin")``) or an op from
+another custom-op library loads in the exporting Python process but fails on
+the server, so export refuses it::
 
     from mmzoo.export import check_serving_graph
     check_serving_graph("saved_models/concat_classifier/1")  # raises if unservable
@@ -18,6 +22,84 @@ import os
 
 PYTHON_OPS = ("PyFunc", "PyFuncStateless", "EagerPyFunc")
 
+# The tensorflow-text ops the stock TF Serving model server has. Its binary links
+# "@org_tensorflow_text//tensorflow_text:ops_lib" (tensorflow/serving,
+# tensorflow_serving/model_servers/BUILD, SUPPORTED_TENSORFLOW_OPS) at the version
+# tensorflow_serving/workspace.bzl pins: tensorflow-text 2.12.1 (http_archive
+# "org_tensorflow_text", strip_prefix "text-2.12.1"; still 2.12.1 when
+# tensorflow/serving#2267 and PR #4057 reported "Op type not registered
+# 'TFText>RoundRobinTrim'"). The names are those the op libraries of the
+# tensorflow-text 2.12.1 wheel register (read from its .so files); that ops_lib
+# links every one of those libraries is inferred (tensorflow/text's BUILD lists
+# every op library in ops_lib both in an early version and in today's), not read
+# from the 2.12.1 BUILD itself. Confidence per group below. tensorflow/serving's master has since
+# moved workspace.bzl to text-2.20.0 (which has TFText>RoundRobinTrim); no released
+# server is known here to ship it, so the list stays at 2.12.1 and such a server
+# takes allow_ops=[...].
+TF_SERVING_TEXT_OPS = frozenset(
+    {
+        # In ops_lib in the early tensorflow/text BUILD already; most of them run on
+        # the server by TF Serving's tf_text_regression test model (tensorflow/text
+        # oss_scripts/model_server/save_models.py).
+        "CaseFoldUTF8",
+        "ConstrainedSequence",
+        "FindSourceOffsets",
+        "MaxSpanningTree",
+        "NormalizeUTF8",
+        "NormalizeUTF8WithOffsetsMap",
+        "RegexSplitWithOffsets",
+        "RougeL",
+        "SentenceFragments",
+        "SentenceFragmentsV2",
+        "SentencepieceDetokenizeOp",
+        "SentencepieceIdToStringOp",
+        "SentencepieceOp",
+        "SentencepieceStringToIdOp",
+        "SentencepieceTokenizeOp",
+        "SentencepieceTokenizeWithOffsetsOp",
+        "SplitMergeTokenizeWithOffsets",
+        "TFText>WhitespaceTokenizeWithOffsetsV2",
+        "TokenizerFromLogits",
+        "UnicodeScriptTokenizeWithOffsets",
+        "WhitespaceTokenizeWithOffsets",
+        "WordpieceTokenizeWithOffsets",
+        # FastBertTokenizer's ops: tensorflow/serving#2064 (FastBertNormalize not
+        # registered in 2.10) was closed when the Dec 2022 nightly loaded them.
+        "FastBertNormalize",
+        "FastWordpieceTokenizeWithOffsets",
+        "TFText>FastWordpieceDetokenize",
+        # In the 2.12.1 wheel and in today's ops_lib; their place in the 2.12.1
+        # ops_lib is inferred only.
+        "PhraseTokenize",
+        "TFText>BoiseTagsToOffsets",
+        "TFText>ByteSplitByOffsets",
+        "TFText>ByteSplitWithOffsets",
+        "TFText>FastSentencepieceDetokenize",
+        "TFText>FastSentencepieceTokenize",
+        "TFText>NgramsStringJoin",
+        "TFText>OffsetsToBoiseTags",
+        "TFText>PhraseDetokenize",
+    }
+)
+
+# tensorflow-text ops the stock server lacks for certain (absent from every op
+# library of the tensorflow-text 2.12.1 wheel), with where they come from and the fix.
+_ROUND_ROBIN_FIX = (
+    "from tensorflow_text.RoundRobinTrimmer (keras-hub MultiSegmentPacker with truncate='round_robin'): "
+    "use truncate='waterfall' / StartEndPacker (tensorflow_text.WaterfallTrimmer), or pack with core ops"
+)
+TEXT_OP_FIXES = {
+    "TFText>RoundRobinTrim": _ROUND_ROBIN_FIX,
+    "TFText>RoundRobinGenerateMasks": _ROUND_ROBIN_FIX,
+    "TFText>Utf8Binarize": (
+        "from tensorflow_text.utf8_binarize: decode with tf.strings.unicode_decode and take the bits "
+        "with tf.bitwise ops"
+    ),
+}
+_DEFAULT_TEXT_FIX = (
+    "newer than tensorflow-text 2.12.1: use a tensorflow-text API whose ops 2.12.1 has, or core TensorFlow ops"
+)
+
 
 class UnservableGraphError(ValueError):
     """The SavedModel holds ops TF Serving cannot run."""
@@ -25,19 +107,30 @@ class UnservableGraphError(ValueError):
 
 @functools.lru_cache(maxsize=1)
 def tensorflow_text_ops() -> frozenset:
-    """Names of the ops registered by the tensorflow-text custom-op libraries."""
-    import tensorflow as tf
-    import tensorflow_text
-    from tensorflow.python.framework import op_def_registry
+    """Names of the ops the installed tensorflow-text's op libraries register.
 
-    ops_dir = os.path.join(os.path.dirname(tensorflow_text.__file__), "python", "ops")
+    Read from each library's op list (``TF_GetOpList``), exact graph names
+    included (``TFText>RoundRobinTrim``). Not from ``dir()`` of the module
+    ``tf.load_op_library`` returns: that module also holds the names its
+    generated wrappers import from ``typing`` (``Any``, which is a core op too,
+    so it was counted as a tensorflow-text op) and spells ``TFText>X`` as
+    ``TFText_X`` (so those ops were missed).
+    """
+    import tensorflow_text
+    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.python.client import pywrap_tf_session
+
+    root = os.path.join(os.path.dirname(tensorflow_text.__file__), "python")
     names = set()
-    for library in sorted(glob.glob(os.path.join(ops_dir, "_*.so"))):
-        try:
-            module = tf.load_op_library(library)  # cached by TF when already loaded
+    # python/ops/_*.so and python/metrics/_text_similarity_metric_ops.so (RougeL)
+    for library in sorted(glob.glob(os.path.join(root, "**", "_*.so"), recursive=True)):
+        try:  # the path tensorflow_text loaded it by, so TF returns its cached op list
+            handle = pywrap_tf_session.TF_LoadLibrary(library)
         except Exception:  # noqa: BLE001  (a library that fails to load registers no op)
             continue
-        names.update(n for n in dir(module) if n[:1].isupper() and op_def_registry.get(n) is not None)
+        op_list = op_def_pb2.OpList()
+        op_list.ParseFromString(pywrap_tf_session.TF_GetOpList(handle))
+        names.update(op.name for op in op_list.op)
     return frozenset(names)
 
 
@@ -78,44 +171,81 @@ def graph_ops(export_dir) -> dict[str, set[str]]:
     return ops
 
 
+def _unservable_ops(ops, allow_ops) -> dict[str, list[str]]:
+    """The graph's ops TF Serving cannot run, by kind: python, text, xla, other."""
+    allowed = tensorflow_core_ops() | TF_SERVING_TEXT_OPS | set(allow_ops)
+    kinds: dict[str, list[str]] = {"python": [], "text": [], "xla": [], "other": []}
+    for op in sorted(ops):
+        if op in PYTHON_OPS:  # refused even when listed in allow_ops
+            kinds["python"].append(op)
+        elif op in allowed:
+            continue
+        elif op in TEXT_OP_FIXES or op.startswith("TFText>") or op in tensorflow_text_ops():
+            kinds["text"].append(op)
+        elif op.startswith("Xla"):
+            kinds["xla"].append(op)
+        else:
+            kinds["other"].append(op)
+    return kinds
+
+
+def _where(ops, names) -> dict[str, list[str]]:
+    """op -> up to three of the functions that use it."""
+    return {op: sorted(ops[op])[:3] for op in names}
+
+
+def _problems(kinds, ops) -> list[str]:
+    """One sentence per kind of unservable op (per op for tensorflow-text): which, where, the fix."""
+    problems = []
+    if kinds["python"]:
+        problems.append(
+            f"Python callback ops {kinds['python']} (from tf.py_function / tf.numpy_function; used in "
+            f"{_where(ops, kinds['python'])}): TF Serving runs graphs without Python. Replace them with TensorFlow ops"
+        )
+    for op in kinds["text"]:
+        problems.append(
+            f"tensorflow-text op {op!r} (used in {sorted(ops[op])[:3]}), which the stock TF Serving model server "
+            f"does not have (it links tensorflow-text 2.12.1's ops_lib): {TEXT_OP_FIXES.get(op, _DEFAULT_TEXT_FIX)}; "
+            f"or pass allow_ops=[{op!r}] if your server is built with a tensorflow-text that has it"
+        )
+    if kinds["xla"]:
+        problems.append(
+            f"XLA-only ops {kinds['xla']} (used in {_where(ops, kinds['xla'])}; keras.ops.slice_update / "
+            "dynamic_update_slice emit XlaDynamicUpdateSlice under the TensorFlow backend): they run only through "
+            "XLA JIT compilation, which TF Serving disables by default. Use core ops instead "
+            "(tf.tensor_scatter_nd_update, a one-hot mask, tf.TensorArray), or pass allow_ops=[...] if your server "
+            "enables XLA"
+        )
+    if kinds["other"]:
+        problems.append(
+            f"ops outside TensorFlow core and tensorflow-text {kinds['other']} (used in "
+            f"{_where(ops, kinds['other'])}): TF Serving only links those op libraries"
+        )
+    return problems
+
+
 def check_serving_graph(export_dir, allow_ops=()) -> set[str]:
     """Raise ``UnservableGraphError`` if TF Serving cannot run the SavedModel.
 
-    Rejects the Python-callback ops (``PyFunc``, ``PyFuncStateless``,
-    ``EagerPyFunc``) and any op outside TensorFlow core (``tf.raw_ops``) and
-    tensorflow-text, including the XLA-only ``Xla*`` ops. ``allow_ops``: op
-    names to accept anyway (a server built with extra ops or with XLA
-    enabled). Returns the set of op types found.
+    Accepts TensorFlow's core ops (``tf.raw_ops``) and the tensorflow-text ops
+    the stock model server links (``TF_SERVING_TEXT_OPS``: tensorflow-text
+    2.12.1's ``ops_lib``; the list is the 2.12.1 wheel's ops, its membership in
+    ``ops_lib`` partly inferred, see the comment there). Rejects the
+    Python-callback ops (``PyFunc``, ``PyFuncStateless``, ``EagerPyFunc``),
+    tensorflow-text ops newer than 2.12.1 (``TFText>RoundRobinTrim`` from
+    ``tensorflow_text.RoundRobinTrimmer`` / keras-hub's
+    ``MultiSegmentPacker(truncate="round_robin")``; the message names the op,
+    where it is used and the fix), the XLA-only ``Xla*`` ops and any other op.
+    ``allow_ops``: op names to accept anyway (a server built with a newer
+    tensorflow-text, extra ops or XLA enabled); never the Python-callback ops.
+    Returns the set of op types found.
     """
     ops = graph_ops(export_dir)
-    allowed = tensorflow_core_ops() | tensorflow_text_ops() | set(allow_ops)
-    python_ops = sorted(op for op in ops if op in PYTHON_OPS)
-    foreign_ops = sorted(op for op in ops if op not in allowed and op not in PYTHON_OPS)
-    problems = []
-    if python_ops:
-        where = {op: sorted(ops[op])[:3] for op in python_ops}
-        problems.append(
-            f"Python callback ops {python_ops} (from tf.py_function / tf.numpy_function; used in {where}): "
-            "TF Serving runs graphs without Python. Replace them with TensorFlow ops"
-        )
-    xla_ops = [op for op in foreign_ops if op.startswith("Xla")]
-    other_ops = [op for op in foreign_ops if not op.startswith("Xla")]
-    if xla_ops:
-        where = {op: sorted(ops[op])[:3] for op in xla_ops}
-        problems.append(
-            f"XLA-only ops {xla_ops} (used in {where}; keras.ops.slice_update / dynamic_update_slice emit "
-            "XlaDynamicUpdateSlice under the TensorFlow backend): they run only through XLA JIT compilation, "
-            "which TF Serving disables by default. Use core ops instead (tf.tensor_scatter_nd_update, "
-            "a one-hot mask, tf.TensorArray), or pass allow_ops=[...] if your server enables XLA"
-        )
-    if other_ops:
-        where = {op: sorted(ops[op])[:3] for op in other_ops}
-        problems.append(
-            f"ops outside TensorFlow core and tensorflow-text {other_ops} (used in {where}): "
-            "TF Serving only links those op libraries"
-        )
+    problems = _problems(_unservable_ops(ops, allow_ops), ops)
     if problems:
         raise UnservableGraphError(
-            "The exported graph cannot be served by TF Serving: " + "; ".join(problems) + f". Received: export_dir={str(export_dir)!r}"
+            "The exported graph cannot be served by TF Serving: "
+            + "; ".join(problems)
+            + f". Received: export_dir={str(export_dir)!r}"
         )
     return set(ops)
