@@ -25,6 +25,7 @@ from mmzoo.towers.applications import APPLICATIONS_BACKBONES, build_applications
 from mmzoo.towers.cnn import CLASSIC_CNN, build_cnn_tower
 from mmzoo.towers.hub import build_hub_image_tower, build_hub_text_tower
 from mmzoo.towers.keras_hub import build_keras_hub_text_tower, keras_hub_tokenizer
+from mmzoo.towers.keras_hub_vision import build_keras_hub_image_tower
 from mmzoo.towers.recurrent import build_bilstm_tower, build_lstm_tower
 from mmzoo.towers.transformer import build_transformer_text_tower
 from mmzoo.towers.vit import build_vit_tower
@@ -34,6 +35,7 @@ IMAGE_TOWERS = {
     "applications": build_applications_tower,
     "vit": build_vit_tower,
     "hub": build_hub_image_tower,
+    "keras_hub": build_keras_hub_image_tower,
 }
 
 TEXT_TOWERS = {
@@ -69,11 +71,12 @@ def select_tower_kwargs(tower: str, kwargs, choices) -> dict:
 
 
 def build_image_tower(name: str, /, image_size=(64, 64), **kwargs):
-    """Build the image tower ``name`` (``"cnn"``, ``"applications"``, ``"vit"`` or ``"hub"``).
+    """Build the image tower ``name`` (``"cnn"``, ``"applications"``, ``"vit"``, ``"hub"`` or ``"keras_hub"``).
 
     ``kwargs`` go to the tower's builder (``build_cnn_tower``,
     ``build_applications_tower``, ``build_vit_tower``, ``build_hub_image_tower``:
-    ``handle=`` a TF Hub URL or local SavedModel), including the Keras
+    ``handle=`` a TF Hub URL or local SavedModel, ``build_keras_hub_image_tower``:
+    ``preset=`` a keras-hub vision preset), including the Keras
     ``name=`` of the tower model (default ``"image_tower"``).
 
     Example:
@@ -137,6 +140,7 @@ __all__ = [
     "build_hub_image_tower",
     "build_hub_text_tower",
     "build_image_tower",
+    "build_keras_hub_image_tower",
     "build_keras_hub_text_tower",
     "build_lstm_tower",
     "build_text_tower",

@@ -7,12 +7,12 @@ from tests.harness import assert_model_roundtrip
 
 
 def test_choices():
-    assert sorted(IMAGE_TOWERS) == ["applications", "cnn", "hub", "vit"]
+    assert sorted(IMAGE_TOWERS) == ["applications", "cnn", "hub", "keras_hub", "vit"]
     assert sorted(TEXT_TOWERS) == ["bilstm", "hub", "keras_hub", "lstm", "transformer"]
 
 
 def test_unknown_names_list_the_choices():
-    with pytest.raises(ValueError, match=r"Did you mean 'vit'.*\['applications', 'cnn', 'hub', 'vit'\].*name='vitt'"):
+    with pytest.raises(ValueError, match=r"Did you mean 'vit'.*\['applications', 'cnn', 'hub', 'keras_hub', 'vit'\].*name='vitt'"):
         build_image_tower("vitt", image_size=(16, 16))
     with pytest.raises(ValueError, match=r"\['bilstm', 'hub', 'keras_hub', 'lstm', 'transformer'\].*name='gru'"):
         build_text_tower("gru", vocabulary_size=10, sequence_length=4)
