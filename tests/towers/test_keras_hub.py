@@ -531,3 +531,19 @@ def test_vision_export_serves_with_core_ops(vision_presets, tmp_path):
     )["scores"]
     expected = model(model.preprocess(tf.constant(images), tf.constant(texts)), training=False)["scores"]
     np.testing.assert_allclose(served.numpy(), keras.ops.convert_to_numpy(expected), atol=1e-5)
+
+
+def test_vision_vit_without_class_token_pools_the_mean(tmp_path):
+    from mmzoo.towers.keras_hub_vision import build_keras_hub_image_tower
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(SIZE, SIZE, 3), patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16,
+        use_class_token=False,
+    )
+    backbone.save_to_preset(str(tmp_path))
+    tower = build_keras_hub_image_tower((SIZE, SIZE), preset=str(tmp_path))
+    out = check_output_contract(tower, _images(2), 8, 4, 8)
+    np.testing.assert_allclose(out["pooled"], out["tokens"].mean(axis=1), atol=1e-6)
+    half = keras_hub.layers.ImageConverter(scale=1 / 127.5, offset=-1.0)  # ViT's default: [-1, 1]
+    np.testing.assert_allclose(out["tokens"], backbone(half(_images(2))), atol=1e-5)
