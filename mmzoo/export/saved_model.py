@@ -155,7 +155,8 @@ def export_saved_model(
         verify: reload the SavedModel and run the sample requests before the
             version is renamed into place.
         allow_ops: op names the graph check accepts beyond TensorFlow core
-            and tensorflow-text (only for servers built with them).
+            and the tensorflow-text ops the stock model server links
+            (``graph_check.TF_SERVING_TEXT_OPS``); only for servers built with them.
 
     Raises:
         FileExistsError: ``version`` exists and ``overwrite`` is False.
