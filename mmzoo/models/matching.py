@@ -437,45 +437,19 @@ class ITMMatcher(MultimodalModel):
 _TINY_IMAGE = image_towers({"filters": (8, 16), "dim": 16}, 16)
 _DEFAULT_IMAGE = image_towers({"filters": (32, 64, 96), "batch_norm": True, "dim": 64}, 64, DEFAULT_VIT)
 
-DUAL_ENCODER_PRESETS = {
-    "tiny": dict(image_size=(32, 32), embedding_dim=16, image_tower_kwargs=_TINY_IMAGE, text_tower_kwargs=TINY_TEXT),
-    "default": dict(
-        image_size=(64, 64), embedding_dim=64, image_tower_kwargs=_DEFAULT_IMAGE, text_tower_kwargs=DEFAULT_TEXT
-    ),
-    "small": dict(
-        image_size=(64, 64),
-        embedding_dim=128,
-        image_tower="vit",
-        image_tower_kwargs=SMALL_VIT,
-        text_tower="transformer",
-        text_tower_kwargs=SMALL_TRANSFORMER,
-    ),
+# The two matchers share their towers (``ITMMatcher.init_towers_from`` copies a dual encoder's).
+_MATCHER_TOWERS = {
+    "tiny": dict(image_size=(32, 32), image_tower_kwargs=_TINY_IMAGE, text_tower_kwargs=TINY_TEXT),
+    "default": dict(image_size=(64, 64), image_tower_kwargs=_DEFAULT_IMAGE, text_tower_kwargs=DEFAULT_TEXT),
+    "small": dict(image_size=(64, 64), image_tower="vit", image_tower_kwargs=SMALL_VIT, text_tower="transformer",
+                  text_tower_kwargs=SMALL_TRANSFORMER),
 }
-
+DUAL_ENCODER_PRESETS = {
+    size: {**_MATCHER_TOWERS[size], "embedding_dim": dim} for size, dim in (("tiny", 16), ("default", 64), ("small", 128))
+}
 ITM_PRESETS = {
-    "tiny": dict(
-        image_size=(32, 32),
-        image_tower_kwargs=_TINY_IMAGE,
-        text_tower_kwargs=TINY_TEXT,
-        fusion_kwargs={"num_heads": 2, "key_dim": 8},
-        hidden_units=16,
-    ),
-    "default": dict(
-        image_size=(64, 64),
-        image_tower_kwargs=_DEFAULT_IMAGE,
-        text_tower_kwargs=DEFAULT_TEXT,
-        fusion_kwargs={"num_heads": 4, "key_dim": 16},
-        hidden_units=64,
-    ),
-    "small": dict(
-        image_size=(64, 64),
-        image_tower="vit",
-        image_tower_kwargs=SMALL_VIT,
-        text_tower="transformer",
-        text_tower_kwargs=SMALL_TRANSFORMER,
-        fusion_kwargs={"num_heads": 4, "key_dim": 24},
-        hidden_units=96,
-    ),
+    size: {**_MATCHER_TOWERS[size], "fusion_kwargs": {"num_heads": heads, "key_dim": key_dim}, "hidden_units": units}
+    for size, heads, key_dim, units in (("tiny", 2, 8, 16), ("default", 4, 16, 64), ("small", 4, 24, 96))
 }
 
 
