@@ -1,4 +1,4 @@
-"""The ``keras_hub`` text tower: a keras-hub BERT-family backbone, fine-tuned in the zoo.
+"""The ``keras_hub`` text tower: a keras-hub BERT-family backbone, frozen by default.
 
 ``preset`` is what ``keras_hub.models.Backbone.from_preset`` takes: a
 keras-hub preset handle (``"bert_tiny_en_uncased"``, ``"kaggle://..."``), a
@@ -17,6 +17,13 @@ pre-tokenization, ``[START]``/``[END]`` wrapping and mmzoo's reserved ids; the
 tower maps its ids to the backbone's (``[START]`` -> ``[CLS]``, ``[END]`` ->
 ``[SEP]``, ``[PAD]`` -> the pad id), so ``model.preprocess`` and exports
 need nothing else and only core TensorFlow ops run in the graph.
+
+Freezing (decision): the backbone is frozen unless ``trainable=True``
+(``backbone.trainable = False``, its pooler included), so a model built with
+the defaults trains only what is around it: the tower's own ``dim``
+projections (which stay trainable), the fusion and the head. To fine-tune
+later, ``mmzoo.training.callbacks.UnfreezeTowers`` makes the top transformer
+layers trainable after some epochs (``mmzoo train --unfreeze-after``).
 
 Saving (decision): the zoo model's config keeps ``preset``; loading a
 ``.keras`` file (``safe_mode=True`` included) rebuilds the tower from the
@@ -259,7 +266,7 @@ def build_keras_hub_text_tower(
     vocabulary_size,
     sequence_length,
     preset=None,
-    trainable=True,
+    trainable=False,
     pooling="pooler",
     dim=None,
     dropout=0.0,
@@ -276,7 +283,7 @@ def build_keras_hub_text_tower(
 
     Args:
         preset: keras-hub preset handle, local keras-hub preset or Hugging Face directory.
-        trainable: fine-tune the backbone (``False``: frozen).
+        trainable: fine-tune the backbone (default ``False``: frozen; ``dim`` projections train either way).
         pooling: ``"pooler"``, ``"cls"`` or ``"mean"``.
         dim: optional ``Dense`` projection of ``pooled`` and ``tokens``.
         dropout: dropout on ``pooled``.

@@ -1,4 +1,4 @@
-"""The ``keras_hub`` image tower: a keras-hub vision backbone, fine-tuned in the zoo.
+"""The ``keras_hub`` image tower: a keras-hub vision backbone, frozen by default.
 
 ``preset`` is what ``keras_hub.models.Backbone.from_preset`` takes: a
 keras-hub preset handle (``"vit_base_patch16_224_imagenet"``, ``"kaggle://..."``)
@@ -35,6 +35,11 @@ output (``pooling="default"``: the class token of the final
 normalized sequence for ViT, CLIP and DINOv2 (CLIP's before its projection);
 SigLIP's attention-pooling head; a ViT without class token takes the mean)
 or the mean of the patch tokens (``"mean"``).
+
+Freezing (decision, as the text tower): the backbone (SigLIP's pooling head
+included) is frozen unless ``trainable=True``; the tower's ``dim``
+projections stay trainable, so a model built with the defaults trains its
+projections, fusion and head (``UnfreezeTowers`` fine-tunes later).
 
 Saving: as the text tower, the zoo model's config keeps ``preset``; loading a
 ``.keras`` file rebuilds the tower from the preset (its weights load, then the
@@ -195,7 +200,7 @@ def _features(backbone, family, x):
 def build_keras_hub_image_tower(
     image_size=(224, 224),
     preset=None,
-    trainable=True,
+    trainable=False,
     pooling="default",
     dim=None,
     dropout=0.0,
@@ -206,7 +211,7 @@ def build_keras_hub_image_tower(
     Args:
         image_size: must be the backbone's resolution.
         preset: keras-hub preset handle or local keras-hub preset directory.
-        trainable: fine-tune the backbone (``False``: frozen).
+        trainable: fine-tune the backbone (default ``False``: frozen; ``dim`` projections train either way).
         pooling: ``"default"`` (the family's pooled output) or ``"mean"`` (of the patch tokens).
         dim: optional ``Dense`` projection of ``pooled`` and ``tokens``.
         dropout: dropout on ``pooled``.

@@ -78,7 +78,7 @@ def test_registered():
 
 def test_tower_contract_and_fit_step(preset):
     tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
-    tower = build_text_tower("keras_hub", tokenizer.vocabulary_size, LENGTH, preset=preset)
+    tower = build_text_tower("keras_hub", tokenizer.vocabulary_size, LENGTH, preset=preset, trainable=True)
     ids = tokenizer(TEXTS).numpy()
     out = check_output_contract(tower, ids, 8, LENGTH, 8)
     np.testing.assert_array_equal(out["mask"], ids != 0)
@@ -126,7 +126,7 @@ def test_zoo_model_trains_and_roundtrips(preset, tmp_path):
     tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
     model = mmzoo.build(
         "concat_classifier", preset="tiny", num_classes=2, image_size=(32, 32), tokenizer=tokenizer,
-        text_tower="keras_hub", text_tower_kwargs={"preset": preset},
+        text_tower="keras_hub", text_tower_kwargs={"preset": preset, "trainable": True},
     )
     model.compile()
     inputs = model.preprocess(np.zeros((4, 32, 32, 3), "float32"), TEXTS[:4])
@@ -136,6 +136,34 @@ def test_zoo_model_trains_and_roundtrips(preset, tmp_path):
     assert any(not np.allclose(b, np.array(w)) for b, w in zip(before, backbone.trainable_weights))
     reloaded = assert_model_roundtrip(model, inputs, tmp_path)
     assert reloaded.tokenizer.get_config() == model.tokenizer.get_config()
+
+
+def test_backbone_frozen_by_default(preset):
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    tower = build_keras_hub_text_tower(tokenizer.vocabulary_size, LENGTH, preset=preset)
+    assert not tower.get_layer("bert_backbone").trainable and tower.trainable_weights == []
+    projected = build_keras_hub_text_tower(tokenizer.vocabulary_size, LENGTH, preset=preset, dim=4)
+    assert {w.path.split("/")[0] for w in projected.trainable_weights} == {"token_projection", "pooled_projection"}
+
+
+def test_default_zoo_model_trains_only_fusion_and_head(preset):
+    tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
+    model = mmzoo.build(
+        "concat_classifier", preset="tiny", num_classes=2, image_size=(32, 32), tokenizer=tokenizer,
+        text_tower="keras_hub", text_tower_kwargs={"preset": preset},
+    )
+    model.compile()
+    inputs = model.preprocess(np.zeros((4, 32, 32, 3), "float32"), TEXTS[:4])
+    tower = model.get_layer("text_tower")
+    tower_ids = {id(w) for w in tower.weights}
+    assert not tower_ids & {id(w) for w in model.trainable_weights}
+    frozen = [np.array(w) for w in tower.weights]
+    rest = [w for w in model.trainable_weights if id(w) not in tower_ids]
+    before = [np.array(w) for w in rest]
+    model.fit(inputs, np.array([0, 1, 0, 1]), epochs=1, batch_size=4, verbose=0)
+    for b, w in zip(frozen, tower.weights):
+        np.testing.assert_array_equal(b, np.array(w))
+    assert any(not np.allclose(b, np.array(w)) for b, w in zip(before, rest))
 
 
 def test_export_serves_raw_text_with_core_ops(preset, tmp_path):

@@ -87,7 +87,7 @@ def test_vision_tower_matches_keras_hub(vision_presets, family):
     from mmzoo.towers import build_image_tower
 
     path = vision_presets[family]
-    tower = build_image_tower("keras_hub", image_size=(SIZE, SIZE), preset=path)
+    tower = build_image_tower("keras_hub", image_size=(SIZE, SIZE), preset=path, trainable=True)
     images = _images()
     out = check_output_contract(tower, images, 8, (SIZE // 8) ** 2, 8)
     assert out["mask"].all()
@@ -163,6 +163,14 @@ def test_vision_pooling_projection_and_frozen(vision_presets):
     np.testing.assert_allclose(out["pooled"], np.asarray(out["tokens"]).mean(axis=1), atol=1e-6)
 
 
+@pytest.mark.parametrize("family", ["vit", "siglip"])
+def test_vision_backbone_frozen_by_default(vision_presets, family):
+    from mmzoo.towers.keras_hub_vision import build_keras_hub_image_tower
+
+    tower = build_keras_hub_image_tower((SIZE, SIZE), preset=vision_presets[family])
+    assert tower.trainable_weights == [] and len(tower.non_trainable_weights) > 0
+
+
 def test_vision_refusals(vision_presets, preset):
     from mmzoo.towers.keras_hub_vision import build_keras_hub_image_tower
 
@@ -179,7 +187,8 @@ def test_vision_refusals(vision_presets, preset):
 @pytest.mark.parametrize("family", ["clip", "siglip"])
 def test_vision_zoo_model_predicts_and_roundtrips(vision_presets, family, tmp_path):
     model = mmzoo.build("concat_classifier", preset="tiny", num_classes=2, image_size=(SIZE, SIZE),
-                        image_tower="keras_hub", image_tower_kwargs={"preset": vision_presets[family]})
+                        image_tower="keras_hub",
+                        image_tower_kwargs={"preset": vision_presets[family], "trainable": True})
     inputs = model.preprocess(_images(4), TEXTS[:4])
     scores = np.asarray(model.predict(inputs, verbose=0)["scores"])
     assert scores.shape == (4, 2) and np.all(np.isfinite(scores))
