@@ -271,6 +271,28 @@ class DualEncoder(CustomStepModel):
 
 
 ITM_FUSIONS = ("cross_attention", "gated")
+# Tower arguments that leave the tower's weights as they are: they may differ between the
+# dual encoder and the ITM that starts from its towers (a locked LiT image tower, fine-tuned here).
+_WEIGHTLESS_TOWER_KWARGS = ("trainable",)
+
+
+def _tower_mismatches(source, model) -> list:
+    """What differs between the towers of ``source`` (a dual encoder) and ``model``'s, as
+    ``"attr: source's vs model's"`` lines (tower kinds and arguments, but for ``trainable``)."""
+    def plain(value):  # a reloaded model's kwargs hold lists where a built one has tuples
+        return json.loads(json.dumps(value, sort_keys=True))
+
+    def weighty(attr, value):
+        if attr.endswith("_kwargs") and isinstance(value, dict):
+            return {k: v for k, v in value.items() if k not in _WEIGHTLESS_TOWER_KWARGS}
+        return value
+
+    problems = []
+    for attr in ("image_tower", "image_tower_kwargs", "text_tower", "text_tower_kwargs"):
+        theirs, ours = getattr(source, attr, None), getattr(model, attr)
+        if plain(weighty(attr, theirs)) != plain(weighty(attr, ours)):
+            problems.append(f"{attr}: {theirs!r} vs {ours!r}")
+    return problems
 
 
 @keras.saving.register_keras_serializable(package="mmzoo")
@@ -370,15 +392,10 @@ class ITMMatcher(MultimodalModel):
         contrastively trained dual encoder's towers it only learns the fusion
         (docs/matching.md). The towers
         must be built alike: same tower kinds and arguments, image size and
-        vocabulary size. Returns ``self``.
+        vocabulary size; only ``trainable`` may differ (a LiT dual encoder's
+        locked image tower can be fine-tuned here). Returns ``self``.
         """
-        def plain(value):  # a reloaded model's kwargs hold lists where a built one has tuples
-            return json.loads(json.dumps(value, sort_keys=True))
-
-        problems = []
-        for attr in ("image_tower", "image_tower_kwargs", "text_tower", "text_tower_kwargs"):
-            if plain(getattr(dual_encoder, attr, None)) != plain(getattr(self, attr)):
-                problems.append(f"{attr}: {getattr(dual_encoder, attr, None)!r} vs {getattr(self, attr)!r}")
+        problems = _tower_mismatches(dual_encoder, self)
         if tuple(getattr(dual_encoder, "image_size", ())) != tuple(self.image_size):
             problems.append(f"image_size: {getattr(dual_encoder, 'image_size', None)} vs {self.image_size}")
         if getattr(dual_encoder, "tokenizer", None) is not None and (
