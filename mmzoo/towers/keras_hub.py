@@ -24,6 +24,10 @@ the defaults trains only what is around it: the tower's own ``dim``
 projections (which stay trainable), the fusion and the head. To fine-tune
 later, ``mmzoo.training.callbacks.UnfreezeTowers`` makes the top transformer
 layers trainable after some epochs (``mmzoo train --unfreeze-after``).
+``lora_rank=r`` (not with ``trainable=True``) trains rank-``r`` LoRA adapters
+on the attention's query/value projections instead (keras-hub's
+``enable_lora``, enabled again when a ``.keras`` file rebuilds the tower; see
+``mmzoo.towers.keras_hub_tuning`` for what trains and what a reload keeps).
 
 Saving (decision): the zoo model's config keeps ``preset``; loading a
 ``.keras`` file (``safe_mode=True`` included) rebuilds the tower from the
@@ -49,6 +53,7 @@ from mmzoo.layers.sequence_mask import SequenceMask
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.preprocessing.text_tokenizer import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 from mmzoo.towers._common import check_choice, check_positive_int, check_rate
+from mmzoo.towers.keras_hub_tuning import enable_lora, remember_backbone
 
 POOLINGS = ("pooler", "cls", "mean")
 # The special tokens of keras-hub's BERT-family tokenizers (and Hugging Face's defaults).
@@ -228,6 +233,19 @@ def _special_ids(settings) -> dict:
     return {key: index[token] for key, token in settings["tokens"].items()}
 
 
+def _freeze_or_lora(backbone, trainable, lora_rank) -> None:
+    """Freeze the backbone (``trainable=False``), leave it trainable, or train LoRA adapters on it."""
+    check_positive_int("lora_rank", lora_rank, allow_none=True)
+    if lora_rank is not None and trainable:
+        raise ValueError(
+            "lora_rank trains LoRA adapters on a frozen backbone; trainable=True would train all of it. "
+            f"Pass one of them. Received: trainable={trainable!r}, lora_rank={lora_rank!r}"
+        )
+    backbone.trainable = bool(trainable)
+    if lora_rank is not None:
+        enable_lora(backbone, lora_rank)
+
+
 def _check_arguments(preset, vocabulary_size, sequence_length, pooling, dim, dropout):
     if preset is None:
         raise ValueError(
@@ -267,6 +285,7 @@ def build_keras_hub_text_tower(
     sequence_length,
     preset=None,
     trainable=False,
+    lora_rank=None,
     pooling="pooler",
     dim=None,
     dropout=0.0,
@@ -284,6 +303,8 @@ def build_keras_hub_text_tower(
     Args:
         preset: keras-hub preset handle, local keras-hub preset or Hugging Face directory.
         trainable: fine-tune the backbone (default ``False``: frozen; ``dim`` projections train either way).
+        lora_rank: train rank-``lora_rank`` LoRA adapters on the backbone's attention
+            (``keras_hub_tuning.enable_lora``) instead; not with ``trainable=True``.
         pooling: ``"pooler"``, ``"cls"`` or ``"mean"``.
         dim: optional ``Dense`` projection of ``pooled`` and ``tokens``.
         dropout: dropout on ``pooled``.
@@ -291,7 +312,7 @@ def build_keras_hub_text_tower(
     """
     _check_arguments(preset, vocabulary_size, sequence_length, pooling, dim, dropout)
     backbone, table = _load(preset, vocabulary_size, sequence_length)
-    backbone.trainable = bool(trainable)
+    _freeze_or_lora(backbone, trainable, lora_rank)
     token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
     segments = "segment_ids" in backbone.input
     outputs = backbone(BackboneInputs(table, segments=segments, name="backbone_inputs")(token_ids))
@@ -309,4 +330,6 @@ def build_keras_hub_text_tower(
         pooled = keras.layers.Dense(dim, name="pooled_projection")(pooled)
     if dropout:
         pooled = keras.layers.Dropout(dropout, name="pooled_dropout")(pooled)
-    return keras.Model(token_ids, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
+    tower = keras.Model(token_ids, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
+    remember_backbone(tower, backbone)  # for UnfreezeTowers and reset_lora
+    return tower

@@ -60,7 +60,8 @@ from mmzoo.layers.masked_global_pooling import MaskedGlobalPooling
 from mmzoo.layers.sequence_mask import SequenceMask
 from mmzoo.layers.token_slice import TokenSlice
 from mmzoo.towers._common import check_choice, check_positive_int, check_rate, normalize_image_size
-from mmzoo.towers.keras_hub import _keras_hub
+from mmzoo.towers.keras_hub import _freeze_or_lora, _keras_hub
+from mmzoo.towers.keras_hub_tuning import remember_backbone
 
 POOLINGS = ("default", "mean")
 _HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -201,6 +202,7 @@ def build_keras_hub_image_tower(
     image_size=(224, 224),
     preset=None,
     trainable=False,
+    lora_rank=None,
     pooling="default",
     dim=None,
     dropout=0.0,
@@ -212,6 +214,8 @@ def build_keras_hub_image_tower(
         image_size: must be the backbone's resolution.
         preset: keras-hub preset handle or local keras-hub preset directory.
         trainable: fine-tune the backbone (default ``False``: frozen; ``dim`` projections train either way).
+        lora_rank: train rank-``lora_rank`` LoRA adapters on the backbone's attention
+            (``keras_hub_tuning.enable_lora``) instead; not with ``trainable=True``.
         pooling: ``"default"`` (the family's pooled output) or ``"mean"`` (of the patch tokens).
         dim: optional ``Dense`` projection of ``pooled`` and ``tokens``.
         dropout: dropout on ``pooled``.
@@ -221,7 +225,7 @@ def build_keras_hub_image_tower(
     backbone = _keras_hub().models.Backbone.from_preset(preset)
     family = _family(backbone, preset)
     _check_size(backbone, size, preset)
-    backbone.trainable = bool(trainable)
+    _freeze_or_lora(backbone, trainable, lora_rank)
     settings = normalization(preset, family)
 
     image = keras.Input((*size, 3), dtype="float32", name="image")
@@ -242,4 +246,6 @@ def build_keras_hub_image_tower(
     if dropout:
         pooled = keras.layers.Dropout(dropout, name="pooled_dropout")(pooled)
     mask = SequenceMask(name="token_mask")(tokens)
-    return keras.Model(image, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
+    tower = keras.Model(image, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
+    remember_backbone(tower, backbone)  # for UnfreezeTowers and reset_lora
+    return tower

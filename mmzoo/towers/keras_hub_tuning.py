@@ -1,0 +1,154 @@
+"""Fine-tuning the keras_hub towers' backbones: finding them, unfreezing their top layers, LoRA.
+
+* ``keras_hub_backbones(model)``: the keras-hub backbones inside a model (its
+  ``keras_hub`` text and image towers, however deep).
+* ``transformer_blocks(backbone)``: a backbone's transformer layers, bottom to
+  top (BERT's ``transformer_layers``, ViT's, CLIP's and SigLIP's
+  ``encoder_layers``, DINOv2's ``encoder.layers``).
+* ``unfreeze_top(backbone, n)``: makes the top ``n`` blocks trainable, with
+  what follows them (decision: the final layer norm, BERT's pooler, SigLIP's
+  pooling head), the rest frozen; ``n=None`` unfreezes the whole backbone.
+  LoRA adapters of the blocks left frozen keep training.
+* ``enable_lora(backbone, rank)``: keras-hub's ``Backbone.enable_lora`` (it
+  freezes the backbone and adds rank-``rank`` adapters to the attention's
+  ``query`` and ``value`` projections), plus (decision) those projections'
+  biases frozen, which keras-hub leaves trainable: only the adapters train.
+
+LoRA and saving: Keras' ``EinsumDense`` saves a LoRA layer's kernel with the
+adapters merged into it and zeroes the adapters on load, so a ``.keras`` round
+trip keeps the outputs (the tower enables LoRA again at build time, so the
+reloaded graph has the variables the file holds). To continue LoRA training
+from a reloaded model, call ``reset_lora(model)`` first: with both adapter
+factors at zero their gradients are zero.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+
+# The attribute a keras_hub tower model keeps its backbone under (set without Keras' tracking:
+# SigLIP's backbone is reached only through a features model, not as a layer of the tower).
+BACKBONE_ATTRIBUTE = "_mmzoo_keras_hub_backbone"
+
+
+def remember_backbone(tower, backbone) -> None:
+    """Record ``backbone`` on the ``tower`` model for ``keras_hub_backbones`` (not a tracked sublayer)."""
+    object.__setattr__(tower, BACKBONE_ATTRIBUTE, backbone)
+
+
+def keras_hub_backbones(model) -> list:
+    """The keras-hub ``Backbone``s inside ``model`` (each once, in layer order)."""
+    if "keras_hub" not in sys.modules:
+        return []
+    backbone_class = sys.modules["keras_hub"].models.Backbone
+    found, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for candidate in (getattr(layer, BACKBONE_ATTRIBUTE, None), layer):
+            if isinstance(candidate, backbone_class) and id(candidate) not in seen:
+                seen.add(id(candidate))
+                found.append(candidate)
+    return found
+
+
+def _block_holder(backbone):
+    """``(holder, blocks)``: the layer that lists the transformer blocks, and the blocks."""
+    for holder in (backbone, *backbone._flatten_layers(include_self=False)):
+        for attribute in ("transformer_layers", "encoder_layers"):
+            blocks = getattr(holder, attribute, None)
+            if blocks:
+                return holder, list(blocks)
+    encoder = getattr(backbone, "encoder", None)
+    blocks = getattr(encoder, "layers", None)
+    if isinstance(encoder, keras.layers.Layer) and blocks:
+        return encoder, list(blocks)
+    raise ValueError(f"Found no transformer layers in the keras-hub backbone {type(backbone).__name__}.")
+
+
+def transformer_blocks(backbone) -> list:
+    """The backbone's transformer layers, bottom to top."""
+    return _block_holder(backbone)[1]
+
+
+def _leaves(layer) -> list:
+    return [x for x in layer._flatten_layers(include_self=True) if x._trainable_variables or x._non_trainable_variables]
+
+
+def _top_layers(backbone, n: int) -> set:
+    """ids of the weight-holding layers ``unfreeze_top`` trains: the top ``n`` blocks and what follows them."""
+    holder, blocks = _block_holder(backbone)
+    keep = {id(x) for block in blocks[len(blocks) - n:] for x in _leaves(block)}
+    in_blocks = {id(x) for block in blocks for x in _leaves(block)}
+    flat = [x for x in _leaves(backbone) if x is not backbone]
+    last = max((i for i, x in enumerate(flat) if id(x) in in_blocks), default=len(flat))
+    keep.update(id(x) for x in flat[last + 1:])
+    if holder is not backbone:  # ViT's encoder holds its final layer norm beside the blocks
+        keep.update(id(x) for x in _leaves(holder) if x is not holder and id(x) not in in_blocks)
+    return keep
+
+
+def set_trainable(layer, value: bool) -> None:
+    """``layer.trainable = value``, sublayers included, even when ``layer.trainable`` already is ``value``.
+
+    Under the TensorFlow backend ``layer.trainable = True`` on a layer whose
+    flag is already ``True`` does nothing (TF's ``AutoTrackable.__setattr__``
+    skips assigning an identical object, and Keras' setter recurses by
+    assignment), so sublayers frozen on their own would stay frozen; this
+    calls Keras' setter on every layer.
+    """
+    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+        keras.layers.Layer.trainable.fset(sublayer, bool(value))
+
+
+def _lora_only(layer) -> None:
+    """Train only the LoRA adapters of a LoRA-enabled ``EinsumDense``."""
+    set_trainable(layer, True)
+    for variable in layer._trainable_variables + layer._non_trainable_variables:
+        variable.trainable = variable is layer.lora_kernel_a or variable is layer.lora_kernel_b
+
+
+def unfreeze_top(backbone, n: int | None = None) -> None:
+    """Make the top ``n`` transformer blocks (and the layers after them) trainable; all when ``n`` is None."""
+    if n is not None and (isinstance(n, bool) or int(n) < 0):
+        raise ValueError(f"The number of layers to unfreeze must be >= 0 or None. Received: {n!r}")
+    set_trainable(backbone, True)
+    if n is None:
+        return
+    keep = _top_layers(backbone, min(int(n), len(transformer_blocks(backbone))))
+    for layer in _leaves(backbone):
+        if layer is backbone or id(layer) in keep:
+            continue
+        if getattr(layer, "lora_enabled", False):
+            _lora_only(layer)
+        else:
+            set_trainable(layer, False)
+
+
+def enable_lora(backbone, rank: int) -> None:
+    """keras-hub's ``backbone.enable_lora(rank)``, with only the adapters trainable."""
+    if not hasattr(backbone, "enable_lora"):
+        raise ValueError(f"{type(backbone).__name__} has no enable_lora (keras-hub too old?).")
+    backbone.enable_lora(int(rank))
+    lora = [x for x in _leaves(backbone) if getattr(x, "lora_enabled", False)]
+    if not lora:
+        raise ValueError(f"keras-hub found no query/value layers to put LoRA on in {type(backbone).__name__}.")
+    for layer in lora:
+        _lora_only(layer)
+
+
+def reset_lora(model) -> int:
+    """Re-initialize the ``A`` factor of every LoRA adapter in ``model`` (``he_uniform``, as Keras does).
+
+    A reloaded ``.keras`` file has its adapters merged into the kernels and
+    both factors zeroed, so they would get no gradient; after this they train
+    again from the merged kernels. Returns how many layers were reset.
+    """
+    count = 0
+    for backbone in keras_hub_backbones(model):
+        for layer in _leaves(backbone):
+            if getattr(layer, "lora_enabled", False):
+                a = layer.lora_kernel_a
+                a.assign(keras.initializers.HeUniform()(a.shape, dtype=a.dtype))
+                count += 1
+    return count
