@@ -3,7 +3,9 @@
 * ``BackupAndRestore``: the ``backup/`` a killed run resumes from;
 * ``EpochCheckpoint``: ``checkpoints/epoch_NNN.keras`` after each good epoch;
 * ``TerminateOnNaN``: stops at a NaN/inf loss and remembers where;
-* ``EpochSeeds``: dropout draws that depend on the epoch alone (exact resumption).
+* ``EpochSeeds``: dropout draws that depend on the epoch alone (exact resumption);
+* ``UnfreezeTowers``: fine-tunes the keras_hub towers' top layers after some
+  epochs, at a lower learning rate (``recompile_with_scaled_lr``).
 
 ``BackupAndRestore`` overrides the private hooks ``_save_model`` and
 ``_load_model`` of ``keras.callbacks.BackupAndRestore`` (Keras 3.14-3.15);
@@ -19,6 +21,8 @@ import os
 
 import keras
 import numpy as np
+
+from mmzoo.towers.keras_hub_tuning import keras_hub_backbones, unfreeze_top
 
 
 def finite(logs) -> bool:
@@ -173,3 +177,97 @@ class EpochSeeds(keras.callbacks.Callback):
     def seed_for(base: int, epoch: int) -> int:
         """The seed a generator built with seed ``base`` starts epoch ``epoch`` (0-based) with."""
         return (base + 1_000_003 * (epoch + 1)) % (2**31 - 1)
+
+
+def _scaled_learning_rate(optimizer, factor: float):
+    """The optimizer's learning rate (a float, or the run's ``CosineDecay``-style schedule) times ``factor``."""
+    rate = optimizer._learning_rate
+    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return float(keras.ops.convert_to_numpy(rate)) * factor
+    config = rate.get_config()
+    keys = [k for k in ("initial_learning_rate", "warmup_target") if config.get(k) is not None]
+    if not keys:
+        raise ValueError(f"UnfreezeTowers cannot scale a {type(rate).__name__} learning-rate schedule.")
+    config.update({k: float(config[k]) * factor for k in keys})
+    return type(rate).from_config(config)
+
+
+def recompile_with_scaled_lr(model, factor: float) -> None:
+    """Recompile ``model`` as its ``trainable`` flags now say, with a fresh optimizer at ``factor`` times the rate.
+
+    Keras fixes the trainable variables at ``compile`` (and the optimizer's
+    slots at its build), so a changed ``trainable`` needs a new compile; the
+    new optimizer keeps the other settings and the step count (a schedule
+    goes on where it was), is built over the new trainable variables (so a
+    backup written later loads into a resumed run), and the train function
+    is made again for the ``fit`` that is running.
+    """
+    inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer under mixed_float16
+    config = inner.get_config()
+    config["learning_rate"] = _scaled_learning_rate(inner, factor)
+    optimizer = type(inner).from_config(config)
+    compiled = model._compile_config.config
+    jit = model.jit_compile
+    model.compile(
+        optimizer=optimizer,
+        loss=compiled.get("loss"),
+        metrics=compiled.get("metrics"),
+        loss_weights=compiled.get("loss_weights"),
+        weighted_metrics=compiled.get("weighted_metrics"),
+        run_eagerly=model.run_eagerly,
+        steps_per_execution=model.steps_per_execution,
+        jit_compile=jit,
+    )
+    optimizer.iterations.assign(inner.iterations)
+    model.optimizer.build(model.trainable_variables)
+    model.make_train_function(force=True)
+
+
+class UnfreezeTowers(keras.callbacks.Callback):
+    """Fine-tunes the keras-hub backbones of the model from epoch ``after_epochs`` on.
+
+    At the start of that epoch (0-based: ``after_epochs=2`` trains the
+    frozen-tower model for 2 epochs first) the top ``top_layers``
+    transformer layers of every keras-hub backbone in the model become
+    trainable, with the layers after them (final norm, pooler; all layers
+    when ``top_layers`` is None; see ``mmzoo.towers.keras_hub_tuning.unfreeze_top``),
+    the learning rate is multiplied by ``learning_rate_factor`` and the
+    model is recompiled (``recompile_with_scaled_lr``). A run resumed at or
+    after that epoch (``resume_epoch``, its first epoch) unfreezes at train
+    begin, before ``BackupAndRestore`` (listed after this callback) loads
+    the backup, so the backup's optimizer slots match.
+    """
+
+    def __init__(self, after_epochs: int, top_layers: int | None = None, learning_rate_factor: float = 0.1,
+                 resume_epoch: int = 0):
+        super().__init__()
+        if isinstance(after_epochs, bool) or int(after_epochs) < 0:
+            raise ValueError(f"after_epochs must be >= 0. Received: after_epochs={after_epochs!r}")
+        if top_layers is not None and (isinstance(top_layers, bool) or int(top_layers) < 1):
+            raise ValueError(f"top_layers must be positive or None (all). Received: top_layers={top_layers!r}")
+        if not 0 < float(learning_rate_factor) <= 1:
+            raise ValueError(
+                f"learning_rate_factor must be in (0, 1]. Received: learning_rate_factor={learning_rate_factor!r}"
+            )
+        self.after_epochs = int(after_epochs)
+        self.top_layers = None if top_layers is None else int(top_layers)
+        self.learning_rate_factor = float(learning_rate_factor)
+        self.resume_epoch = int(resume_epoch)
+        self.unfrozen_at = None
+
+    def on_train_begin(self, logs=None):
+        if self.unfrozen_at is None and self.resume_epoch >= self.after_epochs:
+            self._unfreeze(self.resume_epoch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.unfrozen_at is None and epoch >= self.after_epochs:
+            self._unfreeze(epoch)
+
+    def _unfreeze(self, epoch):
+        backbones = keras_hub_backbones(self.model)
+        if not backbones:
+            raise ValueError("UnfreezeTowers found no keras_hub tower (text_tower or image_tower='keras_hub').")
+        for backbone in backbones:
+            unfreeze_top(backbone, self.top_layers)
+        recompile_with_scaled_lr(self.model, self.learning_rate_factor)
+        self.unfrozen_at = epoch

@@ -1,0 +1,82 @@
+"""UnfreezeTowers (mmzoo/training/callbacks.py) on a tiny random keras-hub BERT, and mixed precision with it."""
+
+import keras
+import numpy as np
+import pytest
+
+from mmzoo.towers.keras_hub_tuning import keras_hub_backbones, transformer_blocks
+from mmzoo.training.callbacks import UnfreezeTowers
+from tests.towers.test_keras_hub_tuning import build_model, save_bert_preset
+
+
+@pytest.fixture(scope="module")
+def bert2(tmp_path_factory):
+    return save_bert_preset(tmp_path_factory.mktemp("bert2"))
+
+
+class _Snapshots(keras.callbacks.Callback):
+    def __init__(self, layers):
+        super().__init__()
+        self.layers, self.at_end = layers, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.at_end.append({name: [np.array(w) for w in layer.weights] for name, layer in self.layers.items()})
+
+
+def _changed(a, b):
+    return any(not np.allclose(x, y) for x, y in zip(a, b))
+
+
+def test_unfreeze_trains_top_layers_after_k_epochs(bert2):
+    model, inputs = build_model(bert2)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    backbone = keras_hub_backbones(model)[0]
+    bottom, top = transformer_blocks(backbone)
+    layers = {"bottom": bottom, "top": top, "pooler": backbone.get_layer("pooled_dense"),
+              "embedding": backbone.get_layer("token_embedding")}
+    start = {name: [np.array(w) for w in layer.weights] for name, layer in layers.items()}
+    snapshots = _Snapshots(layers)
+    unfreeze = UnfreezeTowers(after_epochs=2, top_layers=1, learning_rate_factor=0.1)
+    model.fit(inputs, np.array([0, 1, 0, 1]), epochs=4, batch_size=2, verbose=0, callbacks=[unfreeze, snapshots])
+    assert unfreeze.unfrozen_at == 2
+    epoch1, epoch2, epoch4 = snapshots.at_end[1], snapshots.at_end[2], snapshots.at_end[3]
+    for name in layers:  # frozen for the first two epochs
+        assert not _changed(start[name], epoch1[name]), name
+    for name in ("top", "pooler"):
+        assert _changed(epoch1[name], epoch2[name]) and _changed(epoch2[name], epoch4[name]), name
+    for name in ("bottom", "embedding"):
+        assert not _changed(start[name], epoch4[name]), name
+    assert np.isclose(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 0.001)
+    assert int(model.optimizer.iterations) == 8  # the step count carried over: 2 steps x 4 epochs
+
+
+def test_unfreeze_all_layers_and_refusals(bert2):
+    model, inputs = build_model(bert2)
+    model.compile()
+    callback = UnfreezeTowers(after_epochs=0)
+    model.fit(inputs, np.array([0, 1, 0, 1]), epochs=1, batch_size=4, verbose=0, callbacks=[callback])
+    backbone = keras_hub_backbones(model)[0]
+    assert len(backbone.trainable_weights) == len(backbone.weights)
+    with pytest.raises(ValueError, match="top_layers must be positive"):
+        UnfreezeTowers(1, top_layers=0)
+    with pytest.raises(ValueError, match="learning_rate_factor must be in"):
+        UnfreezeTowers(1, learning_rate_factor=0)
+    plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    plain.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="found no keras_hub tower"):
+        plain.fit(np.zeros((2, 2)), np.zeros((2, 1)), verbose=0, callbacks=[UnfreezeTowers(0)])
+
+
+def test_mixed_float16_fit_step_with_keras_hub_tower(bert2):
+    previous = keras.config.dtype_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, inputs = build_model(bert2)
+        model.compile()
+        assert keras_hub_backbones(model)[0].compute_dtype == "float16"
+        history = model.fit(inputs, np.array([0, 1, 0, 1]), epochs=1, batch_size=4, verbose=0,
+                            callbacks=[UnfreezeTowers(after_epochs=0, top_layers=1)])
+        assert np.isfinite(history.history["loss"][0])
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        keras.config.set_dtype_policy(previous)
