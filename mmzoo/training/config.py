@@ -85,6 +85,15 @@ class RunConfig:
         keep_checkpoints: keep ``checkpoints/epoch_NNN.keras`` of every
             epoch (15 MB each for a default-preset classifier); by default
             only the latest is kept while training and none once it finishes.
+        text_preset, image_preset: a keras-hub preset for a pretrained
+            ``keras_hub`` text / image tower (sets ``text_tower="keras_hub"``
+            and its ``preset``; see ``tower_overrides``). Frozen unless
+            ``train_towers``.
+        unfreeze_after, unfreeze_layers, unfreeze_lr_factor: from epoch
+            ``unfreeze_after`` on, train the top ``unfreeze_layers`` layers
+            (all when None) of those towers at ``unfreeze_lr_factor`` times
+            the learning rate (``callbacks.UnfreezeTowers``).
+        lora_rank: train LoRA adapters of this rank on those towers instead.
     """
 
     # The field order is the key order of run_config.json.
@@ -112,6 +121,13 @@ class RunConfig:
     warmup_steps: int = _field(0, saved=lambda v: int(v or 0))
     cache: str = _field("auto")
     keep_checkpoints: bool = _field(False, saved=bool)
+    text_preset: str | None = _field(None)
+    image_preset: str | None = _field(None)
+    train_towers: bool = _field(False, saved=bool)
+    unfreeze_after: int | None = _field(None)
+    unfreeze_layers: int | None = _field(None)
+    unfreeze_lr_factor: float = _field(0.1)
+    lora_rank: int | None = _field(None)
 
     # ------------------------------------------------------------ reading
     @classmethod
@@ -180,6 +196,10 @@ class RunConfig:
             )
         if int(self.warmup_steps or 0) < 0:
             raise ValueError(f"warmup_steps must be >= 0. Received: warmup_steps={self.warmup_steps}")
+        if self.train_towers and self.lora_rank is not None:
+            raise ValueError("train_towers trains the whole towers; lora_rank only adapters. Pass one of them.")
+        if self.unfreeze_after is not None and not (self.text_preset or self.image_preset):
+            raise ValueError("unfreeze_after needs a pretrained tower: text_preset or image_preset.")
         if self.cache not in CACHE_POLICIES:
             raise ValueError(f"cache must be one of {list(CACHE_POLICIES)}. Received: cache={self.cache!r}")
 
@@ -202,6 +222,27 @@ class RunConfig:
 
 
 RUN_ARGUMENTS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def tower_overrides(config: RunConfig) -> dict[str, Any]:
+    """The builder overrides ``text_preset`` / ``image_preset`` / ``train_towers`` / ``lora_rank`` stand for.
+
+    They go under the run's own ``overrides`` (which win, key by key).
+
+    >>> tower_overrides(RunConfig(text_preset="bert", lora_rank=4))
+    {'text_tower': 'keras_hub', 'text_tower_kwargs': {'preset': 'bert', 'lora_rank': 4}}
+    """
+    kwargs: dict[str, Any] = {}
+    if config.train_towers:
+        kwargs["trainable"] = True
+    if config.lora_rank is not None:
+        kwargs["lora_rank"] = int(config.lora_rank)
+    out: dict[str, Any] = {}
+    for side, preset in (("text", config.text_preset), ("image", config.image_preset)):
+        if preset:
+            out[f"{side}_tower"] = "keras_hub"
+            out[f"{side}_tower_kwargs"] = {"preset": preset, **kwargs}
+    return merge_overrides(out, config.overrides)
 
 
 # ---------------------------------------------------------------- overrides

@@ -27,11 +27,12 @@ from mmzoo.training.callbacks import (
     EpochCheckpoint,
     EpochSeeds,
     TerminateOnNaN,
+    UnfreezeTowers,
     backup_epoch,
     last_checkpoint,
     tensorboard_installed,
 )
-from mmzoo.training.config import AUTO_CACHE_BYTES, RUN_ARGUMENTS, RunConfig
+from mmzoo.training.config import AUTO_CACHE_BYTES, RUN_ARGUMENTS, RunConfig, tower_overrides
 from mmzoo.training.inputs import build_for_data, epoch_datasets, training_examples
 from mmzoo.training.reporting import chance_levels
 from mmzoo.training.rundir import csv_column, log, prepare_out_dir, truncate_history, write_json
@@ -93,13 +94,20 @@ def train(
     warmup_steps: int = 0,
     cache: str = "auto",
     keep_checkpoints: bool = False,
+    text_preset: str | None = None,
+    image_preset: str | None = None,
+    train_towers: bool = False,
+    unfreeze_after: int | None = None,
+    unfreeze_layers: int | None = None,
+    unfreeze_lr_factor: float = 0.1,
+    lora_rank: int | None = None,
     callbacks: list | None = None,
     config=None,
     overwrite: bool | None = None,
 ) -> dict:
     """Train zoo entry ``name`` on manifest ``data``; returns the result dict.
 
-    The run arguments (``name`` to ``keep_checkpoints``), their defaults and
+    The run arguments (``name`` to ``lora_rank``), their defaults and
     meaning are the fields of ``mmzoo.training.RunConfig``. Besides them:
 
         callbacks: extra Keras callbacks.
@@ -217,7 +225,7 @@ def _build_model(state: _RunState) -> None:
     """Build and compile the model under the dtype policy, inside the strategy's scope."""
     config = state.config
     with dtype_policy(config.mixed_precision), state.strategy.scope():
-        model = build_for_data(config.name, state.records, preset=config.preset, overrides=config.overrides)
+        model = build_for_data(config.name, state.records, preset=config.preset, overrides=tower_overrides(config))
         if config.skip_bad:  # decode every image once, not once per epoch
             from mmzoo.data.pipeline import validate_images
 
@@ -311,6 +319,9 @@ def _callbacks(state: _RunState, nan_guard: TerminateOnNaN, extra) -> list:
     else:
         log(config.verbose, "mmzoo train: TensorBoard logs skipped (pip install tensorboard to write OUT/logs).")
     checkpoints = os.path.join(state.write_dir, "checkpoints")
+    if config.unfreeze_after is not None:  # before BackupAndRestore: a resumed run unfreezes before it loads
+        out.append(UnfreezeTowers(int(config.unfreeze_after), config.unfreeze_layers,
+                                  float(config.unfreeze_lr_factor), resume_epoch=state.first_epoch))
     out += [EpochCheckpoint(checkpoints, keep_all=bool(config.keep_checkpoints)), BackupAndRestore(state.backup_dir)]
     if config.early_stopping:
         out.append(
