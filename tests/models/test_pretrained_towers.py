@@ -5,8 +5,11 @@ gated and cross-attention classifiers): build at preset ``tiny`` with ``text_tow
 and/or ``image_tower="keras_hub"`` (``image_size`` = the backbone's resolution), take one fit step
 on a few examples through ``model.training_example`` (the backbones move when trainable, stay put
 when locked) and round-trip through ``.keras`` with ``safe_mode=True`` with identical outputs.
+The file takes minutes on a shared CPU: the heads the fast tier does not need (the plain dual
+encoder, the ITM, the Transformer captioner, the multi-task and gated classifiers) are ``slow``.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -53,11 +56,11 @@ def _batch(n=4, seed=0):
 
 
 def _snapshot(layer):
-    return [np.array(w) for w in layer.weights]
+    return [keras.ops.convert_to_numpy(w) for w in layer.weights]
 
 
 def _changed(before, layer):
-    return any(not np.allclose(b, np.array(w)) for b, w in zip(before, layer.weights))
+    return any(not np.allclose(b, a) for b, a in zip(before, _snapshot(layer)))
 
 
 def _fit_step(model, batch, trained=("image_tower", "text_tower"), locked=()):
@@ -79,6 +82,7 @@ def _fit_step(model, batch, trained=("image_tower", "text_tower"), locked=()):
     return {k: np.asarray(v) for k, v in x.items() if k in model.model_input_names}
 
 
+@pytest.mark.slow
 def test_dual_encoder(presets, tmp_path):
     model = mmzoo.build("dual_encoder", preset="tiny", **_towers(presets, "clip"))
     x = _fit_step(model, _batch())
@@ -103,6 +107,7 @@ def test_dual_encoder_lit_locks_the_image_tower(presets, tmp_path):
     assert reloaded.get_layer("text_tower").trainable_weights
 
 
+@pytest.mark.slow
 def test_itm_matcher(presets, tmp_path):
     model = mmzoo.build("itm_matcher", preset="tiny", **_towers(presets, "vit"))
     x = _fit_step(model, _batch())
@@ -113,12 +118,12 @@ def test_itm_matcher(presets, tmp_path):
 def test_itm_matcher_starts_from_a_lit_dual_encoder(presets):
     clip = mmzoo.build("dual_encoder", preset="tiny", **_towers(presets, "siglip", image_trainable=False))
     for w in clip.get_layer("text_tower").weights + clip.get_layer("image_tower").weights:
-        w.assign(np.asarray(w) + 0.01)  # unlike the presets'
+        w.assign(keras.ops.convert_to_numpy(w) + 0.01)  # unlike the presets'
     # The ITM fine-tunes both towers: trainability is not part of what must match.
     itm = mmzoo.build("itm_matcher", preset="tiny", **_towers(presets, "siglip")).init_towers_from(clip)
     for name in ("image_tower", "text_tower"):
         for a, b in zip(clip.get_layer(name).weights, itm.get_layer(name).weights):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     assert itm.get_layer("image_tower").trainable_weights
     with pytest.raises(ValueError, match="image_tower_kwargs"):
         mmzoo.build("itm_matcher", preset="tiny", **_towers(presets, "vit")).init_towers_from(clip)
@@ -128,7 +133,9 @@ def _caption_tokenizer():
     return TextTokenizer.from_corpus(CAPTIONS, sequence_length=LENGTH, add_start_end=True)
 
 
-@pytest.mark.parametrize("name,family", [("transformer_captioner", "dinov2"), ("lstm_captioner", "clip")])
+@pytest.mark.parametrize(
+    "name,family", [pytest.param("transformer_captioner", "vit", marks=pytest.mark.slow), ("lstm_captioner", "clip")]
+)
 def test_captioner(presets, name, family, tmp_path):
     model = mmzoo.build(
         name, preset="tiny", tokenizer=_caption_tokenizer(), image_size=(SIZE, SIZE),
@@ -141,12 +148,30 @@ def test_captioner(presets, name, family, tmp_path):
     np.testing.assert_array_equal(reloaded.generate(x["image"], max_length=5)["token_ids"], out["token_ids"])
 
 
+# DINOv2 with a locked image tower: a fine-tuned one does not always survive saving (see below).
 @pytest.mark.parametrize(
-    "name,family", [("multitask_classifier", "vit"), ("gated_classifier", "siglip"),
-                    ("cross_attention_classifier", "dinov2")],
+    "name,family,image_trainable",
+    [pytest.param("multitask_classifier", "vit", True, marks=pytest.mark.slow),
+     pytest.param("gated_classifier", "siglip", True, marks=pytest.mark.slow),
+     ("cross_attention_classifier", "dinov2", False)],
 )
-def test_classifier(presets, name, family, tmp_path):
-    model = mmzoo.build(name, preset="tiny", num_classes=2, **_towers(presets, family))
-    x = _fit_step(model, _batch())
+def test_classifier(presets, name, family, image_trainable, tmp_path):
+    model = mmzoo.build(name, preset="tiny", num_classes=2, **_towers(presets, family, image_trainable=image_trainable))
+    towers = ("image_tower", "text_tower")
+    x = _fit_step(model, _batch(), trained=towers[1 - image_trainable:], locked=towers[:1 - image_trainable])
     assert tuple(model(x)["scores"].shape) == (4, 2)
     assert_model_roundtrip(model, x, tmp_path)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "keras-hub's DINOV2Embeddings.save_own_variables writes fine-tuned position embeddings back only when "
+    "the SIGNED sum(original - fine-tuned) exceeds epsilon (_is_interpolated_position_embeddings_updated), and "
+    "load_own_variables re-derives them from the saved ones: a change that sums to >= 0 is lost on save"
+))
+def test_fine_tuned_dinov2_position_embeddings_survive_saving(presets, tmp_path):
+    model = mmzoo.build("image_only_classifier", preset="tiny", num_classes=2, image_size=(SIZE, SIZE),
+                        image_tower="keras_hub", image_tower_kwargs={"preset": presets["dinov2"], "trainable": True})
+    (embeddings,) = [w for w in model.weights if w.path.endswith("interpolated_position_embeddings")]
+    moved = np.random.default_rng(0).uniform(0.0, 0.1, tuple(embeddings.shape))  # as a fit step may move them
+    embeddings.assign(keras.ops.convert_to_numpy(embeddings) + moved.astype("float32"))
+    assert_model_roundtrip(model, {"image": _batch()["image"].numpy()}, tmp_path)
