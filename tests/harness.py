@@ -137,3 +137,18 @@ BAD_POOLED_FUSION_INPUTS = {
     "single-modality": [np.ones((2, 3), "float32")],
     "rank-3-beside-pooled": [np.ones((2, 3), "float32"), np.ones((2, 4, 3), "float32")],
 }
+
+
+def assert_export_serves_the_model(model, export_base, images, texts, atol=1e-5):
+    """Export ``model`` (no warmup), check the graph only holds ops TF Serving has, and check that
+    ``serving_default`` on encoded ``images`` and ``texts`` gives the Keras model's scores."""
+    from mmzoo.export import check_serving_graph, export_saved_model
+
+    version_dir = export_saved_model(model, export_base, warmup=False)
+    check_serving_graph(version_dir)
+    served = tf.saved_model.load(version_dir).signatures["serving_default"](
+        image_bytes=tf.constant(images), text=tf.constant(texts)
+    )["scores"]
+    expected = model(model.preprocess(tf.constant(images), tf.constant(texts)), training=False)["scores"]
+    np.testing.assert_allclose(served.numpy(), keras.ops.convert_to_numpy(expected), atol=atol)
+    return version_dir

@@ -9,7 +9,7 @@ import mmzoo
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.towers import TEXT_TOWERS, build_text_tower
 from mmzoo.towers.keras_hub import BackboneInputs, build_keras_hub_text_tower, id_table, keras_hub_tokenizer
-from tests.harness import assert_model_roundtrip
+from tests.harness import assert_export_serves_the_model, assert_model_roundtrip
 from tests.towers.tower_checks import check_fit_step, check_output_contract
 
 # A BERT-style vocabulary: [PAD] first, [UNK]/[CLS]/[SEP] past unused slots (as in bert-base), so
@@ -167,9 +167,6 @@ def test_default_zoo_model_trains_only_fusion_and_head(preset):
 
 
 def test_export_serves_raw_text_with_core_ops(preset, tmp_path):
-    import tensorflow as tf
-
-    from mmzoo.export import check_serving_graph, export_saved_model
     from tests.export.tiny_models import random_images
 
     tokenizer = keras_hub_tokenizer(preset, sequence_length=LENGTH)
@@ -177,14 +174,7 @@ def test_export_serves_raw_text_with_core_ops(preset, tmp_path):
         "concat_classifier", preset="tiny", num_classes=2, image_size=(32, 32), tokenizer=tokenizer,
         text_tower="keras_hub", text_tower_kwargs={"preset": preset},
     )
-    version_dir = export_saved_model(model, tmp_path / "bert_classifier", warmup=False)
-    check_serving_graph(version_dir)
-    images, texts = random_images(2, size=(32, 32), seed=3), TEXTS[:2]
-    served = tf.saved_model.load(version_dir).signatures["serving_default"](
-        image_bytes=tf.constant(images), text=tf.constant(texts)
-    )["scores"]
-    expected = model(model.preprocess(tf.constant(images), tf.constant(texts)), training=False)["scores"]
-    np.testing.assert_allclose(served.numpy(), keras.ops.convert_to_numpy(expected), atol=1e-5)
+    assert_export_serves_the_model(model, tmp_path / "bert_classifier", random_images(2, size=(32, 32), seed=3), TEXTS[:2])
 
 
 def test_models_take_the_towers_tokenizer(tmp_path):

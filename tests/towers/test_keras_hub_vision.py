@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mmzoo
-from tests.harness import assert_model_roundtrip
+from tests.harness import assert_export_serves_the_model, assert_model_roundtrip
 from tests.towers.test_keras_hub import TEXTS, _save_preset
 from tests.towers.tower_checks import check_fit_step, check_output_contract
 
@@ -199,21 +199,11 @@ def test_vision_zoo_model_predicts_and_roundtrips(vision_presets, family, tmp_pa
 
 
 def test_vision_export_serves_with_core_ops(vision_presets, tmp_path):
-    import tensorflow as tf
-
-    from mmzoo.export import check_serving_graph, export_saved_model
     from tests.export.tiny_models import random_images
 
     model = mmzoo.build("concat_classifier", preset="tiny", num_classes=2, image_size=(SIZE, SIZE),
                         image_tower="keras_hub", image_tower_kwargs={"preset": vision_presets["siglip"]})
-    version_dir = export_saved_model(model, tmp_path / "siglip_classifier", warmup=False)
-    check_serving_graph(version_dir)
-    images, texts = random_images(2, size=(SIZE, SIZE), seed=3), TEXTS[:2]
-    served = tf.saved_model.load(version_dir).signatures["serving_default"](
-        image_bytes=tf.constant(images), text=tf.constant(texts)
-    )["scores"]
-    expected = model(model.preprocess(tf.constant(images), tf.constant(texts)), training=False)["scores"]
-    np.testing.assert_allclose(served.numpy(), keras.ops.convert_to_numpy(expected), atol=1e-5)
+    assert_export_serves_the_model(model, tmp_path / "siglip_classifier", random_images(2, size=(SIZE, SIZE), seed=3), TEXTS[:2])
 
 
 def test_vision_vit_without_class_token_pools_the_mean(tmp_path):
