@@ -356,24 +356,28 @@ def _add_train_parser(subparsers):
     _add_train_tower_args(p)
 
 
+_TOWER_FLAGS = (
+    ("--text-preset", dict(metavar="PRESET", help="keras-hub preset (handle or directory) of a pretrained BERT-family "
+                           "text tower: text_tower=keras_hub, frozen unless --train-towers (default: none)")),
+    ("--image-preset", dict(metavar="PRESET", help="keras-hub preset of a pretrained ViT/CLIP/SigLIP/DINOv2 image "
+                            "tower: image_tower=keras_hub (default: none)")),
+    ("--train-towers", dict(action="store_true", help="fine-tune the pretrained towers from the start (default: "
+                            "frozen)")),
+    ("--unfreeze-after", dict(type=int, metavar="K", help="from epoch K (0-based) on, fine-tune the pretrained "
+                              "towers' top layers (default: never)")),
+    ("--unfreeze-layers", dict(type=int, metavar="N", help="with --unfreeze-after: how many top transformer layers "
+                               "(default: all)")),
+    ("--unfreeze-lr-factor", dict(type=float, metavar="F", help="with --unfreeze-after: multiply the learning rate "
+                                  "by F then (default 0.1)")),
+    ("--lora-rank", dict(type=int, metavar="R", help="train rank-R LoRA adapters on the pretrained towers' "
+                         "attention (default: off)")),
+)
+
+
 def _add_train_tower_args(p):
     """Pretrained keras-hub towers: which, and how they are fine-tuned."""
-    p.add_argument("--text-preset", metavar="PRESET",
-                   help="keras-hub preset (handle or directory) of a pretrained BERT-family text tower: "
-                        "text_tower=keras_hub, frozen unless --train-towers (default: none)")
-    p.add_argument("--image-preset", metavar="PRESET",
-                   help="keras-hub preset of a pretrained ViT/CLIP/SigLIP/DINOv2 image tower: image_tower=keras_hub "
-                        "(default: none)")
-    p.add_argument("--train-towers", action="store_true",
-                   help="fine-tune the pretrained towers from the start (default: frozen)")
-    p.add_argument("--unfreeze-after", type=int, metavar="K",
-                   help="from epoch K (0-based) on, fine-tune the pretrained towers' top layers (default: never)")
-    p.add_argument("--unfreeze-layers", type=int, metavar="N",
-                   help="with --unfreeze-after: how many top transformer layers (default: all)")
-    p.add_argument("--unfreeze-lr-factor", type=float, metavar="F",
-                   help="with --unfreeze-after: multiply the learning rate by F then (default 0.1)")
-    p.add_argument("--lora-rank", type=int, metavar="R",
-                   help="train rank-R LoRA adapters on the pretrained towers' attention (default: off)")
+    for flag, options in _TOWER_FLAGS:
+        p.add_argument(flag, **options)
 
 
 def _add_train_run_args(p):

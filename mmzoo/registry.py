@@ -93,7 +93,6 @@ def register_model_class(
     *,
     description: str,
     presets: dict[str, dict[str, Any]] | None = None,
-    default_preset: str = "default",
     **fixed: Any,
 ) -> Callable[..., Any]:
     """Register ``model_class`` as zoo entry ``name`` (of the class's ``task``) and return its
@@ -109,10 +108,8 @@ def register_model_class(
         f"{description}\n\n    Builds a ``{model_class.__name__}`` (see its docstring for the arguments).\n\n"
         f"    >>> import mmzoo\n    >>> model = mmzoo.build({name!r}, preset='tiny'{classes})\n"
     )
-    return register_model(
-        name, description=description, task=model_class.task, presets=presets,
-        default_preset=default_preset, model_class=model_class,
-    )(builder)
+    return register_model(name, description=description, task=model_class.task, presets=presets,
+                          model_class=model_class)(builder)
 
 
 def register_preset(name: str, preset: str, kwargs: dict[str, Any]) -> None:
