@@ -80,3 +80,16 @@ def test_mixed_float16_fit_step_with_keras_hub_tower(bert2):
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_recompiling_keeps_xla_forced_by_the_run(bert2):
+    from mmzoo.training import keras_compat
+    from mmzoo.training.callbacks import recompile_with_scaled_lr
+
+    model, _ = build_model(bert2)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    assert not model.jit_compile  # Keras refuses: the tokenizer's string ops do not support XLA
+    assert keras_compat.force_jit(model) and model.jit_compile
+    recompile_with_scaled_lr(model, 0.1)
+    assert model.jit_compile  # still XLA after the unfreeze's recompile
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-4)
