@@ -53,22 +53,11 @@ from mmzoo.layers.sequence_mask import SequenceMask
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.preprocessing.text_tokenizer import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 from mmzoo.towers._common import check_choice, check_positive_int, check_rate
-from mmzoo.towers.keras_hub_tuning import enable_lora, remember_backbone
+from mmzoo.towers.keras_hub_tuning import freeze_or_lora, import_keras_hub, remember_backbone
 
 POOLINGS = ("pooler", "cls", "mean")
 # The special tokens of keras-hub's BERT-family tokenizers (and Hugging Face's defaults).
 _BERT_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "start": "[CLS]", "end": "[SEP]"}
-
-
-def _keras_hub():
-    try:
-        import keras_hub
-    except ImportError as error:  # pragma: no cover - keras-hub is in the test extra
-        raise ImportError(
-            "The keras_hub towers need keras-hub (and safetensors for Hugging Face checkpoints): "
-            "pip install 'mmzoo[hub]'."
-        ) from error
-    return keras_hub
 
 
 def _read_lines(path):
@@ -135,7 +124,7 @@ def tokenizer_settings(preset) -> dict:
     a ``.keras`` load is). ``tokens`` names the ``pad``, ``unk``, ``start``
     (``[CLS]``) and ``end`` (``[SEP]``) tokens.
     """
-    _keras_hub()
+    import_keras_hub()
     from keras_hub.src.utils import preset_utils  # get_file: local paths, handles, kaggle:// and hf:// alike
 
     # A Hugging Face directory may hold a tokenizer.json too (the fast tokenizer's, not a keras-hub
@@ -233,19 +222,6 @@ def _special_ids(settings) -> dict:
     return {key: index[token] for key, token in settings["tokens"].items()}
 
 
-def _freeze_or_lora(backbone, trainable, lora_rank) -> None:
-    """Freeze the backbone (``trainable=False``), leave it trainable, or train LoRA adapters on it."""
-    check_positive_int("lora_rank", lora_rank, allow_none=True)
-    if lora_rank is not None and trainable:
-        raise ValueError(
-            "lora_rank trains LoRA adapters on a frozen backbone; trainable=True would train all of it. "
-            f"Pass one of them. Received: trainable={trainable!r}, lora_rank={lora_rank!r}"
-        )
-    backbone.trainable = bool(trainable)
-    if lora_rank is not None:
-        enable_lora(backbone, lora_rank)
-
-
 def _check_arguments(preset, vocabulary_size, sequence_length, pooling, dim, dropout):
     if preset is None:
         raise ValueError(
@@ -261,7 +237,7 @@ def _check_arguments(preset, vocabulary_size, sequence_length, pooling, dim, dro
 
 def _load(preset, vocabulary_size, sequence_length):
     """``(backbone, table)``: the preset's backbone and the id table, checked against the model's tokenizer."""
-    keras_hub = _keras_hub()
+    keras_hub = import_keras_hub()
     settings = tokenizer_settings(preset)
     table = id_table(settings["vocabulary"], _special_ids(settings))
     if len(table) != vocabulary_size:
@@ -312,7 +288,7 @@ def build_keras_hub_text_tower(
     """
     _check_arguments(preset, vocabulary_size, sequence_length, pooling, dim, dropout)
     backbone, table = _load(preset, vocabulary_size, sequence_length)
-    _freeze_or_lora(backbone, trainable, lora_rank)
+    freeze_or_lora(backbone, trainable, lora_rank)
     token_ids = keras.Input((sequence_length,), dtype="int32", name="token_ids")
     segments = "segment_ids" in backbone.input
     outputs = backbone(BackboneInputs(table, segments=segments, name="backbone_inputs")(token_ids))

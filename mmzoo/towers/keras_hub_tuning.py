@@ -28,6 +28,8 @@ import sys
 
 import keras
 
+from mmzoo.towers._common import check_positive_int
+
 # The attribute a keras_hub tower model keeps its backbone under (set without Keras' tracking:
 # SigLIP's backbone is reached only through a features model, not as a layer of the tower).
 BACKBONE_ATTRIBUTE = "_mmzoo_keras_hub_backbone"
@@ -152,3 +154,28 @@ def reset_lora(model) -> int:
                 a.assign(keras.initializers.HeUniform()(a.shape, dtype=a.dtype))
                 count += 1
     return count
+
+
+def import_keras_hub():
+    """``keras_hub``, or an ImportError saying how to install it (an optional dependency)."""
+    try:
+        import keras_hub
+    except ImportError as error:  # pragma: no cover - keras-hub is in the test extra
+        raise ImportError(
+            "The keras_hub towers need keras-hub (and safetensors for Hugging Face checkpoints): "
+            "pip install 'mmzoo[hub]'."
+        ) from error
+    return keras_hub
+
+
+def freeze_or_lora(backbone, trainable, lora_rank) -> None:
+    """Freeze the backbone (``trainable=False``), leave it trainable, or train LoRA adapters on it."""
+    check_positive_int("lora_rank", lora_rank, allow_none=True)
+    if lora_rank is not None and trainable:
+        raise ValueError(
+            "lora_rank trains LoRA adapters on a frozen backbone; trainable=True would train all of it. "
+            f"Pass one of them. Received: trainable={trainable!r}, lora_rank={lora_rank!r}"
+        )
+    backbone.trainable = bool(trainable)
+    if lora_rank is not None:
+        enable_lora(backbone, lora_rank)

@@ -60,8 +60,7 @@ from mmzoo.layers.masked_global_pooling import MaskedGlobalPooling
 from mmzoo.layers.sequence_mask import SequenceMask
 from mmzoo.layers.token_slice import TokenSlice
 from mmzoo.towers._common import check_choice, check_positive_int, check_rate, normalize_image_size
-from mmzoo.towers.keras_hub import _freeze_or_lora, _keras_hub
-from mmzoo.towers.keras_hub_tuning import remember_backbone
+from mmzoo.towers.keras_hub_tuning import freeze_or_lora, import_keras_hub, remember_backbone
 
 POOLINGS = ("default", "mean")
 _HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -121,7 +120,7 @@ def normalization(preset, family: str) -> dict:
     ``offset`` are a float, a list of 3 floats or ``None`` (not applied), as
     keras-hub's ``ImageConverter`` takes them.
     """
-    _keras_hub()
+    import_keras_hub()
     from keras_hub.src.utils import preset_utils  # local paths, handles, kaggle:// and hf:// alike
 
     config = _converter_config(preset, preset_utils)
@@ -222,10 +221,10 @@ def build_keras_hub_image_tower(
         name: the tower model's name.
     """
     size = _check_arguments(preset, image_size, pooling, dim, dropout)
-    backbone = _keras_hub().models.Backbone.from_preset(preset)
+    backbone = import_keras_hub().models.Backbone.from_preset(preset)
     family = _family(backbone, preset)
     _check_size(backbone, size, preset)
-    _freeze_or_lora(backbone, trainable, lora_rank)
+    freeze_or_lora(backbone, trainable, lora_rank)
     settings = normalization(preset, family)
 
     image = keras.Input((*size, 3), dtype="float32", name="image")
