@@ -4,6 +4,10 @@ Features: ``image/encoded`` (bytes), ``image/filename`` (bytes), ``text``
 (bytes, optional), ``label`` (bytes list: one name, or several for
 multi-label; ``label/multi`` int64 marks a list), ``caption`` (bytes list).
 
+``IMAGE_FEATURE`` and ``TEXT_FEATURE`` are also the default feature keys of an
+export's tf.Example signatures (``export_saved_model(..., input_type="tf_example")``),
+so a file written here replays against an export as it is.
+
 >>> import os, tempfile, numpy as np, tensorflow as tf
 >>> from mmzoo.data import Record, read_tfrecord, write_tfrecord
 >>> d = tempfile.mkdtemp()
@@ -21,6 +25,11 @@ import tensorflow as tf
 
 from mmzoo.data.records import BadRows, Record
 
+IMAGE_FEATURE = "image/encoded"
+"""The encoded image bytes (one value)."""
+TEXT_FEATURE = "text"
+"""The record's text (one value): a classifier's question, a matcher's caption to score."""
+
 
 def _bytes_feature(values):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v if isinstance(v, bytes) else v.encode("utf-8") for v in values]))
@@ -34,9 +43,9 @@ def record_to_example(record: Record) -> tf.train.Example:
         with open(record.image, "rb") as f:
             data = f.read()
         filename = os.path.basename(record.image)
-    feature = {"image/encoded": _bytes_feature([data]), "image/filename": _bytes_feature([filename])}
+    feature = {IMAGE_FEATURE: _bytes_feature([data]), "image/filename": _bytes_feature([filename])}
     if record.text is not None:
-        feature["text"] = _bytes_feature([record.text])
+        feature[TEXT_FEATURE] = _bytes_feature([record.text])
     if record.label is not None:
         multi = isinstance(record.label, list)
         feature["label"] = _bytes_feature(record.label if multi else [record.label])
@@ -109,17 +118,17 @@ def read_tfrecord(paths, skip_bad: bool = False):
                 bad.bad(source, f"not a tf.train.Example ({e})")
                 continue
             fmap = example.features.feature
-            if "image/encoded" not in fmap or not fmap["image/encoded"].bytes_list.value:
-                bad.bad(source, f"missing feature 'image/encoded'. Received features: {sorted(fmap)}")
+            if IMAGE_FEATURE not in fmap or not fmap[IMAGE_FEATURE].bytes_list.value:
+                bad.bad(source, f"missing feature '{IMAGE_FEATURE}'. Received features: {sorted(fmap)}")
                 continue
-            text = _texts(fmap, "text")
+            text = _texts(fmap, TEXT_FEATURE)
             labels = _texts(fmap, "label")
             multi = "label/multi" in fmap and bool(fmap["label/multi"].int64_list.value[0])
             label = None if labels is None else (labels if multi or len(labels) != 1 else labels[0])
             filename = (_texts(fmap, "image/filename") or [""])[0]
             records.append(
                 Record(
-                    image=fmap["image/encoded"].bytes_list.value[0],
+                    image=fmap[IMAGE_FEATURE].bytes_list.value[0],
                     text=text[0] if text else None,
                     label=label,
                     captions=_texts(fmap, "caption") or [],

@@ -26,8 +26,15 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from mmzoo.export.examples import (
+    EXAMPLE_INPUTS,
+    check_input_type,
+    resolve_feature_keys,
+    serialize_example,
+    set_method_names,
+)
 from mmzoo.export.graph_check import _read_saved_model_proto, check_serving_graph
-from mmzoo.export.signatures import build_export_archive
+from mmzoo.export.signatures import build_export_archive, export_endpoints
 from mmzoo.export.warmup import write_warmup_requests
 from mmzoo.tasks import task_for
 
@@ -65,7 +72,7 @@ def _read_image(item) -> bytes:
 
 
 def _signature_info(export_dir) -> dict:
-    """Inputs/outputs of each signature as ``{name: {"dtype", "shape"}}``."""
+    """Inputs/outputs of each signature as ``{name: {"dtype", "shape"}}``, and its method name."""
     proto = _read_saved_model_proto(export_dir)
     info = {}
     for name, sig in sorted(proto.meta_graphs[0].signature_def.items()):
@@ -79,7 +86,7 @@ def _signature_info(export_dir) -> dict:
                 out[key] = {"dtype": tf.dtypes.as_dtype(t.dtype).name, "shape": shape}
             return out
 
-        info[name] = {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+        info[name] = {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs), "method_name": sig.method_name}
     return info
 
 
@@ -98,16 +105,28 @@ def _versions() -> dict:
     return versions
 
 
-def _requests_for(signatures: dict, image: bytes, text: str) -> list:
-    """A few warmup/verification requests per raw-input signature."""
+def _example_input(name, sig):
+    """The input name of a tf.Example signature (``examples`` / ``inputs``), else None."""
+    key = EXAMPLE_INPUTS.get(name)
+    return key if list(sig["inputs"]) == [key] else None
+
+
+def _requests_for(signatures: dict, image: bytes, text: str, feature_keys=None) -> list:
+    """A few warmup/verification requests (a batch of 1 and of 2) per raw-input and tf.Example signature."""
+    raw = {"image_bytes": image, "text": text}
+    example = None
+    if feature_keys:
+        example = serialize_example({feature_keys[k]: raw[k] for k in signatures["serving_default"]["inputs"]})
     requests = []
-    for name, sig in signatures.items():
+    for name, sig in sorted(signatures.items(), key=lambda item: item[0] != "serving_default"):
         if name == "preprocessed":
             continue
+        example_input = _example_input(name, sig) if example is not None else None
         for batch in (1, 2):
-            inputs = {}
-            for key in sig["inputs"]:
-                inputs[key] = [image] * batch if key == "image_bytes" else [text] * batch
+            if example_input:
+                inputs = {example_input: [example] * batch}
+            else:
+                inputs = {key: [raw[key]] * batch for key in sig["inputs"]}
             requests.append((name, inputs))
     return requests
 
@@ -135,6 +154,8 @@ def export_saved_model(
     warmup=True,
     verify=True,
     allow_ops=(),
+    input_type="raw",
+    feature_keys=None,
 ) -> str:
     """Export ``model`` for TF Serving as ``base_dir/<version>/``; return that path.
 
@@ -157,6 +178,13 @@ def export_saved_model(
         allow_ops: op names the graph check accepts beyond TensorFlow core
             and the tensorflow-text ops the stock model server links
             (``graph_check.TF_SERVING_TEXT_OPS``); only for servers built with them.
+        input_type: ``"raw"`` (the signatures on encoded images and strings) or
+            ``"tf_example"``: the same plus signatures on serialized
+            ``tf.train.Example`` (``tf_example``; ``classify`` for classifiers,
+            ``regress`` for matchers; ``mmzoo.export.examples``).
+        feature_keys: the Example feature of each raw input, for
+            ``"tf_example"`` (default ``{"image_bytes": "image/encoded", "text": "text"}``,
+            the keys ``mmzoo.data.write_tfrecord`` writes).
 
     Raises:
         FileExistsError: ``version`` exists and ``overwrite`` is False.
@@ -171,6 +199,7 @@ def export_saved_model(
     ```
     """
     _check_exportable(model)
+    signature_options = _signature_options(beam_width, input_type, feature_keys)
     base_dir = os.path.abspath(os.fspath(base_dir))
     model_name = model_name or os.path.basename(base_dir.rstrip(os.sep)) or model.name
     version = _resolve_version(base_dir, version, overwrite)
@@ -182,7 +211,8 @@ def export_saved_model(
     tmp_dir = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base_dir)
     try:
         _write_version(
-            model, tmp_dir, model_name, beam_width, images, texts, warmup=warmup, verify=verify, allow_ops=allow_ops
+            model, tmp_dir, model_name, signature_options, images, texts, warmup=warmup, verify=verify,
+            allow_ops=allow_ops,
         )
         return _move_into_place(tmp_dir, base_dir, version, overwrite)
     except BaseException:
@@ -200,6 +230,15 @@ def _check_exportable(model):
             "'classification', 'matching' or 'captioning' and tokenizer, image_preprocessor, image_size. "
             f"Received: {type(model).__name__} with task={task!r}" + (f", missing {missing}" if missing else "")
         )
+
+
+def _signature_options(beam_width, input_type, feature_keys) -> dict:
+    """The arguments of ``export_endpoints``, checked before anything is written."""
+    tf_example = check_input_type(input_type) == "tf_example"
+    if feature_keys and not tf_example:
+        raise ValueError(f"feature_keys need input_type='tf_example'. Received: input_type={input_type!r}")
+    keys = resolve_feature_keys(feature_keys) if tf_example else None
+    return {"beam_width": beam_width, "input_type": input_type, "feature_keys": keys}
 
 
 def _resolve_version(base_dir, version, overwrite):
@@ -233,24 +272,30 @@ def _build_on_samples(model, sample_images, sample_texts):
     return images, texts
 
 
-def _write_version(model, tmp_dir, model_name, beam_width, images, texts, *, warmup, verify, allow_ops):
-    """Write the SavedModel, warmup requests and metadata to ``tmp_dir`` and check them."""
-    archive = build_export_archive(model, beam_width=beam_width)
+def _write_version(model, tmp_dir, model_name, options, images, texts, *, warmup, verify, allow_ops):
+    """Write the SavedModel, warmup requests and metadata to ``tmp_dir`` and check them.
+
+    ``options``: ``_signature_options``. The classify/regress method names are
+    set in ``saved_model.pb`` before anything reads it back.
+    """
+    archive = build_export_archive(model, **options)
     archive.write_out(tmp_dir, verbose=False)
+    methods = {name: method for name, (_, _, method) in export_endpoints(model, **options).items()}
+    set_method_names(tmp_dir, methods)
     check_serving_graph(tmp_dir, allow_ops=allow_ops)
     signatures = _signature_info(tmp_dir)
-    requests = _requests_for(signatures, images[0], texts[0])
+    requests = _requests_for(signatures, images[0], texts[0], options["feature_keys"])
     if warmup:
-        _write_warmup(tmp_dir, model_name, requests)
-    _write_metadata(tmp_dir, _metadata(model, model_name, beam_width, signatures))
+        _write_warmup(tmp_dir, model_name, requests, methods)
+    _write_metadata(tmp_dir, _metadata(model, model_name, options, signatures))
     if verify:
         _verify(tmp_dir, requests)
 
 
-def _write_warmup(export_dir, model_name, requests):
+def _write_warmup(export_dir, model_name, requests, methods):
     """The TF Serving warmup file; a warning when tensorflow-serving-api is missing."""
     try:
-        write_warmup_requests(export_dir, model_name, requests)
+        write_warmup_requests(export_dir, model_name, requests, methods)
     except ImportError:
         logger.warning(
             "tensorflow-serving-api is not installed: no warmup requests written "
@@ -258,7 +303,7 @@ def _write_warmup(export_dir, model_name, requests):
         )
 
 
-def _metadata(model, model_name, beam_width, signatures) -> dict:
+def _metadata(model, model_name, options, signatures) -> dict:
     """The content of ``assets.extra/mmzoo.json`` (the task's keys from ``mmzoo.tasks``; ``None`` for the others)."""
     task_keys = ("classification_mode", "multi_label", "multi_label_threshold", "beam_width")
     return {
@@ -273,9 +318,18 @@ def _metadata(model, model_name, beam_width, signatures) -> dict:
         "vocabulary_size": int(getattr(model.tokenizer, "vocabulary_size", 0) or 0),
         "label_names": model.label_names,
         **dict.fromkeys(task_keys),
-        **task_for(model).metadata(beam_width),
+        **task_for(model).metadata(options["beam_width"]),
+        "input_type": options["input_type"],
+        "feature_keys": _used_feature_keys(options["feature_keys"], signatures),
         "signatures": signatures,
     }
+
+
+def _used_feature_keys(feature_keys, signatures):
+    """The Example feature key of each input ``serving_default`` takes (None for raw exports)."""
+    if not feature_keys:
+        return None
+    return {name: feature_keys[name] for name in signatures["serving_default"]["inputs"]}
 
 
 def _write_metadata(export_dir, metadata):

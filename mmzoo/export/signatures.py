@@ -22,13 +22,16 @@ every task      preprocessed      image, token_ids         as serving_default
 Models that only use one modality (unimodal baselines) take only that input.
 Captioners' ``preprocessed`` signature takes only ``image``. Each task's
 signatures are written by its ``mmzoo.tasks`` class (``Task.endpoints``);
-this module puts them into an ``ExportArchive``.
+this module puts them into an ``ExportArchive``. With
+``input_type="tf_example"`` the tf.Example signatures (``tf_example``,
+``classify``, ``regress``; ``mmzoo.export.examples``) are added beside them.
 """
 
 from __future__ import annotations
 
 import keras
 
+from mmzoo.export.examples import PREDICT_METHOD, check_input_type, example_endpoints
 from mmzoo.tasks import task_for
 
 
@@ -41,8 +44,20 @@ def serving_endpoints(model, beam_width: int = 4, pad_empty_batch: bool = True) 
     return task.endpoints(beam_width=int(beam_width), pad_empty_batch=bool(pad_empty_batch))
 
 
-def build_export_archive(model, beam_width=4):
-    """An ``ExportArchive`` tracking the model, tokenizer and image preprocessor.
+def export_endpoints(model, beam_width=4, input_type="raw", feature_keys=None) -> dict:
+    """``{name: (fn, input_signature, method name)}`` of every signature the export writes:
+    the task's (``serving_endpoints``), then, for ``input_type="tf_example"``, the
+    tf.Example ones (``examples.example_endpoints``)."""
+    endpoints = serving_endpoints(model, beam_width=beam_width)
+    result = {name: (fn, signature, PREDICT_METHOD) for name, (fn, signature) in endpoints.items()}
+    if check_input_type(input_type) == "tf_example":
+        result.update(example_endpoints(model, endpoints, feature_keys))
+    return result
+
+
+def build_export_archive(model, beam_width=4, input_type="raw", feature_keys=None):
+    """An ``ExportArchive`` tracking the model, tokenizer and image preprocessor,
+    with the signatures of ``export_endpoints``.
 
     The tokenizer and preprocessor must be built (call them once, as
     ``export_saved_model`` does on its sample inputs).
@@ -56,6 +71,6 @@ def build_export_archive(model, beam_width=4):
                 "inputs before export (export_saved_model does)."
             )
         archive.track(resource)
-    for name, (fn, signature) in serving_endpoints(model, beam_width=beam_width).items():
+    for name, (fn, signature, _) in export_endpoints(model, beam_width, input_type, feature_keys).items():
         archive.add_endpoint(name, fn, input_signature=signature)
     return archive
