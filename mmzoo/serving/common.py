@@ -104,3 +104,92 @@ def decode_strings(array: np.ndarray) -> np.ndarray:
         flat = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in array.reshape(-1).tolist()]
         return np.array(flat, dtype=object).reshape(array.shape)
     return array
+
+
+# -- tf.train.Example inputs (the tf_example / classify / regress signatures) ------------------------
+
+IMAGE_FEATURE = "image/encoded"
+"""The Example feature of the encoded image, as mmzoo exports and ``mmzoo.data.write_tfrecord`` use it."""
+TEXT_FEATURE = "text"
+"""The Example feature of the text."""
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int64 values: ten bytes of two's complement
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _feature_values(key, value) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    kinds = {"bytes" if isinstance(v, (bytes, bytearray, str)) else "int" if isinstance(v, int) and not
+             isinstance(v, bool) else "float" if isinstance(v, float) else "?" for v in values}
+    if "?" in kinds or len(kinds) > 1:
+        raise TypeError(
+            f"A tf.Example feature holds bytes/str, ints or floats, one kind. Received: {key!r}={value!r}"
+        )
+    return values
+
+
+def encode_feature(key, value) -> bytes:
+    """One ``tf.train.Feature`` (bytes/str -> bytes_list, int -> int64_list, float -> float_list), serialized."""
+    import struct
+
+    values = _feature_values(key, value)
+    if not values or isinstance(values[0], (bytes, bytearray, str)):
+        items = b"".join(_length_delimited(1, v.encode("utf-8") if isinstance(v, str) else bytes(v)) for v in values)
+        return _length_delimited(1, items)
+    if isinstance(values[0], int):
+        return _length_delimited(3, _length_delimited(1, b"".join(_varint(v) for v in values)))
+    return _length_delimited(2, _length_delimited(1, struct.pack(f"<{len(values)}f", *values)))
+
+
+def encode_example(features: dict) -> bytes:
+    """``{key: value or list}`` as a serialized ``tf.train.Example``, with the standard library only."""
+    if not isinstance(features, dict):
+        raise TypeError(f"An example must be a dict of features. Received: {type(features).__name__}")
+    entries = b"".join(
+        _length_delimited(1, _length_delimited(1, str(key).encode("utf-8")) + _length_delimited(2, encode_feature(
+            key, value))) for key, value in features.items()
+    )
+    return _length_delimited(1, entries)
+
+
+def build_examples(examples=None, images=None, texts=None, image_feature=IMAGE_FEATURE, text_feature=TEXT_FEATURE):
+    """Examples from ``examples`` (feature dicts, ``tf.train.Example`` protos or serialized bytes)
+    or from ``images`` (bytes or paths, -> ``image_feature``) and ``texts`` (-> ``text_feature``)."""
+    if examples is not None:
+        if images is not None or texts is not None:
+            raise ValueError("Pass examples=[...] or images=/texts=, not both.")
+        examples = list(examples)
+    else:
+        raw = build_inputs(images=images, texts=texts)
+        sizes = {k: len(v) for k, v in raw.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"images and texts must have the same length. Received: {sizes}")
+        keys = {"image_bytes": image_feature, "text": text_feature}
+        examples = [{keys[k]: raw[k][i] for k in raw} for i in range(next(iter(sizes.values())))]
+    if not examples:
+        raise ValueError("No examples given: pass examples=[...] or images=/texts=.")
+    return examples
+
+
+def serialize_examples(examples) -> list[bytes]:
+    """Each example (feature dict, ``tf.train.Example`` or serialized bytes) as serialized bytes."""
+    out = []
+    for example in examples:
+        if isinstance(example, (bytes, bytearray)):
+            out.append(bytes(example))
+        elif hasattr(example, "SerializeToString"):
+            out.append(example.SerializeToString())
+        else:
+            out.append(encode_example(example))
+    return out

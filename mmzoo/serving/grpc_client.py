@@ -5,13 +5,24 @@ Needs ``tensorflow-serving-api`` (``pip install 'mmzoo[serving]'``)::
     from mmzoo.serving import GrpcClient
     with GrpcClient("concat_classifier", target="localhost:8500") as client:
         client.predict(images=["cat.jpg"], texts=["a red circle"])
+        client.classify(images=["cat.jpg"], texts=["a red circle"])  # a tf_example export's classify
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mmzoo.serving.common import ServingError, build_inputs, check_retry_args, decode_strings, with_retries
+from mmzoo.serving.common import (
+    IMAGE_FEATURE,
+    TEXT_FEATURE,
+    ServingError,
+    build_examples,
+    build_inputs,
+    check_retry_args,
+    decode_strings,
+    serialize_examples,
+    with_retries,
+)
 
 
 def _tensor_proto(value):
@@ -109,14 +120,22 @@ class GrpcClient:
 
         return with_retries(send, self.retries, self.backoff)
 
-    def predict(self, inputs=None, *, images=None, texts=None, signature_name="serving_default") -> dict:
+    def predict(self, inputs=None, *, images=None, texts=None, examples=None, signature_name=None) -> dict:
         """Run ``signature_name`` on a batch; returns ``{output_name: np.ndarray}``.
 
-        Same inputs as ``RestClient.predict``; string outputs come back as
-        ``str`` in object arrays.
+        Same inputs as ``RestClient.predict`` (``examples``: the ``tf_example``
+        signature's serialized Examples); string outputs come back as ``str``
+        in object arrays.
         """
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
+
+        if examples is not None:
+            if inputs is not None or images is not None or texts is not None:
+                raise ValueError("Pass examples=[...] alone: they hold the images and texts.")
+            inputs = {"examples": serialize_examples(build_examples(examples))}
+            signature_name = signature_name or "tf_example"
+        signature_name = signature_name or "serving_default"
 
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec, signature_name)
@@ -124,6 +143,36 @@ class GrpcClient:
             request.inputs[key].CopyFrom(_tensor_proto(value))
         response = self._call(self._stub.Predict, request)
         return {key: decode_strings(tf.make_ndarray(proto)) for key, proto in response.outputs.items()}
+
+    def _example_request(self, message, examples, images, texts, signature_name, image_feature, text_feature):
+        request = message()
+        self._spec(request.model_spec, signature_name)
+        for serialized in serialize_examples(build_examples(examples, images, texts, image_feature, text_feature)):
+            request.input.example_list.examples.add().ParseFromString(serialized)
+        return request
+
+    def classify(self, examples=None, *, images=None, texts=None, signature_name="classify",
+                 image_feature=IMAGE_FEATURE, text_feature=TEXT_FEATURE) -> dict:
+        """``Classify`` (a tf_example export's ``classify`` signature); same inputs and
+        result as ``RestClient.classify``: ``{"classes": str [B, C], "scores": float32 [B, C]}``."""
+        from tensorflow_serving.apis import classification_pb2
+
+        request = self._example_request(classification_pb2.ClassificationRequest, examples, images, texts,
+                                        signature_name, image_feature, text_feature)
+        result = self._call(self._stub.Classify, request).result
+        rows = result.classifications
+        classes = np.array([[c.label for c in row.classes] for row in rows], dtype=object)
+        return {"classes": classes, "scores": np.array([[c.score for c in row.classes] for row in rows], np.float32)}
+
+    def regress(self, examples=None, *, images=None, texts=None, signature_name="regress",
+                image_feature=IMAGE_FEATURE, text_feature=TEXT_FEATURE) -> np.ndarray:
+        """``Regress`` (a matcher's ``regress`` signature): one float32 score per example."""
+        from tensorflow_serving.apis import regression_pb2
+
+        request = self._example_request(regression_pb2.RegressionRequest, examples, images, texts,
+                                        signature_name, image_feature, text_feature)
+        result = self._call(self._stub.Regress, request).result
+        return np.array([r.value for r in result.regressions], dtype=np.float32)
 
     def metadata(self) -> dict:
         """``GetModelMetadata``: ``{signature: {"inputs": {...}, "outputs": {...}}}``."""

@@ -1,4 +1,4 @@
-"""REST client for TF Serving (``/v1/models/NAME[/versions/N]:predict``).
+"""REST client for TF Serving (``/v1/models/NAME[/versions/N]:predict``, ``:classify``, ``:regress``).
 
 Uses only the standard library (``urllib``). Images go over the wire as
 ``{"b64": ...}`` (TF Serving decodes them into the string tensor), texts as
@@ -9,6 +9,12 @@ a list per input::
     client = RestClient("concat_classifier", port=8501)
     client.predict(images=["cat.jpg"], texts=["a red circle"])
     # {"scores": array([[...]]), "class_ids": array([3]), "classes": array(["cat"])}
+    client.classify(images=["cat.jpg"], texts=["a red circle"])   # a tf_example export's classify
+    # {"classes": array([["cat", "dog", ...]]), "scores": array([[0.9, 0.05, ...]])}
+
+``classify`` / ``regress`` send ``{"examples": [{"image/encoded": {"b64": ...},
+"text": ...}]}``; ``predict(examples=...)`` sends serialized Examples to the
+``tf_example`` signature (encoded with the standard library).
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ import urllib.request
 import numpy as np
 
 from mmzoo.serving.common import (
+    IMAGE_FEATURE,
+    TEXT_FEATURE,
     ServingError,
+    build_examples,
     build_inputs,
     check_retry_args,
     decode_strings,
     http_status_to_code,
+    serialize_examples,
     with_retries,
 )
 
@@ -159,13 +169,22 @@ class RestClient:
             self._output_names[signature_name] = sorted(sigs[signature_name]["outputs"])
         return self._output_names[signature_name]
 
-    def predict(self, inputs=None, *, images=None, texts=None, signature_name="serving_default") -> dict:
+    def predict(self, inputs=None, *, images=None, texts=None, examples=None, signature_name=None) -> dict:
         """Run ``signature_name`` on a batch; returns ``{output_name: np.ndarray}``.
 
         ``images``: encoded image bytes or file paths (-> ``image_bytes``);
         ``texts``: strings (-> ``text``); ``inputs``: any other named inputs.
+        ``examples``: tf.Examples (feature dicts, ``tf.train.Example`` or
+        serialized bytes) for a tf.Example export's ``tf_example`` signature
+        (the default signature then), sent serialized as its ``examples`` input.
         String outputs come back as ``str`` in object arrays.
         """
+        if examples is not None:
+            if inputs is not None or images is not None or texts is not None:
+                raise ValueError("Pass examples=[...] alone: they hold the images and texts.")
+            inputs = {"examples": serialize_examples(build_examples(examples))}
+            signature_name = signature_name or "tf_example"
+        signature_name = signature_name or "serving_default"
         payload = {
             "signature_name": signature_name,
             "inputs": {k: _encode_value(v) for k, v in build_inputs(inputs, images, texts).items()},
@@ -179,3 +198,39 @@ class RestClient:
             names = self.signature_outputs(signature_name)
             outputs = {names[0] if len(names) == 1 else "outputs": outputs}
         return {k: _to_array(v) for k, v in outputs.items()}
+
+    def _examples_request(self, verb, examples, images, texts, signature_name, image_feature, text_feature):
+        examples = build_examples(examples, images, texts, image_feature, text_feature)
+        if not all(isinstance(e, dict) for e in examples):
+            kinds = sorted({type(e).__name__ for e in examples if not isinstance(e, dict)})
+            raise TypeError(f"REST :{verb} takes examples as feature dicts (JSON). Received: {kinds}")
+        payload = {"signature_name": signature_name,
+                   "examples": [{k: _encode_value(v) for k, v in e.items()} for e in examples]}
+        response = self._request(self.model_url + f":{verb}", payload)
+        # TF Serving answers {"results": ...} (its REST docs say "result").
+        results = response.get("results", response.get("result"))
+        if results is None:
+            raise ServingError(f"unexpected :{verb} response without 'results': {str(response)[:200]}", "INTERNAL")
+        return results
+
+    def classify(self, examples=None, *, images=None, texts=None, signature_name="classify",
+                 image_feature=IMAGE_FEATURE, text_feature=TEXT_FEATURE) -> dict:
+        """``POST :classify`` (a tf_example export's ``classify`` signature).
+
+        ``examples``: feature dicts (``{"image/encoded": bytes, "text": str}``),
+        or ``images`` / ``texts`` put under ``image_feature`` / ``text_feature``.
+        Returns ``{"classes": str [B, C], "scores": float32 [B, C]}`` in the
+        signature's class order (every label name per example).
+        """
+        results = self._examples_request("classify", examples, images, texts, signature_name,
+                                         image_feature, text_feature)
+        classes = [[str(label) for label, _ in row] for row in results]
+        scores = [[float(score) for _, score in row] for row in results]
+        return {"classes": np.array(classes, dtype=object), "scores": np.array(scores, dtype=np.float32)}
+
+    def regress(self, examples=None, *, images=None, texts=None, signature_name="regress",
+                image_feature=IMAGE_FEATURE, text_feature=TEXT_FEATURE) -> np.ndarray:
+        """``POST :regress`` (a matcher's ``regress`` signature): one float32 score per example."""
+        results = self._examples_request("regress", examples, images, texts, signature_name,
+                                         image_feature, text_feature)
+        return np.array(results, dtype=np.float32)

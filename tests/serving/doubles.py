@@ -6,12 +6,22 @@ JSON with ``{"b64": ...}`` strings and the unnamed single-output response;
 and its error shapes (``{"error": message}`` with an HTTP status; gRPC status
 and details). Both bind 127.0.0.1 on a free port, serve from daemon threads
 and stop by themselves after ``lifetime`` seconds.
+
+Classify and Regress (REST ``:classify`` / ``:regress`` with ``{"examples":
+[...]}`` and a ``{"results": ...}`` answer; gRPC ``Classify`` / ``Regress``)
+follow tensorflow_serving/servables/tensorflow/classifier.cc and
+regressor.cc: the signature's method name must be the classify / regress one
+(as with ``--enable_signature_method_name_check``), its one input ``inputs``
+is fed the serialized Examples, and the outputs are checked (``classes``
+string / ``scores`` float ``[batch, classes]``; ``outputs`` float ``[batch]``
+or ``[batch, 1]``) before they become the response.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import threading
 from concurrent import futures
@@ -30,6 +40,12 @@ class ServedModel:
         self.version = int(version)
         self.loaded = tf.saved_model.load(str(version_dir))
         self.lock = threading.Lock()
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        proto = saved_model_pb2.SavedModel()
+        with open(os.path.join(str(version_dir), "saved_model.pb"), "rb") as f:
+            proto.ParseFromString(f.read())
+        self.signature_def = dict(proto.meta_graphs[0].signature_def)
 
     def run(self, signature_name, inputs: dict) -> dict:
         if signature_name not in self.loaded.signatures:
@@ -55,9 +71,70 @@ class ServedModel:
             out[name] = {
                 "inputs": {k: describe(s) for k, s in fn.structured_input_signature[1].items()},
                 "outputs": {k: describe(s) for k, s in fn.structured_outputs.items()},
-                "method_name": "tensorflow/serving/predict",
+                "method_name": self.signature_def[name].method_name,
             }
         return out
+
+    def _run_examples(self, method, signature_name, examples: list) -> dict:
+        """TF Serving's checks of a classify/regress signature, then the Examples through it."""
+        if not examples:
+            raise ValueError("Input is empty.")
+        if signature_name not in self.signature_def:
+            raise KeyError(f"No signature was found with the name: {signature_name}")
+        sig = self.signature_def[signature_name]
+        kind = {"classify": "classification", "regress": "regression"}[method.rsplit("/", 1)[-1]]
+        if sig.method_name != method:
+            raise ValueError(f"Expected {kind} signature method_name to be {method}. Was: {sig.method_name}")
+        if list(sig.inputs) != ["inputs"]:
+            raise ValueError(f"No {kind} inputs found in SignatureDef (inputs: {sorted(sig.inputs)})")
+        return self.run(signature_name, {"inputs": np.array(examples, dtype=object)})
+
+    def classify(self, signature_name, examples: list) -> list:
+        """``[[(label, score), ...] per example]`` as classifier.cc builds ClassificationResult."""
+        out = self._run_examples("tensorflow/serving/classify", signature_name, examples)
+        classes, scores = out.get("classes"), out.get("scores")
+        for name, value, dtype in (("classes", classes, object), ("scores", scores, np.float32)):
+            if value is not None and (value.ndim != 2 or value.dtype != dtype or len(value) != len(examples)):
+                raise ValueError(f"Expected {name} Tensor of shape [batch_size num_classes] and {dtype.__name__}. "
+                                 f"Got: {value.shape} {value.dtype}")
+        if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+            raise ValueError("Tensors class and score should match in dim_size(1).")
+        width = (classes if classes is not None else scores).shape[1]
+        return [[(classes[i, c].decode() if classes is not None else "",
+                  float(scores[i, c]) if scores is not None else 0.0) for c in range(width)]
+                for i in range(len(examples))]
+
+    def regress(self, signature_name, examples: list) -> list:
+        """One float per example, as regressor.cc builds RegressionResult."""
+        outputs = self._run_examples("tensorflow/serving/regress", signature_name, examples)
+        if list(outputs) != ["outputs"]:
+            raise ValueError(f"No regression outputs found in SignatureDef (outputs: {sorted(outputs)})")
+        value = outputs["outputs"]
+        if not (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1)) or value.dtype != np.float32:
+            raise ValueError(f"Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+                             f"of DT_FLOAT but got {value.shape} {value.dtype}")
+        if value.shape[0] != len(examples):
+            raise ValueError(f"Input batch size did not match output batch size: {len(examples)} vs. {value.shape[0]}")
+        return [float(v) for v in value.reshape(-1)]
+
+
+def example_from_json(features: dict) -> bytes:
+    """One JSON example of a REST classify/regress request, as TF Serving's JSON mapping builds the
+    ``tf.train.Example``: strings and ``{"b64"}`` -> bytes_list, whole numbers -> int64_list,
+    other numbers -> float_list; a value or a list of values."""
+    example = tf.train.Example()
+    for key, value in features.items():
+        values = value if isinstance(value, list) else [value]
+        feature = example.features.feature[key]
+        if all(isinstance(v, (str, dict)) for v in values):
+            feature.bytes_list.value.extend(_from_json(v) for v in values)
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            feature.int64_list.value.extend(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            feature.float_list.value.extend(values)
+        else:
+            raise ValueError(f"Unsupported value for feature {key!r}: {value!r}")
+    return example.SerializeToString()
 
 
 class _Faults:
@@ -121,9 +198,11 @@ class _Double:
 
 
 class RestDouble(_Double):
-    """``POST /v1/models/NAME[/versions/N]:predict``, ``GET .../metadata``, ``GET /v1/models/NAME``."""
+    """``POST /v1/models/NAME[/versions/N]:predict|:classify|:regress``, ``GET .../metadata``, ``GET /v1/models/NAME``."""
 
-    _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<verb>:predict|/metadata)?$")
+    _PATH = re.compile(
+        r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<verb>:predict|:classify|:regress|/metadata)?$"
+    )
 
     def __init__(self, served: ServedModel, lifetime=120.0):
         super().__init__(served, lifetime)
@@ -162,6 +241,8 @@ class RestDouble(_Double):
                         "model_spec": {"name": name, "signature_name": "", "version": str(double.served.version)},
                         "metadata": {"signature_def": {"signature_def": double.served.signature_defs()}},
                     })
+                if self.command == "POST" and verb in (":classify", ":regress"):
+                    return self._examples(verb[1:])
                 if self.command == "POST" and verb == ":predict":
                     length = int(self.headers.get("Content-Length", 0))
                     try:
@@ -186,6 +267,24 @@ class RestDouble(_Double):
                     return self._send(200, {"outputs": encoded})
                 return self._send(405, {"error": f"Unsupported method {self.command} on {self.path}"})
 
+            def _examples(self, verb):
+                length = int(self.headers.get("Content-Length", 0))
+                try:
+                    request = json.loads(self.rfile.read(length))
+                except ValueError as error:
+                    return self._send(400, {"error": f"JSON Parse error: {error}"})
+                if not isinstance(request.get("examples"), list):
+                    return self._send(400, {"error": "'examples' key is missing or not an array"})
+                signature = request.get("signature_name") or "serving_default"
+                try:
+                    examples = [example_from_json(e) for e in request["examples"]]
+                    results = getattr(double.served, verb)(signature, examples)
+                except tf.errors.InvalidArgumentError as error:
+                    return self._send(400, {"error": error.message})
+                except (KeyError, ValueError) as error:
+                    return self._send(400, {"error": str(error).strip('"')})
+                return self._send(200, {"results": results})
+
             do_GET = _route
             do_POST = _route
 
@@ -207,15 +306,17 @@ class RestDouble(_Double):
 
 
 class GrpcDouble(_Double):
-    """A ``PredictionServiceServicer`` (Predict, GetModelMetadata) on 127.0.0.1."""
+    """A ``PredictionServiceServicer`` (Predict, Classify, Regress, GetModelMetadata) on 127.0.0.1."""
 
     def __init__(self, served: ServedModel, lifetime=120.0):
         import grpc
         from tensorflow.core.protobuf import meta_graph_pb2
         from tensorflow_serving.apis import (
+            classification_pb2,
             get_model_metadata_pb2,
             predict_pb2,
             prediction_service_pb2_grpc,
+            regression_pb2,
         )
 
         super().__init__(served, lifetime)
@@ -249,11 +350,38 @@ class GrpcDouble(_Double):
                     response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
                 return response
 
+            def _examples(self, kind, request, context):
+                check_spec(request.model_spec, context)
+                signature = request.model_spec.signature_name or "serving_default"
+                examples = [e.SerializeToString() for e in request.input.example_list.examples]
+                try:
+                    return getattr(double.served, kind)(signature, examples)
+                except tf.errors.InvalidArgumentError as error:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+                except (KeyError, ValueError) as error:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error).strip('"'))
+
+            def Classify(self, request, context):
+                response = classification_pb2.ClassificationResponse()
+                for row in self._examples("classify", request, context):
+                    classifications = response.result.classifications.add()
+                    for label, score in row:
+                        classifications.classes.add(label=label, score=score)
+                response.model_spec.name = served.name
+                return response
+
+            def Regress(self, request, context):
+                response = regression_pb2.RegressionResponse()
+                for value in self._examples("regress", request, context):
+                    response.result.regressions.add(value=value)
+                response.model_spec.name = served.name
+                return response
+
             def GetModelMetadata(self, request, context):
                 check_spec(request.model_spec, context)
                 signature_map = get_model_metadata_pb2.SignatureDefMap()
                 for name, fn in served.loaded.signatures.items():
-                    sig = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+                    sig = meta_graph_pb2.SignatureDef(method_name=served.signature_def[name].method_name)
                     for group, specs in (("inputs", fn.structured_input_signature[1]), ("outputs", fn.structured_outputs)):
                         for key, spec in specs.items():
                             info = getattr(sig, group)[key]

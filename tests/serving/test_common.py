@@ -109,3 +109,70 @@ def test_decode_strings():
     assert decode_strings(np.array([b"x", b"yz"])).tolist() == ["x", "yz"]  # a fixed-width bytes array
     numbers = np.array([1.5, 2.5], "float32")
     assert decode_strings(numbers) is numbers
+
+
+# -- tf.train.Example encoding without TensorFlow ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"image/encoded": b"\x89PNG\x00\xff", "text": "é a red circle"},
+        {"text": ""},
+        {"ids": [1, -2, 2**40], "weights": [0.5, -1.25], "flag": 0, "names": ["a", b"b"]},
+        {"empty": []},
+        {},
+    ],
+    ids=["bytes-and-str", "empty-string", "numbers-and-lists", "empty-list", "no-features"],
+)
+def test_encode_example_is_a_tf_train_example(features):
+    import tensorflow as tf
+
+    parsed = tf.train.Example.FromString(common.encode_example(features))
+    assert set(parsed.features.feature) == set(features)
+    for key, value in features.items():
+        feature = parsed.features.feature[key]
+        values = value if isinstance(value, list) else [value]
+        kind = feature.WhichOneof("kind")
+        got = list(getattr(feature, kind).value) if kind else []
+        expected = [v.encode() if isinstance(v, str) else v for v in values]
+        if kind == "float_list":
+            np.testing.assert_allclose(got, expected)
+        else:
+            assert got == expected
+
+
+@pytest.mark.parametrize(
+    "features, message",
+    [
+        ({"mixed": [1, "a"]}, r"one kind. Received: 'mixed'=\[1, 'a'\]"),
+        ({"flag": True}, r"Received: 'flag'=True"),
+        ({"nested": {"b64": "x"}}, r"Received: 'nested'="),
+    ],
+)
+def test_encode_example_refuses_other_values(features, message):
+    with pytest.raises(TypeError, match=message):
+        common.encode_example(features)
+
+
+def test_build_and_serialize_examples():
+    import tensorflow as tf
+
+    built = common.build_examples(images=[b"img1", b"img2"], texts=["a", "b"], text_feature="question")
+    assert built == [{"image/encoded": b"img1", "question": "a"}, {"image/encoded": b"img2", "question": "b"}]
+    proto = tf.train.Example()
+    proto.features.feature["text"].bytes_list.value.append(b"x")
+    serialized = common.serialize_examples([built[0], proto, b"raw"])
+    assert serialized[1] == proto.SerializeToString() and serialized[2] == b"raw"
+    assert tf.train.Example.FromString(serialized[0]).features.feature["question"].bytes_list.value == [b"a"]
+    with pytest.raises(ValueError, match="not both"):
+        common.build_examples([{}], images=[b"x"])
+    with pytest.raises(ValueError, match="No examples given"):
+        common.build_examples([])
+
+
+def test_the_clients_feature_keys_are_the_exports():
+    from mmzoo.export.examples import DEFAULT_FEATURE_KEYS
+
+    # mmzoo.serving imports nothing from mmzoo (it runs where no model code is installed): a copy, kept equal.
+    assert {"image_bytes": common.IMAGE_FEATURE, "text": common.TEXT_FEATURE} == DEFAULT_FEATURE_KEYS

@@ -69,3 +69,54 @@ def test_deadline(grpc_double):
     grpc_double.faults.delay = 1.5
     assert _one_image_error(grpc_double, "tiny_classifier", timeout=0.3, retries=0).code == "DEADLINE_EXCEEDED"
     grpc_double.faults.delay = 0.0
+
+
+# -- tf.Example inputs: Classify, Regress and predict(examples=...) ---------------------------------
+
+
+def test_classify_matches_the_saved_model(grpc_double, served_classifier):
+    import tensorflow as tf
+
+    from tests.export.tiny_models import LABELS
+
+    _, served = served_classifier
+    images = random_images(2, seed=51)
+    proto = tf.train.Example()
+    proto.features.feature["image/encoded"].bytes_list.value.append(images[1])
+    proto.features.feature["text"].bytes_list.value.append(TEXTS[1].encode())
+    with GrpcClient("tiny_classifier", target=grpc_double.target) as client:
+        out = client.classify([{"image/encoded": images[0], "text": TEXTS[0]}, proto])
+        by_images = client.classify(images=images, texts=TEXTS)
+        predicted = client.predict(examples=[proto.SerializeToString()])
+    expected = served.run("serving_default", {"image_bytes": images, "text": TEXTS})["scores"]
+    assert out["classes"].tolist() == [LABELS, LABELS]
+    np.testing.assert_allclose(out["scores"], expected, atol=1e-6)
+    np.testing.assert_allclose(by_images["scores"], expected, atol=1e-6)
+    np.testing.assert_allclose(predicted["scores"], expected[1:], atol=1e-6)
+
+
+def test_classify_errors(grpc_double):
+    with GrpcClient("tiny_classifier", target=grpc_double.target, retries=0) as client:
+        with pytest.raises(ServingError, match=r"feature <image/encoded> \(the image_bytes input\)") as info:
+            client.classify([{"text": "a red circle"}])
+        assert info.value.code == "INVALID_ARGUMENT"
+        with pytest.raises(ServingError, match="Expected classification signature method_name"):
+            client.classify(images=random_images(1), texts=["a"], signature_name="serving_default")
+        with pytest.raises(ValueError, match="No examples given"):
+            client.classify(images=[], texts=[])
+        with pytest.raises(ValueError, match="images and texts must have the same length"):
+            client.classify(images=random_images(2), texts=["a"])
+
+
+def test_regress_and_metadata_method_names(matcher_doubles, served_matcher):
+    _, served = served_matcher
+    _, grpc_double = matcher_doubles
+    images = random_images(2, seed=52)
+    with GrpcClient("tiny_dual_encoder", target=grpc_double.target) as client:
+        scores = client.regress(images=images, texts=TEXTS)
+    expected = served.run("serving_default", {"image_bytes": images, "text": TEXTS})["score"]
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    defs = served.signature_defs()
+    assert defs["regress"]["method_name"] == "tensorflow/serving/regress"
+    assert defs["tf_example"]["method_name"] == "tensorflow/serving/predict"

@@ -124,3 +124,54 @@ def test_unreachable_server_and_timeout(rest_double):
 def test_argument_validation(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# -- tf.Example inputs: :classify, :regress and predict(examples=...) -------------------------------
+
+
+def test_classify_matches_the_saved_model(rest_double, served_classifier):
+    _, served = served_classifier
+    images = random_images(2, seed=41)
+    out = RestClient("tiny_classifier", url=rest_double.url).classify(images=images, texts=TEXTS)
+    expected = _direct(served, images, TEXTS)["scores"]
+    assert out["classes"].tolist() == [LABELS, LABELS]
+    assert out["scores"].dtype == np.float32
+    np.testing.assert_allclose(out["scores"], expected, atol=1e-6)
+
+
+def test_classify_feature_dicts_and_errors(rest_double, served_classifier):
+    _, served = served_classifier
+    image = random_images(1, seed=42)[0]
+    client = RestClient("tiny_classifier", url=rest_double.url, retries=0)
+    out = client.classify([{"image/encoded": image, "text": "a red circle", "image/filename": "x.png"}])
+    np.testing.assert_allclose(out["scores"], _direct(served, [image], ["a red circle"])["scores"], atol=1e-6)
+    with pytest.raises(ServingError, match=r"feature <text> \(the text input\)") as info:
+        client.classify([{"image/encoded": image}])
+    assert info.value.code == "INVALID_ARGUMENT" and info.value.http_status == 400
+    with pytest.raises(ServingError, match="Expected classification signature method_name to be "
+                                           "tensorflow/serving/classify. Was: tensorflow/serving/predict"):
+        client.classify(images=[image], texts=["a"], signature_name="tf_example")
+    with pytest.raises(TypeError, match=r"REST :classify takes examples as feature dicts \(JSON\). Received: \['bytes'\]"):
+        client.classify([b"serialized"])
+
+
+def test_predict_with_examples_runs_the_tf_example_signature(rest_double, served_classifier):
+    _, served = served_classifier
+    images = random_images(2, seed=43)
+    client = RestClient("tiny_classifier", url=rest_double.url)
+    out = client.predict(examples=[{"image/encoded": i, "text": t} for i, t in zip(images, TEXTS)])
+    expected = _direct(served, images, TEXTS)
+    np.testing.assert_allclose(out["scores"], expected["scores"], atol=1e-6)
+    assert out["classes"].tolist() == [c.decode() for c in expected["classes"]]
+    with pytest.raises(ValueError, match="Pass examples=.* alone"):
+        client.predict(examples=[{"text": "a"}], texts=["a"])
+
+
+def test_regress_scores_pairs(matcher_doubles, served_matcher):
+    _, served = served_matcher
+    rest, _ = matcher_doubles
+    images = random_images(2, seed=44)
+    scores = RestClient("tiny_dual_encoder", url=rest.url).regress(images=images, texts=TEXTS)
+    expected = served.run("serving_default", {"image_bytes": images, "text": TEXTS})["score"]
+    assert scores.shape == (2,) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
