@@ -232,10 +232,14 @@ class UnfreezeTowers(keras.callbacks.Callback):
     trainable, with the layers after them (final norm, pooler; all layers
     when ``top_layers`` is None; see ``mmzoo.towers.keras_hub_tuning.unfreeze_top``),
     the learning rate is multiplied by ``learning_rate_factor`` and the
-    model is recompiled (``recompile_with_scaled_lr``). A run resumed at or
-    after that epoch (``resume_epoch``, its first epoch) unfreezes at train
-    begin, before ``BackupAndRestore`` (listed after this callback) loads
-    the backup, so the backup's optimizer slots match.
+    model is recompiled (``recompile_with_scaled_lr``; the new optimizer
+    starts with empty slots and the step count so far). A run resumed after
+    that epoch (``resume_epoch``, its first epoch, ``> after_epochs``) was
+    backed up unfrozen: it unfreezes at train begin, before
+    ``BackupAndRestore`` (listed after this callback) loads the backup, so
+    the backup's optimizer slots match. A run resumed *at* that epoch was
+    backed up frozen: it loads the backup frozen and unfreezes at the epoch's
+    start, as the uninterrupted run did.
     """
 
     def __init__(self, after_epochs: int, top_layers: int | None = None, learning_rate_factor: float = 0.1,
@@ -256,7 +260,7 @@ class UnfreezeTowers(keras.callbacks.Callback):
         self.unfrozen_at = None
 
     def on_train_begin(self, logs=None):
-        if self.unfrozen_at is None and self.resume_epoch >= self.after_epochs:
+        if self.unfrozen_at is None and self.resume_epoch > self.after_epochs:
             self._unfreeze(self.resume_epoch)
 
     def on_epoch_begin(self, epoch, logs=None):

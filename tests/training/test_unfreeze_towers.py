@@ -93,3 +93,66 @@ def test_recompiling_keeps_xla_forced_by_the_run(bert2):
     recompile_with_scaled_lr(model, 0.1)
     assert model.jit_compile  # still XLA after the unfreeze's recompile
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-4)
+
+
+# ------------------------------------------------------------------ `mmzoo train` end to end, resumed across K
+def _run_kwargs(preset, out):
+    from tests.training.runs import TINY
+
+    return dict(out_dir=str(out), epochs=3, seed=1, deterministic=True, text_preset=preset, unfreeze_after=1,
+                unfreeze_layers=1, unfreeze_lr_factor=0.5, **TINY)
+
+
+@pytest.fixture(scope="module")
+def cli_run(bert2, tmp_path_factory):
+    """``mmzoo train --text-preset DIR --unfreeze-after 1`` on 16 shapes images, uninterrupted."""
+    import json
+
+    from mmzoo.cli import main
+    from tests.training.runs import shapes_manifest
+
+    root = tmp_path_factory.mktemp("cli_run")
+    manifest = shapes_manifest(root / "shapes")
+    out = root / "run"
+    argv = ["train", "concat_classifier", "--data", manifest, "--out", str(out), "--epochs", "3", "--seed", "1",
+            "--deterministic", "--preset", "tiny", "--set", "image_size=[32,32]", "--batch-size", "8", "--quiet",
+            "--text-preset", bert2, "--unfreeze-after", "1", "--unfreeze-layers", "1", "--unfreeze-lr-factor", "0.5"]
+    assert main(argv) == 0
+    keras.backend.clear_session()
+    with open(out / "run_config.json") as f:
+        saved = json.load(f)
+    return manifest, out, saved
+
+
+def test_cli_run_fine_tunes_the_top_layer_from_epoch_k(cli_run, bert2):
+    import keras_hub
+
+    _, out, saved = cli_run
+    assert (saved["text_preset"], saved["unfreeze_after"], saved["unfreeze_layers"]) == (bert2, 1, 1)
+    assert saved["unfreeze_lr_factor"] == 0.5 and saved["train_towers"] is False
+    model = keras.saving.load_model(str(out / "model.keras"), safe_mode=True)
+    trained = keras_hub_backbones(model)[0]
+    start = keras_hub.models.Backbone.from_preset(bert2)
+    (bottom, top), (bottom0, top0) = transformer_blocks(trained), transformer_blocks(start)
+    assert not _changed([np.array(w) for w in bottom0.weights], [np.array(w) for w in bottom.weights])
+    assert _changed([np.array(w) for w in top0.weights], [np.array(w) for w in top.weights])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_after", [0, 1], ids=["before-k", "after-k"])
+def test_run_killed_before_or_after_k_resumes_to_the_same_weights(cli_run, bert2, tmp_path, stop_after):
+    """Killed at the end of epoch 1 (frozen; resumes and unfreezes at K=1) or of epoch 2 (unfrozen;
+    the resumed run unfreezes at train begin so the backup's optimizer slots load): same weights."""
+    from mmzoo.training import backup_epoch, train
+    from tests.training.runs import Interrupt, assert_same_weights, history
+
+    manifest, reference, _ = cli_run
+    kwargs = _run_kwargs(bert2, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        train("concat_classifier", manifest, callbacks=[Interrupt(at=stop_after)], **kwargs)
+    assert backup_epoch(str(tmp_path / "backup")) == stop_after + 1
+    keras.backend.clear_session()
+    resumed = train("concat_classifier", manifest, **kwargs)
+    assert resumed["initial_epoch"] == stop_after + 1 and resumed["epochs_run"] == 2 - stop_after
+    assert history(str(tmp_path)) == history(str(reference))
+    assert_same_weights(str(reference / "model.keras"), str(tmp_path / "model.keras"))
