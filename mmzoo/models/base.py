@@ -60,7 +60,7 @@ def resolve_tokenizer(
     """Accept a ``TextTokenizer``, its serialized dict, or ``None``: then the text tower's own
     (a pretrained tower's vocabulary, ``mmzoo.towers.tower_tokenizer``) or ``default_tokenizer()``."""
     if tokenizer is None:
-        own = tower_tokenizer(text_tower, text_tower_kwargs, sequence_length or DEFAULT_SEQUENCE_LENGTH)
+        own = tower_tokenizer(text_tower, text_tower_kwargs, sequence_length)
         return own if own is not None else default_tokenizer(sequence_length, **defaults)
     if isinstance(tokenizer, dict):
         tokenizer = keras.saving.deserialize_keras_object(tokenizer)

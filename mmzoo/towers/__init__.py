@@ -118,12 +118,14 @@ def _keras_hub_tower_tokenizer(kwargs, sequence_length):
 TOWER_TOKENIZERS = {"keras_hub": _keras_hub_tower_tokenizer}
 
 
-def tower_tokenizer(text_tower, text_tower_kwargs=None, sequence_length: int = 64):
+def tower_tokenizer(text_tower, text_tower_kwargs=None, sequence_length: int | None = None):
     """The ``TextTokenizer`` text tower ``text_tower`` needs (a pretrained tower's own vocabulary,
-    e.g. ``keras_hub_tokenizer`` of its preset), or ``None`` when the tower learns any vocabulary."""
+    e.g. ``keras_hub_tokenizer`` of its preset), or ``None`` when the tower learns any vocabulary.
+    ``sequence_length=None``: the tower's default (``keras_hub``: 64, or less when the backbone
+    takes fewer positions)."""
     if text_tower not in TOWER_TOKENIZERS:
         return None
-    return TOWER_TOKENIZERS[text_tower](dict(text_tower_kwargs or {}), int(sequence_length))
+    return TOWER_TOKENIZERS[text_tower](dict(text_tower_kwargs or {}), sequence_length and int(sequence_length))
 
 
 __all__ = [

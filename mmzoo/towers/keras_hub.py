@@ -56,6 +56,7 @@ from mmzoo.towers._common import check_choice, check_positive_int, check_rate
 from mmzoo.towers.keras_hub_tuning import freeze_or_lora, import_keras_hub, remember_backbone
 
 POOLINGS = ("pooler", "cls", "mean")
+DEFAULT_SEQUENCE_LENGTH = 64  # as mmzoo.models.base (models may not be imported by towers)
 # The special tokens of keras-hub's BERT-family tokenizers (and Hugging Face's defaults).
 _BERT_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "start": "[CLS]", "end": "[SEP]"}
 
@@ -140,14 +141,35 @@ def tokenizer_settings(preset) -> dict:
     )
 
 
-def keras_hub_tokenizer(preset, sequence_length: int = 128, name: str = "tokenizer") -> TextTokenizer:
+def max_sequence_length(preset) -> int | None:
+    """The longest sequence the preset's backbone takes (its position embeddings), read from its
+    ``config.json`` without building it (``None`` when the file does not say)."""
+    import_keras_hub()
+    from keras_hub.src.utils import preset_utils
+
+    if not preset_utils.check_file_exists(preset, "config.json"):
+        return None
+    config = preset_utils.load_json(preset)
+    if "model_type" in config:  # a Hugging Face directory
+        value = config.get("max_position_embeddings")
+    else:
+        value = (config.get("config") or {}).get("max_sequence_length")
+    return None if value is None else int(value)
+
+
+def keras_hub_tokenizer(preset, sequence_length: int | None = None, name: str = "tokenizer") -> TextTokenizer:
     """The ``TextTokenizer`` a model with ``text_tower="keras_hub"`` and this ``preset`` needs.
 
     Same vocabulary, lower-casing, accent stripping and pre-tokenization as
     the preset's keras-hub tokenizer (for a Hugging Face directory, accent
     stripping as Hugging Face does it), rows wrapped in ``[START]``/``[END]``
-    (the tower's ``[CLS]``/``[SEP]``).
+    (the tower's ``[CLS]``/``[SEP]``). ``sequence_length=None`` (decision):
+    ``DEFAULT_SEQUENCE_LENGTH`` (64) wordpieces, or the backbone's
+    ``max_sequence_length`` when that is shorter.
     """
+    if sequence_length is None:
+        limit = max_sequence_length(preset)
+        sequence_length = DEFAULT_SEQUENCE_LENGTH if limit is None else min(DEFAULT_SEQUENCE_LENGTH, limit)
     settings = tokenizer_settings(preset)
     return TextTokenizer(
         settings["vocabulary"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmzoo.models.base import DEFAULT_SEQUENCE_LENGTH
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.registry import build, get_entry
 from mmzoo.tasks import task_class_for
@@ -40,7 +39,7 @@ def build_for_data(name: str, records, preset: str | None = None, overrides: dic
     if "tokenizer" not in overrides and text_tower in TOWER_TOKENIZERS:  # a pretrained vocabulary
         overrides["tokenizer"] = tower_tokenizer(
             text_tower, select_tower_kwargs(text_tower, overrides.get("text_tower_kwargs"), TEXT_TOWERS),
-            int(overrides.pop("sequence_length", 0) or DEFAULT_SEQUENCE_LENGTH),
+            overrides.pop("sequence_length", None),
         )
     if "tokenizer" not in overrides:
         texts = corpus_texts(records, entry)
