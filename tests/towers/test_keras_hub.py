@@ -8,7 +8,13 @@ import pytest
 import mmzoo
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.towers import TEXT_TOWERS, build_text_tower
-from mmzoo.towers.keras_hub import BackboneInputs, build_keras_hub_text_tower, id_table, keras_hub_tokenizer
+from mmzoo.towers.keras_hub import (
+    BackboneInputs,
+    build_keras_hub_text_tower,
+    id_table,
+    keras_hub_tokenizer,
+    max_sequence_length,
+)
 from tests.harness import assert_export_serves_the_model, assert_model_roundtrip
 from tests.towers.tower_checks import check_fit_step, check_output_contract
 
@@ -191,6 +197,16 @@ def test_models_take_the_towers_tokenizer(tmp_path):
         config = model.tokenizer.get_config()
         assert config["vocabulary"] == expected["vocabulary"] and config["pretokenizer"] == "bert", name
         assert model.sequence_length == 64  # DEFAULT_SEQUENCE_LENGTH; pass a tokenizer for another length
+    # A backbone with fewer positions sets the automatic length (an explicit longer one is refused when built).
+    short = _save_preset(tmp_path / "short", max_sequence_length=24)
+    assert max_sequence_length(short) == 24 and max_sequence_length(preset) == 64
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=2, image_size=(16, 16),
+                        text_tower="keras_hub", text_tower_kwargs={"preset": short})
+    assert model.sequence_length == 24
+    with pytest.raises(ValueError, match=r"at most the backbone's max_sequence_length \(24\)"):
+        mmzoo.build("concat_classifier", preset="tiny", num_classes=2, image_size=(16, 16),
+                    tokenizer=keras_hub_tokenizer(short, 32), text_tower="keras_hub",
+                    text_tower_kwargs={"preset": short})
 
 
 def test_build_for_data_keeps_the_pretrained_vocabulary(preset):
@@ -358,3 +374,4 @@ def test_hf_directory_tokenizer_config_defaults(tmp_path):
     assert (tokenizer.lowercase, tokenizer.strip_accents) == (True, True)
     tower = build_keras_hub_text_tower(tokenizer.vocabulary_size, LENGTH, preset=str(tmp_path))
     assert tower.get_layer("backbone_inputs").table[:4] == [0, 4, 5, 6]
+    assert max_sequence_length(str(tmp_path)) == HF_DIMS["positions"]  # config.json's max_position_embeddings
