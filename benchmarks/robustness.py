@@ -9,7 +9,8 @@ palette, JPEG, BMP, animated GIF, one-pixel, very wide and very tall) and
 broken ones (random bytes, truncated, bit-flipped, zero bytes), texts of
 arbitrary Unicode, non-UTF-8 bytes and 100,000 characters, empty batches,
 and image/text batches of different sizes; the ``preprocessed`` signatures
-get random pixels and token ids (some out of range).
+get random pixels and token ids (some out of range), zero-channel images,
+NaN and Inf pixels, and negative token ids.
 
 Every request must either return well-formed outputs (the signature's keys,
 the batch dimension, finite scores, valid UTF-8 captions) or raise
@@ -377,6 +378,12 @@ def preprocessed_feeds(target: Target, rng) -> dict:
     cases["pixels"] = feed(2, 2)
     cases["empty_batch"] = feed(0, 0)
     cases["pixels_out_of_range"] = feed(2, 2, low=-1000.0, high=1000.0)
+    if image_spec is not None:
+        cases["image_zero_channels"] = {**feed(2, 2), "image": np.zeros((2, *image_spec.shape[1:3], 0), np.float32)}
+        for name, value in (("pixels_nan", np.nan), ("pixels_inf", np.inf)):
+            image = images(2)
+            image[1, 0, 0, 0] = value
+            cases[name] = {**feed(2, 2), "image": image}
     if token_spec is not None:
         cases["token_ids_out_of_vocabulary"] = feed(2, 2, token_low=10_000, token_high=10_010)
         cases["token_ids_negative"] = feed(2, 2, token_low=-5, token_high=0)

@@ -198,11 +198,15 @@ def test_preprocessed_signatures(targets, label):
     cases = rb.explicit_feeds(target)
     for case in ("pixels", "pixels_out_of_range"):
         assert rb.call(target, cases[case]) == (rb.OK, None), case
+    refused = {"image_zero_channels": "image must have shape [batch, 16, 16, 3]",
+               "pixels_nan": "image must hold finite pixel values", "pixels_inf": "image must hold finite pixel values"}
     if "token_ids" in target.inputs:
-        outcome, detail = rb.call(target, cases["token_ids_out_of_vocabulary"])
-        assert outcome == rb.INVALID and "is not in [0, " in detail, detail
-        outcome, detail = rb.call(target, cases["mismatched_batch"])
-        assert outcome == rb.INVALID and "same batch size" in detail, detail
+        refused.update(token_ids_out_of_vocabulary="token_ids must be ids in [0, ",
+                       token_ids_negative="token_ids must be ids in [0, ",
+                       mismatched_batch="image and token_ids must have the same batch size. Received: image batch size")
+    for case, message in refused.items():
+        outcome, detail = rb.call(target, cases[case])
+        assert outcome == rb.INVALID and message in detail, (case, detail)
 
 
 def test_error_text_and_clarity_rules():

@@ -26,12 +26,13 @@ import dataclasses
 import tensorflow as tf
 
 from mmzoo.tasks.serving import (
-    check_same_batch,
+    checked_inputs,
     image_spec,
     model_input_names,
     run_model,
     string_spec,
     token_spec,
+    vocabulary_size,
 )
 
 
@@ -118,46 +119,60 @@ class Task:
             inputs["token_ids"] = tf.cast(self.model.tokenizer(text), tf.int32)
         return inputs
 
+    def input_spec(self, name: str) -> tf.TensorSpec:
+        """The signature spec of input ``name`` (``image``, ``token_ids``, ``image_bytes``, ``text``)."""
+        if name == "image":
+            return image_spec(self.model)
+        if name == "token_ids":
+            return token_spec(self.model)
+        return string_spec(name)
+
+    def checked(self, inputs: dict) -> dict:
+        """A signature's ``inputs`` once they pass the in-graph request checks
+        (``mmzoo.tasks.serving.checked_inputs``: shapes, batch sizes, pixel and id values)."""
+        specs = {name: self.input_spec(name) for name in inputs}
+        return checked_inputs(inputs, specs, vocabulary_size(self.model))
+
     def endpoints(self, beam_width: int = 4, pad_empty_batch: bool = True) -> dict:
         """``{name: (fn, input_signature)}`` in export order (``serving_default`` first):
         ``serving_default`` on raw inputs and ``preprocessed`` on model inputs, over the
-        modalities the model has."""
+        modalities the model has. Every request is checked before the model runs (``checked``)."""
         names = model_input_names(self.model)
         if "image" in names and "token_ids" in names:
             return self._image_text_endpoints(pad_empty_batch)
-        key, spec = ("image", image_spec(self.model)) if "image" in names else ("token_ids", token_spec(self.model))
+        key = "image" if "image" in names else "token_ids"
         raw = "image_bytes" if key == "image" else "text"
 
         def serving_default(value):
-            return self.serve(self.raw_inputs(**{raw: value}), pad_empty_batch)
+            return self.serve(self.raw_inputs(**self.checked({raw: value})), pad_empty_batch)
 
         def preprocessed(value):
-            return self.serve({key: value}, pad_empty_batch)
+            return self.serve(self.checked({key: value}), pad_empty_batch)
 
         return {
-            "serving_default": (serving_default, [string_spec(raw)]),
-            "preprocessed": (preprocessed, [spec]),
+            "serving_default": (serving_default, [self.input_spec(raw)]),
+            "preprocessed": (preprocessed, [self.input_spec(key)]),
         }
 
     def _image_text_endpoints(self, pad_empty_batch) -> dict:
         # One dict argument: the signature keys are the dict keys, and
         # keras.layers.TFSMLayer can call the endpoint with a dict.
         def serving_default(inputs):
-            image_bytes, text = check_same_batch(inputs["image_bytes"], inputs["text"])
-            return self.serve(self.raw_inputs(image_bytes, text), pad_empty_batch)
+            inputs = self.checked({"image_bytes": inputs["image_bytes"], "text": inputs["text"]})
+            return self.serve(self.raw_inputs(**inputs), pad_empty_batch)
 
         def preprocessed(inputs):
-            image, token_ids = check_same_batch(inputs["image"], inputs["token_ids"])
-            return self.serve({"image": image, "token_ids": token_ids}, pad_empty_batch)
+            return self.serve(self.checked({"image": inputs["image"], "token_ids": inputs["token_ids"]}),
+                              pad_empty_batch)
 
         return {
             "serving_default": (
                 serving_default,
-                [{"image_bytes": string_spec("image_bytes"), "text": string_spec("text")}],
+                [{name: self.input_spec(name) for name in ("image_bytes", "text")}],
             ),
             "preprocessed": (
                 preprocessed,
-                [{"image": image_spec(self.model), "token_ids": token_spec(self.model)}],
+                [{name: self.input_spec(name) for name in ("image", "token_ids")}],
             ),
         }
 

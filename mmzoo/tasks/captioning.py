@@ -50,14 +50,15 @@ class CaptioningTask(Task):
         """``serving_default`` (greedy) and ``beam_search`` on image bytes, ``preprocessed`` on images."""
 
         def serving_default(image_bytes):
-            return self.caption(self.raw_inputs(image_bytes)["image"], "greedy", pad_empty_batch)
+            image = self.raw_inputs(**self.checked({"image_bytes": image_bytes}))["image"]
+            return self.caption(image, "greedy", pad_empty_batch)
 
         def beam_search(image_bytes):
-            image = self.raw_inputs(image_bytes)["image"]
+            image = self.raw_inputs(**self.checked({"image_bytes": image_bytes}))["image"]
             return self.caption(image, "beam", pad_empty_batch, beam_width=int(beam_width))
 
         def preprocessed(image):
-            return self.caption(image, "greedy", pad_empty_batch)
+            return self.caption(self.checked({"image": image})["image"], "greedy", pad_empty_batch)
 
         return {
             "serving_default": (serving_default, [string_spec("image_bytes")]),

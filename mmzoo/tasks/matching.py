@@ -67,6 +67,6 @@ class DualEncoderTask(MatchingTask):
 
     def _on_raw(self, embed, raw, key):
         def endpoint(value):
-            return embed(self.raw_inputs(**{raw: value})[key])
+            return embed(self.raw_inputs(**self.checked({raw: value}))[key])
 
         return endpoint
