@@ -6,7 +6,7 @@
   Flickr8k ``.txt`` and ``.tfrecord`` too), ``read_coco_captions``,
   ``read_flickr8k``, ``read_tfrecord``; writers ``write_manifest``,
   ``write_tfrecord``.
-* Pipelines: ``make_dataset``, ``label_names_from_records``,
+* Pipelines: ``make_dataset``, ``check_texts``, ``label_names_from_records``,
   ``texts_from_records``, ``labels_to_ids``, ``ids_to_labels``.
 
 The built-in demo data lives apart, in ``mmzoo.datasets.shapes``.
@@ -24,6 +24,7 @@ from mmzoo.data.flickr import read_flickr8k
 from mmzoo.data.manifest import read_manifest, write_manifest
 from mmzoo.data.pipeline import (
     DecodedImages,
+    check_texts,
     decode_images,
     decoded_size,
     ids_to_labels,
@@ -42,6 +43,7 @@ __all__ = [
     "RecordList",
     "SkipReport",
     "SkippedRow",
+    "check_texts",
     "decode_images",
     "decoded_size",
     "ids_to_labels",

@@ -22,6 +22,7 @@ manifests, COCO captions ``.json``, Flickr8k ``captions.txt`` /
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -31,6 +32,9 @@ from mmzoo.data.records import BadRows, Record, RecordList, as_str_list
 
 COLUMNS = ("image", "text", "label", "caption")
 LIST_SEPARATOR = "|"
+CSV_FIELD_LIMIT = 64 * 2**20
+"""The longest CSV field read, in characters (Python's ``csv`` stops at 131,072): a longer
+text is read and cut to ``MAX_TEXT_CHARS`` as in JSONL, not refused as malformed CSV."""
 
 
 def _row_to_record(row: dict, base_dir: str, source: str, schema: set, check_files: bool) -> Record:
@@ -95,13 +99,23 @@ def _split_list(value):
     return [v.strip() for v in value.split(LIST_SEPARATOR) if v.strip()]
 
 
+@contextlib.contextmanager
+def _csv_field_limit(limit):
+    """``csv``'s field size limit (a process-wide setting) raised to ``limit`` while reading."""
+    old = csv.field_size_limit(max(int(limit), csv.field_size_limit()))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
 def read_csv_manifest(path, skip_bad: bool = False, check_files: bool = True) -> RecordList:
     """Read a CSV manifest (header row; ``|``-separated lists in label/caption)."""
     path = os.fspath(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     bad = BadRows(skip_bad)
     records = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f, _csv_field_limit(CSV_FIELD_LIMIT):
         reader = csv.reader(f)
         try:
             header = next(reader)

@@ -23,7 +23,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from mmzoo.data.records import Record, SkipReport, logger
+from mmzoo.data.records import BadRows, Record, SkipReport, logger
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHUFFLE_BUFFER_AFTER_CACHE = 10_000
@@ -226,6 +226,37 @@ def validate_images(records, decode_one, num_parallel_calls=AUTOTUNE):
     return [r for i, r in enumerate(records) if i in good], report
 
 
+# ------------------------------------------------------------------- texts
+def reads_text(model) -> bool:
+    """Whether ``model`` reads each record's ``text`` (a classifier with a ``token_ids``
+    input, as the zoo's question-answering classifiers): a row without one is bad."""
+    if getattr(model, "task", None) != "classification":
+        return False
+    names = getattr(model, "model_input_names", None)
+    if names is None:
+        names = [getattr(t, "name", "") for t in getattr(model, "inputs", None) or []]
+    return "token_ids" in names
+
+
+def check_texts(records, model, skip_bad: bool = False):
+    """``(records, SkipReport)``: a record whose text is empty (or blank) is a bad row
+    when ``model`` reads text (``reads_text``). Without ``skip_bad`` the first one raises
+    a ``ValueError`` naming its file and line; with it, they are left out and listed."""
+    records = list(records)
+    if not reads_text(model):
+        return records, SkipReport(num_kept=len(records))
+    bad, kept = BadRows(skip_bad), []
+    for r in records:
+        if isinstance(r.text, str) and not r.text.strip():
+            bad.bad(r.source, "empty text: the model reads each row's text (a question), and this row has none")
+        else:
+            kept.append(r)
+    bad.report.num_kept = len(kept)
+    if records and not kept:
+        raise ValueError(f"Every record has an empty text, and the model reads text: {bad.report}")
+    return kept, bad.report
+
+
 # ------------------------------------------------------------------- dataset
 def _columns(records, model, captions):
     """Per-example numpy/list columns (captions expanded) for ``from_tensor_slices``."""
@@ -374,11 +405,14 @@ def make_dataset(
         cache: ``True`` caches decoded images in memory, a string caches them
             in that file.
         repeat: repeat forever (use ``steps_per_epoch`` in ``fit``).
-        skip_bad: decode every image once first and drop the ones that fail;
-            the ``SkipReport`` is logged and set as ``dataset.skip_report``.
-            Without it, a missing file or bytes that are not an image stop
-            iteration with an error naming the file; an image with a valid
-            header but corrupt data stops it with the decoder's error.
+        skip_bad: decode every image once first and drop the ones that fail,
+            and drop records with an empty text when the model reads text
+            (``check_texts``); the ``SkipReport`` is logged and set as
+            ``dataset.skip_report``. Without it, an empty text raises a
+            ``ValueError`` naming its row, a missing file or bytes that are
+            not an image stop iteration with an error naming the file; an
+            image with a valid header but corrupt data stops it with the
+            decoder's error.
         validate: decode every image once first (in parallel) and raise a
             ``ValueError`` listing every bad file (implied by ``skip_bad``).
         captions: ``"auto"`` (expand captions unless ``model.task`` is
@@ -394,12 +428,13 @@ def make_dataset(
     "text": string [B], "label": int32 [B] or float32 multi-hot [B, C],
     "caption": string [B]}`` (keys present as the data has them).
     """
-    records = _checked_records(records, model, batch_size, skip_bad)
+    records, text_report = _checked_records(records, model, batch_size, skip_bad)
     decode_one = model.image_preprocessor.decode_one
 
     report = None
     if skip_bad or validate:
         records, report = _drop_or_refuse_bad_images(records, decode_one, skip_bad, num_parallel_calls)
+        report.skipped[:0] = text_report.skipped
 
     columns = _columns(records, model, captions)
     num_examples = len(columns["source"])
@@ -422,12 +457,13 @@ def make_dataset(
     ds.skip_report = report
     ds.num_examples = num_examples
     if report is not None and report.num_skipped:
-        logger.info("make_dataset: %d examples after skipping %d bad images", num_examples, report.num_skipped)
+        logger.info("make_dataset: %d examples after skipping %d bad rows", num_examples, report.num_skipped)
     return ds
 
 
 def _checked_records(records, model, batch_size, skip_bad):
-    """``records`` as a list (read from a manifest path), after checking the arguments."""
+    """``(records, SkipReport)``: ``records`` as a list (read from a manifest path) after checking
+    the arguments, less those with an empty text when the model reads text (``check_texts``)."""
     if isinstance(records, (str, os.PathLike)):
         from mmzoo.data.manifest import read_manifest
 
@@ -442,7 +478,9 @@ def _checked_records(records, model, batch_size, skip_bad):
     for attr in ("image_preprocessor", "training_example"):
         if not hasattr(model, attr):
             raise ValueError(f"model must have '{attr}' (a mmzoo zoo model). Received: {type(model).__name__}")
-    return records
+    records, report = check_texts(records, model, skip_bad)
+    report.log("make_dataset")
+    return records, report
 
 
 def _drop_or_refuse_bad_images(records, decode_one, skip_bad, num_parallel_calls):

@@ -19,6 +19,11 @@ from typing import Any, Union
 
 logger = logging.getLogger("mmzoo.data")
 
+MAX_TEXT_CHARS = 10_000
+"""The longest text or caption a reader keeps, in characters. Longer ones are cut
+to it and counted in the reader's report (a 1 MB text would otherwise be held,
+copied and tokenized whole for the few dozen tokens a model reads of it)."""
+
 
 @dataclasses.dataclass
 class Record:
@@ -70,36 +75,54 @@ class SkippedRow:
 
 @dataclasses.dataclass
 class SkipReport:
-    """What ``skip_bad=True`` left out.
+    """What ``skip_bad=True`` left out, and the texts a reader cut.
 
     ``num_kept`` rows were kept and ``skipped`` lists every row that was not,
-    with the reason. ``str(report)`` is a short human summary.
+    with the reason; ``truncated`` lists the texts and captions cut to
+    ``MAX_TEXT_CHARS`` (their rows are kept). ``str(report)`` is a short
+    human summary.
     """
 
     num_kept: int = 0
     skipped: list = dataclasses.field(default_factory=list)
+    truncated: list = dataclasses.field(default_factory=list)
 
     @property
     def num_skipped(self) -> int:
         return len(self.skipped)
 
+    @property
+    def num_truncated(self) -> int:
+        return len(self.truncated)
+
     def add(self, source: str, reason: str):
         self.skipped.append(SkippedRow(str(source), str(reason)))
 
+    def add_truncated(self, source: str, what: str):
+        self.truncated.append(SkippedRow(str(source), str(what)))
+
     def extend(self, other: "SkipReport"):
         self.skipped.extend(other.skipped)
+        self.truncated.extend(other.truncated)
         self.num_kept += other.num_kept
 
     def __str__(self):
-        if not self.skipped:
-            return f"kept {self.num_kept} rows, skipped none"
-        shown = "; ".join(str(s) for s in self.skipped[:5])
-        more = f"; ... {self.num_skipped - 5} more" if self.num_skipped > 5 else ""
-        return f"kept {self.num_kept} rows, skipped {self.num_skipped}: {shown}{more}"
+        text = f"kept {self.num_kept} rows, skipped {self.num_skipped or 'none'}"
+        if self.skipped:
+            text += ": " + _first_five(self.skipped)
+        if self.truncated:
+            text += (f"; cut {self.num_truncated} text(s) longer than {MAX_TEXT_CHARS:,} characters: "
+                     + _first_five(self.truncated))
+        return text
 
     def log(self, what: str):
-        if self.skipped:
+        if self.skipped or self.truncated:
             logger.warning("%s: %s", what, self)
+
+
+def _first_five(rows) -> str:
+    more = f"; ... {len(rows) - 5} more" if len(rows) > 5 else ""
+    return "; ".join(str(s) for s in rows[:5]) + more
 
 
 class RecordList(list):
@@ -122,7 +145,22 @@ class BadRows:
             raise ValueError(f"{source}: {reason}")
         self.report.add(source, reason)
 
+    def cut_long_texts(self, records):
+        """Cut every text and caption of ``records`` longer than ``MAX_TEXT_CHARS`` to it, in place;
+        each is listed in the report with where it came from."""
+        for r in records:
+            if not isinstance(r, Record):
+                continue
+            if isinstance(r.text, str) and len(r.text) > MAX_TEXT_CHARS:
+                self.report.add_truncated(r.source, f"text of {len(r.text):,} characters")
+                r.text = r.text[:MAX_TEXT_CHARS]
+            for i, caption in enumerate(r.captions):
+                if isinstance(caption, str) and len(caption) > MAX_TEXT_CHARS:
+                    self.report.add_truncated(r.source, f"caption {i} of {len(caption):,} characters")
+                    r.captions[i] = caption[:MAX_TEXT_CHARS]
+
     def finish(self, records, what: str) -> RecordList:
+        self.cut_long_texts(records)
         self.report.num_kept = len(records)
         self.report.log(what)
         return RecordList(records, self.report)

@@ -63,7 +63,7 @@ class RunConfig:
         out_dir: the run directory.
         learning_rate: base learning rate (default: the zoo entry's).
         seed: seeds Keras, NumPy, Python and the data order.
-        skip_bad: skip undecodable images (and report them).
+        skip_bad: skip undecodable images, and rows with an empty text for a model that reads text (and report them).
         verbose: Keras ``fit`` verbosity (``"auto"``: progress bars).
         strategy: ``"default"``, ``"mirrored"``, ``"multi_worker"``
             (``TF_CONFIG``) or ``"tpu"`` (``tpu``: the TPU's name).

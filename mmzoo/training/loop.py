@@ -226,6 +226,7 @@ def _build_model(state: _RunState) -> None:
     config = state.config
     with dtype_policy(config.mixed_precision), state.strategy.scope():
         model = build_for_data(config.name, state.records, preset=config.preset, overrides=tower_overrides(config))
+        state.records = _rows_with_text(state.records, model, config.skip_bad)
         if config.skip_bad:  # decode every image once, not once per epoch
             from mmzoo.data.pipeline import validate_images
 
@@ -238,6 +239,16 @@ def _build_model(state: _RunState) -> None:
         state.total_steps = state.steps_per_epoch * int(config.epochs)
         state.base_lr = compile_model(model, config, state.total_steps)
     state.model = model
+
+
+def _rows_with_text(records, model, skip_bad):
+    """The records, less those with an empty text when the model reads text (``skip_bad``);
+    without ``skip_bad`` the first one raises naming its row (``mmzoo.data.check_texts``)."""
+    from mmzoo.data import check_texts
+
+    records, report = check_texts(records, model, skip_bad)
+    report.log("mmzoo train")
+    return records
 
 
 def compile_model(model, config: RunConfig, total_steps: int) -> float:

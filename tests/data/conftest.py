@@ -21,6 +21,7 @@ class StandInModel:
         self.label_names = label_names
         self.image_preprocessor = ImagePreprocessor(image_size=(image_size, image_size))
         self.tokenizer = TextTokenizer(list(VOCABULARY), sequence_length=sequence_length)
+        self.model_input_names = ["image", "token_ids"]
 
     def training_example(self, batch):
         if self.task == "classification":

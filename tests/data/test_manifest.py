@@ -116,6 +116,23 @@ def test_skip_bad_reports_rows(tmp_path, image_files):
     assert "not found" in report.skipped[1].reason
 
 
+def test_megabyte_texts_are_cut_and_reported_by_file_and_line(tmp_path, image_files):
+    from mmzoo.data.records import MAX_TEXT_CHARS
+
+    rows = [{"image": "img0.png", "text": "what color", "label": "red"},
+            {"image": "img1.png", "text": "why " * 250_000, "label": "red"},
+            {"image": "img2.png", "text": "", "label": "red"}]
+    jsonl = _write(tmp_path / "m.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    csv = _write(tmp_path / "m.csv", "image,text,label\n" + "".join(f"{r['image']},{r['text']},red\n" for r in rows))
+    for path, line in ((jsonl, 2), (csv, 3)):
+        records = read_manifest(path)
+        assert len(records) == 3 and len(records[1].text) == MAX_TEXT_CHARS
+        assert records[2].text == ""  # a reader keeps empty texts: whether a row needs one depends on the model
+        report = records.report
+        assert report.num_truncated == 1 and report.num_skipped == 0
+        assert str(report.truncated[0]) == f"{path} line {line}: text of 1,000,000 characters"
+
+
 def test_read_manifest_dispatch_errors(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown dataset file type.*data\.parquet"):
         read_manifest(tmp_path / "data.parquet")

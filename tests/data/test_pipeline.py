@@ -131,6 +131,36 @@ def test_skip_bad_drops_and_counts(tmp_path, image_files):
     assert [r.image for r in good] == [image_files[0], image_files[2]] and report.num_skipped == 3
 
 
+def _questions(image_files, texts):
+    return [Record(image_files[i], text, "a", source=f"m.jsonl line {i + 1}") for i, text in enumerate(texts)]
+
+
+def test_empty_text_is_a_bad_row_for_a_model_that_reads_text(image_files):
+    records = _questions(image_files, ["what color", "", "  \n"])
+    model = StandInModel(label_names=["a"])
+    with pytest.raises(ValueError, match=r"^m\.jsonl line 2: empty text: the model reads each row's text"):
+        make_dataset(records, model, batch_size=4)
+    ds = make_dataset(records, model, batch_size=4, training=False, skip_bad=True)
+    x, y = next(iter(ds))
+    assert y.shape == (1,) and ds.num_examples == 1
+    assert [str(s) for s in ds.skip_report.skipped] == [
+        f"m.jsonl line {n}: empty text: the model reads each row's text (a question), and this row has none"
+        for n in (2, 3)
+    ]
+    with pytest.raises(ValueError, match=r"Every record has an empty text, and the model reads text"):
+        data.check_texts(records[1:], model, skip_bad=True)
+
+
+def test_empty_text_is_fine_for_a_model_that_does_not_read_it(image_files):
+    records = _questions(image_files, ["what color", ""])
+    image_only = StandInModel(label_names=["a"])
+    image_only.model_input_names = ["image"]
+    for model in (image_only, BatchEcho(["a"]), StandInModel(task="captioning")):
+        assert data.check_texts(records, model) == (records, data.SkipReport(num_kept=2))
+    (batch,) = _all(make_dataset(records, BatchEcho(["a"]), batch_size=4, training=False))
+    assert batch["text"].tolist() == [b"what color", b""]
+
+
 def test_make_dataset_from_manifest_path(shapes_dir):
     model = StandInModel(label_names=shapes_label_names())
     ds = make_dataset(shapes_dir, model, batch_size=12, training=False)

@@ -1,7 +1,9 @@
 """Tests for mmzoo/training/loop.py: ``train`` end to end (outputs, repeat, resume, precision)."""
 
 import json
+import logging
 import os
+import re
 
 import keras
 import numpy as np
@@ -25,6 +27,28 @@ def test_train_argument_errors(manifest, tmp_path):
     with pytest.raises(ValueError, match="train needs a model name and a training manifest"):
         run(RunConfig(data=manifest, out_dir=str(tmp_path)))
     assert os.listdir(tmp_path) == [], "a rejected run writes nothing"
+
+
+def test_empty_questions_are_bad_rows_and_megabyte_ones_are_cut(manifest, tmp_path, caplog):
+    rows = [json.loads(line) for line in open(manifest)]
+    for row in rows:  # the edited manifest lives elsewhere: absolute image paths
+        row["image"] = os.path.join(os.path.dirname(os.path.abspath(manifest)), row["image"])
+    rows[2]["text"] = ""
+    rows[4]["text"] = "what " * 200_000  # 1,000,000 characters
+    path = tmp_path / "questions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} line 3: empty text: the model reads each row's"):
+        train("text_only_classifier", str(path), epochs=1, out_dir=str(tmp_path / "strict"), **TINY)
+    with caplog.at_level(logging.WARNING):
+        result = train("text_only_classifier", str(path), epochs=1, out_dir=str(tmp_path / "skip"), skip_bad=True,
+                       **TINY)
+    assert result["epochs_run"] == 1
+    warnings = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    assert f"mmzoo train: kept {len(rows) - 1} rows, skipped 1: {path} line 3: empty text" in warnings
+    assert f"cut 1 text(s) longer than 10,000 characters: {path} line 5: text of 1,000,000 characters" in warnings
+    with open(os.path.join(str(tmp_path / "skip"), "run_config.json")) as f:
+        assert json.load(f)["resolved"]["num_examples"] == len(rows) - 1
 
 
 def test_dtype_policy_is_restored():
