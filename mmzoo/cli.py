@@ -215,6 +215,11 @@ def _cmd_export(args):
     from mmzoo.export import export_saved_model
 
     name = args.name or export_name(args.model)
+    if (args.format == "tflite" or args.tower) and (args.input_type != "raw" or args.image_feature or args.text_feature):
+        raise ValueError(
+            "--input-type/--image-feature/--text-feature apply to the TF Serving SavedModel export. "
+            f"Received: --input-type {args.input_type} with " + ("--tower" if args.tower else "--format tflite")
+        )
     if args.format == "tflite" and args.tower:
         raise ValueError(
             "--tower exports a reusable SavedModel; LiteRT export covers the whole model's "
@@ -254,9 +259,12 @@ def _cmd_export(args):
 
         print(export_tower(model, path, tower=args.tower, overwrite=args.overwrite))
         return 0
-    kwargs = {}
+    kwargs = {"input_type": args.input_type}
     if args.beam_width is not None:
         kwargs["beam_width"] = args.beam_width
+    feature_keys = {k: v for k, v in (("image_bytes", args.image_feature), ("text", args.text_feature)) if v}
+    if feature_keys:
+        kwargs["feature_keys"] = feature_keys
     version_dir = export_saved_model(model, base_dir, version=args.version, overwrite=args.overwrite, **kwargs)
     print(version_dir)
     return 0
@@ -273,9 +281,19 @@ def _cmd_predict(args):
 
 
 def _cmd_serve_config(args):
-    from mmzoo.export import write_models_config
+    from mmzoo.export.serving_config import server_commands, write_batching_config, write_models_config
 
-    print(write_models_config(args.base_path))
+    model_base_path = None if args.local else "/models"
+    print(write_models_config(args.base_path, model_base_path=model_base_path))
+    batching = None
+    if args.batching:
+        path = write_batching_config(args.base_path, num_batch_threads=args.num_batch_threads)
+        print(path)
+        batching = os.path.basename(path)
+    commands = server_commands(args.base_path, model_base_path, batching=batching)
+    where = "this machine's paths" if args.local else "the models at /models; --local for this machine's paths"
+    print(f"# TF Serving in Docker:\n{commands['docker']}")
+    print(f"# tensorflow_model_server ({where}):\n{commands['tensorflow_model_server']}")
     return 0
 
 
@@ -492,6 +510,12 @@ def _add_export_parser(subparsers):
                         "default: the whole model)")
     p.add_argument("--output", help="exact output path (default: BASE_DIR/NAME as above)")
     p.add_argument("--batch-size", default="auto", help="tflite: auto | none (dynamic) | N")
+    p.add_argument("--input-type", choices=["raw", "tf_example"], default="raw",
+                   help="tf_example: also signatures on serialized tf.train.Example (tf_example; classify for "
+                        "classifiers, regress for matchers), beside the raw ones")
+    p.add_argument("--image-feature", help="tf_example: the Example feature holding the encoded image "
+                                           "(default image/encoded)")
+    p.add_argument("--text-feature", help="tf_example: the Example feature holding the text (default text)")
 
 
 def _add_predict_parser(subparsers):
@@ -505,8 +529,17 @@ def _add_predict_parser(subparsers):
 
 def _add_serve_config_parser(subparsers):
     p = _command(subparsers, "serve-config", _cmd_serve_config,
-                 help="write models.config for every model under a base path")
+                 help="write models.config (and batching.config) for the models under a base path; "
+                      "prints the server commands")
     p.add_argument("base_path", nargs="?", default="saved_models", help="the exports' base directory")
+    p.add_argument("--batching", action="store_true",
+                   help="also write batching.config (--batching_parameters_file; values for small CPU models, "
+                        "see docs/serving.md)")
+    p.add_argument("--num-batch-threads", type=int,
+                   help="with --batching: the server's CPU cores (default: this machine's)")
+    p.add_argument("--local", action="store_true",
+                   help="models.config with this machine's absolute paths (a tensorflow_model_server here) "
+                        "instead of /models (the Docker mount)")
 
 
 def _add_data_parser(subparsers):

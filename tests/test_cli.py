@@ -44,7 +44,7 @@ def test_train_evaluate_export_predict_serve_config(tmp_path, capsys):
     assert len(prediction["scores"][0]) == len(labels)
 
     assert main(["serve-config", str(base)]) == 0
-    config = open(capsys.readouterr().out.strip()).read()
+    config = open(capsys.readouterr().out.strip().splitlines()[0]).read()
     assert 'name: "clf"' in config and "base_path" in config
 
 
@@ -72,3 +72,39 @@ def test_bad_input_is_a_clear_error_with_exit_2(tmp_path, capsys):
     assert "error" in err and ("missing.jsonl" in err or "no_such_model" in err)
     assert main(["evaluate", str(tmp_path / "nope.keras"), "--data", "x.jsonl"]) == 2
     assert "nope.keras" in capsys.readouterr().err
+
+
+def test_export_tf_example_and_serve_config_with_batching(tmp_path, capsys):
+    import shlex
+
+    import mmzoo
+
+    model_path = tmp_path / "clf.keras"
+    mmzoo.build("concat_classifier", preset="tiny", num_classes=3).save(model_path)
+    base = tmp_path / "saved_models"
+    args = ["export", str(model_path), "--base-dir", str(base), "--input-type", "tf_example", "--text-feature", "question"]
+    assert main(args) == 0
+    version_dir = capsys.readouterr().out.strip().splitlines()[-1]
+    with open(os.path.join(version_dir, "assets.extra", "mmzoo.json")) as f:
+        meta = json.load(f)
+    assert meta["input_type"] == "tf_example"
+    assert meta["feature_keys"] == {"image_bytes": "image/encoded", "text": "question"}
+    assert meta["signatures"]["classify"]["method_name"] == "tensorflow/serving/classify"
+    assert {"serving_default", "tf_example", "classify"} <= set(meta["signatures"])
+
+    assert main(["serve-config", str(base), "--batching", "--num-batch-threads", "2", "--local"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    config, batching = lines[0], lines[1]
+    assert f'base_path: "{base.resolve() / "clf"}"' in open(config).read()
+    assert open(batching).read().splitlines() == [
+        "max_batch_size { value: 128 }", "batch_timeout_micros { value: 1000 }",
+        "max_enqueued_batches { value: 2 }", "num_batch_threads { value: 2 }"]
+    server = shlex.split(lines[lines.index(next(l for l in lines if l.startswith("# tensorflow_model_server"))) + 1])
+    assert server[0] == "tensorflow_model_server" and f"--model_config_file={config}" in server
+    assert "--enable_batching" in server and f"--batching_parameters_file={batching}" in server
+    docker = shlex.split(lines[lines.index("# TF Serving in Docker:") + 1])
+    assert f"{base.resolve()}:{base.resolve()}" in docker and f"--batching_parameters_file={batching}" in docker
+
+    assert main(["export", str(model_path), "--format", "tflite", "--input-type", "tf_example"]) == 2
+    assert "--input-type/--image-feature/--text-feature apply to the TF Serving SavedModel export" in (
+        capsys.readouterr().err)
