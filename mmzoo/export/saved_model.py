@@ -142,20 +142,8 @@ def _verify(export_dir, requests):
 
 
 def export_saved_model(
-    model,
-    base_dir,
-    version=None,
-    overwrite=False,
-    *,
-    model_name=None,
-    beam_width=4,
-    sample_images=None,
-    sample_texts=None,
-    warmup=True,
-    verify=True,
-    allow_ops=(),
-    input_type="raw",
-    feature_keys=None,
+    model, base_dir, version=None, overwrite=False, *, model_name=None, beam_width=4, sample_images=None,
+    sample_texts=None, warmup=True, verify=True, allow_ops=(), input_type="raw", feature_keys=None,
 ) -> str:
     """Export ``model`` for TF Serving as ``base_dir/<version>/``; return that path.
 
@@ -178,25 +166,14 @@ def export_saved_model(
         allow_ops: op names the graph check accepts beyond TensorFlow core
             and the tensorflow-text ops the stock model server links
             (``graph_check.TF_SERVING_TEXT_OPS``); only for servers built with them.
-        input_type: ``"raw"`` (the signatures on encoded images and strings) or
-            ``"tf_example"``: the same plus signatures on serialized
-            ``tf.train.Example`` (``tf_example``; ``classify`` for classifiers,
-            ``regress`` for matchers; ``mmzoo.export.examples``).
-        feature_keys: the Example feature of each raw input, for
-            ``"tf_example"`` (default ``{"image_bytes": "image/encoded", "text": "text"}``,
-            the keys ``mmzoo.data.write_tfrecord`` writes).
+        input_type: ``"raw"``, or ``"tf_example"``: also ``tf_example``, ``classify``
+            (classifiers) and ``regress`` (matchers) on serialized ``tf.train.Example``.
+        feature_keys: ``{"image_bytes": key, "text": key}``, the Example features for
+            ``"tf_example"`` (default ``image/encoded`` and ``text``, as ``write_tfrecord`` writes).
 
     Raises:
         FileExistsError: ``version`` exists and ``overwrite`` is False.
         UnservableGraphError: the graph holds ops TF Serving cannot run.
-
-    Example:
-
-    ```python
-    import mmzoo
-    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3)
-    path = mmzoo.export_saved_model(model, "/tmp/saved_models/concat_classifier")
-    ```
     """
     _check_exportable(model)
     signature_options = _signature_options(beam_width, input_type, feature_keys)

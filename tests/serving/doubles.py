@@ -176,6 +176,51 @@ def _from_json(value):
     return value
 
 
+def _rest_examples(served: ServedModel, verb: str, body: bytes):
+    """``(HTTP status, JSON payload)`` of a REST ``:classify`` / ``:regress`` request."""
+    try:
+        request = json.loads(body)
+    except ValueError as error:
+        return 400, {"error": f"JSON Parse error: {error}"}
+    if not isinstance(request.get("examples"), list):
+        return 400, {"error": "'examples' key is missing or not an array"}
+    signature = request.get("signature_name") or "serving_default"
+    try:
+        examples = [example_from_json(e) for e in request["examples"]]
+        return 200, {"results": getattr(served, verb)(signature, examples)}
+    except tf.errors.InvalidArgumentError as error:
+        return 400, {"error": error.message}
+    except (KeyError, ValueError) as error:
+        return 400, {"error": str(error).strip('"')}
+
+
+def _example_response(served: ServedModel, kind: str, request, abort):
+    """The gRPC ``ClassificationResponse`` / ``RegressionResponse`` of a request (``abort(code, details)`` on error)."""
+    import grpc
+    from tensorflow_serving.apis import classification_pb2, regression_pb2
+
+    signature = request.model_spec.signature_name or "serving_default"
+    examples = [e.SerializeToString() for e in request.input.example_list.examples]
+    try:
+        results = getattr(served, kind)(signature, examples)
+    except tf.errors.InvalidArgumentError as error:
+        abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
+    except (KeyError, ValueError) as error:
+        abort(grpc.StatusCode.INVALID_ARGUMENT, str(error).strip('"'))
+    if kind == "classify":
+        response = classification_pb2.ClassificationResponse()
+        for row in results:
+            response.result.classifications.add().classes.extend(
+                classification_pb2.Class(label=label, score=score) for label, score in row)
+    else:
+        response = regression_pb2.RegressionResponse()
+        response.result.regressions.extend(regression_pb2.Regression(value=v) for v in results)
+    response.model_spec.name = served.name
+    response.model_spec.version.value = served.version
+    response.model_spec.signature_name = signature
+    return response
+
+
 class _Double:
     """What both doubles share: the served model, the faults, and a lifetime
     timer that ``start`` arms and ``stop`` cancels. Subclasses serve in
@@ -268,22 +313,8 @@ class RestDouble(_Double):
                 return self._send(405, {"error": f"Unsupported method {self.command} on {self.path}"})
 
             def _examples(self, verb):
-                length = int(self.headers.get("Content-Length", 0))
-                try:
-                    request = json.loads(self.rfile.read(length))
-                except ValueError as error:
-                    return self._send(400, {"error": f"JSON Parse error: {error}"})
-                if not isinstance(request.get("examples"), list):
-                    return self._send(400, {"error": "'examples' key is missing or not an array"})
-                signature = request.get("signature_name") or "serving_default"
-                try:
-                    examples = [example_from_json(e) for e in request["examples"]]
-                    results = getattr(double.served, verb)(signature, examples)
-                except tf.errors.InvalidArgumentError as error:
-                    return self._send(400, {"error": error.message})
-                except (KeyError, ValueError) as error:
-                    return self._send(400, {"error": str(error).strip('"')})
-                return self._send(200, {"results": results})
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                return self._send(*_rest_examples(double.served, verb, body))
 
             do_GET = _route
             do_POST = _route
@@ -312,11 +343,9 @@ class GrpcDouble(_Double):
         import grpc
         from tensorflow.core.protobuf import meta_graph_pb2
         from tensorflow_serving.apis import (
-            classification_pb2,
             get_model_metadata_pb2,
             predict_pb2,
             prediction_service_pb2_grpc,
-            regression_pb2,
         )
 
         super().__init__(served, lifetime)
@@ -350,32 +379,13 @@ class GrpcDouble(_Double):
                     response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
                 return response
 
-            def _examples(self, kind, request, context):
-                check_spec(request.model_spec, context)
-                signature = request.model_spec.signature_name or "serving_default"
-                examples = [e.SerializeToString() for e in request.input.example_list.examples]
-                try:
-                    return getattr(double.served, kind)(signature, examples)
-                except tf.errors.InvalidArgumentError as error:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
-                except (KeyError, ValueError) as error:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error).strip('"'))
-
             def Classify(self, request, context):
-                response = classification_pb2.ClassificationResponse()
-                for row in self._examples("classify", request, context):
-                    classifications = response.result.classifications.add()
-                    for label, score in row:
-                        classifications.classes.add(label=label, score=score)
-                response.model_spec.name = served.name
-                return response
+                check_spec(request.model_spec, context)
+                return _example_response(served, "classify", request, context.abort)
 
             def Regress(self, request, context):
-                response = regression_pb2.RegressionResponse()
-                for value in self._examples("regress", request, context):
-                    response.result.regressions.add(value=value)
-                response.model_spec.name = served.name
-                return response
+                check_spec(request.model_spec, context)
+                return _example_response(served, "regress", request, context.abort)
 
             def GetModelMetadata(self, request, context):
                 check_spec(request.model_spec, context)
