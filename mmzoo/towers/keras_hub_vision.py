@@ -52,6 +52,7 @@ keras-hub is an optional dependency: ``pip install mmzoo[hub]``.
 from __future__ import annotations
 
 import math
+import types
 
 import keras
 import tensorflow as tf
@@ -197,6 +198,28 @@ def _features(backbone, family, x):
     return sequence, 1, None
 
 
+def keep_fine_tuned_position_embeddings(backbone) -> int:
+    """Make the backbone's interpolated position embeddings (DINOv2) load as they were saved.
+
+    keras-hub's ``DINOV2Embeddings`` saves every variable, then on load skips
+    ``interpolated_position_embeddings`` and derives it again from
+    ``position_embeddings``, which it writes back on save only when the
+    *signed* sum of the change exceeds epsilon: fine-tuned embeddings whose
+    change sums to zero or less come back as the pretrained ones (and a
+    resolution other than the preset's goes through a lossy bicubic round
+    trip). Decision: such layers load every saved variable as a plain Keras
+    layer does, so a ``.keras`` file restores what was trained, exactly.
+    Files saved before this change hold the trained variable too. Returns
+    how many layers were changed.
+    """
+    changed = 0
+    for layer in backbone._flatten_layers(include_self=False, recursive=True):
+        if hasattr(layer, "interpolated_position_embeddings"):
+            layer.load_own_variables = types.MethodType(keras.layers.Layer.load_own_variables, layer)
+            changed += 1
+    return changed
+
+
 def build_keras_hub_image_tower(
     image_size=(224, 224),
     preset=None,
@@ -224,6 +247,7 @@ def build_keras_hub_image_tower(
     backbone = import_keras_hub().models.Backbone.from_preset(preset)
     family = _family(backbone, preset)
     _check_size(backbone, size, preset)
+    keep_fine_tuned_position_embeddings(backbone)
     freeze_or_lora(backbone, trainable, lora_rank)
     settings = normalization(preset, family)
 

@@ -163,11 +163,6 @@ def test_classifier(presets, name, family, image_trainable, tmp_path):
     assert_model_roundtrip(model, x, tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keras-hub's DINOV2Embeddings.save_own_variables writes fine-tuned position embeddings back only when "
-    "the SIGNED sum(original - fine-tuned) exceeds epsilon (_is_interpolated_position_embeddings_updated), and "
-    "load_own_variables re-derives them from the saved ones: a change that sums to >= 0 is lost on save"
-))
 def test_fine_tuned_dinov2_position_embeddings_survive_saving(presets, tmp_path):
     model = mmzoo.build("image_only_classifier", preset="tiny", num_classes=2, image_size=(SIZE, SIZE),
                         image_tower="keras_hub", image_tower_kwargs={"preset": presets["dinov2"], "trainable": True})

@@ -220,3 +220,29 @@ def test_vision_vit_without_class_token_pools_the_mean(tmp_path):
     np.testing.assert_allclose(out["pooled"], out["tokens"].mean(axis=1), atol=1e-6)
     half = keras_hub.layers.ImageConverter(scale=1 / 127.5, offset=-1.0)  # ViT's default: [-1, 1]
     np.testing.assert_allclose(out["tokens"], backbone(half(_images(2))), atol=1e-5)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["up", "down"])
+def test_dinov2_fine_tuned_position_embeddings_reload_exactly(tmp_path, sign):
+    """As real DINOv2 presets (518-pixel position grid, 224-pixel images): the position grid differs from
+    the image's, and a change of either sign comes back exactly (keras-hub re-derives it on load)."""
+    from mmzoo.towers.keras_hub_vision import keep_fine_tuned_position_embeddings
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.DINOV2Backbone(
+        patch_size=8, hidden_dim=8, num_layers=1, num_heads=2, image_shape=(SIZE, SIZE, 3), intermediate_dim=16,
+        position_embedding_shape=(2 * SIZE, 2 * SIZE, 3))
+    backbone.save_to_preset(str(tmp_path / "dinov2"))
+    assert keep_fine_tuned_position_embeddings(keras_hub.models.Backbone.from_preset(str(tmp_path / "dinov2"))) == 1
+    assert keep_fine_tuned_position_embeddings(keras_hub.models.Backbone.from_preset(
+        _save_vision_preset(tmp_path / "vit", "vit"))) == 0
+    model = mmzoo.build("image_only_classifier", preset="tiny", num_classes=2, image_size=(SIZE, SIZE),
+                        image_tower="keras_hub", image_tower_kwargs={"preset": str(tmp_path / "dinov2"),
+                                                                     "trainable": True})
+    (embeddings,) = [w for w in model.weights if w.path.endswith("interpolated_position_embeddings")]
+    moved = sign * np.random.default_rng(1).uniform(0.0, 0.1, tuple(embeddings.shape)).astype("float32")
+    embeddings.assign(keras.ops.convert_to_numpy(embeddings) + moved)
+    (tmp_path / "saved").mkdir()
+    reloaded = assert_model_roundtrip(model, {"image": _images()}, tmp_path / "saved")
+    (again,) = [w for w in reloaded.weights if w.path.endswith("interpolated_position_embeddings")]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(again), keras.ops.convert_to_numpy(embeddings))
