@@ -7,14 +7,18 @@
     version_dir = export_saved_model(model, "saved_models/concat_classifier")
     write_models_config("saved_models")            # saved_models/models.config
     run_saved_model(version_dir, image_paths=["cat.png"], texts=["a red circle"])
+
+``export_saved_model(..., input_type="tf_example")`` adds the tf.Example
+signatures (``tf_example``, ``classify``, ``regress``: ``mmzoo.export.examples``);
+``write_batching_config`` writes TF Serving's ``--batching_parameters_file``.
 """
 
 from mmzoo.export.graph_check import UnservableGraphError, check_serving_graph
 from mmzoo.export.predict import resolve_export_dir, run_saved_model
 from mmzoo.export.saved_model import METADATA_FILENAME, export_saved_model, list_versions
-from mmzoo.export.serving_config import find_models, write_models_config
+from mmzoo.export.serving_config import find_models, write_batching_config, write_models_config
 from mmzoo.export.signatures import build_export_archive, serving_endpoints
-from mmzoo.export.warmup import WARMUP_FILENAME, make_predict_request, read_warmup_requests
+from mmzoo.export.warmup import WARMUP_FILENAME, make_predict_request, read_warmup_requests, replay_warmup_requests
 
 __all__ = [
     "METADATA_FILENAME",
@@ -27,8 +31,10 @@ __all__ = [
     "list_versions",
     "make_predict_request",
     "read_warmup_requests",
+    "replay_warmup_requests",
     "resolve_export_dir",
     "run_saved_model",
     "serving_endpoints",
+    "write_batching_config",
     "write_models_config",
 ]
