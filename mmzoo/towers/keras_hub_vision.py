@@ -1,9 +1,10 @@
 """The ``keras_hub`` image tower: a keras-hub vision backbone, frozen by default.
 
 ``preset`` is what ``keras_hub.models.Backbone.from_preset`` takes: a
-keras-hub preset handle (``"vit_base_patch16_224_imagenet"``, ``"kaggle://..."``)
-or a local keras-hub preset directory (``backbone.save_to_preset(path)`` and
-``image_converter.save_to_preset(path)``)::
+keras-hub preset handle (``"vit_base_patch16_224_imagenet"``, ``"kaggle://..."``),
+a local keras-hub preset directory (``backbone.save_to_preset(path)`` and
+``image_converter.save_to_preset(path)``) or a local Hugging Face directory
+keras-hub converts (ViT, DINOv2; needs ``safetensors``)::
 
     model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3, image_size=(224, 224),
                         image_tower="keras_hub", image_tower_kwargs={"preset": "path/to/vit"})
@@ -23,8 +24,10 @@ Normalization: the tower's input is float32 ``[B, H, W, 3]`` RGB in
 channel or global) with the ``scale`` and ``offset`` of the preset's
 ``ImageConverter``, read from ``image_converter.json`` (or the
 ``image_converter`` nested in ``preprocessor.json``; the older
-``mean``/``variance`` form is converted as keras-hub does). A preset with
-neither gets its family's default (``DEFAULT_NORMALIZATION``: ``[-1, 1]`` for
+``mean``/``variance`` form is converted as keras-hub does); a Hugging Face
+directory (what keras-hub converts: ViT, DINOv2) has its image processor's
+``rescale_factor``, ``image_mean`` and ``image_std`` read from
+``preprocessor_config.json``. A preset with none of these gets its family's default (``DEFAULT_NORMALIZATION``: ``[-1, 1]`` for
 ViT and SigLIP, OpenAI's mean/std for CLIP, ImageNet mean/std for DINOv2),
 which ``normalization(preset)`` reports as ``"default"``.
 
@@ -113,11 +116,30 @@ def _from_mean_std(mean, std, scale=1.0):
     return [scale / s for s in std], [-m / s for m, s in zip(mean, std)]
 
 
+def _hf_image_processor(preset, preset_utils):
+    """``(scale, offset)`` of a Hugging Face directory's ``preprocessor_config.json`` (transformers'
+    image processor: ``do_rescale``/``rescale_factor``, ``do_normalize``/``image_mean``/``image_std``,
+    with transformers' defaults), or ``None`` when there is none."""
+    if not preset_utils.check_file_exists(preset, "preprocessor_config.json"):
+        return None
+    config = preset_utils.load_json(preset, "preprocessor_config.json")
+    rescale = float(config.get("rescale_factor", 1 / 255)) if config.get("do_rescale", True) else 1.0
+    if not config.get("do_normalize", True) or "image_mean" not in config or "image_std" not in config:
+        return rescale, None
+    mean, std = (_per_channel(config[key]) for key in ("image_mean", "image_std"))
+    return _from_mean_std(mean, std, rescale)
+
+
+def _per_channel(value) -> list[float]:
+    return [float(value)] * 3 if isinstance(value, (int, float)) else [float(v) for v in value]
+
+
 def normalization(preset, family: str) -> dict:
     """``{"scale", "offset", "source"}`` the tower applies to ``[0, 255]`` images of ``preset``.
 
-    ``source`` is ``"image_converter"`` (read from the preset) or
-    ``"default"`` (``DEFAULT_NORMALIZATION[family]``). ``scale`` and
+    ``source`` is ``"image_converter"`` (read from a keras-hub preset),
+    ``"preprocessor_config"`` (a Hugging Face directory's image processor)
+    or ``"default"`` (``DEFAULT_NORMALIZATION[family]``). ``scale`` and
     ``offset`` are a float, a list of 3 floats or ``None`` (not applied), as
     keras-hub's ``ImageConverter`` takes them.
     """
@@ -125,6 +147,9 @@ def normalization(preset, family: str) -> dict:
     from keras_hub.src.utils import preset_utils  # local paths, handles, kaggle:// and hf:// alike
 
     config = _converter_config(preset, preset_utils)
+    processor = _hf_image_processor(preset, preset_utils) if config is None else None
+    if processor is not None:
+        return {"scale": processor[0], "offset": processor[1], "source": "preprocessor_config"}
     if config is None:
         mean, std = DEFAULT_NORMALIZATION[family]
         scale, offset = _from_mean_std(mean, std, 1.0 / 255.0)

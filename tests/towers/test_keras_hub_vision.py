@@ -246,3 +246,29 @@ def test_dinov2_fine_tuned_position_embeddings_reload_exactly(tmp_path, sign):
     reloaded = assert_model_roundtrip(model, {"image": _images()}, tmp_path / "saved")
     (again,) = [w for w in reloaded.weights if w.path.endswith("interpolated_position_embeddings")]
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(again), keras.ops.convert_to_numpy(embeddings))
+
+
+def test_vision_normalization_of_a_hugging_face_directory(tmp_path):
+    """transformers' preprocessor_config.json: (x * rescale_factor - mean) / std, with its defaults."""
+    import json
+
+    from mmzoo.towers.keras_hub_vision import normalization
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}), encoding="utf-8")
+    assert normalization(str(tmp_path), "ViTBackbone")["source"] == "default"
+    processor = {"image_processor_type": "ViTImageProcessor", "do_rescale": True, "rescale_factor": 1 / 255,
+                 "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(processor), encoding="utf-8")
+    settings = normalization(str(tmp_path), "ViTBackbone")
+    assert settings["source"] == "preprocessor_config"
+    pixels = np.array([0.0, 128.0, 255.0])
+    expected = (pixels[:, None] / 255 - np.array(processor["image_mean"])) / np.array(processor["image_std"])
+    np.testing.assert_allclose(pixels[:, None] * settings["scale"] + settings["offset"], expected, rtol=1e-6)
+    # One number for all channels, and normalisation off (rescale only).
+    processor.update(image_mean=0.5, image_std=0.5)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(processor), encoding="utf-8")
+    np.testing.assert_allclose(np.array(normalization(str(tmp_path), "ViTBackbone")["scale"]), [2 / 255] * 3)
+    processor.update(do_normalize=False)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(processor), encoding="utf-8")
+    assert normalization(str(tmp_path), "ViTBackbone") == {
+        "scale": pytest.approx(1 / 255), "offset": None, "source": "preprocessor_config"}
