@@ -167,16 +167,49 @@ def check_header(data, max_pixels=None):
     return check_headers(tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [1]), max_pixels)
 
 
-def check_headers(data, max_pixels=None):
+def check_headers(data, max_pixels=None, max_request_pixels=None):
     """``check_header`` for every image of ``data`` (string ``[N]``) at once.
 
     The first image (lowest index) that fails raises, with the message
     ``check_header`` gives for it alone. The checks are vectorised over the
     batch; the message is built only when a check fails (in a ``tf.cond``
-    branch), so a valid batch pays for no string formatting.
+    branch), so a valid batch pays for no string formatting. With
+    ``max_request_pixels``, a batch whose images hold more pixels in all
+    (width x height summed from the headers) is refused too, before anything
+    is decoded.
     """
+    return checked_headers(data, max_pixels, max_request_pixels)[0]
+
+
+def checked_headers(data, max_pixels=None, max_request_pixels=None):
+    """``(checks, (format_id, height, width))``: ``check_headers``' assertions and the header
+    fields they read (each ``[N]``), for a decoder that needs the sizes (``ImagePreprocessor``)."""
     data = _as_batch(data)
     fmt, length, height, width, bmp_needed = _read_headers(data)
+    checks = _image_checks(data, fmt, length, height, width, bmp_needed, max_pixels)
+    if max_request_pixels is not None:
+        with tf.control_dependencies(checks):  # an image's own problem is reported first
+            checks = [_request_check(height, width, max_request_pixels)]
+    return checks, (fmt, height, width)
+
+
+def _request_check(height, width, max_request_pixels):
+    """Refuse a batch over ``max_request_pixels`` pixels in all (``InvalidArgumentError``)."""
+    total = tf.reduce_sum(tf.maximum(height, 0) * tf.maximum(width, 0))
+
+    def refuse():
+        message = tf.strings.format(
+            "Refusing to decode the request: its {} images hold {} pixels in all, over max_request_pixels={} "
+            "(send fewer or smaller images per request).",
+            (tf.size(height), total, max_request_pixels),
+        )
+        with tf.control_dependencies([tf.Assert(False, [message], name="assert_request_pixels")]):
+            return tf.constant(False)
+
+    return tf.cond(total > max_request_pixels, refuse, lambda: tf.constant(True))
+
+
+def _image_checks(data, fmt, length, height, width, bmp_needed, max_pixels):
     min_bytes = tf.gather(tf.constant([0, *[_MIN_BYTES[i] for i in (JPEG, PNG, GIF, BMP)]], tf.int64), fmt)
     # An uncompressed BMP's size follows from its header: a short one is truncated
     # (TensorFlow's own message for it names no cause).

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mmzoo.errors import error_text
 from mmzoo.preprocessing._raw_inputs import accept_raw_inputs
-from mmzoo.preprocessing.image_header import check_header, check_headers, gif_first_frame, gif_first_frames
+from mmzoo.preprocessing.image_header import JPEG, checked_headers, gif_first_frame, gif_first_frames
 
 _SCALES = (None, "unit", "symmetric")
 
@@ -44,8 +44,13 @@ class ImagePreprocessor(keras.layers.Layer):
 
     Before decoding, the width and height are read from the file header and
     images over ``max_pixels`` are refused with ``InvalidArgumentError``
-    (a decompression-bomb guard; ``max_pixels=None`` turns it off), and
-    animated GIFs are cut after their first frame before decoding. Empty,
+    (a decompression-bomb guard; ``max_pixels=None`` turns it off), a batch
+    over ``max_request_pixels`` in all likewise (off by default; exports set
+    it, see ``mmzoo.export``), and animated GIFs are cut after their first
+    frame before decoding. With ``downscale_jpeg`` a JPEG at least twice
+    ``image_size`` on both sides is decoded at 1/2, 1/4 or 1/8 scale
+    (libjpeg's DCT scaling, ``tf.io.decode_jpeg(ratio=...)``), never below
+    ``image_size``, so the full-size image is never held. Empty,
     unknown, truncated or corrupt bytes also raise ``InvalidArgumentError``
     with a message that says what was wrong. Only TensorFlow ops are used,
     so the checks hold inside ``tf.data``, ``tf.function`` and SavedModels.
@@ -55,6 +60,11 @@ class ImagePreprocessor(keras.layers.Layer):
         pad_to_aspect_ratio: keep the aspect ratio and pad instead of stretching.
         max_pixels: largest ``width * height`` accepted from encoded bytes.
         scale: ``None``, ``"unit"`` or ``"symmetric"``.
+        max_request_pixels: largest ``width * height`` summed over one batch of
+            encoded bytes (``None``: no limit).
+        downscale_jpeg: decode large JPEGs at a reduced scale (default ``True``;
+            a config saved before the option existed loads with ``False``, as it
+            was trained).
 
     Example:
 
@@ -73,17 +83,16 @@ class ImagePreprocessor(keras.layers.Layer):
         pad_to_aspect_ratio: bool = False,
         max_pixels: int | None = 50_000_000,
         scale: str | None = None,
+        max_request_pixels: int | None = None,
+        downscale_jpeg: bool = True,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.image_size = _normalize_size(image_size)
-        if max_pixels is not None:
-            if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
-                raise ValueError(
-                    f"max_pixels must be a positive int or None. Received: max_pixels={max_pixels!r}"
-                )
-            max_pixels = int(max_pixels)
+        max_pixels = pixel_limit("max_pixels", max_pixels)
+        self.max_request_pixels = pixel_limit("max_request_pixels", max_request_pixels)
+        self.downscale_jpeg = bool(downscale_jpeg)
         if scale not in _SCALES:
             raise ValueError(f"scale must be one of {_SCALES}. Received: scale={scale!r}")
         self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
@@ -117,14 +126,36 @@ class ImagePreprocessor(keras.layers.Layer):
         For per-element ``tf.data`` maps: ``ds.map(pre.decode_one)``.
         """
         data = tf.convert_to_tensor(data, dtype=tf.string)
-        data = tf.reshape(data, [])
-        with tf.control_dependencies(check_header(data, self.max_pixels)):
-            data = gif_first_frame(data)
-        return self._decode_checked(data)
+        checks, (fmt, height, width) = checked_headers(tf.reshape(data, [1]), self.max_pixels)
+        with tf.control_dependencies(checks):
+            data = gif_first_frame(tf.reshape(data, []))
+        return self._decode_checked((data, fmt[0], height[0], width[0]))
 
-    def _decode_checked(self, data):
+    def _jpeg_ratio_index(self, fmt, height, width):
+        """0 (full scale), 1, 2 or 3 (``ratio`` 2, 4 or 8): the smallest decode of a JPEG still at
+        least ``image_size`` on both sides; 0 for other formats or when ``downscale_jpeg`` is off."""
+        if not self.downscale_jpeg:
+            return tf.constant(0, tf.int32)
+        target_h, target_w = self.image_size
+        fits = [(height // r >= target_h) & (width // r >= target_w) for r in (2, 4, 8)]
+        index = tf.add_n([tf.cast(f, tf.int32) for f in fits])  # the fits are nested: r=8 fits => r=4 fits
+        return tf.where(tf.equal(fmt, JPEG), index, 0)
+
+    def _decode_checked(self, element):
         """Decode + resize + rescale one image whose header has been checked."""
-        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        data, fmt, height, width = element
+
+        def full():
+            return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+
+        def scaled(ratio):
+            return lambda: tf.ensure_shape(tf.io.decode_jpeg(data, channels=3, ratio=ratio), [None, None, 3])
+
+        if self.downscale_jpeg:
+            index = self._jpeg_ratio_index(fmt, height, width)
+            image = tf.switch_case(index, [full, scaled(2), scaled(4), scaled(8)])
+        else:
+            image = full()
         image = tf.cast(image, tf.float32)
         image = self._resize(image)
         image = tf.ensure_shape(image, [*self.image_size, 3])
@@ -133,11 +164,12 @@ class ImagePreprocessor(keras.layers.Layer):
     def _decode_batch(self, data):
         # The headers of the whole batch are checked (and GIFs cut) before the
         # per-image loop, which only decodes and resizes.
-        with tf.control_dependencies(check_headers(data, self.max_pixels)):
+        checks, (fmt, height, width) = checked_headers(data, self.max_pixels, self.max_request_pixels)
+        with tf.control_dependencies(checks):
             data = gif_first_frames(data)
         return tf.map_fn(
             self._decode_checked,
-            data,
+            (data, fmt, height, width),
             fn_output_signature=tf.TensorSpec([*self.image_size, 3], tf.float32),
         )
 
@@ -215,9 +247,26 @@ class ImagePreprocessor(keras.layers.Layer):
                 "pad_to_aspect_ratio": self.pad_to_aspect_ratio,
                 "max_pixels": self.max_pixels,
                 "scale": self.scale,
+                "max_request_pixels": self.max_request_pixels,
+                "downscale_jpeg": self.downscale_jpeg,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("downscale_jpeg", False)  # saved before JPEG downscaling: decode as it trained
+        return super().from_config(config)
+
+
+def pixel_limit(name, value):
+    """A pixel limit: a positive int, or ``None`` (no limit)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int or None. Received: {name}={value!r}")
+    return int(value)
 
 
 __all__ = ["ImagePreprocessor"]

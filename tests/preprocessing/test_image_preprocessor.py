@@ -270,3 +270,49 @@ def test_batch_checks_and_gif_cut_in_a_graph():
         fn(tf.constant(files[:3] + [big] + files[4:]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"image is 40x40 = 1600 pixels, over max_pixels=1000"):
         pre(tf.constant(files[:3] + [big] + files[4:]))
+
+
+def test_request_pixel_budget_refuses_before_decoding():
+    pre = ImagePreprocessor(image_size=(8, 8), max_request_pixels=700)
+    png = encode(RGB, "PNG")  # 20x12 = 240 pixels
+    assert pre(tf.constant([png, png])).shape[0] == 2  # 480 pixels
+    budget = r"its 3 images hold 720 pixels in all, over max_request_pixels=700 \(send fewer or smaller"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=budget):
+        pre(tf.constant([png] * 3))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=budget):
+        tf.function(pre)(tf.constant([png] * 3))
+    # Header only (no pixel data): refused on its size, so nothing was decoded.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="its 2 images hold 50000000 pixels in all"):
+        ImagePreprocessor(image_size=(8, 8), max_request_pixels=10**6)(tf.constant([png_header(5000, 5000)] * 2))
+    # An image's own problem is named first; one image (decode_one, tf.data) has no request budget.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not a JPEG"):
+        pre(tf.constant([png, png, png, b"junk junk"]))
+    assert tf.function(pre.decode_one)(tf.constant(png)).shape == (8, 8, 3)
+    assert pre.get_config()["max_request_pixels"] == 700
+    with pytest.raises(ValueError, match="max_request_pixels must be a positive int or None"):
+        ImagePreprocessor(max_request_pixels=0)
+
+
+def _smooth_jpeg(height, width):
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (height + width)], axis=-1)
+    return encode(image.astype("uint8"), "JPEG", quality=95)
+
+
+def test_large_jpegs_decode_at_a_reduced_scale():
+    pre = ImagePreprocessor(image_size=(32, 32))
+    ratio = tf.function(pre._jpeg_ratio_index)
+    assert [int(ratio(1, h, w)) for h, w in ((256, 256), (255, 256), (128, 300), (63, 4000))] == [3, 2, 2, 0]
+    assert int(ratio(2, 256, 256)) == 0  # PNG: no scaled decode
+    full = ImagePreprocessor(image_size=(32, 32), downscale_jpeg=False)
+    data = tf.constant([_smooth_jpeg(256, 256), _smooth_jpeg(200, 90), encode(RGB, "PNG")])
+    scaled, reference = pre(data).numpy(), full(data).numpy()
+    assert scaled.shape == reference.shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(scaled[2], reference[2])
+    assert np.abs(scaled - reference).mean() < 1.5 and np.abs(scaled - reference).max() < 20
+    assert np.abs(scaled[0] - reference[0]).max() > 0  # 256x256 went through the 1/8 decode, not the full one
+    # Configs saved before the option load without it: decoded as they were trained.
+    config = pre.get_config()
+    assert config["downscale_jpeg"] is True
+    del config["downscale_jpeg"]
+    assert ImagePreprocessor.from_config(config).downscale_jpeg is False
