@@ -47,7 +47,7 @@ The package:
 * ``reporting``: chance levels and the printed summary.
 """
 
-from mmzoo.training.callbacks import backup_epoch
+from mmzoo.training.callbacks import ResumeError, backup_epoch
 from mmzoo.training.config import (
     AUTO_CACHE_BYTES,
     CACHE_POLICIES,
@@ -67,7 +67,7 @@ from mmzoo.training.schedules import LR_SCHEDULES, make_lr_schedule
 
 __all__ = [
     "AUTO_CACHE_BYTES", "CACHE_POLICIES", "HEADLINE_METRICS", "LR_SCHEDULES", "MIXED_PRECISION_POLICIES",
-    "RUN_ARGUMENTS", "RUN_OUTPUTS", "RunConfig", "RunExistsError", "TrainingDiverged", "backup_epoch",
+    "RUN_ARGUMENTS", "RUN_OUTPUTS", "ResumeError", "RunConfig", "RunExistsError", "TrainingDiverged", "backup_epoch",
     "build_for_data", "chance_levels", "cli_options", "corpus_texts", "dtype_policy", "format_result",
     "load_run_config", "make_lr_schedule", "merge_overrides", "metric_lines", "parse_overrides", "run", "train",
 ]

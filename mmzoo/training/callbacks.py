@@ -22,6 +22,7 @@ import os
 import keras
 import numpy as np
 
+from mmzoo.errors import error_text
 from mmzoo.towers.keras_hub_tuning import keras_hub_backbones, unfreeze_top
 
 
@@ -36,13 +37,39 @@ def tensorboard_installed() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def backup_epoch(backup_dir: str) -> int:
-    """The epoch a run resumes at from ``backup_dir`` (0 when there is no backup)."""
+class ResumeError(ValueError):
+    """An unfinished run's backup cannot be read or loaded; the message names the file."""
+
+
+def _cannot_resume(path, reason) -> ResumeError:
+    return ResumeError(
+        f"Cannot resume the unfinished run from {path}: {reason}. Start over with --overwrite "
+        f"(overwrite=True), or delete {os.path.dirname(path)}."
+    )
+
+
+def read_backup_metadata(backup_dir: str) -> dict | None:
+    """``{"epoch", "batch", "weights"}`` of the backup in ``backup_dir`` (``None`` when there is
+    none); a damaged ``training_metadata.json`` raises ``ResumeError`` naming it."""
     path = os.path.join(backup_dir, "training_metadata.json")
     if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return int(json.load(f).get("epoch", 0))
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+        epoch, weights = int(meta["epoch"]), str(meta["weights"])
+    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _cannot_resume(path, f"the file is damaged ({type(e).__name__}: {e})") from None
+    if epoch < 0 or os.path.basename(weights) != weights:
+        raise _cannot_resume(path, f"the file is damaged (epoch={epoch!r}, weights={weights!r})")
+    return {**meta, "epoch": epoch, "weights": weights}
+
+
+def backup_epoch(backup_dir: str) -> int:
+    """The epoch a run resumes at from ``backup_dir`` (0 when there is no backup;
+    ``ResumeError`` when its metadata is damaged)."""
+    meta = read_backup_metadata(backup_dir)
+    return 0 if meta is None else meta["epoch"]
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -57,15 +84,21 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def _load_model(self):
-        if not os.path.exists(self._training_metadata_path):
+        meta = read_backup_metadata(self.backup_dir)
+        if meta is None:
             return
-        with open(self._training_metadata_path) as f:
-            meta = json.load(f)
         weights = os.path.join(self.backup_dir, meta["weights"])
+        if not os.path.isfile(weights):
+            raise _cannot_resume(weights, "the file is missing (training_metadata.json names it)")
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(weights)
-        self.model._initial_epoch = int(meta["epoch"])
+        try:
+            self.model.load_weights(weights)
+        except (OSError, ValueError, KeyError) as e:  # h5py: OSError on a truncated file; Keras: ValueError
+            reason = error_text(e) or type(e).__name__
+            raise _cannot_resume(weights, f"it does not load into this model ({reason}); the file is damaged "
+                                          "or the run's settings changed") from None
+        self.model._initial_epoch = meta["epoch"]
 
     def on_epoch_end(self, epoch, logs=None):
         if finite(logs):

@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 
-from mmzoo.training.callbacks import backup_epoch
+from mmzoo.training.callbacks import ResumeError, backup_epoch
 
 # Files and folders a run writes in ``out_dir`` (what ``overwrite`` replaces).
 RUN_OUTPUTS = ("model.keras", "metrics.json", "history.csv", "run_config.json", "logs", "checkpoints")
@@ -28,7 +28,12 @@ def log(verbose, message):
 def prepare_out_dir(out_dir, backup_dir, overwrite, chief, verbose):
     """Apply ``overwrite`` to what ``out_dir`` already holds (see ``train``)."""
     finished = os.path.exists(os.path.join(out_dir, "metrics.json"))
-    resumable = backup_epoch(backup_dir) > 0
+    try:
+        resumable = backup_epoch(backup_dir) > 0
+    except ResumeError:
+        if overwrite is not True:
+            raise
+        resumable = True  # damaged: --overwrite discards it below
     if overwrite is False and finished and not resumable:
         raise RunExistsError(
             f"{out_dir} already holds a finished run ({describe_run(out_dir)}). Pass --overwrite "

@@ -65,6 +65,73 @@ def test_backup_and_restore_resumes_after_the_last_backed_up_epoch(tmp_path):
     assert backup_epoch(str(tmp_path / "never")) == 0
 
 
+def _interrupted_backup(tmp_path):
+    x, y = _data()
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        _small_model().fit(x, y, epochs=3, batch_size=8, verbose=0,
+                           callbacks=[BackupAndRestore(backup), Interrupt(at=0)])
+    return backup, os.path.join(backup, "training_metadata.json"), os.path.join(backup, "epoch_1.weights.h5")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ('{"epoch": 1, "weights": "epo', "JSONDecodeError: Unterminated string"),
+    ("", "JSONDecodeError: Expecting value"),
+    ('{"epoch": 1}', "KeyError"),
+    ('{"epoch": "one", "weights": "epoch_1.weights.h5"}', "ValueError: invalid literal"),
+    ('{"epoch": 1, "weights": "../elsewhere.weights.h5"}', "weights='../elsewhere.weights.h5'"),
+    ('["epoch", 1]', "TypeError"),
+], ids=["truncated", "empty", "no-weights", "bad-epoch", "outside", "not-a-dict"])
+def test_damaged_backup_metadata_names_the_file_and_the_way_out(tmp_path, damage, reason):
+    from mmzoo.training import ResumeError
+
+    backup, meta, _ = _interrupted_backup(tmp_path)
+    with open(meta, "w") as f:
+        f.write(damage)
+    with pytest.raises(ResumeError, match=reason) as info:
+        backup_epoch(backup)
+    message = str(info.value)
+    assert message.startswith(f"Cannot resume the unfinished run from {meta}: the file is damaged")
+    assert "Start over with --overwrite (overwrite=True), or delete " + backup in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing", "other-model"])
+def test_damaged_backup_weights_name_the_file(tmp_path, damage):
+    from mmzoo.training import ResumeError
+
+    backup, _, weights_file = _interrupted_backup(tmp_path)
+    model = _small_model()
+    if damage == "truncated":
+        with open(weights_file, "r+b") as f:
+            f.truncate(os.path.getsize(weights_file) // 2)
+    elif damage == "missing":
+        os.remove(weights_file)
+    else:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+    x, y = _data()
+    expected = "the file is missing" if damage == "missing" else "it does not load into this model"
+    with pytest.raises(ResumeError, match=expected) as info:
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[BackupAndRestore(backup)])
+    assert str(info.value).startswith(f"Cannot resume the unfinished run from {weights_file}: ")
+    assert "--overwrite" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_damaged_backup_refuses_a_run_unless_overwrite(manifest, tmp_path):
+    from mmzoo.training import ResumeError
+
+    kwargs = dict(epochs=2, out_dir=str(tmp_path), **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train("concat_classifier", manifest, callbacks=[Interrupt(at=0)], **kwargs)
+    with open(tmp_path / "backup" / "training_metadata.json", "w") as f:
+        f.write('{"epoch": 1, "weigh')
+    with pytest.raises(ResumeError, match="training_metadata.json: the file is damaged"):
+        train("concat_classifier", manifest, **kwargs)
+    result = train("concat_classifier", manifest, overwrite=True, **kwargs)
+    assert result["initial_epoch"] == 0 and result["epochs_run"] == 2
+
+
 def test_terminate_on_nan_remembers_where_and_keeps_the_backup(tmp_path):
     x, y = _data()
     y[9] = np.nan  # a target in the second batch of 8
