@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -327,22 +328,33 @@ LAMBDA_LAYER = {
 OS_SYSTEM = {"module": "os", "class_name": "function", "config": "system", "registered_name": "system"}
 
 
+LAMBDA_DTYPE = {"class_name": "__lambda__", "config": {"code": "YQ==", "defaults": None, "closure": None}}
+REFUSED = "Refusing to load MultimodalClassifier: its saved tokenizer must be a mmzoo TextTokenizer with a dtype; its "
+
+
 @pytest.mark.parametrize(
-    "payload, error, message",
-    [(LAMBDA_LAYER, ValueError, "safe_mode=False"), (OS_SYSTEM, TypeError, "Could not locate function 'system'")],
-    ids=["lambda-layer", "os.system"],
+    "payload, message",
+    [(LAMBDA_LAYER, REFUSED + "class is 'Lambda'"), (OS_SYSTEM, REFUSED + "class is 'function'"),
+     ({"dtype": LAMBDA_DTYPE}, REFUSED + "dtype is \"{'class_name': '__lambda__'"),
+     ({"dtype": OS_SYSTEM}, REFUSED + "dtype is \"{'module': 'os'")],
+    ids=["lambda-layer", "os.system", "lambda-dtype", "os.system-dtype"],
 )
-def test_tampered_keras_file_with_code_is_refused(keras_file, tmp_path, payload, error, message):
-    """A .keras whose config smuggles in code (a Lambda, os.system) in place of the tokenizer is refused."""
+def test_tampered_keras_file_with_code_is_refused(keras_file, tmp_path, payload, message):
+    """A .keras whose config smuggles in code (a Lambda, os.system) as the tokenizer or its dtype is
+    refused in safe mode, saying what, before any of it is deserialized."""
 
     def inject(config):
         assert config["config"]["tokenizer"]["class_name"] == "TextTokenizer"
-        config["config"]["tokenizer"] = payload
+        if "dtype" in payload:
+            config["config"]["tokenizer"]["config"]["dtype"] = payload["dtype"]
+        else:
+            config["config"]["tokenizer"] = payload
         return config
 
     path = _rewrite_config(keras_file, str(tmp_path / "tampered.keras"), inject)
-    with pytest.raises(error, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
         mmzoo.load_model(path)
+    assert "(the file is damaged or was not written by mmzoo)" in str(info.value)
 
 
 def test_tampered_weights_fail_clearly(keras_file, tmp_path):

@@ -228,10 +228,49 @@ class MultimodalModel(keras.Model):
     def from_config(cls, config, custom_objects=None):
         config = _upgrade_config(dict(config))
         if isinstance(config.get("tokenizer"), dict):
-            config["tokenizer"] = keras.saving.deserialize_keras_object(
-                config["tokenizer"], custom_objects=custom_objects
-            )
+            config["tokenizer"] = _tokenizer_from_config(cls.__name__, config["tokenizer"], custom_objects)
         return cls(**config)
+
+
+_DTYPE_POLICY_CLASSES = ("DTypePolicy", "FloatDTypePolicy")
+
+
+def _is_dtype(value) -> bool:
+    """A dtype as a saved config holds it: a dtype name or a plain ``DTypePolicy`` dict."""
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        inner = value.get("config")
+        return value.get("class_name") in _DTYPE_POLICY_CLASSES and isinstance(inner, dict) and _is_dtype(
+            inner.get("name"))
+    if not isinstance(value, str):
+        return False
+    try:
+        keras.DTypePolicy(value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _tokenizer_from_config(owner, config, custom_objects=None) -> TextTokenizer:
+    """The ``tokenizer`` of a saved zoo model's config; anything but a ``TextTokenizer`` with a
+    dtype is refused with a ``ValueError`` that says what (a crafted or damaged file)."""
+    inner = config.get("config")
+    dtype = inner.get("dtype") if isinstance(inner, dict) else None
+    if config.get("class_name") != "TextTokenizer" or not isinstance(inner, dict) or not _is_dtype(dtype):
+        shown = dtype if config.get("class_name") == "TextTokenizer" else config.get("class_name")
+        what = "dtype" if config.get("class_name") == "TextTokenizer" else "class"
+        raise ValueError(
+            f"Refusing to load {owner}: its saved tokenizer must be a mmzoo TextTokenizer with a dtype; its "
+            f"{what} is {str(shown)[:160]!r} (the file is damaged or was not written by mmzoo)."
+        )
+    try:
+        return keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise ValueError(
+            f"Refusing to load {owner}: its saved tokenizer does not rebuild ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); the file is damaged or was not written by mmzoo."
+        ) from None
 
 
 class CustomStepModel(MultimodalModel):
