@@ -16,12 +16,15 @@ version and a failed export leaves nothing behind::
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -36,12 +39,18 @@ from mmzoo.export.examples import (
 from mmzoo.export.graph_check import _read_saved_model_proto, check_serving_graph
 from mmzoo.export.signatures import build_export_archive, export_endpoints
 from mmzoo.export.warmup import write_warmup_requests
+from mmzoo.preprocessing.image_preprocessor import pixel_limit
 from mmzoo.tasks import task_for
 
 logger = logging.getLogger(__name__)
 
 METADATA_FILENAME = "mmzoo.json"
 _TMP_PREFIX = ".tmp-export-"
+# The served graph's pixel limits by default (decision): one TF Serving process answers every
+# client, so it is stricter than training's 50 MP per image. 25 MP takes a 24-MP camera's
+# 6000x4000 photo; 100 MP per request is about eight 12-MP phone photos or 2,000 224x224 images.
+SERVING_MAX_IMAGE_PIXELS = 25_000_000
+SERVING_MAX_REQUEST_PIXELS = 100_000_000
 
 
 def list_versions(base_dir) -> list[int]:
@@ -144,6 +153,7 @@ def _verify(export_dir, requests):
 def export_saved_model(
     model, base_dir, version=None, overwrite=False, *, model_name=None, beam_width=4, sample_images=None,
     sample_texts=None, warmup=True, verify=True, allow_ops=(), input_type="raw", feature_keys=None,
+    max_image_pixels=SERVING_MAX_IMAGE_PIXELS, max_request_pixels=SERVING_MAX_REQUEST_PIXELS,
 ) -> str:
     """Export ``model`` for TF Serving as ``base_dir/<version>/``; return that path.
 
@@ -170,6 +180,11 @@ def export_saved_model(
             (classifiers) and ``regress`` (matchers) on serialized ``tf.train.Example``.
         feature_keys: ``{"image_bytes": key, "text": key}``, the Example features for
             ``"tf_example"`` (default ``image/encoded`` and ``text``, as ``write_tfrecord`` writes).
+        max_image_pixels: the served graph refuses an encoded image over this many pixels
+            (``width * height`` from its header, before decoding; default 25 MP; ``None``: the
+            model's own ``image_preprocessor.max_pixels``, 50 MP).
+        max_request_pixels: the served graph refuses a request whose images hold more pixels
+            in all (default 100 MP; ``None``: no request budget). Both go in ``mmzoo.json``.
 
     Raises:
         FileExistsError: ``version`` exists and ``overwrite`` is False.
@@ -177,24 +192,100 @@ def export_saved_model(
     """
     _check_exportable(model)
     signature_options = _signature_options(beam_width, input_type, feature_keys)
+    limits = _pixel_limits(model, max_image_pixels, max_request_pixels)
     base_dir = os.path.abspath(os.fspath(base_dir))
     model_name = model_name or os.path.basename(base_dir.rstrip(os.sep)) or model.name
     version = _resolve_version(base_dir, version, overwrite)
     os.makedirs(base_dir, exist_ok=True)
+    remove_stale_temporaries(base_dir)
     images, texts = _build_on_samples(model, sample_images, sample_texts)
 
     # Everything is written and checked in a hidden temporary directory and
     # only then renamed into place: a failure at any step removes it.
-    tmp_dir = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base_dir)
+    tmp_dir = _claim_temporary(base_dir)
     try:
-        _write_version(
-            model, tmp_dir, model_name, signature_options, images, texts, warmup=warmup, verify=verify,
-            allow_ops=allow_ops,
-        )
+        with _serving_limits(model.image_preprocessor, limits):
+            _write_version(
+                model, tmp_dir, model_name, {**signature_options, **limits}, images, texts, warmup=warmup,
+                verify=verify, allow_ops=allow_ops,
+            )
         return _move_into_place(tmp_dir, base_dir, version, overwrite)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+
+
+def _pixel_limits(model, max_image_pixels, max_request_pixels) -> dict:
+    """The served graph's pixel limits, checked before anything is written."""
+    own = model.image_preprocessor.max_pixels
+    image = pixel_limit("max_image_pixels", max_image_pixels)
+    if image is None:
+        image = own
+    elif own is not None:
+        image = min(image, own)
+    return {"max_image_pixels": image, "max_request_pixels": pixel_limit("max_request_pixels", max_request_pixels)}
+
+
+@contextlib.contextmanager
+def _serving_limits(preprocessor, limits):
+    """The preprocessor traces with the export's limits (restored after: training keeps its own)."""
+    saved = preprocessor.max_pixels, preprocessor.max_request_pixels
+    preprocessor.max_pixels, preprocessor.max_request_pixels = limits["max_image_pixels"], limits["max_request_pixels"]
+    try:
+        yield
+    finally:
+        preprocessor.max_pixels, preprocessor.max_request_pixels = saved
+
+
+# ------------------------------------------------------------------ temporary directories
+_OWNER_FILE = ".owner"
+_STALE_WITHOUT_OWNER_S = 600  # a live export writes its owner file at once; 10 minutes is past any race
+_STALE_ELSEWHERE_S = 24 * 3600  # another host's export (a shared disk): its process cannot be checked
+
+
+def _claim_temporary(base_dir) -> str:
+    """A new ``.tmp-export-*`` directory with an owner file (host, pid), so a later export
+    can tell a killed export's leftovers from a live one's (``remove_stale_temporaries``)."""
+    tmp_dir = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=base_dir)
+    with open(os.path.join(tmp_dir, _OWNER_FILE), "w", encoding="utf-8") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
+    return tmp_dir
+
+
+def _is_stale(path, now) -> bool:
+    try:
+        age = now - os.path.getmtime(path)
+        with open(os.path.join(path, _OWNER_FILE), encoding="utf-8") as f:
+            owner = json.load(f)
+        host, pid = str(owner["host"]), int(owner["pid"])
+    except FileNotFoundError:
+        return os.path.isdir(path) and now - os.path.getmtime(path) > _STALE_WITHOUT_OWNER_S
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # unreadable: leave it
+    if host != socket.gethostname():
+        return age > _STALE_ELSEWHERE_S
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_stale_temporaries(base_dir) -> list[str]:
+    """Delete the ``.tmp-export-*`` and ``.trash-*`` directories in ``base_dir`` that no live
+    export owns (its process on this host is gone; without an owner file, older than 10
+    minutes), as a killed export leaves them. Returns the paths removed."""
+    removed, now = [], time.time()
+    for name in sorted(os.listdir(base_dir)):
+        path = os.path.join(base_dir, name)
+        if name.startswith((_TMP_PREFIX, ".trash-")) and os.path.isdir(path) and _is_stale(path, now):
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.exists(path):
+                removed.append(path)
+                logger.info("removed %s, left by an export that did not finish", path)
+    return removed
 
 
 def _check_exportable(model):
@@ -255,9 +346,10 @@ def _write_version(model, tmp_dir, model_name, options, images, texts, *, warmup
     ``options``: ``_signature_options``. The classify/regress method names are
     set in ``saved_model.pb`` before anything reads it back.
     """
-    archive = build_export_archive(model, **options)
+    signature_options = {k: options[k] for k in ("beam_width", "input_type", "feature_keys")}
+    archive = build_export_archive(model, **signature_options)
     archive.write_out(tmp_dir, verbose=False)
-    methods = {name: method for name, (_, _, method) in export_endpoints(model, **options).items()}
+    methods = {name: method for name, (_, _, method) in export_endpoints(model, **signature_options).items()}
     set_method_names(tmp_dir, methods)
     check_serving_graph(tmp_dir, allow_ops=allow_ops)
     signatures = _signature_info(tmp_dir)
@@ -298,6 +390,8 @@ def _metadata(model, model_name, options, signatures) -> dict:
         **task_for(model).metadata(options["beam_width"]),
         "input_type": options["input_type"],
         "feature_keys": _used_feature_keys(options["feature_keys"], signatures),
+        "max_image_pixels": options.get("max_image_pixels"),
+        "max_request_pixels": options.get("max_request_pixels"),
         "signatures": signatures,
     }
 

@@ -334,3 +334,67 @@ def test_rejects_a_model_without_a_task(tmp_path):
     with pytest.raises(ValueError, match="task=None"):
         export_saved_model(model, tmp_path / "plain")
     assert not os.path.exists(tmp_path / "plain")
+
+
+# ------------------------------------------------------------------ pixel limits of the served graph
+def test_served_graph_has_the_export_pixel_limits(classifier_export, classifier_loaded, tmp_path):
+    model, version_dir = classifier_export
+    with open(os.path.join(version_dir, "assets.extra", METADATA_FILENAME)) as f:
+        metadata = json.load(f)
+    assert (metadata["max_image_pixels"], metadata["max_request_pixels"]) == (25_000_000, 100_000_000)
+    # 6000x5000 = 30 MP: under the model's own 50 MP, over the export's 25 MP (refused from the header alone).
+    with pytest.raises(tf.errors.InvalidArgumentError, match="6000x5000 = 30000000 pixels, over max_pixels=25000000"):
+        _serve(classifier_loaded, [png_header_only(6000, 5000)], ["a"])
+    # Five 5000x4500 headers: each under 25 MP, 112.5 MP in all.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="its 5 images hold 112500000 pixels in all, over "
+                                                             "max_request_pixels=100000000"):
+        _serve(classifier_loaded, [png_header_only(5000, 4500)] * 5, ["a"] * 5)
+    # Training keeps the model's own limits; the export options are checked and stored.
+    assert (model.image_preprocessor.max_pixels, model.image_preprocessor.max_request_pixels) == (50_000_000, None)
+    small = export_saved_model(TinyClassifier(image_size=(8, 8)), tmp_path / "m", max_image_pixels=None,
+                               max_request_pixels=500, warmup=False)
+    with open(os.path.join(small, "assets.extra", METADATA_FILENAME)) as f:
+        metadata = json.load(f)
+    assert (metadata["max_image_pixels"], metadata["max_request_pixels"]) == (50_000_000, 500)
+    loaded = tf.saved_model.load(small)
+    images = random_images(2, size=(16, 16))  # 256 pixels each
+    assert _serve(loaded, images[:1], ["a"])["scores"].shape == (1, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="its 2 images hold 512 pixels in all"):
+        _serve(loaded, images, ["a", "b"])
+    with pytest.raises(ValueError, match="max_request_pixels must be a positive int or None"):
+        export_saved_model(model, tmp_path / "n", max_request_pixels=0)
+    assert not os.path.exists(tmp_path / "n")
+
+
+# ------------------------------------------------------------------ what killed exports leave
+def _leftover(base, name, owner=None, age_s=0):
+    path = base / name
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"\0" * 1024)
+    if owner is not None:
+        (path / ".owner").write_text(json.dumps(owner))
+    when = os.path.getmtime(path) - age_s
+    os.utime(path, (when, when))
+    return path
+
+
+def test_next_export_removes_what_killed_exports_left(tmp_path):
+    import socket
+
+    base = tmp_path / "m"
+    base.mkdir()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)  # a process that has exited
+    host = socket.gethostname()
+    dead = _leftover(base, ".tmp-export-dead", {"host": host, "pid": dead_pid})
+    old = _leftover(base, ".tmp-export-old", age_s=3600)  # written before exports had an owner file
+    trash = _leftover(base, ".trash-old", age_s=3600)
+    live = _leftover(base, ".tmp-export-live", {"host": host, "pid": os.getpid()})
+    young = _leftover(base, ".tmp-export-young")  # no owner file yet: maybe an export that just started
+    remote = _leftover(base, ".tmp-export-remote", {"host": host + "-elsewhere", "pid": dead_pid}, age_s=3600)
+    version_dir = export_saved_model(TinyClassifier(image_size=(8, 8)), base, warmup=False)
+    assert os.path.basename(version_dir) == "1"
+    left = sorted(os.listdir(base))
+    assert left == sorted(["1", live.name, young.name, remote.name]), left
+    assert not any(p.exists() for p in (dead, old, trash))
+    assert saved_model_module.remove_stale_temporaries(str(base)) == []
