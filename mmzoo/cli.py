@@ -260,6 +260,7 @@ def _cmd_export(args):
         print(export_tower(model, path, tower=args.tower, overwrite=args.overwrite))
         return 0
     kwargs = {"input_type": args.input_type}
+    kwargs.update({key: getattr(args, key) for key in ("max_image_pixels", "max_request_pixels") if hasattr(args, key)})
     if args.beam_width is not None:
         kwargs["beam_width"] = args.beam_width
     feature_keys = {k: v for k, v in (("image_bytes", args.image_feature), ("text", args.text_feature)) if v}
@@ -492,6 +493,19 @@ def _add_evaluate_matching_args(p):
     p.add_argument("--querybank-beta", type=float, help="matching: QB-Norm temperature (default: the logit scale)")
 
 
+def _pixel_limit(value):
+    """``--max-*-pixels``: a positive int, or ``none``."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        number = int(value.replace("_", ""))
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels or 'none'. Received: {value!r}")
+    return number
+
+
 def _add_export_parser(subparsers):
     p = _command(subparsers, "export", _cmd_export,
                  help="export a .keras model: TF Serving SavedModel, one tower, or LiteRT")
@@ -516,6 +530,12 @@ def _add_export_parser(subparsers):
     p.add_argument("--image-feature", help="tf_example: the Example feature holding the encoded image "
                                            "(default image/encoded)")
     p.add_argument("--text-feature", help="tf_example: the Example feature holding the text (default text)")
+    p.add_argument("--max-image-pixels", type=_pixel_limit, metavar="N", default=argparse.SUPPRESS,
+                   help="the served graph refuses an image over N pixels, from its header (default 25000000; "
+                        "none: the model's own 50000000)")
+    p.add_argument("--max-request-pixels", type=_pixel_limit, metavar="N", default=argparse.SUPPRESS,
+                   help="the served graph refuses a request whose images hold over N pixels in all (default "
+                        "100000000; none: no budget)")
 
 
 def _add_predict_parser(subparsers):

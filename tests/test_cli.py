@@ -4,6 +4,8 @@ export, predict, serve-config, list; bad input exits 2 with a message."""
 import json
 import os
 
+import pytest
+
 from mmzoo.cli import main
 from mmzoo.data import label_names_from_records, read_manifest
 
@@ -108,3 +110,22 @@ def test_export_tf_example_and_serve_config_with_batching(tmp_path, capsys):
     assert main(["export", str(model_path), "--format", "tflite", "--input-type", "tf_example"]) == 2
     assert "--input-type/--image-feature/--text-feature apply to the TF Serving SavedModel export" in (
         capsys.readouterr().err)
+
+
+def test_export_pixel_limits(tmp_path, capsys):
+    import mmzoo
+
+    model_path = tmp_path / "clf.keras"
+    mmzoo.build("concat_classifier", preset="tiny", num_classes=3).save(model_path)
+    base = str(tmp_path / "saved_models")
+    for flags, expected in (([], [25_000_000, 100_000_000]),
+                            (["--max-image-pixels", "none", "--max-request-pixels", "4_000_000"], [50_000_000, 4_000_000]),
+                            (["--max-request-pixels", "None"], [25_000_000, None])):
+        assert main(["export", str(model_path), "--base-dir", base, *flags]) == 0
+        version_dir = capsys.readouterr().out.strip().splitlines()[-1]
+        with open(os.path.join(version_dir, "assets.extra", "mmzoo.json")) as f:
+            meta = json.load(f)
+        assert [meta["max_image_pixels"], meta["max_request_pixels"]] == expected, flags
+    with pytest.raises(SystemExit):
+        main(["export", str(model_path), "--base-dir", base, "--max-request-pixels", "0"])
+    assert "expected a positive number of pixels or 'none'. Received: '0'" in capsys.readouterr().err
