@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -524,6 +525,88 @@ def run_sweep(targets, examples: int, seed: int = 0, log=print) -> dict:
     return {"counts": counts, "others": others, "rss": (rss_warm, rss_mb())}
 
 
+# --------------------------------------------------------------------- large images
+_LARGE_REQUEST = """
+import json, sys, time
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+image = open(sys.argv[2], "rb").read()
+n = int(sys.argv[3])
+def rss(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field))
+small = tf.io.encode_png(tf.zeros([8, 8, 3], tf.uint8))
+fn(image_bytes=tf.stack([small]), text=tf.constant(["a"]))  # warm-up: the first call's one-off costs
+before = rss("VmRSS:")
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # peak RSS (VmHWM) restarts from now
+except OSError:
+    pass
+start = time.perf_counter()
+try:
+    fn(image_bytes=tf.constant([image] * n), text=tf.constant(["a"] * n))
+    outcome = "ok"
+except tf.errors.InvalidArgumentError as e:
+    lines = [line.strip() for line in e.message.splitlines() if "Refusing" in line or "over max_" in line]
+    text = (lines[0] if lines else e.message.splitlines()[0]).replace("assertion failed: [", "").rstrip("]")
+    outcome = "InvalidArgument: " + text[:160]
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": rss("VmHWM:") - before, "outcome": outcome}))
+"""
+
+
+def large_image_rows(tmp, count: int, side: int = 4900) -> list[dict]:
+    """A request of ``count`` 1-bit ``side`` x ``side`` PNGs (a few KB each, just under the
+    per-image limit) to a classifier exported with the request budget and without it: time and
+    peak memory of the request, each in a fresh process."""
+
+    from mmzoo.export import export_saved_model
+
+    path = os.path.join(tmp, "large.png")
+    Image.new("1", (side, side)).save(path, format="PNG")
+    model = build_tiny("classifier")
+    runs = {}
+    for label, limits in (("budget on (defaults)", {}), ("budget off", {"max_request_pixels": None})):
+        version_dir = export_saved_model(model, os.path.join(tmp, "large", label.split()[1]), warmup=False,
+                                         verify=False, **limits)
+        out = subprocess.run([sys.executable, "-c", _LARGE_REQUEST, version_dir, path, str(count)],
+                             capture_output=True, text=True, check=True)
+        runs[label] = json.loads(out.stdout.strip().splitlines()[-1])
+    size_kb = os.path.getsize(path) / 1024
+    what = f"{count} x {side}x{side} 1-bit PNG ({count * size_kb:.0f} KB, {count * side * side / 1e6:.0f} MP)"
+    rows = [{"figure": f"{what}, {label}: time / peak memory / outcome", "goal": None,
+             "value": f"{r['seconds'] * 1000:.0f} ms / {r['peak_mb']:.0f} MB / {r['outcome'][:110]}", "met": None}
+            for label, r in runs.items()]
+    on, off = runs["budget on (defaults)"], runs["budget off"]
+    rows.append({"figure": "same request, time with the budget off / on", "goal": None,
+                 "value": f"{off['seconds'] / max(on['seconds'], 1e-6):.0f}x", "met": on["outcome"] != "ok"})
+    return rows
+
+
+def jpeg_downscale_row(side: int = 4000, image_size=(224, 224), repeats: int = 3) -> dict:
+    """Decoding a ``side`` x ``side`` JPEG to ``image_size``: full-scale decode + resize over
+    ``downscale_jpeg`` (libjpeg's 1/8 decode), median of ``repeats`` alternating runs."""
+    from mmzoo.preprocessing import ImagePreprocessor
+
+    y, x = np.mgrid[0:side, 0:side]
+    pixels = np.stack([x % 256, y % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+    data = tf.constant([encode(pixels, "JPEG", quality=90)])
+    layers = {flag: ImagePreprocessor(image_size=image_size, downscale_jpeg=flag) for flag in (False, True)}
+    times = {False: [], True: []}
+    for flag, layer in layers.items():
+        layer(data)  # warm-up
+    for _ in range(repeats):
+        for flag, layer in layers.items():
+            start = time.perf_counter()
+            layer(data)
+            times[flag].append(time.perf_counter() - start)
+    full, scaled = (float(np.median(times[f])) for f in (False, True))
+    return {"figure": f"decoding a {side}x{side} JPEG for a {image_size[0]}x{image_size[1]} model, full scale / "
+                      "downscale_jpeg", "goal": None,
+            "value": f"{full / scaled:.1f}x ({full * 1000:.0f} vs {scaled * 1000:.0f} ms)", "met": None}
+
+
 # --------------------------------------------------------------------- main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -532,6 +615,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heads", nargs="+", choices=list(HEADS), default=list(HEADS))
     p.add_argument("--rss-limit-mb", type=float, default=300.0, help="allowed RSS growth after the warm-up pass")
+    p.add_argument("--large-images", type=int, default=None,
+                   help="images in the large-image request (default 16, 8 with --quick; 0: skip)")
     args = p.parse_args(argv)
     examples = args.examples if args.examples is not None else (20 if args.quick else 150)
 
@@ -542,6 +627,8 @@ def main(argv=None):
         print(f"exported {len(exported)} heads, {len(targets)} signatures in {time.perf_counter() - start:.0f}s; "
               f"{examples} hypothesis examples per raw-input signature (seed {args.seed}) after the named cases")
         result = run_sweep(targets, examples, args.seed)
+        large = args.large_images if args.large_images is not None else (8 if args.quick else 16)
+        large_rows = (large_image_rows(tmp, large) + [jpeg_downscale_row()]) if large else []
     counts, others = result["counts"], result["others"]
     rss_warm, rss_end = result["rss"]
     total = collections.Counter()
@@ -570,6 +657,9 @@ def main(argv=None):
     for cause, n in causes.most_common(3):
         rows.append({"figure": "other outcome (a bug to fix)", "goal": None, "value": f"{n}x {cause}"[:200],
                      "met": False})
+    rows += large_rows
+    for row in large_rows:
+        print(f"{row['figure']}: {row['value']}")
     for label, c in counts.items():
         rows.append({"figure": f"`{label}`: ok / InvalidArgument / other", "goal": None,
                      "value": f"{c[OK]} / {c[INVALID]} / {c[OTHER]}", "met": None})

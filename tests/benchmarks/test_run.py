@@ -247,6 +247,8 @@ def test_real_quick_run_of_the_fastest_script(tmp_path):
     assert "`python -m benchmarks.robustness --quick`" in block
     rows = [line for line in block.splitlines() if line.startswith("| hostile requests tried")]
     assert len(rows) == 1 and rows[0].endswith("| yes |"), rows  # the sweep ran and found no 'other' outcome
+    budget = [line for line in block.splitlines() if line.startswith("| same request, time with the budget off / on")]
+    assert len(budget) == 1 and budget[0].endswith("| yes |"), budget  # the request budget refused the large images
     original = open(os.path.join(REPO, "benchmarks", "README.md")).read()
     old_block = original[original.index(run.begin_marker("robustness")):original.index(run.end_marker("robustness"))]
     assert text.replace(block, "") == original.replace(old_block, "")  # nothing outside the block changed
