@@ -90,6 +90,22 @@ def _top_layers(backbone, n: int) -> set:
     return keep
 
 
+UNUSED_ATTRIBUTE = "_mmzoo_unused_layers"
+
+
+def mark_unused(backbone, names) -> None:
+    """Record layers of ``backbone`` the tower does not use (BERT's pooler when the tower pools
+    tokens itself): they stay frozen whatever is unfrozen, as nothing would train them (and Keras
+    would warn that they get no gradient at every step)."""
+    object.__setattr__(backbone, UNUSED_ATTRIBUTE, tuple(names))
+    _freeze_unused(backbone)
+
+
+def _freeze_unused(backbone) -> None:
+    for name in getattr(backbone, UNUSED_ATTRIBUTE, ()):
+        set_trainable(backbone.get_layer(name), False)
+
+
 def set_trainable(layer, value: bool) -> None:
     """``layer.trainable = value``, sublayers included, even when ``layer.trainable`` already is ``value``.
 
@@ -111,20 +127,21 @@ def _lora_only(layer) -> None:
 
 
 def unfreeze_top(backbone, n: int | None = None) -> None:
-    """Make the top ``n`` transformer blocks (and the layers after them) trainable; all when ``n`` is None."""
+    """Make the top ``n`` transformer blocks (and the layers after them) trainable; all when ``n`` is None
+    (layers the tower does not use, ``mark_unused``, stay frozen)."""
     if n is not None and (isinstance(n, bool) or int(n) < 0):
         raise ValueError(f"The number of layers to unfreeze must be >= 0 or None. Received: {n!r}")
     set_trainable(backbone, True)
-    if n is None:
-        return
-    keep = _top_layers(backbone, min(int(n), len(transformer_blocks(backbone))))
-    for layer in _leaves(backbone):
-        if layer is backbone or id(layer) in keep:
-            continue
-        if getattr(layer, "lora_enabled", False):
-            _lora_only(layer)
-        else:
-            set_trainable(layer, False)
+    if n is not None:
+        keep = _top_layers(backbone, min(int(n), len(transformer_blocks(backbone))))
+        for layer in _leaves(backbone):
+            if layer is backbone or id(layer) in keep:
+                continue
+            if getattr(layer, "lora_enabled", False):
+                _lora_only(layer)
+            else:
+                set_trainable(layer, False)
+    _freeze_unused(backbone)
 
 
 def enable_lora(backbone, rank: int) -> None:

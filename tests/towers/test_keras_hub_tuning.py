@@ -4,6 +4,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import mmzoo
 from mmzoo.towers.keras_hub import build_keras_hub_text_tower, keras_hub_tokenizer
@@ -69,6 +70,26 @@ def test_unfreeze_top_layers(bert2):
     assert len(backbone.trainable_weights) == len(backbone.weights)
     with pytest.raises(ValueError, match="Received: -1"):
         unfreeze_top(backbone, -1)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "pooler"])
+def test_an_unused_pooler_stays_frozen(bert2, pooling):
+    """With pooling="mean"/"cls" no gradient reaches BERT's pooler: it is never trainable (Keras would
+    warn at every step that it gets no gradient); with pooling="pooler" it trains."""
+    model, inputs = build_model(bert2, pooling=pooling, trainable=True)
+    backbone = keras_hub_backbones(model)[0]
+    pooler = _paths(backbone.get_layer("pooled_dense").weights)
+    used = pooling == "pooler"
+    assert (pooler <= _paths(model.trainable_weights)) is used
+    unfreeze_top(backbone, None)
+    assert (pooler <= _paths(backbone.trainable_weights)) is used
+    unfreeze_top(backbone, 1)
+    assert (pooler <= _paths(backbone.trainable_weights)) is used
+    model.compile(optimizer="sgd")
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(model(inputs, training=True)["scores"])
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in gradients)  # every trainable variable gets a gradient
 
 
 @pytest.mark.parametrize("family", FAMILIES)
