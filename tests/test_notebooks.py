@@ -25,6 +25,7 @@ NOTEBOOKS = [
     "03_captioning",
     "04_export_and_serving",
     "05_bring_your_own_data",
+    "06_pretrained_towers",
 ]
 MACHINE_PATH = re.compile(r"(/work/|/tmp/|/home/|/root\b)")
 # The public API a notebook may import from (README.md, DESIGN.md).
