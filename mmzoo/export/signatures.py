@@ -30,6 +30,7 @@ this module puts them into an ``ExportArchive``. With
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from mmzoo.export.examples import PREDICT_METHOD, check_input_type, example_endpoints
 from mmzoo.tasks import task_for
@@ -73,4 +74,28 @@ def build_export_archive(model, beam_width=4, input_type="raw", feature_keys=Non
         archive.track(resource)
     for name, (fn, signature, _) in export_endpoints(model, beam_width, input_type, feature_keys).items():
         archive.add_endpoint(name, fn, input_signature=signature)
+    store_variables_once(archive)
     return archive
+
+
+def store_variables_once(archive) -> int:
+    """Make the archive's variable collections hold the ``tf.Variable``s its endpoints capture.
+
+    ``ExportArchive.track`` lists the ``keras.Variable`` wrappers under
+    ``variables`` / ``trainable_variables`` / ``non_trainable_variables``, and
+    its save lists the endpoints' own ``tf.Variable``s under
+    ``_all_variables``: two trackable objects per weight, so the checkpoint
+    holds every weight twice and a server loads it twice (keras-team/keras
+    #23553, Keras 3.15). Unwrapped, they are the same objects and TensorFlow
+    saves each once. Returns how many variables were unwrapped.
+    """
+    trackable = getattr(archive, "_tf_trackable", None)
+    count = 0
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        values = list(getattr(trackable, name, None) or [])
+        unwrapped = [v.value if isinstance(v, keras.Variable) and isinstance(v.value, tf.Variable) else v
+                     for v in values]
+        count += sum(a is not b for a, b in zip(values, unwrapped))
+        if values:
+            setattr(trackable, name, unwrapped)
+    return count

@@ -38,6 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmzoo.export.signatures import store_variables_once
+
 TOWER_METADATA_FILENAME = "mmzoo_tower.json"
 TOWERS = ("image", "text")
 
@@ -84,6 +86,7 @@ def build_tower_archive(model, tower="image", layer_name=None):
         call, call_spec = _add_text_endpoints(archive, model, tower_model)
     _add_reusable_call(archive, call, call_spec)
     _add_variable_collections(archive, tower_model)
+    store_variables_once(archive)
     return archive, tower_model
 
 

@@ -2,6 +2,8 @@
 the endpoints per task as the archive gets them, refusals, the model's own prediction, empty and
 mismatched batches. (Each task's outputs are tested in tests/tasks.)"""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -74,3 +76,27 @@ def test_empty_and_mismatched_batches(classifier):
         serve({"image_bytes": tf.constant(random_images(2)), "text": tf.constant(TEXTS[:1])})
 
 
+
+
+def test_export_stores_each_weight_once(tmp_path):
+    """keras-team/keras#23553: ExportArchive saved every weight twice (``variables/`` and ``_all_variables/``)."""
+    from mmzoo.export import export_saved_model
+    from mmzoo.export.tower import export_tower
+
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=3, image_size=(16, 16))
+    weights = sum(int(np.prod(v.shape)) for v in model.weights)
+    version_dir = export_saved_model(model, tmp_path / "m", warmup=False, verify=False)
+    tower_dir = export_tower(model, str(tmp_path / "tower"), tower="image", verify=False)
+    image_weights = sum(int(np.prod(v.shape)) for v in model.get_layer("image_tower").weights)
+    for directory, expected in ((version_dir, weights), (tower_dir, image_weights)):
+        reader = tf.train.load_checkpoint(os.path.join(directory, "variables", "variables"))
+        shapes = reader.get_variable_to_shape_map()
+        stored = sum(int(np.prod(s)) for k, s in shapes.items() if k.endswith("VARIABLE_VALUE"))
+        assert not [k for k in shapes if k.startswith("_all_variables/")], directory
+        assert expected <= stored < expected + 16, (directory, stored, expected)  # + a few scalar states
+    loaded = tf.saved_model.load(version_dir)
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant(random_images(2)), text=tf.constant(["a", "b"]))
+    np.testing.assert_allclose(
+        out["scores"].numpy(),
+        keras.ops.convert_to_numpy(model(model.preprocess(tf.constant(random_images(2)), tf.constant(["a", "b"])))["scores"]),
+        atol=1e-5)
