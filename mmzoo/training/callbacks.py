@@ -57,10 +57,10 @@ def read_backup_metadata(backup_dir: str) -> dict | None:
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
-        epoch, weights = int(meta["epoch"]), str(meta["weights"])
-    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        epoch, weights = int(meta["epoch"]), meta.get("weights")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
         raise _cannot_resume(path, f"the file is damaged ({type(e).__name__}: {e})") from None
-    if epoch < 0 or os.path.basename(weights) != weights:
+    if epoch < 0 or (weights is not None and (not isinstance(weights, str) or os.path.basename(weights) != weights)):
         raise _cannot_resume(path, f"the file is damaged (epoch={epoch!r}, weights={weights!r})")
     return {**meta, "epoch": epoch, "weights": weights}
 
@@ -87,6 +87,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         meta = read_backup_metadata(self.backup_dir)
         if meta is None:
             return
+        if meta["weights"] is None:
+            raise _cannot_resume(self._training_metadata_path, "the file is damaged (it names no weights file)")
         weights = os.path.join(self.backup_dir, meta["weights"])
         if not os.path.isfile(weights):
             raise _cannot_resume(weights, "the file is missing (training_metadata.json names it)")

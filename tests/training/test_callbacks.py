@@ -77,11 +77,11 @@ def _interrupted_backup(tmp_path):
 @pytest.mark.parametrize("damage, reason", [
     ('{"epoch": 1, "weights": "epo', "JSONDecodeError: Unterminated string"),
     ("", "JSONDecodeError: Expecting value"),
-    ('{"epoch": 1}', "KeyError"),
+    ('{"weights": "epoch_1.weights.h5"}', "KeyError"),
     ('{"epoch": "one", "weights": "epoch_1.weights.h5"}', "ValueError: invalid literal"),
     ('{"epoch": 1, "weights": "../elsewhere.weights.h5"}', "weights='../elsewhere.weights.h5'"),
     ('["epoch", 1]', "TypeError"),
-], ids=["truncated", "empty", "no-weights", "bad-epoch", "outside", "not-a-dict"])
+], ids=["truncated", "empty", "no-epoch", "bad-epoch", "outside", "not-a-dict"])
 def test_damaged_backup_metadata_names_the_file_and_the_way_out(tmp_path, damage, reason):
     from mmzoo.training import ResumeError
 
@@ -96,7 +96,7 @@ def test_damaged_backup_metadata_names_the_file_and_the_way_out(tmp_path, damage
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("damage", ["truncated", "missing", "other-model"])
+@pytest.mark.parametrize("damage", ["truncated", "missing", "other-model", "unnamed"])
 def test_damaged_backup_weights_name_the_file(tmp_path, damage):
     from mmzoo.training import ResumeError
 
@@ -107,11 +107,17 @@ def test_damaged_backup_weights_name_the_file(tmp_path, damage):
             f.truncate(os.path.getsize(weights_file) // 2)
     elif damage == "missing":
         os.remove(weights_file)
+    elif damage == "unnamed":
+        meta = os.path.join(backup, "training_metadata.json")
+        with open(meta, "w") as f:
+            json.dump({"epoch": 1}, f)
+        weights_file = meta
     else:
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
         model.compile(optimizer="sgd", loss="mse")
     x, y = _data()
-    expected = "the file is missing" if damage == "missing" else "it does not load into this model"
+    expected = {"missing": "the file is missing", "unnamed": "it names no weights file"}.get(
+        damage, "it does not load into this model")
     with pytest.raises(ResumeError, match=expected) as info:
         model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[BackupAndRestore(backup)])
     assert str(info.value).startswith(f"Cannot resume the unfinished run from {weights_file}: ")
