@@ -411,7 +411,8 @@ def _write_metadata(export_dir, metadata):
 
 
 def _move_into_place(tmp_dir, base_dir, version, overwrite) -> str:
-    """Rename ``tmp_dir`` to ``base_dir/<version>`` (next free one when None)."""
+    """Rename ``tmp_dir`` to ``base_dir/<version>`` (next free one when None), without its owner file."""
+    os.remove(os.path.join(tmp_dir, _OWNER_FILE))  # killed from here on, it is an ownerless leftover
     if version is None:
         for _ in range(100):
             candidate = (list_versions(base_dir) or [0])[-1] + 1

@@ -396,5 +396,6 @@ def test_next_export_removes_what_killed_exports_left(tmp_path):
     assert os.path.basename(version_dir) == "1"
     left = sorted(os.listdir(base))
     assert left == sorted(["1", live.name, young.name, remote.name]), left
+    assert ".owner" not in os.listdir(version_dir)  # the owner file stays out of the version
     assert not any(p.exists() for p in (dead, old, trash))
     assert saved_model_module.remove_stale_temporaries(str(base)) == []
