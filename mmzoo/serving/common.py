@@ -109,9 +109,9 @@ def decode_strings(array: np.ndarray) -> np.ndarray:
 # -- tf.train.Example inputs (the tf_example / classify / regress signatures) ------------------------
 
 IMAGE_FEATURE = "image/encoded"
-"""The Example feature of the encoded image, as mmzoo exports and ``mmzoo.data.write_tfrecord`` use it."""
+"""The Example feature of the encoded image (one value), as mmzoo exports and ``mmzoo.data.write_tfrecord`` use it."""
 TEXT_FEATURE = "text"
-"""The Example feature of the text."""
+"""The Example feature of the text (one value): a classifier's question, a matcher's caption to score."""
 
 
 def _varint(n: int) -> bytes:
@@ -193,3 +193,14 @@ def serialize_examples(examples) -> list[bytes]:
         else:
             out.append(encode_example(example))
     return out
+
+
+def predict_inputs(inputs=None, images=None, texts=None, examples=None, signature_name=None):
+    """``(named inputs, signature name)`` of a ``predict`` call, for both clients: ``examples``
+    (alone) become the ``tf_example`` signature's serialized ``examples`` input; otherwise
+    ``build_inputs`` on ``serving_default`` (or ``signature_name``)."""
+    if examples is not None:
+        if inputs is not None or images is not None or texts is not None:
+            raise ValueError("Pass examples=[...] alone: they hold the images and texts.")
+        return {"examples": serialize_examples(build_examples(examples))}, signature_name or "tf_example"
+    return build_inputs(inputs, images, texts), signature_name or "serving_default"

@@ -17,9 +17,9 @@ from mmzoo.serving.common import (
     TEXT_FEATURE,
     ServingError,
     build_examples,
-    build_inputs,
     check_retry_args,
     decode_strings,
+    predict_inputs,
     serialize_examples,
     with_retries,
 )
@@ -130,16 +130,10 @@ class GrpcClient:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
-        if examples is not None:
-            if inputs is not None or images is not None or texts is not None:
-                raise ValueError("Pass examples=[...] alone: they hold the images and texts.")
-            inputs = {"examples": serialize_examples(build_examples(examples))}
-            signature_name = signature_name or "tf_example"
-        signature_name = signature_name or "serving_default"
-
+        named, signature_name = predict_inputs(inputs, images, texts, examples, signature_name)
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec, signature_name)
-        for key, value in build_inputs(inputs, images, texts).items():
+        for key, value in named.items():
             request.inputs[key].CopyFrom(_tensor_proto(value))
         response = self._call(self._stub.Predict, request)
         return {key: decode_strings(tf.make_ndarray(proto)) for key, proto in response.outputs.items()}

@@ -33,11 +33,10 @@ from mmzoo.serving.common import (
     TEXT_FEATURE,
     ServingError,
     build_examples,
-    build_inputs,
     check_retry_args,
     decode_strings,
     http_status_to_code,
-    serialize_examples,
+    predict_inputs,
     with_retries,
 )
 
@@ -179,16 +178,8 @@ class RestClient:
         (the default signature then), sent serialized as its ``examples`` input.
         String outputs come back as ``str`` in object arrays.
         """
-        if examples is not None:
-            if inputs is not None or images is not None or texts is not None:
-                raise ValueError("Pass examples=[...] alone: they hold the images and texts.")
-            inputs = {"examples": serialize_examples(build_examples(examples))}
-            signature_name = signature_name or "tf_example"
-        signature_name = signature_name or "serving_default"
-        payload = {
-            "signature_name": signature_name,
-            "inputs": {k: _encode_value(v) for k, v in build_inputs(inputs, images, texts).items()},
-        }
+        named, signature_name = predict_inputs(inputs, images, texts, examples, signature_name)
+        payload = {"signature_name": signature_name, "inputs": {k: _encode_value(v) for k, v in named.items()}}
         response = self._request(self.model_url + ":predict", payload)
         if "outputs" not in response:
             raise ServingError(f"unexpected response without 'outputs': {str(response)[:200]}", "INTERNAL")
