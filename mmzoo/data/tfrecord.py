@@ -24,11 +24,7 @@ import os
 import tensorflow as tf
 
 from mmzoo.data.records import BadRows, Record
-
-IMAGE_FEATURE = "image/encoded"
-"""The encoded image bytes (one value)."""
-TEXT_FEATURE = "text"
-"""The record's text (one value): a classifier's question, a matcher's caption to score."""
+from mmzoo.serving.common import IMAGE_FEATURE, TEXT_FEATURE  # the clients' defaults too (stdlib-only module)
 
 
 def _bytes_feature(values):
