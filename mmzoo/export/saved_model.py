@@ -255,11 +255,14 @@ def _claim_temporary(base_dir) -> str:
 def _is_stale(path, now) -> bool:
     try:
         age = now - os.path.getmtime(path)
+    except OSError:
+        return False  # gone already (another export cleaned it)
+    try:
         with open(os.path.join(path, _OWNER_FILE), encoding="utf-8") as f:
             owner = json.load(f)
         host, pid = str(owner["host"]), int(owner["pid"])
     except FileNotFoundError:
-        return os.path.isdir(path) and now - os.path.getmtime(path) > _STALE_WITHOUT_OWNER_S
+        return age > _STALE_WITHOUT_OWNER_S
     except (OSError, ValueError, KeyError, TypeError):
         return False  # unreadable: leave it
     if host != socket.gethostname():
