@@ -48,12 +48,20 @@ def test_epoch_checkpoint_keeps_the_latest_or_all(tmp_path, keep_all, kept):
     assert last_checkpoint(str(tmp_path / "none")) is None
 
 
-def test_backup_and_restore_resumes_after_the_last_backed_up_epoch(tmp_path):
+def _interrupted_backup(tmp_path, at=0):
+    """A 3-epoch fit of the small model interrupted after epoch ``at`` (0-based): ``(backup dir,
+    its metadata file, its weights file)``."""
     x, y = _data()
     backup = str(tmp_path / "backup")
     with pytest.raises(KeyboardInterrupt):
         _small_model().fit(x, y, epochs=3, batch_size=8, verbose=0,
-                           callbacks=[BackupAndRestore(backup), Interrupt(at=1)])
+                           callbacks=[BackupAndRestore(backup), Interrupt(at=at)])
+    return backup, os.path.join(backup, "training_metadata.json"), os.path.join(backup, f"epoch_{at + 1}.weights.h5")
+
+
+def test_backup_and_restore_resumes_after_the_last_backed_up_epoch(tmp_path):
+    x, y = _data()
+    backup, _, _ = _interrupted_backup(tmp_path, at=1)
     assert backup_epoch(backup) == 2
     with open(os.path.join(backup, "training_metadata.json")) as f:
         meta = json.load(f)
@@ -63,15 +71,6 @@ def test_backup_and_restore_resumes_after_the_last_backed_up_epoch(tmp_path):
     assert len(resumed.history["loss"]) == 1  # only epoch 3 was left
     assert backup_epoch(backup) == 0 and not os.path.exists(backup)  # removed when training finished
     assert backup_epoch(str(tmp_path / "never")) == 0
-
-
-def _interrupted_backup(tmp_path):
-    x, y = _data()
-    backup = str(tmp_path / "backup")
-    with pytest.raises(KeyboardInterrupt):
-        _small_model().fit(x, y, epochs=3, batch_size=8, verbose=0,
-                           callbacks=[BackupAndRestore(backup), Interrupt(at=0)])
-    return backup, os.path.join(backup, "training_metadata.json"), os.path.join(backup, "epoch_1.weights.h5")
 
 
 @pytest.mark.parametrize("damage, reason", [
