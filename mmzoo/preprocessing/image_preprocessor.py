@@ -47,10 +47,12 @@ class ImagePreprocessor(keras.layers.Layer):
     (a decompression-bomb guard; ``max_pixels=None`` turns it off), a batch
     over ``max_request_pixels`` in all likewise (off by default; exports set
     it, see ``mmzoo.export``), and animated GIFs are cut after their first
-    frame before decoding. With ``downscale_jpeg`` a JPEG at least twice
+    frame before decoding. With ``downscale_jpeg`` a JPEG at least four times
     ``image_size`` on both sides is decoded at 1/2, 1/4 or 1/8 scale
     (libjpeg's DCT scaling, ``tf.io.decode_jpeg(ratio=...)``), never below
-    ``image_size``, so the full-size image is never held. Empty,
+    twice ``image_size`` (the antialiased resize still does the last step,
+    so small images decode as before), and the full-size image is never
+    held. Empty,
     unknown, truncated or corrupt bytes also raise ``InvalidArgumentError``
     with a message that says what was wrong. Only TensorFlow ops are used,
     so the checks hold inside ``tf.data``, ``tf.function`` and SavedModels.
@@ -133,11 +135,11 @@ class ImagePreprocessor(keras.layers.Layer):
 
     def _jpeg_ratio_index(self, fmt, height, width):
         """0 (full scale), 1, 2 or 3 (``ratio`` 2, 4 or 8): the smallest decode of a JPEG still at
-        least ``image_size`` on both sides; 0 for other formats or when ``downscale_jpeg`` is off."""
+        least twice ``image_size`` on both sides; 0 for other formats or when ``downscale_jpeg`` is off."""
         if not self.downscale_jpeg:
             return tf.constant(0, tf.int32)
         target_h, target_w = self.image_size
-        fits = [(height // r >= target_h) & (width // r >= target_w) for r in (2, 4, 8)]
+        fits = [(height // r >= 2 * target_h) & (width // r >= 2 * target_w) for r in (2, 4, 8)]
         index = tf.add_n([tf.cast(f, tf.int32) for f in fits])  # the fits are nested: r=8 fits => r=4 fits
         return tf.where(tf.equal(fmt, JPEG), index, 0)
 
