@@ -19,7 +19,9 @@ TensorFlow is imported once for the Python blocks) and fails on the first
 block that fails, naming its line in README.md. It took 196 s on a shared
 2-core machine under a load average of about 6 (90 s of CPU time, most of
 it starting TensorFlow in the `mmzoo` commands and tracing); the slow-tier
-variant adds `mmzoo demo --quick` (3m23s there; 6 minutes in all).
+variant adds `mmzoo demo --quick` (3m23s there; 6 minutes in all), the
+only run of the quick demo in the test suite: tests/test_demo.py's checks of
+the demo's output are made on what that block printed.
 """
 
 from __future__ import annotations
@@ -260,8 +262,21 @@ def test_readme_runs_as_pasted(tmp_path):
     assert (work / "saved_models" / "models.config").is_file()
 
 
+QUICK_DEMO = "mmzoo demo --quick --out demo"
+
+
 @pytest.mark.slow
 def test_readme_runs_as_pasted_with_slow_blocks(tmp_path):
+    """All the runnable blocks, the slow ones too, in order; the quick demo's own end-to-end checks
+    (tests/test_demo.py) on what its block printed: the slow tier trains the quick demo once, here."""
+    from tests.test_demo import assert_quick_demo_ran
+
     blocks = readme_blocks(README.read_text())
     assert any(b.mode == "slow" for b in blocks), "no slow block left: drop this test"
-    _run_readme(tmp_path, modes=("run", "slow"), timeout=1500)
+    demo = [b for b in blocks if b.mode == "slow" and b.language == "bash" and b.code.strip() == QUICK_DEMO]
+    assert len(demo) == 1, (f"README.md should run `{QUICK_DEMO}` once, as a slow block: it is the only end-to-end "
+                            "run of the quick demo (tests/test_demo.py checks its output through this test)")
+    work, out = _run_readme(tmp_path, modes=("run", "slow"), timeout=1500)
+    line = demo[0].line
+    printed = out[out.index(f"=== README.md:{line} (bash) starts"):out.index(f"=== README.md:{line} ok")]
+    assert_quick_demo_ran(printed, work / "demo")
