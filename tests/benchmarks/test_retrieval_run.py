@@ -1,4 +1,4 @@
-"""benchmarks/retrieval.py end to end at --quick size: the saved models, and --dual-encoder reusing one."""
+"""benchmarks/retrieval.py end to end at --quick size or smaller: the saved models, and --dual-encoder reusing one."""
 
 import os
 
