@@ -526,7 +526,8 @@ def _add_export_parser(subparsers):
     p.add_argument("--batch-size", default="auto", help="tflite: auto | none (dynamic) | N")
     p.add_argument("--input-type", choices=["raw", "tf_example"], default="raw",
                    help="tf_example: also signatures on serialized tf.train.Example (tf_example; classify for "
-                        "classifiers, regress for matchers), beside the raw ones")
+                        "classifiers, regress for matchers, NAME_tf_example for embed_image, embed_text, beam_search), "
+                        "beside the raw ones")
     p.add_argument("--image-feature", help="tf_example: the Example feature holding the encoded image "
                                            "(default image/encoded)")
     p.add_argument("--text-feature", help="tf_example: the Example feature holding the text (default text)")

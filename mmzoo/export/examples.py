@@ -13,6 +13,9 @@ classify    ``tensorflow/serving/classify`` ``inputs``    ``classes`` string ``[
                                                           (classifiers)
 regress     ``tensorflow/serving/regress``  ``inputs``    ``outputs`` float32 ``[B]``: the match
                                                           score (matchers)
+NAME_tf_    ``tensorflow/serving/predict``  ``examples``  as NAME: one per other raw signature
+example                                                   (``embed_image``, ``embed_text``,
+                                                          ``beam_search``)
 =========== ========================== ============ ===========================================
 
 Each Example carries one bytes value per input of ``serving_default``: the
@@ -49,6 +52,16 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 
 EXAMPLE_INPUTS = {"tf_example": "examples", "classify": "inputs", "regress": "inputs"}
 """The input name of each tf.Example signature (``inputs``: TF Serving's classify/regress contract)."""
+EXAMPLE_SUFFIX = "_tf_example"
+"""``NAME_tf_example`` is the tf.Example variant of raw signature ``NAME`` (input ``examples``)."""
+RAW_INPUTS = ("image_bytes", "text")
+
+
+def example_input_name(signature_name: str) -> str | None:
+    """The input of tf.Example signature ``signature_name`` (``examples`` / ``inputs``), else ``None``."""
+    if signature_name.endswith(EXAMPLE_SUFFIX):
+        return "examples"
+    return EXAMPLE_INPUTS.get(signature_name)
 
 
 def check_input_type(input_type) -> str:
@@ -141,6 +154,7 @@ def example_endpoints(model, endpoints: dict, feature_keys=None) -> dict:
         return run(examples)
 
     result = {"tf_example": (tf_example, [_examples_spec("examples")], PREDICT_METHOD)}
+    result.update(_variants(endpoints, resolve_feature_keys(feature_keys)))
     if isinstance(task, ClassificationTask):
 
         def classify(inputs):
@@ -156,6 +170,27 @@ def example_endpoints(model, endpoints: dict, feature_keys=None) -> dict:
 
         result["regress"] = (regress, [_examples_spec("inputs")], REGRESS_METHOD)
     return result
+
+
+def _variants(endpoints: dict, feature_keys: dict) -> dict:
+    """``NAME_tf_example`` for each raw signature but ``serving_default``: the dual encoder's
+    ``embed_image`` / ``embed_text`` (a TFRecord of images alone embeds a catalogue in a
+    BulkInferrer), a captioner's ``beam_search``. Each Example needs only that signature's inputs."""
+    result = {}
+    for name, (fn, signature) in endpoints.items():
+        if name == "serving_default" or not set(_raw_input_names(signature)) <= set(RAW_INPUTS):
+            continue
+        run = on_examples(fn, signature, feature_keys)
+        result[name + EXAMPLE_SUFFIX] = (_named(run, name + EXAMPLE_SUFFIX), [_examples_spec("examples")], PREDICT_METHOD)
+    return result
+
+
+def _named(run, name):
+    def endpoint(examples):
+        return run(examples)
+
+    endpoint.__name__ = name
+    return endpoint
 
 
 def set_method_names(export_dir, methods: dict) -> None:

@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow as tf
 
 from mmzoo.export.examples import (
-    EXAMPLE_INPUTS,
     check_input_type,
+    example_input_name,
     resolve_feature_keys,
     serialize_example,
     set_method_names,
@@ -116,7 +116,7 @@ def _versions() -> dict:
 
 def _example_input(name, sig):
     """The input name of a tf.Example signature (``examples`` / ``inputs``), else None."""
-    key = EXAMPLE_INPUTS.get(name)
+    key = example_input_name(name)
     return key if list(sig["inputs"]) == [key] else None
 
 
@@ -177,7 +177,8 @@ def export_saved_model(
             and the tensorflow-text ops the stock model server links
             (``graph_check.TF_SERVING_TEXT_OPS``); only for servers built with them.
         input_type: ``"raw"``, or ``"tf_example"``: also ``tf_example``, ``classify``
-            (classifiers) and ``regress`` (matchers) on serialized ``tf.train.Example``.
+            (classifiers), ``regress`` (matchers) and ``NAME_tf_example`` for the other raw
+            signatures (``embed_image``, ``embed_text``, ``beam_search``) on serialized ``tf.train.Example``.
         feature_keys: ``{"image_bytes": key, "text": key}``, the Example features for
             ``"tf_example"`` (default ``image/encoded`` and ``text``, as ``write_tfrecord`` writes).
         max_image_pixels: the served graph refuses an encoded image over this many pixels
