@@ -4,21 +4,22 @@
 --input-type tf_example``) adds these signatures beside the raw ones; it
 replaces none of them (docs/signatures.md says why):
 
-=========== ========================== ============ ===========================================
-signature   method name                input        outputs
-=========== ========================== ============ ===========================================
-tf_example  ``tensorflow/serving/predict``  ``examples``  as ``serving_default``
-classify    ``tensorflow/serving/classify`` ``inputs``    ``classes`` string ``[B, C]`` (every
-                                                          label name), ``scores`` float32 ``[B, C]``
-                                                          (classifiers)
-regress     ``tensorflow/serving/regress``  ``inputs``    ``outputs`` float32 ``[B]``: the match
-                                                          score (matchers)
-NAME_tf_    ``tensorflow/serving/predict``  ``examples``  as NAME: one per other raw signature
-example                                                   (``embed_image``, ``embed_text``,
-                                                          ``beam_search``)
-=========== ========================== ============ ===========================================
+================ ================================ ============ ======================================
+signature        method name                      input        outputs
+================ ================================ ============ ======================================
+tf_example       ``tensorflow/serving/predict``   ``examples`` as ``serving_default``
+classify         ``tensorflow/serving/classify``  ``inputs``   ``classes`` string ``[B, C]`` (every
+                                                               label name), ``scores`` float32
+                                                               ``[B, C]`` (classifiers)
+regress          ``tensorflow/serving/regress``   ``inputs``   ``outputs`` float32 ``[B]``: the match
+                                                               score (matchers)
+NAME_tf_example  ``tensorflow/serving/predict``   ``examples`` as NAME, for each other raw signature
+                                                               (``embed_image``, ``embed_text``,
+                                                               ``beam_search``)
+================ ================================ ============ ======================================
 
-Each Example carries one bytes value per input of ``serving_default``: the
+Each Example carries one bytes value per input of the signature it goes to
+(``serving_default``'s for ``tf_example``, ``classify``, ``regress``): the
 encoded image under ``image/encoded`` and the text under ``text`` by default
 (``mmzoo.data.tfrecord``'s keys, so a TFRecord written by mmzoo replays as
 it is; ``feature_keys=`` changes them). The parsed strings go through the
