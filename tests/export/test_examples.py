@@ -1,4 +1,4 @@
-"""tf.Example signatures (mmzoo/export/examples.py): tf_example, classify, regress.
+"""tf.Example signatures (mmzoo/export/examples.py): tf_example, classify, regress and NAME_tf_example.
 
 The exports are real; "as TF Serving runs them" means through a TF1 Session
 fed and fetched by the SignatureDef's tensor names (what the model server's
@@ -20,11 +20,14 @@ from mmzoo.export.examples import (
     CLASSIFY_METHOD,
     PREDICT_METHOD,
     REGRESS_METHOD,
+    example_input_name,
     resolve_feature_keys,
     serialize_example,
 )
 from mmzoo.export.graph_check import _read_saved_model_proto
 from mmzoo.export.saved_model import METADATA_FILENAME
+from mmzoo.export.signatures import export_endpoints
+from mmzoo.export.warmup import WARMUP_FILENAME, read_warmup_requests, replay_warmup_requests
 from tests.export.tiny_models import LABELS, TinyClassifier, TinyDualEncoder, random_images
 
 TEXTS = ["a red circle", "big blue square", "a small green triangle"]
@@ -173,8 +176,6 @@ def test_a_tfrecord_written_by_mmzoo_replays(example_classifier, tmp_path):
 
 
 def test_warmup_holds_classify_logs_and_replays(example_classifier):
-    from mmzoo.export.warmup import WARMUP_FILENAME, read_warmup_requests, replay_warmup_requests
-
     _, version_dir, _ = example_classifier
     logs = read_warmup_requests(os.path.join(version_dir, "assets.extra", WARMUP_FILENAME))
     kinds = [(log.WhichOneof("log_type"), getattr(log, log.WhichOneof("log_type")).request.model_spec.signature_name)
@@ -318,7 +319,24 @@ def _check_zoo_entry(name, tmp_path, **kwargs):
         np.testing.assert_array_equal(out["outputs"].numpy(), raw["score"].numpy())
     else:
         assert not extra and set(raw) == {"caption", "score"}
+    _check_variants(loaded, feed)
     return model
+
+
+def _check_variants(loaded, feed):
+    """Each ``NAME_tf_example`` (embed_image / embed_text / beam_search) equals ``NAME`` on Examples
+    holding only that signature's feature; every raw signature but serving_default has one."""
+    keys = {"image_bytes": "image/encoded", "text": "text"}
+    raw_names = set(loaded.signatures) - {"serving_default", "preprocessed", "tf_example", "classify", "regress"}
+    variants = {n for n in raw_names if n.endswith("_tf_example")}
+    assert {v[: -len("_tf_example")] for v in variants} == raw_names - variants
+    for variant in variants:
+        sig = loaded.signatures[variant[: -len("_tf_example")]]
+        own = {k: v for k, v in feed.items() if k in sig.structured_input_signature[1]}
+        examples = [serialize_example({keys[k]: v.numpy()[i] for k, v in own.items()}) for i in range(2)]
+        raw, parsed = sig(**own), loaded.signatures[variant](examples=tf.constant(examples))
+        for key in raw:
+            np.testing.assert_array_equal(parsed[key].numpy(), raw[key].numpy())
 
 
 ZOO_DEFAULT_TIER = {
@@ -339,3 +357,79 @@ def test_zoo_heads_serve_tf_examples(name, tmp_path):
 def test_every_other_zoo_head_serves_tf_examples(name, tmp_path):
     kwargs = {"num_classes": 3} if mmzoo.get_entry(name).task == "classification" else {}
     _check_zoo_entry(name, tmp_path, **kwargs)
+
+# -- NAME_tf_example: the other raw signatures on Examples (embed_image / embed_text here; beam_search in
+# _check_variants on the zoo captioners). Each Example needs only its own signature's feature.
+VARIANTS = {"embed_image_tf_example", "embed_text_tf_example"}
+
+
+def test_input_names_of_the_example_signatures():
+    assert example_input_name("embed_image_tf_example") == "examples"
+    assert example_input_name("tf_example") == "examples"
+    assert example_input_name("classify") == example_input_name("regress") == "inputs"
+    assert example_input_name("embed_image") is None and example_input_name("serving_default") is None
+
+
+def test_embedding_variants_equal_the_raw_signatures_on_single_feature_examples(example_matcher):
+    _, version_dir, loaded = example_matcher
+    assert VARIANTS <= set(loaded.signatures)
+    images = random_images(3, seed=11)
+    raw_images = loaded.signatures["embed_image"](image_bytes=tf.constant(images))["embedding"].numpy()
+    image_examples = [serialize_example({"image/encoded": i}) for i in images]  # no text feature at all
+    parsed = loaded.signatures["embed_image_tf_example"](examples=tf.constant(image_examples))
+    np.testing.assert_array_equal(parsed["embedding"].numpy(), raw_images)
+    as_served = _run_in_session(version_dir, "embed_image_tf_example", image_examples)
+    np.testing.assert_allclose(as_served["embedding"], raw_images, rtol=1e-6, atol=1e-6)
+
+    raw_texts = loaded.signatures["embed_text"](text=tf.constant(TEXTS))["embedding"].numpy()
+    text_examples = [serialize_example({"text": t}) for t in TEXTS]
+    parsed = loaded.signatures["embed_text_tf_example"](examples=tf.constant(text_examples))
+    np.testing.assert_array_equal(parsed["embedding"].numpy(), raw_texts)
+    assert parsed["embedding"].shape == (3, 8)
+
+
+def test_a_tfrecord_of_images_alone_embeds_as_it_is(example_matcher, tmp_path):
+    _, _, loaded = example_matcher
+    images = random_images(2, seed=12)
+    for i, data in enumerate(images):
+        (tmp_path / f"{i}.png").write_bytes(data)
+    records = [Record(image=str(tmp_path / f"{i}.png")) for i in range(2)]
+    path = write_tfrecord(records, tmp_path / "catalogue.tfrecord")
+    serialized = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+    parsed = loaded.signatures["embed_image_tf_example"](examples=tf.constant(serialized))["embedding"].numpy()
+    raw = loaded.signatures["embed_image"](image_bytes=tf.constant(images))["embedding"].numpy()
+    np.testing.assert_array_equal(parsed, raw)
+
+
+def test_missing_feature_names_its_key(example_matcher):
+    _, _, loaded = example_matcher
+    text_only = [serialize_example({"text": "a red circle"})]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"feature <image/encoded> \(the image_bytes input\)"):
+        loaded.signatures["embed_image_tf_example"](examples=tf.constant(text_only))
+
+
+def test_metadata_and_warmup_cover_the_variants(example_matcher):
+    _, version_dir, _ = example_matcher
+    with open(os.path.join(version_dir, "assets.extra", METADATA_FILENAME)) as f:
+        signatures = json.load(f)["signatures"]
+    for name in VARIANTS:
+        assert signatures[name]["method_name"] == PREDICT_METHOD
+        assert list(signatures[name]["inputs"]) == ["examples"]
+    logs = read_warmup_requests(os.path.join(version_dir, "assets.extra", WARMUP_FILENAME))
+    names = [log.predict_log.request.model_spec.signature_name for log in logs if log.HasField("predict_log")]
+    for name in VARIANTS:
+        assert names.count(name) == 2
+        inputs = next(log.predict_log.request.inputs for log in logs
+                      if log.HasField("predict_log") and log.predict_log.request.model_spec.signature_name == name)
+        assert set(inputs) == {"examples"}
+    replayed = {(name, shapes["embedding"]) for _, name, shapes in replay_warmup_requests(version_dir)
+                if name in VARIANTS}
+    assert replayed == {(name, (batch, 8)) for name in VARIANTS for batch in (1, 2)}
+
+
+def test_raw_exports_preprocessed_and_classifiers_get_no_variants():
+    assert not any(n.endswith("_tf_example") for n in export_endpoints(TinyDualEncoder(), input_type="raw"))
+    names = set(export_endpoints(TinyDualEncoder(), input_type="tf_example"))
+    assert names == {"serving_default", "preprocessed", "embed_image", "embed_text", "tf_example", "regress"} | VARIANTS
+    names = set(export_endpoints(TinyClassifier(), input_type="tf_example"))
+    assert names == {"serving_default", "preprocessed", "tf_example", "classify"}
