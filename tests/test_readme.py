@@ -19,9 +19,9 @@ TensorFlow is imported once for the Python blocks) and fails on the first
 block that fails, naming its line in README.md. It took 196 s on a shared
 2-core machine under a load average of about 6 (90 s of CPU time, most of
 it starting TensorFlow in the `mmzoo` commands and tracing); the slow-tier
-variant adds `mmzoo demo --quick` (3m23s there; 6 minutes in all), the
-only run of the quick demo in the test suite: tests/test_demo.py's checks of
-the demo's output are made on what that block printed.
+test runs the slow block, `mmzoo demo --quick` (3m23s there), the only run
+of the quick demo in the test suite: tests/test_demo.py's checks of the
+demo's output are made on what that block printed.
 """
 
 from __future__ import annotations
@@ -267,8 +267,13 @@ QUICK_DEMO = "mmzoo demo --quick --out demo"
 
 @pytest.mark.slow
 def test_readme_runs_as_pasted_with_slow_blocks(tmp_path):
-    """All the runnable blocks, the slow ones too, in order; the quick demo's own end-to-end checks
-    (tests/test_demo.py) on what its block printed: the slow tier trains the quick demo once, here."""
+    """The slow blocks (the quick demo), in a fresh directory, with the quick demo's own end-to-end checks
+    (tests/test_demo.py) on what its block printed: the slow tier trains the quick demo once, here.
+
+    The other blocks run in order in the default tier (test_readme_runs_as_pasted), not again here. Pasting
+    the README runs them after the demo in the same directory; that is the same run because the demo writes
+    nothing but its ``--out`` folder and no other block names that folder (both asserted below).
+    """
     from tests.test_demo import assert_quick_demo_ran
 
     blocks = readme_blocks(README.read_text())
@@ -276,7 +281,13 @@ def test_readme_runs_as_pasted_with_slow_blocks(tmp_path):
     demo = [b for b in blocks if b.mode == "slow" and b.language == "bash" and b.code.strip() == QUICK_DEMO]
     assert len(demo) == 1, (f"README.md should run `{QUICK_DEMO}` once, as a slow block: it is the only end-to-end "
                             "run of the quick demo (tests/test_demo.py checks its output through this test)")
-    work, out = _run_readme(tmp_path, modes=("run", "slow"), timeout=1500)
+    assert [b for b in blocks if b.mode == "slow" and b.language in RUNNABLE] == demo, (
+        "a new slow block: run the blocks in order here (modes=('run', 'slow')) unless it too writes only a "
+        "folder no other block reads")
+    readers = [b.line for b in blocks if b.mode == "run" and re.search(r"(^|[\s'\"/])demo/", b.code)]
+    assert not readers, f"README.md blocks at lines {readers} read the demo's folder: run every block in order here"
+    work, out = _run_readme(tmp_path, modes=("slow",), timeout=1200)
+    assert sorted(p.name for p in work.iterdir()) == ["demo"], "the quick demo wrote outside its --out folder"
     line = demo[0].line
     printed = out[out.index(f"=== README.md:{line} (bash) starts"):out.index(f"=== README.md:{line} ok")]
     assert_quick_demo_ran(printed, work / "demo")
