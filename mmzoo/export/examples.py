@@ -55,7 +55,6 @@ EXAMPLE_INPUTS = {"tf_example": "examples", "classify": "inputs", "regress": "in
 """The input name of each tf.Example signature (``inputs``: TF Serving's classify/regress contract)."""
 EXAMPLE_SUFFIX = "_tf_example"
 """``NAME_tf_example`` is the tf.Example variant of raw signature ``NAME`` (input ``examples``)."""
-RAW_INPUTS = ("image_bytes", "text")
 
 
 def example_input_name(signature_name: str) -> str | None:
@@ -148,14 +147,15 @@ def example_endpoints(model, endpoints: dict, feature_keys=None) -> dict:
     ``regress`` for matchers (one score per pair), ``tf_example`` for every head.
     """
     serving_default, signature = endpoints["serving_default"]
-    run = on_examples(serving_default, signature, resolve_feature_keys(feature_keys))
+    feature_keys = resolve_feature_keys(feature_keys)
+    run = on_examples(serving_default, signature, feature_keys)
     task = task_for(model)
 
     def tf_example(examples):
         return run(examples)
 
     result = {"tf_example": (tf_example, [_examples_spec("examples")], PREDICT_METHOD)}
-    result.update(_variants(endpoints, resolve_feature_keys(feature_keys)))
+    result.update(_variants(endpoints, feature_keys))
     if isinstance(task, ClassificationTask):
 
         def classify(inputs):
@@ -176,22 +176,13 @@ def example_endpoints(model, endpoints: dict, feature_keys=None) -> dict:
 def _variants(endpoints: dict, feature_keys: dict) -> dict:
     """``NAME_tf_example`` for each raw signature but ``serving_default``: the dual encoder's
     ``embed_image`` / ``embed_text`` (a TFRecord of images alone embeds a catalogue in a
-    BulkInferrer), a captioner's ``beam_search``. Each Example needs only that signature's inputs."""
-    result = {}
-    for name, (fn, signature) in endpoints.items():
-        if name == "serving_default" or not set(_raw_input_names(signature)) <= set(RAW_INPUTS):
-            continue
-        run = on_examples(fn, signature, feature_keys)
-        result[name + EXAMPLE_SUFFIX] = (_named(run, name + EXAMPLE_SUFFIX), [_examples_spec("examples")], PREDICT_METHOD)
-    return result
-
-
-def _named(run, name):
-    def endpoint(examples):
-        return run(examples)
-
-    endpoint.__name__ = name
-    return endpoint
+    BulkInferrer), a captioner's ``beam_search``. Each Example needs only that signature's inputs;
+    ``preprocessed`` (tensor inputs, no Example feature) gets none."""
+    return {
+        name + EXAMPLE_SUFFIX: (on_examples(fn, signature, feature_keys), [_examples_spec("examples")], PREDICT_METHOD)
+        for name, (fn, signature) in endpoints.items()
+        if name != "serving_default" and set(_raw_input_names(signature)) <= set(feature_keys)
+    }
 
 
 def set_method_names(export_dir, methods: dict) -> None:

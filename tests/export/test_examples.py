@@ -18,6 +18,7 @@ from mmzoo.data import Record, write_tfrecord
 from mmzoo.export import check_serving_graph, export_saved_model
 from mmzoo.export.examples import (
     CLASSIFY_METHOD,
+    EXAMPLE_SUFFIX,
     PREDICT_METHOD,
     REGRESS_METHOD,
     example_input_name,
@@ -326,12 +327,12 @@ def _check_zoo_entry(name, tmp_path, **kwargs):
 def _check_variants(loaded, feed):
     """Each ``NAME_tf_example`` (embed_image / embed_text / beam_search) equals ``NAME`` on Examples
     holding only that signature's feature; every raw signature but serving_default has one."""
-    keys = {"image_bytes": "image/encoded", "text": "text"}
+    keys = resolve_feature_keys()
     raw_names = set(loaded.signatures) - {"serving_default", "preprocessed", "tf_example", "classify", "regress"}
-    variants = {n for n in raw_names if n.endswith("_tf_example")}
-    assert {v[: -len("_tf_example")] for v in variants} == raw_names - variants
+    variants = {n for n in raw_names if n.endswith(EXAMPLE_SUFFIX)}
+    assert {v.removesuffix(EXAMPLE_SUFFIX) for v in variants} == raw_names - variants
     for variant in variants:
-        sig = loaded.signatures[variant[: -len("_tf_example")]]
+        sig = loaded.signatures[variant.removesuffix(EXAMPLE_SUFFIX)]
         own = {k: v for k, v in feed.items() if k in sig.structured_input_signature[1]}
         examples = [serialize_example({keys[k]: v.numpy()[i] for k, v in own.items()}) for i in range(2)]
         raw, parsed = sig(**own), loaded.signatures[variant](examples=tf.constant(examples))
@@ -357,6 +358,7 @@ def test_zoo_heads_serve_tf_examples(name, tmp_path):
 def test_every_other_zoo_head_serves_tf_examples(name, tmp_path):
     kwargs = {"num_classes": 3} if mmzoo.get_entry(name).task == "classification" else {}
     _check_zoo_entry(name, tmp_path, **kwargs)
+
 
 # -- NAME_tf_example: the other raw signatures on Examples (embed_image / embed_text here; beam_search in
 # _check_variants on the zoo captioners). Each Example needs only its own signature's feature.
@@ -428,7 +430,7 @@ def test_metadata_and_warmup_cover_the_variants(example_matcher):
 
 
 def test_raw_exports_preprocessed_and_classifiers_get_no_variants():
-    assert not any(n.endswith("_tf_example") for n in export_endpoints(TinyDualEncoder(), input_type="raw"))
+    assert not any(n.endswith(EXAMPLE_SUFFIX) for n in export_endpoints(TinyDualEncoder(), input_type="raw"))
     names = set(export_endpoints(TinyDualEncoder(), input_type="tf_example"))
     assert names == {"serving_default", "preprocessed", "embed_image", "embed_text", "tf_example", "regress"} | VARIANTS
     names = set(export_endpoints(TinyClassifier(), input_type="tf_example"))
