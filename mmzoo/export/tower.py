@@ -62,9 +62,9 @@ def _features(tower_model, inputs, training):
     if not isinstance(out, dict) or not {"pooled", "tokens", "mask"} <= set(out):
         raise ValueError(
             "A tower must output the dict {'pooled', 'tokens', 'mask'}. "
-            f"Received: {sorted(out) if isinstance(out, dict) else type(out).__name__}. A classifier builds "
-            "its towers with only the outputs its fusion reads; to export a whole tower, build the model "
-            "with drop_unused_outputs=False"
+            f"Received: {sorted(out) if isinstance(out, dict) else type(out).__name__}. Classifiers and "
+            "captioners build their towers with only the outputs they read; to export a whole tower, build "
+            "the model with drop_unused_outputs=False"
         )
     return {
         "pooled": tf.cast(out["pooled"], tf.float32),

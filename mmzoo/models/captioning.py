@@ -43,7 +43,7 @@ from mmzoo.models.base import MultimodalModel, normalize_image_size, resolve_tok
 from mmzoo.models.presets import DEFAULT_IMAGE, DEFAULT_VIT, image_towers
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.registry import register_model_class
-from mmzoo.towers import IMAGE_TOWERS, build_image_tower, select_tower_kwargs
+from mmzoo.towers import IMAGE_TOWERS, build_image_tower, keep_outputs, select_tower_kwargs
 
 METHODS = ("greedy", "beam", "sample")
 
@@ -85,6 +85,11 @@ class CaptionerBase(MultimodalModel):
     uses_captions = True
 
     _CONFIG_ATTRIBUTES = {"sequence_length": "sequence_length_arg"}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # Files of mmzoo before drop_unused_outputs hold the whole image tower.
+        return super().from_config({"drop_unused_outputs": False, **config}, custom_objects=custom_objects)
 
     def _init_captioner(self, learning_rate, label_smoothing):
         self._remember(learning_rate=learning_rate, label_smoothing=label_smoothing)
@@ -222,6 +227,10 @@ class LSTMCaptioner(CaptionerBase):
         hidden_dim: LSTM units.
         dropout: dropout before the output layer.
         learning_rate, label_smoothing: ``compile()`` defaults.
+        drop_unused_outputs: build the image tower with only the output the
+            decoder reads (``pooled``), so no weight goes without a gradient
+            (``mmzoo.towers.keep_outputs``); files saved before this option
+            load with ``False``.
 
     Example:
 
@@ -234,7 +243,7 @@ class LSTMCaptioner(CaptionerBase):
 
     def __init__(self, tokenizer=None, sequence_length=None, image_size=(64, 64), image_tower="cnn",
                  image_tower_kwargs=None, embedding_dim=128, hidden_dim=256, dropout=0.1, learning_rate=1e-3,
-                 label_smoothing=0.0, **kwargs):
+                 label_smoothing=0.0, drop_unused_outputs=True, **kwargs):
         tokenizer = _captioning_tokenizer(tokenizer, sequence_length)
         size = normalize_image_size(image_size)
         image_tower_kwargs = select_tower_kwargs(image_tower, _as_config(dict(image_tower_kwargs or {})), IMAGE_TOWERS)
@@ -243,7 +252,7 @@ class LSTMCaptioner(CaptionerBase):
         image = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
         token_ids = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
         tower = build_image_tower(image_tower, image_size=size, name="image_tower", **image_tower_kwargs)
-        pooled = tower(image)["pooled"]
+        pooled = keep_outputs(tower, ("pooled",) if drop_unused_outputs else None)(image)["pooled"]
         init_h = keras.layers.Dense(hidden_dim, activation="tanh", name="init_h")(pooled)
         init_c = keras.layers.Dense(hidden_dim, name="init_c")(pooled)
         x = keras.layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True, name="token_embedding")(token_ids)
@@ -256,6 +265,7 @@ class LSTMCaptioner(CaptionerBase):
         self._remember(
             sequence_length=tokenizer.sequence_length, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
             embedding_dim=embedding_dim, hidden_dim=hidden_dim, dropout=dropout,
+            drop_unused_outputs=bool(drop_unused_outputs),
         )
         self._init_captioner(learning_rate, label_smoothing)
 
@@ -289,6 +299,8 @@ class TransformerCaptioner(CaptionerBase):
         intermediate_dim: feed-forward width (default ``4 * hidden_dim``).
         dropout: dropout in the blocks.
         learning_rate, label_smoothing: ``compile()`` defaults.
+        drop_unused_outputs: build the image tower with only the outputs the
+            decoder reads (``tokens``, ``mask``), as ``LSTMCaptioner``.
 
     Example:
 
@@ -303,7 +315,7 @@ class TransformerCaptioner(CaptionerBase):
 
     def __init__(self, tokenizer=None, sequence_length=None, image_size=(64, 64), image_tower="cnn",
                  image_tower_kwargs=None, hidden_dim=128, num_layers=2, num_heads=4, intermediate_dim=None,
-                 dropout=0.1, learning_rate=1e-3, label_smoothing=0.0, **kwargs):
+                 dropout=0.1, learning_rate=1e-3, label_smoothing=0.0, drop_unused_outputs=True, **kwargs):
         tokenizer = _captioning_tokenizer(tokenizer, sequence_length)
         size = normalize_image_size(image_size)
         image_tower_kwargs = select_tower_kwargs(image_tower, _as_config(dict(image_tower_kwargs or {})), IMAGE_TOWERS)
@@ -316,7 +328,7 @@ class TransformerCaptioner(CaptionerBase):
         image = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
         token_ids = keras.Input((length,), dtype="int32", name="token_ids")
         tower = build_image_tower(image_tower, image_size=size, name="image_tower", **image_tower_kwargs)
-        features = tower(image)
+        features = keep_outputs(tower, ("tokens", "mask") if drop_unused_outputs else None)(image)
         num_image_tokens = features["tokens"].shape[1]
         if num_image_tokens is None:
             raise ValueError(
@@ -342,7 +354,7 @@ class TransformerCaptioner(CaptionerBase):
         self._remember(
             sequence_length=length, image_tower=image_tower, image_tower_kwargs=image_tower_kwargs,
             hidden_dim=hidden_dim, num_layers=num_layers, num_heads=num_heads, intermediate_dim=intermediate_dim,
-            dropout=dropout,
+            dropout=dropout, drop_unused_outputs=bool(drop_unused_outputs),
         )
         self.num_image_tokens = int(num_image_tokens)
         self._init_captioner(learning_rate, label_smoothing)

@@ -23,7 +23,7 @@ from mmzoo.layers.cross_attention_fusion import CrossAttentionFusion
 from mmzoo.layers.gated_fusion import GatedFusion
 from mmzoo.layers.late_fusion import LateFusion
 from mmzoo.models.base import normalize_image_size
-from mmzoo.towers import build_image_tower, build_text_tower
+from mmzoo.towers import build_image_tower, build_text_tower, keep_outputs
 
 TRUNK_FUSIONS = ("concat", "gated", "cross_attention", "late", "image_only", "text_only")
 """Every fusion the trunk builds; ``late`` needs ``late_outputs`` (it emits logits)."""
@@ -51,22 +51,6 @@ class FusedTrunk:
     text_features: dict | None = None
 
 
-def _keep_outputs(tower, keys):
-    """``tower`` reduced to the outputs ``keys``: layers feeding none of them drop out.
-
-    A tower's ``tokens`` feed cross-attention and its ``pooled`` vector the
-    pooled fusions; a model that reads one of them would otherwise carry the
-    other's projection, a weight that never gets a gradient (Keras warns
-    "Gradients do not exist") and that only makes the file bigger.
-    """
-    if keys is None or set(keys) >= set(tower.output):
-        return tower
-    reduced = keras.Model(tower.input, {k: tower.output[k] for k in keys}, name=tower.name)
-    # Keep the whole tower (and its exportable {pooled, tokens, mask}) when
-    # nothing would drop out, as with the tiny presets' average-pooled CNN.
-    return reduced if len(reduced.weights) < len(tower.weights) else tower
-
-
 def build_towers(*, tokenizer, image_size, image_tower="cnn", image_tower_kwargs=None, text_tower="lstm",
                  text_tower_kwargs=None, outputs=None):
     """The ``image`` / ``token_ids`` inputs and the two towers, without fusion.
@@ -84,13 +68,13 @@ def build_towers(*, tokenizer, image_size, image_tower="cnn", image_tower_kwargs
     image_features = text_features = None
     if image_tower is not None:
         inputs["image"] = keras.Input((size[0], size[1], 3), dtype="float32", name="image")
-        image_features = _keep_outputs(
+        image_features = keep_outputs(
             build_image_tower(image_tower, image_size=size, name="image_tower", **dict(image_tower_kwargs or {})),
             outputs,
         )(inputs["image"])
     if text_tower is not None:
         inputs["token_ids"] = keras.Input((tokenizer.sequence_length,), dtype="int32", name="token_ids")
-        text_features = _keep_outputs(
+        text_features = keep_outputs(
             build_text_tower(
                 text_tower,
                 vocabulary_size=tokenizer.vocabulary_size,

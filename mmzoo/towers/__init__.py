@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import difflib
 
+import keras
+
 from mmzoo.towers._common import normalize_image_size
 from mmzoo.towers.applications import APPLICATIONS_BACKBONES, build_applications_tower
 from mmzoo.towers.cnn import CLASSIC_CNN, build_cnn_tower
 from mmzoo.towers.hub import build_hub_image_tower, build_hub_text_tower
 from mmzoo.towers.keras_hub import build_keras_hub_text_tower, keras_hub_tokenizer
+from mmzoo.towers.keras_hub_tuning import copy_marks, mark_pooled_unused
 from mmzoo.towers.keras_hub_vision import build_keras_hub_image_tower
 from mmzoo.towers.recurrent import build_bilstm_tower, build_lstm_tower
 from mmzoo.towers.transformer import build_transformer_text_tower
@@ -108,6 +111,35 @@ def build_text_tower(name: str, /, vocabulary_size: int, sequence_length: int, *
     )
 
 
+def keep_outputs(tower, keys):
+    """``tower`` reduced to the outputs ``keys`` (``None``: all): nothing it no longer needs trains.
+
+    A tower's ``tokens`` feed cross-attention and the Transformer captioner,
+    its ``pooled`` vector the pooled fusions and the LSTM captioner; a model
+    that reads one of them would otherwise carry the other's projection, a
+    weight that never gets a gradient (Keras warns "Gradients do not exist")
+    and that only makes the file bigger. Layers feeding none of ``keys`` drop
+    out; the whole tower is kept (with its exportable ``{pooled, tokens,
+    mask}``) when nothing would drop out, as with an average-pooled CNN.
+    Inside a keras-hub backbone nothing can drop out: where only ``tokens``
+    are read, the layers that feed only ``pooled`` (BERT's pooler, SigLIP's
+    pooling head) are frozen instead.
+
+    >>> tower = build_image_tower("cnn", image_size=(16, 16), filters=(4,), dim=8, pool="flatten")
+    >>> sorted(keep_outputs(tower, ("tokens", "mask")).output), len(tower.weights) > len(keep_outputs(tower, ("pooled",)).weights)
+    (['mask', 'tokens'], True)
+    """
+    if keys is None or set(keys) >= set(tower.output):
+        return tower
+    if "pooled" not in keys:
+        mark_pooled_unused(tower)
+    reduced = keras.Model(tower.input, {k: tower.output[k] for k in keys}, name=tower.name)
+    if len(reduced.weights) == len(tower.weights):
+        return tower
+    copy_marks(tower, reduced)  # UnfreezeTowers and reset_lora find the backbone through it
+    return reduced
+
+
 def _keras_hub_tower_tokenizer(kwargs, sequence_length):
     if not kwargs.get("preset"):
         raise ValueError(f"text_tower='keras_hub' needs text_tower_kwargs={{'preset': ...}}. Received: {kwargs!r}")
@@ -148,4 +180,5 @@ __all__ = [
     "build_text_tower",
     "build_transformer_text_tower",
     "build_vit_tower",
+    "keep_outputs",
 ]

@@ -90,20 +90,49 @@ def _top_layers(backbone, n: int) -> set:
     return keep
 
 
-UNUSED_ATTRIBUTE = "_mmzoo_unused_layers"
+UNUSED_ATTRIBUTE = "_mmzoo_unused"
+# The backbone layers a keras_hub tower's ``pooled`` output alone reads (BERT's pooler, SigLIP's
+# attention-pooling head): unused, and marked so, when a model reads only the tower's ``tokens``.
+POOLED_ONLY_ATTRIBUTE = "_mmzoo_pooled_only_layers"
 
 
-def mark_unused(backbone, names) -> None:
-    """Record layers of ``backbone`` the tower does not use (BERT's pooler when the tower pools
-    tokens itself): they stay frozen whatever is unfrozen, as nothing would train them (and Keras
-    would warn that they get no gradient at every step)."""
-    object.__setattr__(backbone, UNUSED_ATTRIBUTE, tuple(names))
+def mark_unused(backbone, names=(), variables=()) -> None:
+    """Record layers (``names``) and variables (``variables``: endings of their paths, such as
+    ``"/mask_token"``) of ``backbone`` the tower does not use: they stay frozen whatever is
+    unfrozen, as nothing would train them (and Keras would warn that they get no gradient at
+    every step). Marks add up."""
+    layers, endings = getattr(backbone, UNUSED_ATTRIBUTE, ((), ()))
+    object.__setattr__(backbone, UNUSED_ATTRIBUTE, (layers + tuple(names), endings + tuple(variables)))
     _freeze_unused(backbone)
 
 
 def _freeze_unused(backbone) -> None:
-    for name in getattr(backbone, UNUSED_ATTRIBUTE, ()):
+    layers, endings = getattr(backbone, UNUSED_ATTRIBUTE, ((), ()))
+    for name in layers:
         set_trainable(backbone.get_layer(name), False)
+    for variable in backbone.weights if endings else ():
+        if variable.path.endswith(endings):
+            variable.trainable = False
+
+
+def remember_pooled_only(tower, names) -> None:
+    """Record on ``tower`` the layers of its backbone that only its ``pooled`` output reads."""
+    object.__setattr__(tower, POOLED_ONLY_ATTRIBUTE, tuple(names))
+
+
+def copy_marks(source, target) -> None:
+    """Give ``target`` (a model reduced from the tower ``source``) the tower's backbone and pooled-only marks."""
+    for attribute in (BACKBONE_ATTRIBUTE, POOLED_ONLY_ATTRIBUTE):
+        if hasattr(source, attribute):
+            object.__setattr__(target, attribute, getattr(source, attribute))
+
+
+def mark_pooled_unused(tower) -> None:
+    """The model reads only ``tower``'s ``tokens``: freeze the backbone layers that feed only ``pooled``."""
+    backbone = getattr(tower, BACKBONE_ATTRIBUTE, None)
+    names = getattr(tower, POOLED_ONLY_ATTRIBUTE, ())
+    if backbone is not None and names:
+        mark_unused(backbone, names)
 
 
 def set_trainable(layer, value: bool) -> None:

@@ -64,7 +64,13 @@ from mmzoo.layers.masked_global_pooling import MaskedGlobalPooling
 from mmzoo.layers.sequence_mask import SequenceMask
 from mmzoo.layers.token_slice import TokenSlice
 from mmzoo.towers._common import check_choice, check_positive_int, check_rate, normalize_image_size
-from mmzoo.towers.keras_hub_tuning import freeze_or_lora, import_keras_hub, remember_backbone
+from mmzoo.towers.keras_hub_tuning import (
+    freeze_or_lora,
+    import_keras_hub,
+    mark_unused,
+    remember_backbone,
+    remember_pooled_only,
+)
 
 POOLINGS = ("default", "mean")
 _HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -296,4 +302,16 @@ def build_keras_hub_image_tower(
     mask = SequenceMask(name="token_mask")(tokens)
     tower = keras.Model(image, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
     remember_backbone(tower, backbone)  # for UnfreezeTowers and reset_lora
+    _mark_unused_parts(tower, backbone, pooling)
     return tower
+
+
+def _mark_unused_parts(tower, backbone, pooling) -> None:
+    """Mark what no gradient reaches (``keras_hub_tuning.mark_unused``): DINOv2's mask token
+    (read only with the masks of its self-supervised pretraining) and SigLIP's attention-pooling
+    head, unused with ``pooling="mean"`` and, with the default, where a model reads only ``tokens``."""
+    head = getattr(backbone, "head", None)
+    heads = [layer.name for layer in backbone.layers if layer is head]
+    mark_unused(backbone, heads if pooling == "mean" else (), ("/mask_token",))
+    if pooling != "mean":
+        remember_pooled_only(tower, heads)

@@ -86,6 +86,24 @@ def test_training_lowers_the_loss(name, records):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_image_tower_keeps_only_what_the_decoder_reads(name, tmp_path):
+    # A CNN with ``dim`` projects its tokens and its pooled vector; the LSTM reads only ``pooled``,
+    # the Transformer only ``tokens``: the other projection would never get a gradient.
+    model = _build(name, image_tower_kwargs={"dim": 8})
+    inputs = _inputs(model)
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(model(inputs, training=True)["logits"])
+    assert all(g is not None for g in tape.gradient(loss, model.trainable_variables))
+    whole = _build(name, image_tower_kwargs={"dim": 8}, drop_unused_outputs=False)
+    assert model.count_params() < whole.count_params()
+    # Files written before drop_unused_outputs (their config has no such key) hold the whole tower.
+    config = whole.get_config()
+    del config["drop_unused_outputs"]
+    assert type(whole).from_config(config).count_params() == whole.count_params()
+    assert_model_roundtrip(model, inputs, tmp_path)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_keras_round_trip(name, tmp_path):
     model = _build(name)
     inputs = _inputs(model)

@@ -140,3 +140,45 @@ def test_lora_on_vision_tower(tmp_path):
     tower = build_keras_hub_image_tower((SIZE, SIZE), preset=_save_vision_preset(tmp_path, "vit"), lora_rank=2)
     assert tower.trainable_weights and all("lora_kernel" in v.path for v in tower.trainable_weights)
     assert np.all(np.isfinite(np.asarray(tower(_images(2))["pooled"])))
+
+
+def _assert_every_trainable_weight_gets_a_gradient(model, inputs):
+    with tf.GradientTape() as tape:
+        outputs = model(inputs, training=True)
+        loss = sum(keras.ops.mean(v) for v in outputs.values() if v.dtype.is_floating)
+    missing = [v.path for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables))
+               if g is None]
+    assert not missing  # Keras would warn "Gradients do not exist for variables [...]" at every step
+
+
+@pytest.mark.parametrize(
+    "name,family,pooling",
+    [
+        ("cross_attention_classifier", "siglip", "default"),  # reads tokens: BERT's pooler and SigLIP's head idle
+        ("transformer_captioner", "siglip", "default"),  # reads tokens
+        ("gated_classifier", "siglip", "mean"),  # pools the tokens itself: SigLIP's head idle
+        ("lstm_captioner", "dinov2", "default"),  # DINOv2's mask token (self-supervised pretraining only)
+    ],
+)
+def test_what_a_model_does_not_read_stays_frozen(bert2, name, family, pooling, tmp_path):
+    images = _images(4)
+    image_tower = {"image_tower": "keras_hub", "image_size": (SIZE, SIZE),
+                   "image_tower_kwargs": {"preset": _save_vision_preset(tmp_path / family, family),
+                                          "trainable": True, "pooling": pooling}}
+    if name.endswith("captioner"):
+        tokenizer = mmzoo.preprocessing.TextTokenizer.from_corpus(TEXTS, sequence_length=LENGTH, add_start_end=True)
+        model = mmzoo.build(name, preset="tiny", tokenizer=tokenizer, **image_tower)
+        inputs = {"image": images, "token_ids": tokenizer(TEXTS[:4]).numpy()}
+    else:
+        model = mmzoo.build(
+            name, preset="tiny", num_classes=2, tokenizer=keras_hub_tokenizer(bert2, sequence_length=LENGTH),
+            text_tower="keras_hub", text_tower_kwargs={"preset": bert2, "trainable": True}, **image_tower,
+        )
+        inputs = model.preprocess(images, TEXTS[:4])
+    backbones = keras_hub_backbones(model)
+    assert all(b.trainable_weights for b in backbones) and len(model.trainable_weights) > len(model.weights) / 2
+    _assert_every_trainable_weight_gets_a_gradient(model, inputs)
+    for backbone in backbones:
+        unfreeze_top(backbone, None)  # as UnfreezeTowers does: what is unused stays frozen
+    _assert_every_trainable_weight_gets_a_gradient(model, inputs)
+    _assert_every_trainable_weight_gets_a_gradient(assert_model_roundtrip(model, inputs, tmp_path), inputs)
