@@ -249,6 +249,8 @@ def _run_readme(tmp_path, modes, timeout):
         pytest.fail(f"README.md block at line {line} failed when run in order in a fresh directory:\n{out[-6000:]}")
     timings = re.findall(r"=== README.md:(\d+) ok \(([\d.]+)s\)", out)
     assert len(timings) == len(blocks)
+    # What a person pasting the README sees holds no Python warning (Keras' or mmzoo's).
+    assert not re.findall(r"^.*\w+Warning: .*$", out, re.M), out[-6000:]
     print(f"{len(blocks)} README blocks ran in {time.time() - start:.0f}s: "
           + ", ".join(f"{line}: {t}s" for line, t in timings))
     return work, out

@@ -231,6 +231,18 @@ class MultimodalModel(keras.Model):
             config["tokenizer"] = _tokenizer_from_config(cls.__name__, config["tokenizer"], custom_objects)
         return cls(**config)
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.fit``, without shuffling a ``tf.data`` dataset again.
+
+        A dataset shuffles itself (``make_dataset(..., seed=...)`` does, each
+        epoch); Keras ignores its default ``shuffle=True`` for one, with a
+        warning at every call. Decision: default ``shuffle`` to ``False`` for
+        datasets (``args[6]`` is ``shuffle`` when passed by position).
+        """
+        if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)) and len(args) < 7:
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, y, *args, **kwargs)
+
 
 _DTYPE_POLICY_CLASSES = ("DTypePolicy", "FloatDTypePolicy")
 

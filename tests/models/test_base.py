@@ -116,3 +116,22 @@ def test_custom_step_models_share_compile_defaults_and_refusals():
     dual.compile(metrics=[keras.metrics.MeanSquaredError()])  # a dual encoder accepts extra metrics
     with pytest.raises(ValueError, match="MultiTaskClassifier reports its per-head metrics itself"):
         multitask.compile(metrics=["accuracy"])
+
+
+def test_fit_on_a_dataset_does_not_shuffle_it_again():
+    # make_dataset shuffles each epoch itself; Keras' default shuffle=True would be ignored for a dataset,
+    # with a warning at every fit (as the README's model.fit(make_dataset(...)) would show).
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=2, image_size=(16, 16))
+    model.compile()
+    x = model.preprocess(np.zeros((4, 16, 16, 3), "float32"), ["a", "b", "c", "d"])
+    ds = tf.data.Dataset.from_tensors((x, np.array([0, 1, 0, 1])))
+
+    def shuffle_warnings(**kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = model.fit(ds, epochs=1, verbose=0, **kwargs).history
+        assert np.isfinite(history["loss"][-1])
+        return [w for w in caught if "shuffle=True" in str(w.message)]
+
+    assert not shuffle_warnings()
+    assert shuffle_warnings(shuffle=True)  # an explicit argument still reaches Keras
