@@ -203,13 +203,20 @@ class MultimodalModel(keras.Model):
         """Restore the compile state saved in a ``.keras`` file.
 
         Zoo models override ``compile`` (``"auto"`` defaults), so Keras does
-        not recompile them on load by itself; this does. The optimizer is
-        left unbuilt: it builds on the first step over the variables that get
-        gradients (building it here over every variable would not match the
-        saved slots).
+        not recompile them on load by itself; this does. When the file holds
+        the optimizer's state (the model was trained), the optimizer is built
+        over the trainable variables right before Keras loads that state, as
+        a run builds it, so Adam's moments and step count load too and ``fit``
+        goes on where it stopped (a model saved untrained holds none: nothing
+        is built). Where the trainable variables differ from the run's (a file
+        saved after ``UnfreezeTowers`` unfroze layers, or before every weight
+        got a gradient), Keras warns that it skips the optimizer state, which
+        then starts afresh.
         """
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
+        if self.optimizer is not None:
+            _build_before_loading_state(self.optimizer, self)
 
     def get_config(self):
         return {
@@ -285,6 +292,18 @@ def _tokenizer_from_config(owner, config, custom_objects=None) -> TextTokenizer:
         ) from None
 
 
+def _build_before_loading_state(optimizer, model) -> None:
+    """Make ``optimizer`` build over ``model``'s trainable variables when a ``.keras`` file's state
+    for it holds more than an unbuilt optimizer has (its slots), just before Keras loads it."""
+
+    def load_own_variables(store):
+        if not optimizer.built and len(store.keys()) > len(optimizer.variables):
+            optimizer.build(model.trainable_variables)
+        type(optimizer).load_own_variables(optimizer, store)
+
+    optimizer.load_own_variables = load_own_variables
+
+
 class CustomStepModel(MultimodalModel):
     """A zoo model that computes its loss in its own ``_step(data, training)`` (the dual
     encoder's contrastive loss, the multi-task classifier's two heads): ``train_step`` and
@@ -307,13 +326,18 @@ class CustomStepModel(MultimodalModel):
         """One step of a model that computes its own loss: ``loss_fn()`` under a tape returns
         ``(loss, aux)``, ``loss`` already divided by the replicas; when ``training``, the loss is
         scaled for the optimizer (mixed precision), differentiated and applied. Weights without a
-        gradient (tower outputs the loss does not read) are skipped instead of warned about.
+        gradient (tower outputs the loss does not read, such as the dual encoder's image token
+        projection: its towers stay whole for ``export_tower``) are skipped instead of warned about;
+        the optimizer is built over every trainable weight all the same, as Keras builds it for
+        the other models, so its saved state matches what ``compile_from_config`` builds on load.
         Returns ``aux``."""
         with tf.GradientTape() as tape:
             loss, aux = loss_fn()
             scaled = self.optimizer.scale_loss(loss) if (training and self.optimizer is not None) else loss
         if training:
             weights = self.trainable_weights
+            if not self.optimizer.built:
+                self.optimizer.build(weights)
             grads = tape.gradient(scaled, weights)
             self.optimizer.apply_gradients([(g, w) for g, w in zip(grads, weights) if g is not None])
         return aux
