@@ -135,27 +135,3 @@ def test_fit_on_a_dataset_does_not_shuffle_it_again():
 
     assert not shuffle_warnings()
     assert shuffle_warnings(shuffle=True)  # an explicit argument still reaches Keras
-
-
-@pytest.mark.parametrize("name", ["concat_classifier", "dual_encoder"])  # Keras' train step; mmzoo's own
-def test_a_reloaded_model_keeps_its_optimizer_state(name, tmp_path):
-    # mmzoo.load_model builds the optimizer over the trainable weights as the run did, so Adam's
-    # moments load (Keras would otherwise warn "Skipping variable loading for optimizer" and start afresh).
-    from mmzoo.data import make_dataset
-    from mmzoo.datasets.shapes import shapes_records
-    from mmzoo.training import build_for_data
-
-    records = shapes_records(8, image_size=16, seed=0)
-    model = build_for_data(name, records, preset="tiny", overrides={"image_size": 16})
-    model.compile()
-    model.fit(make_dataset(records, model, batch_size=4), epochs=1, verbose=0)
-    model.save(tmp_path / "model.keras")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        reloaded = mmzoo.load_model(tmp_path / "model.keras")
-    assert not [str(w.message) for w in caught]
-    saved = [np.asarray(v) for v in model.optimizer.variables]
-    assert len(saved) > 2 * len(model.trainable_weights)  # iterations, learning rate, 2 moments per weight
-    assert int(np.asarray(reloaded.optimizer.iterations)) == int(np.asarray(model.optimizer.iterations)) > 0
-    for path, a, b in zip([v.path for v in model.optimizer.variables], saved, reloaded.optimizer.variables):
-        np.testing.assert_array_equal(a, np.asarray(b), err_msg=path)
