@@ -45,6 +45,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 
 import keras
 import tensorflow as tf
@@ -221,7 +222,11 @@ def export_tflite(
         batch_size = candidates[0]
         flatbuffer, ops = _write_and_convert(model, batch_size, True, optimize)
 
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    with warnings.catch_warnings():
+        # Only the signatures' details are read here; the deprecation (use LiteRT's interpreter, as
+        # an app does) says nothing about the file written.
+        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
     signatures = {}
     for name, io in interpreter.get_signature_list().items():
         runner = interpreter.get_signature_runner(name)

@@ -119,7 +119,10 @@ def test_cli_export_tflite(tmp_path, capsys):
     model = mmzoo.build("concat_classifier", preset="tiny", image_size=(32, 32), text_tower="transformer", num_classes=3)
     path = str(tmp_path / "clf.keras")
     model.save(path)
-    assert main(["export", path, "--format", "tflite", "--base-dir", str(tmp_path)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", path, "--format", "tflite", "--base-dir", str(tmp_path)]) == 0
+    assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]  # tf.lite's deprecation
     out = json.loads(capsys.readouterr().out)
     assert out["path"] == str(tmp_path / "clf.tflite")
     assert (out["ops"], out["batch_size"], out["signatures"]) == ("builtins", None, ["preprocessed"])
