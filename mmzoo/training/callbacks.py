@@ -24,6 +24,7 @@ import numpy as np
 
 from mmzoo.errors import error_text
 from mmzoo.towers.keras_hub_tuning import keras_hub_backbones, unfreeze_top
+from mmzoo.training import keras_compat
 
 
 def finite(logs) -> bool:
@@ -251,8 +252,10 @@ def recompile_with_scaled_lr(model, factor: float) -> None:
         weighted_metrics=compiled.get("weighted_metrics"),
         run_eagerly=model.run_eagerly,
         steps_per_execution=model.steps_per_execution,
-        jit_compile=jit,
+        jit_compile=False,  # Keras would refuse XLA again, with a warning: force_jit lifts the refusal as the run did
     )
+    if jit:
+        keras_compat.force_jit(model)
     optimizer.iterations.assign(inner.iterations)
     model.optimizer.build(model.trainable_variables)
     model.make_train_function(force=True)

@@ -268,9 +268,10 @@ def compile_model(model, config: RunConfig, total_steps: int) -> float:
     optimizer_config = inner.get_config()
     optimizer_config["learning_rate"] = lr
     new_optimizer = inner.__class__.from_config(optimizer_config)
-    model.compile(optimizer=new_optimizer, jit_compile=config.jit_compile,
+    # XLA is switched on by force_jit: Keras would refuse it for the preprocessing layers, with a warning.
+    model.compile(optimizer=new_optimizer, jit_compile=False if config.jit_compile is True else config.jit_compile,
                   steps_per_execution=int(config.steps_per_execution))
-    if config.jit_compile is True and not model.jit_compile:
+    if config.jit_compile is True:
         keras_compat.force_jit(model)
     # Build the optimizer over every trainable variable now, so a backup
     # written after any step loads into a fresh run (models that skip
