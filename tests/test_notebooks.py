@@ -107,6 +107,24 @@ def test_committed_outputs_hold_no_machine_paths(name):
                 assert match is None, f"{name} cell {index}: {text[max(0, match.start() - 60):match.end() + 60]!r}"
 
 
+PYTHON_WARNING = re.compile(r"^.*\w+Warning: .*$", re.M)
+
+
+def _warnings_shown(nb):
+    return [m.group(0) for c in _code_cells(nb) for o in c.outputs for t in _output_texts(o)
+            for m in PYTHON_WARNING.finditer(t)]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_outputs_show_no_python_warning_and_none_is_silenced(name):
+    # A notebook shows what a person running its code sees: no Keras or mmzoo warning hidden by a blanket
+    # filter, and none shown (filters name the one warning they hide).
+    nb = _read(name)
+    assert not _warnings_shown(nb), f"{name}: {_warnings_shown(nb)[:3]}"
+    source = "\n".join(c.source for c in _code_cells(nb))
+    assert 'filterwarnings("ignore")' not in source, name
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_uses_only_the_public_api(name):
     nb = _read(name)
@@ -148,5 +166,6 @@ def test_notebook_runs_in_quick_mode(name, tmp_path, monkeypatch):
     assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1))
     first = "".join(o.get("text", "") for o in cells[0].outputs)
     assert "mode: quick" in first
+    assert not _warnings_shown(nb), f"{name}: {_warnings_shown(nb)[:3]}"
     written = os.listdir(tmp_path)
     assert written, "the notebook wrote nothing under MMZOO_NOTEBOOK_DIR"
