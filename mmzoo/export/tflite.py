@@ -222,25 +222,13 @@ def export_tflite(
         batch_size = candidates[0]
         flatbuffer, ops = _write_and_convert(model, batch_size, True, optimize)
 
-    with warnings.catch_warnings():
-        # Only the signatures' details are read here; the deprecation (use LiteRT's interpreter, as
-        # an app does) says nothing about the file written.
-        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-    signatures = {}
-    for name, io in interpreter.get_signature_list().items():
-        runner = interpreter.get_signature_runner(name)
-        signatures[name] = {
-            "inputs": {k: _describe(v) for k, v in runner.get_input_details().items()},
-            "outputs": {k: _describe(v) for k, v in runner.get_output_details().items()},
-        }
     metadata = {
         "format": "mmzoo-tflite/1",
         "model_class": type(model).__name__,
         "task": model.task,
         "ops": ops,
         "batch_size": batch_size,
-        "signatures": signatures,
+        "signatures": _signature_details(flatbuffer),
         "image_size": list(model.image_size),
         "image_input": "float32 [batch, height, width, 3] RGB in [0, 255], decoded and resized",
         "label_names": model.label_names,
@@ -253,6 +241,23 @@ def export_tflite(
     with open(output_path + ".json", "w") as f:
         json.dump(metadata, f, indent=2)
     return metadata
+
+
+def _signature_details(flatbuffer) -> dict:
+    """``{signature: {"inputs": ..., "outputs": ...}}`` of a converted flatbuffer, as its interpreter reports them."""
+    with warnings.catch_warnings():
+        # Only the signatures' details are read here; the deprecation (use LiteRT's interpreter, as
+        # an app does) says nothing about the file written.
+        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    signatures = {}
+    for name in interpreter.get_signature_list():
+        runner = interpreter.get_signature_runner(name)
+        signatures[name] = {
+            "inputs": {k: _describe(v) for k, v in runner.get_input_details().items()},
+            "outputs": {k: _describe(v) for k, v in runner.get_output_details().items()},
+        }
+    return signatures
 
 
 def _describe(detail):
