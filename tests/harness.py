@@ -119,6 +119,17 @@ def assert_model_roundtrip(model, inputs, tmp_path, atol=1e-5):
     return reloaded
 
 
+def assert_every_trainable_weight_gets_a_gradient(model, inputs):
+    """One forward pass on ``inputs``: every trainable variable gets a gradient of the floating
+    outputs (where one did not, Keras would warn "Gradients do not exist" at every step)."""
+    with tf.GradientTape() as tape:
+        outputs = model(inputs, training=True)
+        loss = sum(keras.ops.mean(v) for v in outputs.values() if v.dtype.is_floating)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    missing = [v.path for v, g in zip(model.trainable_variables, gradients) if g is None]
+    assert not missing, missing
+
+
 def tf_function_call(layer, *args, **kwargs):
     """Call ``layer`` inside a ``tf.function`` (graph mode)."""
     return tf.function(lambda *a, **k: layer(*a, **k))(*args, **kwargs)

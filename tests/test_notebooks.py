@@ -18,6 +18,8 @@ import re
 import nbformat
 import pytest
 
+from tests.test_readme import python_warnings
+
 NOTEBOOK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
 NOTEBOOKS = [
     "01_classification",
@@ -107,12 +109,8 @@ def test_committed_outputs_hold_no_machine_paths(name):
                 assert match is None, f"{name} cell {index}: {text[max(0, match.start() - 60):match.end() + 60]!r}"
 
 
-PYTHON_WARNING = re.compile(r"^.*\w+Warning: .*$", re.M)
-
-
 def _warnings_shown(nb):
-    return [m.group(0) for c in _code_cells(nb) for o in c.outputs for t in _output_texts(o)
-            for m in PYTHON_WARNING.finditer(t)]
+    return [line for c in _code_cells(nb) for o in c.outputs for t in _output_texts(o) for line in python_warnings(t)]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -192,6 +192,14 @@ def test_code_points_to_docs_not_to_files_outside_the_repository():
 
 
 # ------------------------------------------------------------------ running
+PYTHON_WARNING = re.compile(r"^.*\w+Warning: .*$", re.M)
+
+
+def python_warnings(text: str) -> list[str]:
+    """The lines of ``text`` (a command's or a notebook's output) where Python printed a warning."""
+    return PYTHON_WARNING.findall(text)
+
+
 _DRIVER = r'''
 import json, os, subprocess, sys, time, traceback
 
@@ -250,7 +258,7 @@ def _run_readme(tmp_path, modes, timeout):
     timings = re.findall(r"=== README.md:(\d+) ok \(([\d.]+)s\)", out)
     assert len(timings) == len(blocks)
     # What a person pasting the README sees holds no Python warning (Keras' or mmzoo's).
-    assert not re.findall(r"^.*\w+Warning: .*$", out, re.M), out[-6000:]
+    assert not python_warnings(out), out[-6000:]
     print(f"{len(blocks)} README blocks ran in {time.time() - start:.0f}s: "
           + ", ".join(f"{line}: {t}s" for line, t in timings))
     return work, out

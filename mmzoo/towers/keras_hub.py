@@ -53,13 +53,7 @@ from mmzoo.layers.sequence_mask import SequenceMask
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.preprocessing.text_tokenizer import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 from mmzoo.towers._common import check_choice, check_positive_int, check_rate
-from mmzoo.towers.keras_hub_tuning import (
-    freeze_or_lora,
-    import_keras_hub,
-    mark_unused,
-    remember_backbone,
-    remember_pooled_only,
-)
+from mmzoo.towers.keras_hub_tuning import freeze_or_lora, import_keras_hub, mark_pooling_layers, remember_backbone
 
 POOLINGS = ("pooler", "cls", "mean")
 DEFAULT_SEQUENCE_LENGTH = 64  # as mmzoo.models.base (models may not be imported by towers)
@@ -336,9 +330,6 @@ def build_keras_hub_text_tower(
         pooled = keras.layers.Dropout(dropout, name="pooled_dropout")(pooled)
     tower = keras.Model(token_ids, {"pooled": pooled, "tokens": tokens, "mask": mask}, name=name)
     remember_backbone(tower, backbone)  # for UnfreezeTowers and reset_lora
-    if any(layer.name == "pooled_dense" for layer in backbone.layers):  # BERT's pooler
-        if pooling == "pooler":
-            remember_pooled_only(tower, ["pooled_dense"])  # unused where a model reads only tokens
-        else:
-            mark_unused(backbone, ["pooled_dense"])  # no gradient reaches it
+    poolers = [layer.name for layer in backbone.layers if layer.name == "pooled_dense"]  # BERT's
+    mark_pooling_layers(tower, backbone, poolers, pooled_reads_them=pooling == "pooler")
     return tower

@@ -115,9 +115,15 @@ def _freeze_unused(backbone) -> None:
             variable.trainable = False
 
 
-def remember_pooled_only(tower, names) -> None:
-    """Record on ``tower`` the layers of its backbone that only its ``pooled`` output reads."""
-    object.__setattr__(tower, POOLED_ONLY_ATTRIBUTE, tuple(names))
+def mark_pooling_layers(tower, backbone, names, pooled_reads_them: bool) -> None:
+    """``names``: the ``backbone`` layers that only make its own pooled vector (BERT's pooler,
+    SigLIP's pooling head). When ``tower``'s ``pooled`` output is that vector they are recorded on
+    the tower (``mark_pooled_unused`` freezes them where a model reads only ``tokens``); when the
+    tower pools by itself they are frozen now."""
+    if pooled_reads_them:
+        object.__setattr__(tower, POOLED_ONLY_ATTRIBUTE, tuple(names))
+    else:
+        mark_unused(backbone, names)
 
 
 def copy_marks(source, target) -> None:

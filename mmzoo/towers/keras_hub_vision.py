@@ -67,9 +67,9 @@ from mmzoo.towers._common import check_choice, check_positive_int, check_rate, n
 from mmzoo.towers.keras_hub_tuning import (
     freeze_or_lora,
     import_keras_hub,
+    mark_pooling_layers,
     mark_unused,
     remember_backbone,
-    remember_pooled_only,
 )
 
 POOLINGS = ("default", "mean")
@@ -311,7 +311,6 @@ def _mark_unused_parts(tower, backbone, pooling) -> None:
     (read only with the masks of its self-supervised pretraining) and SigLIP's attention-pooling
     head, unused with ``pooling="mean"`` and, with the default, where a model reads only ``tokens``."""
     head = getattr(backbone, "head", None)
-    heads = [layer.name for layer in backbone.layers if layer is head]
-    mark_unused(backbone, heads if pooling == "mean" else (), ("/mask_token",))
-    if pooling != "mean":
-        remember_pooled_only(tower, heads)
+    mark_pooling_layers(tower, backbone, [layer.name for layer in backbone.layers if layer is head],
+                        pooled_reads_them=pooling != "mean")
+    mark_unused(backbone, variables=("/mask_token",))

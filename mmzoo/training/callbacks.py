@@ -243,8 +243,9 @@ def recompile_with_scaled_lr(model, factor: float) -> None:
     config["learning_rate"] = _scaled_learning_rate(inner, factor)
     optimizer = type(inner).from_config(config)
     compiled = model._compile_config.config
-    jit = model.jit_compile
-    model.compile(
+    keras_compat.compile_forcing_jit(
+        model,
+        model.jit_compile,
         optimizer=optimizer,
         loss=compiled.get("loss"),
         metrics=compiled.get("metrics"),
@@ -252,10 +253,7 @@ def recompile_with_scaled_lr(model, factor: float) -> None:
         weighted_metrics=compiled.get("weighted_metrics"),
         run_eagerly=model.run_eagerly,
         steps_per_execution=model.steps_per_execution,
-        jit_compile=False,  # Keras would refuse XLA again, with a warning: force_jit lifts the refusal as the run did
     )
-    if jit:
-        keras_compat.force_jit(model)
     optimizer.iterations.assign(inner.iterations)
     model.optimizer.build(model.trainable_variables)
     model.make_train_function(force=True)

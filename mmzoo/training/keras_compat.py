@@ -9,7 +9,8 @@ behaviour. What to remove when Keras fixes each one is said in its
 docstring under "Remove when".
 
 * ``force_jit``: sets ``Model._jit_compile`` (XLA despite string
-  preprocessing layers that never run in the train step);
+  preprocessing layers that never run in the train step;
+  ``compile_forcing_jit`` compiles with it);
 * ``build_from_local_batch``: replaces ``Model._maybe_symbolic_build``
   (multi-worker: build from a local batch instead of an all-reduced one);
 * ``patch_multi_worker_logs``: replaces
@@ -88,6 +89,15 @@ def force_jit(model) -> bool:
         return False
     model._jit_compile = True
     return True
+
+
+def compile_forcing_jit(model, jit_compile, **compile_kwargs) -> None:
+    """``model.compile(jit_compile=jit_compile, **compile_kwargs)``, with ``jit_compile=True``
+    switched on by ``force_jit`` after a compile without XLA (Keras would refuse it for the
+    preprocessing layers first, with a warning that reads as if XLA stayed off)."""
+    model.compile(jit_compile=False if jit_compile is True else jit_compile, **compile_kwargs)
+    if jit_compile is True:
+        force_jit(model)
 
 
 def build_from_local_batch(model, strategy, dataset) -> bool:

@@ -268,14 +268,10 @@ def compile_model(model, config: RunConfig, total_steps: int) -> float:
     optimizer_config = inner.get_config()
     optimizer_config["learning_rate"] = lr
     new_optimizer = inner.__class__.from_config(optimizer_config)
-    # XLA is switched on by force_jit: Keras would refuse it for the preprocessing layers, with a warning.
-    model.compile(optimizer=new_optimizer, jit_compile=False if config.jit_compile is True else config.jit_compile,
-                  steps_per_execution=int(config.steps_per_execution))
-    if config.jit_compile is True:
-        keras_compat.force_jit(model)
+    keras_compat.compile_forcing_jit(model, config.jit_compile, optimizer=new_optimizer,
+                                     steps_per_execution=int(config.steps_per_execution))
     # Build the optimizer over every trainable variable now, so a backup
-    # written after any step loads into a fresh run (models that skip
-    # gradient-less variables would otherwise build it over a subset).
+    # written after any step loads into a fresh run.
     model.optimizer.build(model.trainable_variables)
     return base_lr
 
