@@ -9,6 +9,7 @@ identical outputs.
 from __future__ import annotations
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -116,6 +117,28 @@ def assert_model_roundtrip(model, inputs, tmp_path, atol=1e-5):
     reloaded = keras.saving.load_model(path, safe_mode=True)
     assert type(reloaded) is type(model)
     _assert_tree_close(expected, reloaded(inputs, training=False), atol=atol)
+    return reloaded
+
+
+def assert_reloads_training_state(model, inputs, tmp_path, atol=1e-5):
+    """``assert_model_roundtrip``, and the reloaded model trains on as ``model`` would: the same
+    trainable variables, the same dtype policy, and its optimizer state (Adam's moments and step,
+    the loss scale) loaded without a warning (Keras' "Skipping variable loading for optimizer"
+    where the optimizer built on load does not match the saved one). Returns the reloaded model."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reloaded = assert_model_roundtrip(model, inputs, tmp_path, atol=atol)
+    assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert reloaded.dtype_policy.name == model.dtype_policy.name
+    assert type(reloaded.optimizer) is type(model.optimizer)
+    assert [v.path for v in reloaded.trainable_variables] == [v.path for v in model.trainable_variables]
+    saved, loaded = model.optimizer.variables, reloaded.optimizer.variables
+    assert len(saved) > 2 * len(model.trainable_weights)  # built: the moments of every trainable weight
+    # Keras loads them in order. Paths may differ in their scope only: a LossScaleOptimizer built by a
+    # train step names its Adam's slots "loss_scale_optimizer/adam/...", one built on load "adam/...".
+    assert [v.path.split("/")[-1] for v in loaded] == [v.path.split("/")[-1] for v in saved]
+    for before, after in zip(saved, loaded):
+        np.testing.assert_array_equal(np.asarray(after), np.asarray(before), err_msg=after.path)
     return reloaded
 
 

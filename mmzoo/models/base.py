@@ -23,6 +23,7 @@ backbone expects), ``token_ids`` is int32 ``[batch, sequence_length]`` with
 
 from __future__ import annotations
 
+import contextlib
 import string
 import warnings
 
@@ -32,6 +33,7 @@ import tensorflow as tf
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
 from mmzoo.towers import normalize_image_size as normalize_tower_image_size
 from mmzoo.towers import tower_tokenizer
+from mmzoo.towers.keras_hub_tuning import restore_unfrozen, unfrozen_state
 
 # The generic default: any English text, one token per character (WordPiece
 # over single characters, so a word splits into its letters and nothing is
@@ -79,6 +81,34 @@ def normalize_image_size(image_size) -> tuple[int, int]:
     """A zoo model's ``image_size``: an int or ``(height, width)``, each at least ``MIN_IMAGE_SIZE``
     (the towers' own check, ``mmzoo.towers.normalize_image_size``, with the models' minimum)."""
     return normalize_tower_image_size(image_size, minimum=MIN_IMAGE_SIZE)
+
+
+@contextlib.contextmanager
+def dtype_policy(policy):
+    """Build (and compile) models under the Keras dtype ``policy`` inside the block.
+
+    ``None`` or ``"float32"`` leaves the policy alone. The previous global
+    policy is restored on exit, so only the models built inside the block
+    compute in mixed precision (the zoo keeps their output layers float32).
+    """
+    previous = keras.config.dtype_policy()
+    if policy and policy != "float32":
+        keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _saved_policy(owner: str, value):
+    """The ``dtype_policy`` of a saved zoo model's config (``None`` in files written before it was
+    saved: float32), or a ``ValueError`` naming it."""
+    if value is None or (isinstance(value, str) and _is_dtype(value)):
+        return value
+    raise ValueError(
+        f"Refusing to load {owner}: its saved dtype_policy must be a Keras dtype policy name such as "
+        f"'float32' or 'mixed_float16'. Received: {str(value)[:120]!r} (the file is damaged)."
+    )
 
 
 def _upgrade_config(config: dict) -> dict:
@@ -208,10 +238,10 @@ class MultimodalModel(keras.Model):
         over the trainable variables right before Keras loads that state, as
         a run builds it, so Adam's moments and step count load too and ``fit``
         goes on where it stopped (a model saved untrained holds none: nothing
-        is built). Where the trainable variables differ from the run's (a file
-        saved after ``UnfreezeTowers`` unfroze layers, or before every weight
-        got a gradient), Keras warns that it skips the optimizer state, which
-        then starts afresh.
+        is built). ``from_config`` rebuilt the model under the dtype policy and
+        with the backbone layers unfrozen as they were saved, so the trainable
+        variables are the run's and the optimizer (a ``LossScaleOptimizer``
+        under ``mixed_float16``) is the one the state was saved from.
         """
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
@@ -219,9 +249,17 @@ class MultimodalModel(keras.Model):
             _build_before_loading_state(self.optimizer, self)
 
     def get_config(self):
+        """The hyperparameters, plus what changed since building that a reload must repeat: the
+        dtype policy the model was built under (``mixed_float16`` when ``mmzoo train
+        --mixed-precision`` built it) and, after ``UnfreezeTowers``, which backbone layers train
+        (``unfrozen_towers``; ``from_config`` rebuilds and unfreezes alike, so the optimizer state
+        saved with the model loads and ``fit`` goes on where it stopped)."""
+        unfrozen = unfrozen_state(self)
         return {
             "name": self.name,
             "trainable": self.trainable,
+            "dtype_policy": self.dtype_policy.name,
+            **({"unfrozen_towers": unfrozen} if unfrozen is not None else {}),
             "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
             "image_size": list(self.image_size),
             "label_names": self.label_names,
@@ -236,7 +274,12 @@ class MultimodalModel(keras.Model):
         config = _upgrade_config(dict(config))
         if isinstance(config.get("tokenizer"), dict):
             config["tokenizer"] = _tokenizer_from_config(cls.__name__, config["tokenizer"], custom_objects)
-        return cls(**config)
+        policy = _saved_policy(cls.__name__, config.pop("dtype_policy", None))
+        unfrozen = config.pop("unfrozen_towers", None)
+        with dtype_policy(policy):
+            model = cls(**config)
+        restore_unfrozen(model, unfrozen, owner=cls.__name__)
+        return model
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.fit``, without shuffling a ``tf.data`` dataset again.

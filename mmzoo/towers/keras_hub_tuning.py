@@ -9,6 +9,10 @@
   what follows them (decision: the final layer norm, BERT's pooler, SigLIP's
   pooling head), the rest frozen; ``n=None`` unfreezes the whole backbone.
   LoRA adapters of the blocks left frozen keep training.
+* ``unfrozen_state(model)`` / ``restore_unfrozen(model, state)``: what
+  ``unfreeze_top`` did to each backbone, as a zoo model's config saves it
+  (decision: a ``.keras`` file saved after ``UnfreezeTowers`` reloads with the
+  same layers trainable, so ``fit`` goes on with the optimizer state it saved).
 * ``enable_lora(backbone, rank)``: keras-hub's ``Backbone.enable_lora`` (it
   freezes the backbone and adds rank-``rank`` adapters to the attention's
   ``query`` and ``value`` projections), plus (decision) those projections'
@@ -161,11 +165,17 @@ def _lora_only(layer) -> None:
         variable.trainable = variable is layer.lora_kernel_a or variable is layer.lora_kernel_b
 
 
+UNFROZEN_ATTRIBUTE = "_mmzoo_unfrozen"
+ALL_LAYERS = "all"  # ``unfrozen_state``'s entry for ``unfreeze_top(backbone, None)``
+
+
 def unfreeze_top(backbone, n: int | None = None) -> None:
     """Make the top ``n`` transformer blocks (and the layers after them) trainable; all when ``n`` is None
-    (layers the tower does not use, ``mark_unused``, stay frozen)."""
+    (layers the tower does not use, ``mark_unused``, stay frozen). Recorded on the backbone for
+    ``unfrozen_state``."""
     if n is not None and (isinstance(n, bool) or int(n) < 0):
         raise ValueError(f"The number of layers to unfreeze must be >= 0 or None. Received: {n!r}")
+    object.__setattr__(backbone, UNFROZEN_ATTRIBUTE, ALL_LAYERS if n is None else int(n))
     set_trainable(backbone, True)
     if n is not None:
         keep = _top_layers(backbone, min(int(n), len(transformer_blocks(backbone))))
@@ -177,6 +187,35 @@ def unfreeze_top(backbone, n: int | None = None) -> None:
             else:
                 set_trainable(layer, False)
     _freeze_unused(backbone)
+
+
+def unfrozen_state(model) -> list | None:
+    """What ``unfreeze_top`` did to each keras-hub backbone of ``model``, in ``keras_hub_backbones``
+    order: ``None`` (as built), a number of top layers or ``"all"``; ``None`` when nothing was unfrozen."""
+    state = [getattr(backbone, UNFROZEN_ATTRIBUTE, None) for backbone in keras_hub_backbones(model)]
+    return state if any(entry is not None for entry in state) else None
+
+
+def restore_unfrozen(model, state, owner: str = "model") -> None:
+    """Unfreeze ``model``'s backbones as ``unfrozen_state`` recorded them (a saved config's entry);
+    an entry that does not fit the rebuilt model raises a ``ValueError`` naming it."""
+    if state is None:
+        return
+    backbones = keras_hub_backbones(model)
+    if not isinstance(state, (list, tuple)) or len(state) != len(backbones):
+        raise ValueError(
+            f"Refusing to load {owner}: its saved unfrozen_towers {str(state)[:120]!r} does not list one entry per "
+            f"keras_hub backbone (the rebuilt model has {len(backbones)}); the file is damaged."
+        )
+    for backbone, entry in zip(backbones, state):
+        if entry is None:
+            continue
+        if entry != ALL_LAYERS and (isinstance(entry, bool) or not isinstance(entry, int) or entry < 0):
+            raise ValueError(
+                f"Refusing to load {owner}: unfrozen_towers entries are null, a number of layers or "
+                f"{ALL_LAYERS!r}. Received: {entry!r}"
+            )
+        unfreeze_top(backbone, None if entry == ALL_LAYERS else entry)
 
 
 def enable_lora(backbone, rank: int) -> None:

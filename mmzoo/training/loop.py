@@ -9,7 +9,6 @@ results (``_finish``). ``train(...)`` is the keyword front end.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 import keras
 
+from mmzoo.models.base import dtype_policy
 from mmzoo.registry import get_entry
 from mmzoo.training import keras_compat
 from mmzoo.training.callbacks import (
@@ -49,23 +49,6 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, message, epoch=None, step=None, loss=None, checkpoint=None):
         super().__init__(message)
         self.epoch, self.step, self.loss, self.checkpoint = epoch, step, loss, checkpoint
-
-
-@contextlib.contextmanager
-def dtype_policy(policy):
-    """Build (and compile) models under the Keras dtype ``policy`` inside the block.
-
-    ``None`` or ``"float32"`` leaves the policy alone. The previous global
-    policy is restored on exit, so only the models built inside the block
-    compute in mixed precision (the zoo keeps their output layers float32).
-    """
-    previous = keras.config.dtype_policy()
-    if policy and policy != "float32":
-        keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def train(

@@ -1,5 +1,6 @@
 """mmzoo/models/base.py: the default tokenizer, resolve_tokenizer, normalize_image_size, old configs,
-and what MultimodalModel gives every zoo model (its inputs, preprocess, training_example)."""
+and what MultimodalModel gives every zoo model (its inputs, preprocess, training_example, a reload
+under the dtype policy it was built with)."""
 
 import warnings
 
@@ -9,14 +10,19 @@ import pytest
 import tensorflow as tf
 
 import mmzoo
+from mmzoo.data import make_dataset
+from mmzoo.datasets.shapes import shapes_records
 from mmzoo.models.base import (
     DEFAULT_SEQUENCE_LENGTH,
     _upgrade_config,
     default_tokenizer,
+    dtype_policy,
     normalize_image_size,
     resolve_tokenizer,
 )
 from mmzoo.preprocessing import TextTokenizer
+from mmzoo.training import build_for_data
+from tests.harness import assert_reloads_training_state
 
 
 def _ids(tokenizer, texts):
@@ -135,3 +141,33 @@ def test_fit_on_a_dataset_does_not_shuffle_it_again():
 
     assert not shuffle_warnings()
     assert shuffle_warnings(shuffle=True)  # an explicit argument still reaches Keras
+
+
+@pytest.mark.parametrize("name", ["gated_classifier", "itm_matcher", "lstm_captioner"])
+def test_a_mixed_precision_model_reloads_mixed_with_its_loss_scale_optimizer(name, tmp_path):
+    # As `mmzoo train --mixed-precision mixed_float16` builds it: under the policy. A reload rebuilt
+    # float32 would compile plain Adam and drop the saved LossScaleOptimizer state with a warning.
+    records = shapes_records(8, image_size=16, seed=0)
+    with dtype_policy("mixed_float16"):
+        model = build_for_data(name, records, preset="tiny", overrides={"image_size": 16})
+        model.compile()
+    assert keras.config.dtype_policy().name == "float32"  # only the model is mixed
+    model.fit(make_dataset(records, model, batch_size=4, training=True, seed=0), epochs=1, verbose=0)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    batch = next(iter(make_dataset(records, model, batch_size=4, training=False)))
+    x = batch[0] if isinstance(batch, tuple) else batch
+    reloaded = assert_reloads_training_state(model, x, tmp_path, atol=1e-3)
+    assert reloaded.get_config()["dtype_policy"] == "mixed_float16"
+    assert any(layer.compute_dtype == "float16" for layer in reloaded._flatten_layers())
+
+
+def test_saved_dtype_policy_and_unfrozen_towers_are_checked_on_load():
+    model = mmzoo.build("concat_classifier", preset="tiny", num_classes=2, image_size=(16, 16))
+    config = model.get_config()
+    assert config["dtype_policy"] == "float32" and "unfrozen_towers" not in config  # nothing was unfrozen
+    old = {k: v for k, v in config.items() if k != "dtype_policy"}  # files written before: float32
+    assert type(model).from_config(old).dtype_policy.name == "float32"
+    with pytest.raises(ValueError, match="saved dtype_policy must be a Keras dtype policy name.*'float8'"):
+        type(model).from_config({**config, "dtype_policy": "float8"})
+    with pytest.raises(ValueError, match=r"unfrozen_towers '\[2\]' does not list one entry per keras_hub backbone"):
+        type(model).from_config({**config, "unfrozen_towers": [2]})

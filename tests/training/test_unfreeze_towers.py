@@ -8,6 +8,7 @@ import pytest
 
 from mmzoo.towers.keras_hub_tuning import keras_hub_backbones, transformer_blocks
 from mmzoo.training.callbacks import UnfreezeTowers
+from tests.harness import assert_reloads_training_state
 from tests.towers.test_keras_hub_tuning import build_model, save_bert_preset
 
 
@@ -50,6 +51,28 @@ def test_unfreeze_trains_top_layers_after_k_epochs(bert2):
         assert not _changed(start[name], epoch4[name]), name
     assert np.isclose(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 0.001)
     assert int(model.optimizer.iterations) == 8  # the step count carried over: 2 steps x 4 epochs
+
+
+@pytest.mark.parametrize("top_layers", [1, None])
+def test_a_model_saved_after_unfreezing_reloads_unfrozen_and_trains_on(bert2, top_layers, tmp_path):
+    # Rebuilt from its config alone, it would come back frozen: Keras would skip the saved Adam state
+    # (built over the unfrozen layers) with a warning, and the next fit would train other weights.
+    model, inputs = build_model(bert2)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    labels = np.array([0, 1, 0, 1])
+    model.fit(inputs, labels, epochs=2, batch_size=2, verbose=0, callbacks=[UnfreezeTowers(1, top_layers=top_layers)])
+    assert model.get_config()["unfrozen_towers"] == ["all" if top_layers is None else 1]
+    reloaded = assert_reloads_training_state(model, inputs, tmp_path)
+    backbone = keras_hub_backbones(reloaded)[0]
+    bottom, top = transformer_blocks(backbone)
+    assert top.trainable_weights and bool(bottom.trainable_weights) == (top_layers is None)
+    assert backbone.get_layer("pooled_dense").trainable_weights  # the classifier reads the pooler: it trains
+    before = {v.path: np.array(v) for v in reloaded.weights}
+    reloaded.fit(inputs, labels, epochs=1, batch_size=2, verbose=0)  # goes on: Adam at step 5
+    assert int(reloaded.optimizer.iterations) == 6
+    changed = {v.path for v in reloaded.weights if not np.array_equal(np.array(v), before[v.path])}
+    assert any(path.startswith(top.path) for path in changed)
+    assert any(path.startswith(bottom.path) for path in changed) == (top_layers is None)
 
 
 def test_unfreeze_all_layers_and_refusals(bert2):
