@@ -39,35 +39,23 @@ def _import_tensorflow_quietly():
     """``import tensorflow`` with its load-time log lines (``_LOAD_TIME_NOISE``) dropped.
 
     Those lines are written by the C++ runtime straight to file descriptor 2,
-    so stderr is redirected to a temporary file around the import, then the
-    file is replayed to stderr without them.
+    so stderr is captured around the import (``captured_native_stderr``), then
+    replayed to stderr without them.
     """
     if "tensorflow" in sys.modules:
         return
+    from mmzoo.native_stderr import captured_native_stderr
+
+    captured = []
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr is not a file (captured, embedded)
-        import tensorflow  # noqa: F401
-
-        return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), fd)
-        try:
+        with captured_native_stderr() as captured:
             import tensorflow  # noqa: F401
-        finally:
+    finally:
+        text = "".join(captured)
+        kept = [line for line in text.splitlines(keepends=True) if not _LOAD_TIME_NOISE.match(line)]
+        if kept:
+            sys.stderr.write("".join(kept))
             sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode("utf-8", "replace")
-            kept = [line for line in text.splitlines(keepends=True) if not _LOAD_TIME_NOISE.match(line)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
 
 
 def _cmd_list(args):

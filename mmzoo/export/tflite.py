@@ -50,6 +50,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from mmzoo.models.base import float32_copy
+from mmzoo.native_stderr import captured_native_stderr
 from mmzoo.tasks import image_spec, model_input_names, task_for, token_spec
 
 TFLITE_TASKS = ("classification", "matching")
@@ -110,7 +112,10 @@ def convert_saved_model(
         if optimize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         try:
-            return converter.convert(), ops
+            # The converter prints its MLIR diagnostics to file descriptor 2 as "error: ..." lines,
+            # even for a first attempt that a later one replaces; a failure's are in its message.
+            with captured_native_stderr():
+                return converter.convert(), ops
         except Exception as e:  # ConverterError and friends
             errors.append((ops, _summarize(str(e))))
     detail = "; ".join(f"{ops}: {msg}" for ops, msg in errors)
@@ -176,7 +181,8 @@ def export_tflite(
     """Write ``model``'s LiteRT signatures to ``output_path`` (+ ``output_path.json``).
 
     Args:
-        model: a zoo classification or matching model.
+        model: a zoo classification or matching model (one built under a mixed
+            precision policy is converted as float32: LiteRT has no float16 builtins).
         output_path: the ``.tflite`` file to write.
         batch_size: ``"auto"`` (a dynamic batch when the graph converts to
             builtins with one, else a fixed batch of 1: recurrent towers),
@@ -208,6 +214,7 @@ def export_tflite(
         )
     candidates = [None, 1] if batch_size == "auto" else [batch_size]
     tflite_endpoints(model, batch_size=candidates[0])  # validates task and batch_size early
+    model = float32_copy(model)  # a mixed-precision model converts as float32
     flatbuffer, errors = None, []
     for candidate in candidates:
         try:

@@ -111,6 +111,17 @@ def _saved_policy(owner: str, value):
     )
 
 
+def float32_copy(model):
+    """``model`` itself when it computes in float32, else the same model rebuilt under ``float32``
+    with its weights (a mixed policy keeps its variables float32 already): for LiteRT, whose
+    builtins have no float16 Keras ops (its own float16 is a converter option)."""
+    if model.dtype_policy.name == "float32":
+        return model
+    copy = type(model).from_config({**model.get_config(), "dtype_policy": "float32"})
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _upgrade_config(config: dict) -> dict:
     """Read configs written by earlier mmzoo versions.
 
