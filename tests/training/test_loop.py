@@ -181,8 +181,13 @@ def test_mixed_precision_jit_and_steps_per_execution(manifest, tmp_path, policy,
     assert (inspect.policy, inspect.optimizer) == (policy, optimizer)
     assert inspect.jit_compile is True and inspect.steps_per_execution == 2
     assert keras.config.dtype_policy().name == "float32", "train() must restore the global dtype policy"
-    # Zoo models rebuild from hyperparameters: the trained model reloads in float32.
-    model = keras.saving.load_model(str(tmp_path / "model.keras"), safe_mode=True)
+    # The run's model.keras reloads as it was trained: under the policy, with its optimizer's state.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.saving.load_model(str(tmp_path / "model.keras"), safe_mode=True)
+    assert not [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert (model.dtype_policy.name, type(model.optimizer).__name__) == (policy, optimizer)
+    assert int(model.optimizer.iterations) > 0
     x = model.preprocess(np.zeros((2, 32, 32, 3), "uint8"), ["what color is the circle"] * 2)
     scores = keras.ops.convert_to_numpy(model(x)["scores"])
     assert scores.dtype == np.float32 and np.isfinite(scores).all()
