@@ -8,6 +8,8 @@ identical outputs.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 
@@ -151,6 +153,27 @@ def assert_every_trainable_weight_gets_a_gradient(model, inputs):
     gradients = tape.gradient(loss, model.trainable_variables)
     missing = [v.path for v, g in zip(model.trainable_variables, gradients) if g is None]
     assert not missing, missing
+
+
+@contextlib.contextmanager
+def tensorflow_log(level=logging.INFO):
+    """Collect the ``tensorflow`` logger's messages inside the block, with the logger at ``level``
+    (INFO: as TensorFlow sets it in Jupyter, where its INFO lines show in the notebook)."""
+    logger = tf.get_logger()
+    messages, previous = [], logger.level
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Collect()
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def tf_function_call(layer, *args, **kwargs):

@@ -37,7 +37,7 @@ from mmzoo.export.examples import (
     set_method_names,
 )
 from mmzoo.export.graph_check import _read_saved_model_proto, check_serving_graph
-from mmzoo.export.signatures import build_export_archive, export_endpoints
+from mmzoo.export.signatures import build_export_archive, export_endpoints, write_archive
 from mmzoo.export.warmup import write_warmup_requests
 from mmzoo.preprocessing.image_preprocessor import pixel_limit
 from mmzoo.tasks import task_for
@@ -352,7 +352,7 @@ def _write_version(model, tmp_dir, model_name, options, images, texts, *, warmup
     """
     signature_options = {k: options[k] for k in ("beam_width", "input_type", "feature_keys")}
     archive = build_export_archive(model, **signature_options)
-    archive.write_out(tmp_dir, verbose=False)
+    write_archive(archive, tmp_dir)
     methods = {name: method for name, (_, _, method) in export_endpoints(model, **signature_options).items()}
     set_method_names(tmp_dir, methods)
     check_serving_graph(tmp_dir, allow_ops=allow_ops)

@@ -29,6 +29,8 @@ this module puts them into an ``ExportArchive``. With
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import tensorflow as tf
 
@@ -76,6 +78,24 @@ def build_export_archive(model, beam_width=4, input_type="raw", feature_keys=Non
         archive.add_endpoint(name, fn, input_signature=signature)
     store_variables_once(archive)
     return archive
+
+
+def write_archive(archive, path) -> None:
+    """``archive.write_out(path)`` without TensorFlow's INFO line ``Assets written to: <path>``.
+
+    ``path`` is an export's temporary directory, renamed into place later, and
+    the export reports the final path itself. The line shows wherever the
+    ``tensorflow`` logger is at INFO, as TensorFlow sets it in Jupyter; the
+    logger's level is restored after the write, so its warnings still show.
+    """
+    logger = tf.get_logger()
+    previous = logger.level
+    if logger.getEffectiveLevel() < logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        archive.write_out(path, verbose=False)
+    finally:
+        logger.setLevel(previous)
 
 
 def store_variables_once(archive) -> int:

@@ -50,6 +50,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from mmzoo.export.signatures import write_archive
 from mmzoo.models.base import float32_copy
 from mmzoo.native_stderr import captured_native_stderr
 from mmzoo.tasks import image_spec, model_input_names, task_for, token_spec
@@ -157,7 +158,7 @@ def _write_and_convert(model, batch_size, select_tf_ops, optimize):
         archive.add_endpoint(name, fn, input_signature=signature)
     tmp_dir = tempfile.mkdtemp(prefix="mmzoo-tflite-")
     try:
-        archive.write_out(os.path.join(tmp_dir, "saved_model"), verbose=False)
+        write_archive(archive, os.path.join(tmp_dir, "saved_model"))
         return convert_saved_model(
             os.path.join(tmp_dir, "saved_model"),
             list(endpoints),

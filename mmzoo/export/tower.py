@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mmzoo.export.signatures import store_variables_once
+from mmzoo.export.signatures import store_variables_once, write_archive
 
 TOWER_METADATA_FILENAME = "mmzoo_tower.json"
 TOWERS = ("image", "text")
@@ -199,7 +199,7 @@ def export_tower(
     os.makedirs(parent, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=".tmp-tower-", dir=parent)
     try:
-        archive.write_out(tmp_dir, verbose=False)
+        write_archive(archive, tmp_dir)
         out = tower_model.output
         metadata = {
             "format": "mmzoo-tower/1",

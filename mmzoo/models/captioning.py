@@ -31,6 +31,8 @@ gives the captions::
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -197,8 +199,14 @@ class CaptionerBase(MultimodalModel):
         functions = self._generate_functions.value
         if args not in functions:
             spec = tf.TensorSpec([None, *self.image_size, 3], tf.float32)
-            functions[args] = tf.function(lambda image: self._generate(image, *args), input_signature=[spec])
+            # A partial, not a lambda: TensorFlow counts traces per code object, so the functions of
+            # several settings (or models) made by one lambda would add up to its "5 out of the last
+            # 5 calls ... triggered tf.function retracing" warning, though each traces once.
+            functions[args] = tf.function(functools.partial(self._generate_with, args), input_signature=[spec])
         return functions[args](tf.cast(image, tf.float32))
+
+    def _generate_with(self, args, image):
+        return self._generate(image, *args)
 
     _has_attention = False
 
