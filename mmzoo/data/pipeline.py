@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmzoo.data.records import BadRows, Record, SkipReport, logger
+from mmzoo.native_stderr import captured_native_stderr
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHUFFLE_BUFFER_AFTER_CACHE = 10_000
@@ -197,10 +198,18 @@ def validate_images(records, decode_one, num_parallel_calls=AUTOTUNE):
     """Decode every image once (in parallel); returns ``(good_records, SkipReport)``.
 
     The report names each unreadable or undecodable image with the error.
+    What the image decoders print themselves meanwhile (libjpeg's ``Input file
+    read error`` or ``Corrupt JPEG data: ...``, on file descriptor 2, once per
+    decode) is dropped: the report is the one account of the bad images.
     """
     records = list(records)
     if not records:
         return records, SkipReport()
+    with captured_native_stderr():
+        return _validate_images(records, decode_one, num_parallel_calls)
+
+
+def _validate_images(records, decode_one, num_parallel_calls):
     columns = _image_columns(records)
     columns["source"] = [_describe(r) for r in records]
     columns["index"] = np.arange(len(records), dtype="int64")

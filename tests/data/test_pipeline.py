@@ -131,6 +131,19 @@ def test_skip_bad_drops_and_counts(tmp_path, image_files):
     assert [r.image for r in good] == [image_files[0], image_files[2]] and report.num_skipped == 3
 
 
+def test_skip_bad_leaves_the_decoders_own_lines_to_the_report(tmp_path, image_files, capfd):
+    # libjpeg prints "Input file read error" on file descriptor 2 for each decode of a cut JPEG: a line
+    # without a file name, under the report's own line that names it.
+    jpeg = tf.io.encode_jpeg(np.full((16, 16, 3), 200, np.uint8)).numpy()
+    (tmp_path / "cut.jpg").write_bytes(jpeg[:30])
+    records = [Record(image_files[0], "t", "a"), Record(str(tmp_path / "cut.jpg"), "t", "a", source="m.jsonl line 2")]
+    capfd.readouterr()
+    good, report = data.validate_images(records, BatchEcho().image_preprocessor.decode_one)
+    assert [r.image for r in good] == [image_files[0]]
+    assert report.skipped[0].source.endswith("cut.jpg (m.jsonl line 2)") and "JPEG" in report.skipped[0].reason
+    assert capfd.readouterr().err == ""
+
+
 def _questions(image_files, texts):
     return [Record(image_files[i], text, "a", source=f"m.jsonl line {i + 1}") for i, text in enumerate(texts)]
 
