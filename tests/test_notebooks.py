@@ -110,7 +110,9 @@ def test_committed_outputs_hold_no_machine_paths(name):
 
 
 def _warnings_shown(nb):
-    return [line for c in _code_cells(nb) for o in c.outputs for t in _output_texts(o) for line in python_warnings(t)]
+    """Python warnings and TensorFlow logger warnings (``WARNING:tensorflow:...``) in the outputs."""
+    return [line for c in _code_cells(nb) for o in c.outputs for t in _output_texts(o)
+            for line in python_warnings(t) + [x for x in t.splitlines() if x.startswith("WARNING:tensorflow:")]]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -121,6 +123,7 @@ def test_committed_outputs_show_no_python_warning_and_none_is_silenced(name):
     assert not _warnings_shown(nb), f"{name}: {_warnings_shown(nb)[:3]}"
     source = "\n".join(c.source for c in _code_cells(nb))
     assert 'filterwarnings("ignore")' not in source, name
+    assert "get_logger().setLevel" not in source, name  # nor TensorFlow's logger turned down
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
