@@ -33,7 +33,7 @@ import tensorflow as tf
 from mmzoo.preprocessing import ImagePreprocessor, TextTokenizer
 from mmzoo.towers import normalize_image_size as normalize_tower_image_size
 from mmzoo.towers import tower_tokenizer
-from mmzoo.towers.keras_hub_tuning import restore_unfrozen, unfrozen_state
+from mmzoo.towers.keras_hub_tuning import reset_lora, restore_unfrozen, unfrozen_state
 
 # The generic default: any English text, one token per character (WordPiece
 # over single characters, so a word splits into its letters and nothing is
@@ -299,9 +299,14 @@ class MultimodalModel(keras.Model):
         epoch); Keras ignores its default ``shuffle=True`` for one, with a
         warning at every call. Decision: default ``shuffle`` to ``False`` for
         datasets (``args[6]`` is ``shuffle`` when passed by position).
+
+        LoRA adapters whose two factors are both zero (a reloaded model: Keras
+        merged them into the kernels) would get no gradient: their ``A``
+        factor is re-initialized first (``keras_hub_tuning.reset_lora``).
         """
         if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)) and len(args) < 7:
             kwargs.setdefault("shuffle", False)
+        reset_lora(self, only_merged=True)
         return super().fit(x, y, *args, **kwargs)
 
 

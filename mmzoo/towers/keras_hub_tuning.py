@@ -21,9 +21,14 @@
 LoRA and saving: Keras' ``EinsumDense`` saves a LoRA layer's kernel with the
 adapters merged into it and zeroes the adapters on load, so a ``.keras`` round
 trip keeps the outputs (the tower enables LoRA again at build time, so the
-reloaded graph has the variables the file holds). To continue LoRA training
-from a reloaded model, call ``reset_lora(model)`` first: with both adapter
-factors at zero their gradients are zero.
+reloaded graph has the variables the file holds). With both adapter factors
+at zero their gradients are zero, so (decision) a zoo model's ``fit``
+re-initializes the ``A`` factor of such layers first (``reset_lora(model,
+only_merged=True)``): a reloaded model trains its adapters on from the merged
+kernels. ``save_weights`` merges the same way, so the training run's backup
+keeps the adapters and the unmerged kernels beside its weights file
+(``lora_state`` / ``restore_lora_state``): a resumed LoRA run goes on exactly
+where it stopped.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import sys
 
 import keras
+import numpy as np
 
 from mmzoo.towers._common import check_positive_int
 
@@ -230,21 +236,51 @@ def enable_lora(backbone, rank: int) -> None:
         _lora_only(layer)
 
 
-def reset_lora(model) -> int:
-    """Re-initialize the ``A`` factor of every LoRA adapter in ``model`` (``he_uniform``, as Keras does).
+def _lora_layers(model) -> list:
+    return [layer for backbone in keras_hub_backbones(model) for layer in _leaves(backbone)
+            if getattr(layer, "lora_enabled", False)]
+
+
+def reset_lora(model, only_merged: bool = False) -> int:
+    """Re-initialize the ``A`` factor of the LoRA adapters in ``model`` (``he_uniform``, as Keras does).
 
     A reloaded ``.keras`` file has its adapters merged into the kernels and
     both factors zeroed, so they would get no gradient; after this they train
-    again from the merged kernels. Returns how many layers were reset.
+    again from the merged kernels (the outputs do not change: ``B`` is zero).
+    ``only_merged``: only layers whose two factors are both zero. Returns how
+    many layers were reset.
     """
     count = 0
-    for backbone in keras_hub_backbones(model):
-        for layer in _leaves(backbone):
-            if getattr(layer, "lora_enabled", False):
-                a = layer.lora_kernel_a
-                a.assign(keras.initializers.HeUniform()(a.shape, dtype=a.dtype))
-                count += 1
+    for layer in _lora_layers(model):
+        a, b = layer.lora_kernel_a, layer.lora_kernel_b
+        if only_merged and (np.any(keras.ops.convert_to_numpy(a)) or np.any(keras.ops.convert_to_numpy(b))):
+            continue
+        a.assign(keras.initializers.HeUniform()(a.shape, dtype=a.dtype))
+        count += 1
     return count
+
+
+_LORA_VARIABLES = ("kernel", "lora_kernel_a", "lora_kernel_b")
+
+
+def lora_state(model) -> dict:
+    """``{path: array}``: each LoRA layer's kernel (without the adapters merged in) and its two
+    factors, which ``save_weights`` does not keep as they are; ``{}`` without LoRA layers."""
+    return {v.path: keras.ops.convert_to_numpy(v) for layer in _lora_layers(model) for v in layer.weights
+            if v.name in _LORA_VARIABLES}
+
+
+def restore_lora_state(model, state: dict) -> None:
+    """Assign what ``lora_state`` returned (after ``load_weights``, which zeroed the factors); a state
+    that does not name exactly the model's LoRA variables raises a ``ValueError``."""
+    variables = {v.path: v for layer in _lora_layers(model) for v in layer.weights if v.name in _LORA_VARIABLES}
+    if set(state) != set(variables):
+        raise ValueError(
+            f"The saved LoRA state does not fit this model: it has {len(state)} variables, the model "
+            f"{len(variables)} (e.g. {sorted(set(state) ^ set(variables))[:2]})."
+        )
+    for path, value in state.items():
+        variables[path].assign(value)
 
 
 def import_keras_hub():

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from mmzoo.errors import error_text
-from mmzoo.towers.keras_hub_tuning import keras_hub_backbones, unfreeze_top
+from mmzoo.towers.keras_hub_tuning import keras_hub_backbones, lora_state, restore_lora_state, unfreeze_top
 from mmzoo.training import keras_compat
 
 
@@ -61,8 +61,10 @@ def read_backup_metadata(backup_dir: str) -> dict | None:
         epoch, weights = int(meta["epoch"]), meta.get("weights")
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
         raise _cannot_resume(path, f"the file is damaged ({type(e).__name__}: {e})") from None
-    if epoch < 0 or (weights is not None and (not isinstance(weights, str) or os.path.basename(weights) != weights)):
-        raise _cannot_resume(path, f"the file is damaged (epoch={epoch!r}, weights={weights!r})")
+    lora = meta.get("lora")
+    if epoch < 0 or not all(name is None or (isinstance(name, str) and os.path.basename(name) == name)
+                            for name in (weights, lora)):
+        raise _cannot_resume(path, f"the file is damaged (epoch={epoch!r}, weights={weights!r}, lora={lora!r})")
     return {**meta, "epoch": epoch, "weights": weights}
 
 
@@ -76,8 +78,10 @@ def backup_epoch(backup_dir: str) -> int:
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` whose backup survives a SIGKILL at any moment.
 
-    Each epoch writes ``epoch_N.weights.h5`` (temporary file, then renamed)
-    and only then points ``training_metadata.json`` at it (atomic rename), so
+    Each epoch writes ``epoch_N.weights.h5`` (temporary file, then renamed;
+    with LoRA adapters also ``epoch_N.lora.npz``, which ``save_weights``
+    would merge into the kernels) and only then points
+    ``training_metadata.json`` at it (atomic rename), so
     the metadata never names half-written or newer weights. Epochs that end
     with a non-finite loss are not backed up, and the backup is kept when
     training diverged (``TerminateOnNaN`` marks the model). ``backup_epoch``
@@ -97,6 +101,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model.optimizer.build(self.model.trainable_variables)
         try:
             self.model.load_weights(weights)
+            if meta.get("lora"):  # the adapters and unmerged kernels, as they were (load_weights zeroed them)
+                lora = os.path.join(self.backup_dir, meta["lora"])
+                with np.load(lora) as arrays:
+                    restore_lora_state(self.model, {str(p): arrays[f"arr_{i}"] for i, p in enumerate(arrays["paths"])})
         except (OSError, ValueError, KeyError) as e:  # h5py: OSError on a truncated file; Keras: ValueError
             reason = error_text(e) or type(e).__name__
             raise _cannot_resume(weights, f"it does not load into this model ({reason}); the file is damaged "
@@ -114,13 +122,27 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         tmp = path + ".tmp.weights.h5"
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, path)
+        lora_name = self._save_lora(f"epoch_{self._current_epoch}.lora.npz")
         meta_tmp = self._training_metadata_path + ".tmp"
         with open(meta_tmp, "w") as f:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}, f)
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name,
+                       "lora": lora_name}, f)
         os.replace(meta_tmp, self._training_metadata_path)
         for other in os.listdir(self.backup_dir):
-            if other.endswith(".weights.h5") and other != name:
+            if other.endswith((".weights.h5", ".lora.npz")) and other not in (name, lora_name):
                 os.remove(os.path.join(self.backup_dir, other))
+
+    def _save_lora(self, name):
+        """Write the LoRA adapters and unmerged kernels (``save_weights`` merges them) as ``name``;
+        ``None`` for a model without LoRA layers."""
+        state = lora_state(self.model)
+        if not state:
+            return None
+        tmp = os.path.join(self.backup_dir, name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, *state.values(), paths=np.array(list(state)))
+        os.replace(tmp, os.path.join(self.backup_dir, name))
+        return name
 
     def on_train_end(self, logs=None):
         if not getattr(self.model, "_mmzoo_diverged", None):

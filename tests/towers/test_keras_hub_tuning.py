@@ -119,7 +119,13 @@ def test_lora_trains_only_adapters_and_roundtrips(bert2, tmp_path):
             np.testing.assert_array_equal(frozen_before[v.path], np.array(v), err_msg=v.path)
     assert any(not np.allclose(lora_before[v.path], np.array(v)) for v in trained)
     reloaded = assert_model_roundtrip(model, inputs, tmp_path)
-    assert reset_lora(reloaded) == 4
+    merged = _weights(v for v in reloaded.weights if "lora_kernel" in v.path)
+    assert not any(np.any(x) for x in merged.values())  # Keras merged the adapters into the kernels
+    # fit starts them again (A re-initialized, B still zero: same outputs), so they train on
+    reloaded.compile(optimizer=keras.optimizers.SGD(0.5))
+    reloaded.fit(inputs, np.array([0, 1, 0, 1]), epochs=1, batch_size=4, verbose=0)
+    assert all(np.any(np.array(v)) for v in reloaded.weights if "lora_kernel_b" in v.path)
+    assert reset_lora(reloaded, only_merged=True) == 0 and reset_lora(reloaded) == 4
 
 
 def test_lora_refusals(bert2):

@@ -1,5 +1,6 @@
 """UnfreezeTowers (mmzoo/training/callbacks.py) on a tiny random keras-hub BERT, and mixed precision with it."""
 
+import os
 import warnings
 
 import keras
@@ -184,3 +185,25 @@ def test_run_killed_before_or_after_k_resumes_to_the_same_weights(cli_run, bert2
     assert resumed["initial_epoch"] == stop_after + 1 and resumed["epochs_run"] == 2 - stop_after
     assert history(str(tmp_path)) == history(str(reference))
     assert_same_weights(str(reference / "model.keras"), str(tmp_path / "model.keras"))
+
+
+@pytest.mark.slow
+def test_a_lora_run_killed_after_an_epoch_resumes_to_the_same_weights(bert2, tmp_path):
+    # save_weights (the backup) merges the adapters into the kernels and load_weights zeroes them: the
+    # resumed run would train nothing of the tower. The backup keeps them beside its weights file.
+    from mmzoo.training import train
+    from tests.training.runs import TINY, Interrupt, assert_same_weights, history, shapes_manifest
+
+    manifest = shapes_manifest(tmp_path / "shapes")
+    kwargs = dict(epochs=2, seed=1, deterministic=True, text_preset=bert2, lora_rank=2, **TINY)
+    train("concat_classifier", manifest, out_dir=str(tmp_path / "reference"), **kwargs)
+    keras.backend.clear_session()
+    with pytest.raises(KeyboardInterrupt):
+        train("concat_classifier", manifest, out_dir=str(tmp_path / "run"), callbacks=[Interrupt(at=0)], **kwargs)
+    assert sorted(os.listdir(tmp_path / "run" / "backup")) == [
+        "epoch_1.lora.npz", "epoch_1.weights.h5", "training_metadata.json"]
+    keras.backend.clear_session()
+    resumed = train("concat_classifier", manifest, out_dir=str(tmp_path / "run"), **kwargs)
+    assert resumed["initial_epoch"] == 1
+    assert history(str(tmp_path / "run")) == history(str(tmp_path / "reference"))
+    assert_same_weights(str(tmp_path / "reference" / "model.keras"), str(tmp_path / "run" / "model.keras"))
