@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -99,17 +100,22 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             raise _cannot_resume(weights, "the file is missing (training_metadata.json names it)")
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        try:
-            self.model.load_weights(weights)
-            if meta.get("lora"):  # the adapters and unmerged kernels, as they were (load_weights zeroed them)
-                lora = os.path.join(self.backup_dir, meta["lora"])
-                with np.load(lora) as arrays:
-                    restore_lora_state(self.model, {str(p): arrays[f"arr_{i}"] for i, p in enumerate(arrays["paths"])})
-        except (OSError, ValueError, KeyError) as e:  # h5py: OSError on a truncated file; Keras: ValueError
-            reason = error_text(e) or type(e).__name__
-            raise _cannot_resume(weights, f"it does not load into this model ({reason}); the file is damaged "
-                                          "or the run's settings changed") from None
+        for path, load in ((weights, self.model.load_weights), (meta.get("lora"), self._load_lora)):
+            if path is None:
+                continue
+            path = os.path.join(self.backup_dir, path)
+            try:
+                load(path)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # h5py: OSError when truncated
+                reason = error_text(e) or type(e).__name__
+                raise _cannot_resume(path, f"it does not load into this model ({reason}); the file is damaged "
+                                           "or the run's settings changed") from None
         self.model._initial_epoch = meta["epoch"]
+
+    def _load_lora(self, path):
+        """The adapters and unmerged kernels as they were (``load_weights`` zeroed the adapters)."""
+        with np.load(path) as arrays:
+            restore_lora_state(self.model, {str(p): arrays[f"arr_{i}"] for i, p in enumerate(arrays["paths"])})
 
     def on_epoch_end(self, epoch, logs=None):
         if finite(logs):

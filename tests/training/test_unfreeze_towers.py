@@ -207,3 +207,27 @@ def test_a_lora_run_killed_after_an_epoch_resumes_to_the_same_weights(bert2, tmp
     assert resumed["initial_epoch"] == 1
     assert history(str(tmp_path / "run")) == history(str(tmp_path / "reference"))
     assert_same_weights(str(tmp_path / "reference" / "model.keras"), str(tmp_path / "run" / "model.keras"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_a_damaged_lora_backup_names_the_file(bert2, tmp_path, damage):
+    from mmzoo.training import ResumeError
+    from mmzoo.training.callbacks import BackupAndRestore
+    from tests.training.runs import Interrupt
+
+    backup = str(tmp_path / "backup")
+    model, inputs = build_model(bert2, lora_rank=2)
+    model.compile()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(inputs, np.array([0, 1, 0, 1]), epochs=2, batch_size=4, verbose=0,
+                  callbacks=[BackupAndRestore(backup), Interrupt(at=0)])
+    lora = os.path.join(backup, "epoch_1.lora.npz")
+    if damage == "truncated":
+        with open(lora, "r+b") as f:
+            f.truncate(os.path.getsize(lora) // 2)
+    else:
+        os.remove(lora)
+    fresh, _ = build_model(bert2, lora_rank=2)
+    fresh.compile()
+    with pytest.raises(ResumeError, match=f"Cannot resume the unfinished run from {lora}: it does not load"):
+        fresh.fit(inputs, np.array([0, 1, 0, 1]), epochs=2, batch_size=4, verbose=0, callbacks=[BackupAndRestore(backup)])
