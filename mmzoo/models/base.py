@@ -84,6 +84,18 @@ def normalize_image_size(image_size) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
+def _global_policy(policy):
+    """Keras' global dtype policy set to ``policy`` inside the block (``None``: left as it is),
+    and restored on exit."""
+    previous = keras.config.dtype_policy()
+    if policy is not None:
+        keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def dtype_policy(policy):
     """Build (and compile) models under the Keras dtype ``policy`` inside the block.
 
@@ -91,13 +103,7 @@ def dtype_policy(policy):
     policy is restored on exit, so only the models built inside the block
     compute in mixed precision (the zoo keeps their output layers float32).
     """
-    previous = keras.config.dtype_policy()
-    if policy and policy != "float32":
-        keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
+    return _global_policy(None if not policy or policy == "float32" else policy)
 
 
 def _saved_policy(owner: str, value):
@@ -287,7 +293,7 @@ class MultimodalModel(keras.Model):
             config["tokenizer"] = _tokenizer_from_config(cls.__name__, config["tokenizer"], custom_objects)
         policy = _saved_policy(cls.__name__, config.pop("dtype_policy", None))
         unfrozen = config.pop("unfrozen_towers", None)
-        with dtype_policy(policy):
+        with _global_policy(policy):  # exactly the saved one, float32 too, whatever the global policy is
             model = cls(**config)
         restore_unfrozen(model, unfrozen, owner=cls.__name__)
         return model

@@ -167,6 +167,8 @@ def test_saved_dtype_policy_and_unfrozen_towers_are_checked_on_load():
     assert config["dtype_policy"] == "float32" and "unfrozen_towers" not in config  # nothing was unfrozen
     old = {k: v for k, v in config.items() if k != "dtype_policy"}  # files written before: float32
     assert type(model).from_config(old).dtype_policy.name == "float32"
+    with dtype_policy("mixed_float16"):  # a float32 model reloads float32 under any global policy
+        assert type(model).from_config(config).dtype_policy.name == "float32"
     with pytest.raises(ValueError, match="saved dtype_policy must be a Keras dtype policy name.*'float8'"):
         type(model).from_config({**config, "dtype_policy": "float8"})
     with pytest.raises(ValueError, match=r"unfrozen_towers '\[2\]' does not list one entry per keras_hub backbone"):
