@@ -2,7 +2,6 @@
 build, fit one step on real built-in data, `.keras` round trip with
 `safe_mode=True`, identical outputs."""
 
-
 import keras
 import numpy as np
 import pytest

@@ -260,20 +260,23 @@ def reset_lora(model, only_merged: bool = False) -> int:
     return count
 
 
-_LORA_VARIABLES = ("kernel", "lora_kernel_a", "lora_kernel_b")
+def _lora_variables(model) -> dict:
+    """``{path: variable}``: each LoRA layer's kernel variable (its value without the adapters merged
+    in) and its two factors."""
+    return {v.path: v for layer in _lora_layers(model) for v in layer.weights
+            if v.name in ("kernel", "lora_kernel_a", "lora_kernel_b")}
 
 
 def lora_state(model) -> dict:
-    """``{path: array}``: each LoRA layer's kernel (without the adapters merged in) and its two
-    factors, which ``save_weights`` does not keep as they are; ``{}`` without LoRA layers."""
-    return {v.path: keras.ops.convert_to_numpy(v) for layer in _lora_layers(model) for v in layer.weights
-            if v.name in _LORA_VARIABLES}
+    """``{path: array}`` of ``_lora_variables``, which ``save_weights`` does not keep as they are;
+    ``{}`` without LoRA layers."""
+    return {path: keras.ops.convert_to_numpy(v) for path, v in _lora_variables(model).items()}
 
 
 def restore_lora_state(model, state: dict) -> None:
     """Assign what ``lora_state`` returned (after ``load_weights``, which zeroed the factors); a state
     that does not name exactly the model's LoRA variables raises a ``ValueError``."""
-    variables = {v.path: v for layer in _lora_layers(model) for v in layer.weights if v.name in _LORA_VARIABLES}
+    variables = _lora_variables(model)
     if set(state) != set(variables):
         raise ValueError(
             f"The saved LoRA state does not fit this model: it has {len(state)} variables, the model "
