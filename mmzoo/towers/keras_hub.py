@@ -53,7 +53,13 @@ from mmzoo.layers.sequence_mask import SequenceMask
 from mmzoo.preprocessing import TextTokenizer
 from mmzoo.preprocessing.text_tokenizer import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 from mmzoo.towers._common import check_choice, check_positive_int, check_rate
-from mmzoo.towers.keras_hub_tuning import freeze_or_lora, import_keras_hub, mark_pooling_layers, remember_backbone
+from mmzoo.towers.keras_hub_tuning import (
+    freeze_or_lora,
+    import_keras_hub,
+    mark_pooling_layers,
+    preset_files,
+    remember_backbone,
+)
 
 POOLINGS = ("pooler", "cls", "mean")
 DEFAULT_SEQUENCE_LENGTH = 64  # as mmzoo.models.base (models may not be imported by towers)
@@ -125,8 +131,7 @@ def tokenizer_settings(preset) -> dict:
     a ``.keras`` load is). ``tokens`` names the ``pad``, ``unk``, ``start``
     (``[CLS]``) and ``end`` (``[SEP]``) tokens.
     """
-    import_keras_hub()
-    from keras_hub.src.utils import preset_utils  # get_file: local paths, handles, kaggle:// and hf:// alike
+    preset_utils = preset_files()
 
     # A Hugging Face directory may hold a tokenizer.json too (the fast tokenizer's, not a keras-hub
     # one): tell the formats apart as keras-hub does, by the model_type of a Transformers config.json.
@@ -144,8 +149,7 @@ def tokenizer_settings(preset) -> dict:
 def max_sequence_length(preset) -> int | None:
     """The longest sequence the preset's backbone takes (its position embeddings), read from its
     ``config.json`` without building it (``None`` when the file does not say)."""
-    import_keras_hub()
-    from keras_hub.src.utils import preset_utils
+    preset_utils = preset_files()
 
     if not preset_utils.check_file_exists(preset, "config.json"):
         return None

@@ -298,6 +298,31 @@ def import_keras_hub():
     return keras_hub
 
 
+# The keras-hub release the preset readers below were written and tested against.
+TESTED_KERAS_HUB = "0.32"
+
+
+def preset_files():
+    """keras-hub's preset file reader (``get_file``, ``check_file_exists``,
+    ``load_json``: local paths, handles, ``kaggle://`` and ``hf://`` alike).
+
+    It is keras-hub's private ``keras_hub.src.utils.preset_utils``; the
+    ``[hub]`` extra bounds keras-hub to the release it was tested with. A
+    keras-hub that moved it raises an ImportError saying so, not a bare
+    ``ModuleNotFoundError`` from inside a tower.
+    """
+    keras_hub = import_keras_hub()
+    try:
+        from keras_hub.src.utils import preset_utils
+    except ImportError as error:
+        raise ImportError(
+            f"mmzoo's keras_hub towers read preset files through keras_hub.src.utils.preset_utils, which "
+            f"keras-hub {getattr(keras_hub, '__version__', '?')} does not have (tested with keras-hub "
+            f"{TESTED_KERAS_HUB}): pip install 'mmzoo[hub]' installs that release."
+        ) from error
+    return preset_utils
+
+
 def freeze_or_lora(backbone, trainable, lora_rank) -> None:
     """Freeze the backbone (``trainable=False``), leave it trainable, or train LoRA adapters on it."""
     check_positive_int("lora_rank", lora_rank, allow_none=True)

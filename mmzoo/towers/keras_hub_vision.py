@@ -69,6 +69,7 @@ from mmzoo.towers.keras_hub_tuning import (
     import_keras_hub,
     mark_pooling_layers,
     mark_unused,
+    preset_files,
     remember_backbone,
 )
 
@@ -149,8 +150,7 @@ def normalization(preset, family: str) -> dict:
     ``offset`` are a float, a list of 3 floats or ``None`` (not applied), as
     keras-hub's ``ImageConverter`` takes them.
     """
-    import_keras_hub()
-    from keras_hub.src.utils import preset_utils  # local paths, handles, kaggle:// and hf:// alike
+    preset_utils = preset_files()
 
     config = _converter_config(preset, preset_utils)
     processor = _hf_image_processor(preset, preset_utils) if config is None else None

@@ -375,3 +375,18 @@ def test_hf_directory_tokenizer_config_defaults(tmp_path):
     tower = build_keras_hub_text_tower(tokenizer.vocabulary_size, LENGTH, preset=str(tmp_path))
     assert tower.get_layer("backbone_inputs").table[:4] == [0, 4, 5, 6]
     assert max_sequence_length(str(tmp_path)) == HF_DIMS["positions"]  # config.json's max_position_embeddings
+
+
+def test_a_keras_hub_without_the_preset_reader_is_named(monkeypatch):
+    """The preset readers use keras-hub's private preset_utils; a release that moved it gets a message
+    naming the tested release and the extra, not a ModuleNotFoundError from inside a tower."""
+    import sys
+
+    from mmzoo.towers.keras_hub_tuning import TESTED_KERAS_HUB, preset_files
+
+    assert preset_files().check_file_exists  # the installed (tested) keras-hub has it
+    assert keras_hub.__version__.startswith(TESTED_KERAS_HUB + ".")
+    monkeypatch.delattr(sys.modules["keras_hub.src.utils"], "preset_utils")
+    monkeypatch.setitem(sys.modules, "keras_hub.src.utils.preset_utils", None)  # `import` refuses it
+    with pytest.raises(ImportError, match=r"keras_hub\.src\.utils\.preset_utils.*tested with keras-hub 0\.32.*mmzoo\[hub\]"):
+        preset_files()
