@@ -200,8 +200,6 @@ def _refuse_existing(path, what):
 
 
 def _cmd_export(args):
-    from mmzoo.export import export_saved_model
-
     name = args.name or export_name(args.model)
     if (args.format == "tflite" or args.tower) and (args.input_type != "raw" or args.image_feature or args.text_feature):
         raise ValueError(
@@ -232,6 +230,10 @@ def _cmd_export(args):
                 f"Version {args.version} already exists under {base_dir}. Pass --overwrite to replace it, "
                 "or leave out --version to write the next free version."
             )
+    if _QUIET_TENSORFLOW:  # TensorFlow after the checks above, so that they answer at once
+        _import_tensorflow_quietly()
+    from mmzoo.export import export_saved_model
+
     model = _load(args.model)
     if args.format == "tflite":
         from mmzoo.export.tflite import export_tflite
@@ -589,6 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that import TensorFlow themselves once their argument checks pass (quietly, as main
+# does for the others, when _QUIET_TENSORFLOW: the user did not set TF_CPP_MIN_LOG_LEVEL).
+_TENSORFLOW_AFTER_CHECKS = ("export",)
+_QUIET_TENSORFLOW = True
+
+
 def _one_line(text) -> str:
     return " ".join(str(text).split())
 
@@ -596,7 +604,11 @@ def _one_line(text) -> str:
 def main(argv=None) -> int:
     user_set_log_level = _quiet_tf()
     args = build_parser().parse_args(argv)
-    if not user_set_log_level:
+    # The quiet import unless the user set TF's log level. `mmzoo export` imports it itself, after
+    # refusing an existing target or a missing model file without the seconds it takes.
+    global _QUIET_TENSORFLOW
+    _QUIET_TENSORFLOW = not user_set_log_level
+    if _QUIET_TENSORFLOW and args.command not in _TENSORFLOW_AFTER_CHECKS:
         _import_tensorflow_quietly()
     from mmzoo.errors import error_text
 

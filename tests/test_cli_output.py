@@ -216,3 +216,21 @@ def test_library_train_replaces_a_finished_run_and_refuses_with_overwrite_false(
     train("concat_classifier", shapes, **kwargs)  # overwrite=None: trains again, old outputs removed
     assert not (tmp_path / "logs" / "stale").exists()
     assert (tmp_path / "metrics.json").is_file()
+
+
+def test_export_refuses_a_taken_version_or_a_missing_file_before_importing_tensorflow(tmp_path):
+    """Those checks need only the file system: the one-line error comes at once, not after the seconds
+    that importing TensorFlow and loading the model take."""
+    (tmp_path / "runs" / "clf").mkdir(parents=True)
+    (tmp_path / "runs" / "clf" / "model.keras").write_bytes(b"not read: the version check comes first")
+    (tmp_path / "saved_models" / "clf" / "1").mkdir(parents=True)
+    probe = ("import sys\nfrom mmzoo.cli import main\ncode = main(sys.argv[1:])\n"
+             "print(code, 'tensorflow' in sys.modules)\n")
+    for args, error in (
+        (["export", "runs/clf/model.keras", "--base-dir", "saved_models", "--version", "1"], "Version 1 already exists"),
+        (["export", "runs/missing.keras"], "No model file at 'runs/missing.keras'"),
+    ):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], env=_env(), cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.stdout.split() == ["2", "False"], (args, proc.stdout, proc.stderr[-2000:])
+        assert proc.stderr.startswith(f"mmzoo export: error: {error}") and len(proc.stderr.splitlines()) == 1
