@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -49,9 +51,13 @@ def wrap(tower, num_classes=3):
 
 
 def check_fit_step(tower, inputs, num_classes=3):
-    """One SGD step changes the tower's weights and gives a finite loss."""
+    """One SGD step on a loss that reads both outputs (``pooled`` and ``tokens``, as the zoo's fusions
+    do) gives a finite loss, reaches every trainable weight of the tower (Keras warns "Gradients do not
+    exist" for one that no output depends on) and changes its weights."""
     model = wrap(tower, num_classes)
-    head = keras.Model(model.input, model.output["logits"])
+    tokens = keras.layers.GlobalAveragePooling1D()(model.output["tokens"])
+    logits = keras.layers.Add()([model.output["logits"], keras.layers.Dense(num_classes)(tokens)])
+    head = keras.Model(model.input, logits)
     head.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -59,7 +65,11 @@ def check_fit_step(tower, inputs, num_classes=3):
     labels = np.arange(len(inputs)) % num_classes
     before = [np.array(w) for w in tower.trainable_weights]
     assert before, "the tower has no trainable weights"
-    history = head.fit(inputs, labels, epochs=1, batch_size=len(inputs), verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = head.fit(inputs, labels, epochs=1, batch_size=len(inputs), verbose=0)
+    unreached = [str(w.message) for w in caught if "Gradients do not exist" in str(w.message)]
+    assert not unreached, unreached
     assert np.isfinite(history.history["loss"][0])
     after = [np.array(w) for w in tower.trainable_weights]
     assert any(not np.allclose(b, a) for b, a in zip(before, after)), "a fit step changed no weight"
