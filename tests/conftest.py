@@ -16,7 +16,7 @@ def _seed_and_clear():
 
 
 # The longest test files first (measured with --durations=0 on 2 workers, 2026-11-30: each takes
-# 65 to 120 s of one worker). pytest-xdist hands out files (the default tier's --dist loadfile) and
+# 65 s or more of one worker). pytest-xdist hands out files (the default tier's --dist loadfile) and
 # tests (the slow tier's --dist worksteal) in collection order, so a long one collected last keeps
 # one worker busy while the other idles; started first, the short ones fill in around it.
 LONGEST_FIRST = (
