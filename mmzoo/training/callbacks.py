@@ -76,6 +76,20 @@ def backup_epoch(backup_dir: str) -> int:
     return 0 if meta is None else meta["epoch"]
 
 
+def write_then_rename(path, write, suffix=".tmp"):
+    """``write(path + suffix)``, then rename it to ``path`` (atomic): a process killed midway leaves
+    the old ``path`` or the new one, never half a file. ``suffix`` keeps the extension Keras' savers
+    require (``.weights.h5``, ``.keras``)."""
+    tmp = path + suffix
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f)
+
+
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` whose backup survives a SIGKILL at any moment.
 
@@ -124,16 +138,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch_{self._current_epoch}.weights.h5"
-        path = os.path.join(self.backup_dir, name)
-        tmp = path + ".tmp.weights.h5"
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
+        write_then_rename(os.path.join(self.backup_dir, name),
+                          lambda tmp: self.model.save_weights(tmp, overwrite=True), suffix=".tmp.weights.h5")
         lora_name = self._save_lora(f"epoch_{self._current_epoch}.lora.npz")
-        meta_tmp = self._training_metadata_path + ".tmp"
-        with open(meta_tmp, "w") as f:
-            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name,
-                       "lora": lora_name}, f)
-        os.replace(meta_tmp, self._training_metadata_path)
+        meta = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name, "lora": lora_name}
+        write_then_rename(self._training_metadata_path, lambda tmp: _write_json(tmp, meta))
         for other in os.listdir(self.backup_dir):
             if other.endswith((".weights.h5", ".lora.npz")) and other not in (name, lora_name):
                 os.remove(os.path.join(self.backup_dir, other))
@@ -144,10 +153,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         state = lora_state(self.model)
         if not state:
             return None
-        tmp = os.path.join(self.backup_dir, name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, *state.values(), paths=np.array(list(state)))
-        os.replace(tmp, os.path.join(self.backup_dir, name))
+        # The temporary name ends in .lora.npz too: np.savez keeps it, and the next epoch's backup removes it
+        # if a kill left it behind (as the .tmp.weights.h5 ones).
+        write_then_rename(os.path.join(self.backup_dir, name),
+                          lambda tmp: np.savez(tmp, *state.values(), paths=np.array(list(state))),
+                          suffix=".tmp.lora.npz")
         return name
 
     def on_train_end(self, logs=None):
@@ -175,9 +185,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
         name = f"epoch_{epoch + 1:03d}.keras"
         path = os.path.join(self.directory, name)
-        tmp = path + ".tmp.keras"
-        self.model.save(tmp)
-        os.replace(tmp, path)
+        write_then_rename(path, self.model.save, suffix=".tmp.keras")
         self.last_path = path
         if not self.keep_all:
             for other in os.listdir(self.directory):
