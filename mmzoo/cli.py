@@ -165,6 +165,10 @@ def _cmd_evaluate(args):
     if args.method:
         options["method"] = args.method
     metrics = evaluate_model(model, records, batch_size=args.batch_size, **options)
+    if not args.json:
+        from mmzoo.training.reporting import format_evaluation
+
+        print(format_evaluation(metrics, model, records, model_path=args.model, data=args.data))
     print(json.dumps(metrics))
     return 0
 
@@ -453,13 +457,16 @@ def _add_train_data_and_output_args(p):
 
 def _add_evaluate_parser(subparsers):
     p = _command(subparsers, "evaluate", _cmd_evaluate,
-                 help="evaluate a .keras model on a manifest; prints JSON (its last line)")
+                 help="evaluate a .keras model on a manifest: each metric beside its chance level, "
+                      "then the metrics as JSON (the last line)")
     p.add_argument("model", help="a .keras file (e.g. runs/NAME/model.keras)")
     p.add_argument("--data", required=True, help="manifest to evaluate on (required)")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation batch")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows and images and report them")
     _add_evaluate_matching_args(p)
     p.add_argument("--method", choices=["greedy", "beam"], help="captioning: decoding method (default greedy)")
+    p.add_argument("--json", action="store_true",
+                   help="print only the JSON line (default: the summary, then the JSON line)")
 
 
 def _add_evaluate_matching_args(p):

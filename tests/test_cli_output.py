@@ -190,7 +190,7 @@ def test_train_is_quiet_summarises_refuses_a_finished_run_and_exports_by_run_nam
     assert predict.stderr.strip() == f"mmzoo predict: error: {bad}: {SENTENCE}"
 
 
-def test_evaluate_loads_without_the_optimizer_and_ends_with_json(shapes, tmp_path, capsys, recwarn):
+def test_evaluate_loads_without_the_optimizer_and_prints_chance_then_json(shapes, tmp_path, capsys, recwarn):
     from mmzoo.cli import main
     from mmzoo.training import train
 
@@ -198,8 +198,15 @@ def test_evaluate_loads_without_the_optimizer_and_ends_with_json(shapes, tmp_pat
           overrides={"image_size": [32, 32]}, verbose=0)
     recwarn.clear()
     assert main(["evaluate", str(tmp_path / "model.keras"), "--data", shapes]) == 0
-    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    lines = capsys.readouterr().out.strip().splitlines()
+    metrics = json.loads(lines[-1])
     assert metrics["num_examples"] == 16
+    # Before the JSON, a person reads each metric beside its chance level on these records.
+    assert lines[0] == f"mmzoo evaluate: {tmp_path / 'model.keras'} on {shapes}, 16 examples:"
+    assert lines[1].startswith(f"  accuracy  {metrics['accuracy']:.3f}   chance ")
+    assert "(always the most common answer, '" in lines[1]
+    assert main(["evaluate", str(tmp_path / "model.keras"), "--data", shapes, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == metrics
     messages = [str(w.message) for w in recwarn]
     assert not [m for m in messages if "Skipping variable loading" in m], messages
 

@@ -22,14 +22,16 @@ class CaptioningTask(Task):
 
     def chance(self, eval_records, train_records=None, metrics=None) -> dict:
         """The most common training caption, given for every image (BLEU, CIDEr-D,
-        exact match): a reference rather than chance."""
+        exact match): a reference rather than chance. Without ``train_records``
+        (``mmzoo evaluate``), the most common caption of the evaluated records."""
         train_captions = [c for r in (train_records or eval_records) for c in (r.captions or [])]
         evaluated = [r for r in eval_records if r.captions]
         if not train_captions or not evaluated:
             return {"rule": "no captions", "metrics": {}}
         top = collections.Counter(normalize_caption(c) for c in train_captions).most_common(1)[0][0]
         scores = caption_scores([r.captions for r in evaluated], [top] * len(evaluated))
-        return {"rule": f"the most common training caption, {top!r}, for every image",
+        source = "training caption" if train_records else "caption of these records"
+        return {"rule": f"the most common {source}, {top!r}, for every image",
                 "metrics": {k: float(v) for k, v in scores.items()}}
 
     def metadata(self, beam_width: int = 4) -> dict:

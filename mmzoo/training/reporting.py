@@ -62,6 +62,34 @@ def format_result(result: dict, data: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def format_evaluation(metrics: dict, model, records, model_path=None, data=None) -> str:
+    """What ``mmzoo evaluate`` prints before its JSON line: each headline metric beside
+    its chance level on the evaluated records (``chance_levels``)."""
+    count = metrics.get("num_examples") or metrics.get("num_images")
+    head = "mmzoo evaluate: " + (f"{model_path} on {data}" if model_path and data else "the model")
+    lines = [head + (f", {int(count)} examples" if count else "") + ":"]
+    lines.extend(metric_lines(metrics, chance_levels(model, records), indent="  "))
+    return "\n".join(lines)
+
+
+def _held_out(data) -> str:
+    """The manifest to suggest for ``mmzoo evaluate`` after training on ``data``: its
+    ``test`` (else ``val``, ``validation``) sibling when one exists (``data/train/manifest.jsonl``
+    -> ``data/test/manifest.jsonl``, ``train.csv`` -> ``test.csv``), else a placeholder:
+    the training data itself would only say how well the model remembers it."""
+    if data:
+        head, tail = os.path.split(data)
+        parent, folder = os.path.split(head)
+        for split in ("test", "val", "validation"):
+            candidates = [os.path.join(head, tail.replace("train", split))] if "train" in tail else []
+            if "train" in folder:
+                candidates.append(os.path.join(parent, folder.replace("train", split), tail))
+            for candidate in candidates:
+                if os.path.isfile(candidate):
+                    return candidate
+    return "HELD_OUT_MANIFEST"
+
+
 def _written_lines(model_path, data) -> list[str]:
     """What the run directory holds, and the commands to use the model next."""
     out_dir = os.path.dirname(model_path)
@@ -74,6 +102,6 @@ def _written_lines(model_path, data) -> list[str]:
     lines = [f"wrote {out_dir}{os.sep}: " + ", ".join(written)]
     if not os.path.isdir(os.path.join(out_dir, "logs")):
         lines.append("no TensorBoard logs: pip install tensorboard to write OUT/logs")
-    lines.append(f"next: mmzoo evaluate {model_path} --data {data or 'MANIFEST'}  |  "
+    lines.append(f"next: mmzoo evaluate {model_path} --data {_held_out(data)}  |  "
                  f"mmzoo export {model_path}  (as {os.path.basename(out_dir)})")
     return lines

@@ -1,5 +1,6 @@
 """Tests for mmzoo/tasks/captioning.py: the most-common-caption reference and the caption signatures."""
 
+import pytest
 import tensorflow as tf
 
 import mmzoo
@@ -14,6 +15,11 @@ def test_chance_is_the_most_common_training_caption():
     reference = CaptioningTask(None).chance(captioned[2:], captioned)
     assert "'a red circle'" in reference["rule"] and reference["metrics"]["exact_match"] == 0.0
     assert 0.0 < reference["metrics"]["bleu_1"] < 1.0  # "a ... " shares a word with "a blue square"
+    assert reference["rule"].startswith("the most common training caption")
+    # mmzoo evaluate has no training records: the evaluated records' own most common caption, said so.
+    own = CaptioningTask(None).chance(captioned)
+    assert own["rule"] == "the most common caption of these records, 'a red circle', for every image"
+    assert own["metrics"]["exact_match"] == pytest.approx(2 / 3)
     assert CaptioningTask(None).chance([Record(image="a.png")]) == {"rule": "no captions", "metrics": {}}
 
 

@@ -8,7 +8,9 @@ import types
 
 import pytest
 
+from mmzoo.data.records import Record
 from mmzoo.training import chance_levels, format_result, metric_lines
+from mmzoo.training.reporting import _held_out, format_evaluation
 
 RESULT = {
     "model": "gated_classifier", "preset": "tiny", "epochs_run": 2, "initial_epoch": 0, "train_seconds": 3.25,
@@ -56,5 +58,33 @@ def test_format_result_lists_what_the_run_wrote(tmp_path, with_logs):
     logs = ", logs/ (TensorBoard)" if with_logs else ""
     assert f"wrote {out}{os.sep}: model.keras, metrics.json, run_config.json{logs}" in lines
     assert ("no TensorBoard logs: pip install tensorboard to write OUT/logs" in lines) is not with_logs
-    assert lines[-1] == (f"next: mmzoo evaluate {out / 'model.keras'} --data d.jsonl  |  "
+    # d.jsonl has no test or validation sibling: evaluating on it again would say nothing new.
+    assert lines[-1] == (f"next: mmzoo evaluate {out / 'model.keras'} --data HELD_OUT_MANIFEST  |  "
                          f"mmzoo export {out / 'model.keras'}  (as gated)")
+
+
+@pytest.mark.parametrize("train, siblings, expected", [
+    ("data/train/manifest.jsonl", ["data/val/manifest.jsonl", "data/test/manifest.jsonl"], "data/test/manifest.jsonl"),
+    ("train.csv", ["val.csv"], "val.csv"),
+    ("my_train_rows.jsonl", ["my_validation_rows.jsonl"], "my_validation_rows.jsonl"),
+    ("data/train/manifest.jsonl", ["data/train/test.jsonl"], "HELD_OUT_MANIFEST"),
+    ("rows.jsonl", ["test.jsonl"], "HELD_OUT_MANIFEST"),
+])
+def test_the_suggested_evaluation_is_a_held_out_sibling(tmp_path, monkeypatch, train, siblings, expected):
+    monkeypatch.chdir(tmp_path)
+    for path in [train, *siblings]:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        open(path, "w").close()
+    assert _held_out(train) == expected
+    assert _held_out(None) == "HELD_OUT_MANIFEST"
+
+
+def test_format_evaluation_puts_the_evaluated_records_chance_beside_each_metric():
+    records = [Record(image=f"{i}.png", text="q", label=label) for i, label in enumerate(["yes", "yes", "no", "yes"])]
+    metrics = {"accuracy": 0.5, "macro_f1": 0.4, "num_examples": 4.0}
+    model = types.SimpleNamespace(task="classification")
+    assert format_evaluation(metrics, model, records, model_path="runs/a/model.keras", data="test.csv").splitlines() == [
+        "mmzoo evaluate: runs/a/model.keras on test.csv, 4 examples:",
+        "  accuracy  0.500   chance 0.750 (always the most common answer, 'yes')",
+        f"  macro_f1  0.400   chance {2 * 0.75 / 1.75 / 2:.3f}",
+    ]
