@@ -3,10 +3,20 @@ signature, and a dual encoder's ``embed_image`` / ``embed_text``."""
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
+from mmzoo.evaluation.inputs import records_to_retrieval_set
 from mmzoo.tasks.base import Task
 from mmzoo.tasks.serving import string_spec, with_one_row_at_least
+
+
+def _hit_chance(total: int, matches: int, k: int) -> float:
+    """P(at least one of ``matches`` items among ``k`` drawn without replacement from ``total``)."""
+    miss = 1.0
+    for j in range(min(k, total)):
+        miss *= max(0.0, (total - matches - j) / (total - j))
+    return 1.0 - miss
 
 
 class MatchingTask(Task):
@@ -16,23 +26,29 @@ class MatchingTask(Task):
     captions_by_default = True
 
     def chance(self, eval_records, train_records=None, metrics=None) -> dict:
-        """A random ranking: recall@K of ``num_images`` images against ``num_texts`` captions."""
+        """A random ranking of the evaluated records' images and distinct captions, as
+        ``evaluate_matcher`` ranks them (``records_to_retrieval_set``): recall@K is the
+        chance that one of a query's matches is among K items drawn at random, averaged over
+        the queries. An image may have several captions, and identical captions of several
+        images are one caption matching all of them (``a photo of a dog`` for every dog)."""
         metrics = metrics or {}
-        images, texts = int(metrics.get("num_images") or 0), int(metrics.get("num_texts") or 0)
-        if not images or not texts:
+        try:
+            _, texts, text_to_images = records_to_retrieval_set(eval_records)
+        except ValueError:  # no images or no captions
             return {"rule": "a random ranking", "metrics": {}}
-        per_image = texts / images  # captions per image
+        num_images = 1 + max(i for images in text_to_images for i in images)
+        texts_per_image = np.bincount([i for images in text_to_images for i in images], minlength=num_images)
+        images_per_text = [len(images) for images in text_to_images]
         out = {}
         for k in (1, 5, 10):
             if f"image_to_text_recall@{k}" in metrics:
-                # P(at least one of the image's captions among k random picks of all captions)
-                miss = 1.0
-                for j in range(min(k, texts)):
-                    miss *= max(0.0, (texts - per_image - j) / (texts - j))
-                out[f"image_to_text_recall@{k}"] = 1.0 - miss
+                out[f"image_to_text_recall@{k}"] = float(np.mean(
+                    [_hit_chance(len(texts), int(p), k) for p in texts_per_image]))
             if f"text_to_image_recall@{k}" in metrics:
-                out[f"text_to_image_recall@{k}"] = min(1.0, k / images)
-        return {"rule": f"a random ranking of {images} images and {texts} captions", "metrics": out}
+                out[f"text_to_image_recall@{k}"] = float(np.mean(
+                    [_hit_chance(num_images, p, k) for p in images_per_text]))
+        return {"rule": f"a random ranking of {num_images} images and {len(texts)} distinct captions",
+                "metrics": out}
 
     def serve(self, inputs, pad_empty_batch=True):
         outputs = self.run(inputs, pad_empty_batch)

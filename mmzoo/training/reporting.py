@@ -31,9 +31,10 @@ def metric_lines(metrics: dict, chance: dict | None = None, indent: str = "  ") 
     keys = [k for k in HEADLINE_METRICS if k in metrics] or [k for k, v in metrics.items()
                                                              if isinstance(v, float) and not k.startswith("num_")]
     width = max((len(k) for k in keys), default=0)
+    value_width = max((len(f"{metrics[k]:.3f}") for k in keys), default=0)  # CIDEr-D reaches 10
     lines = []
     for i, key in enumerate(keys):
-        line = f"{indent}{key:<{width}}  {metrics[key]:.3f}"
+        line = f"{indent}{key:<{width}}  {metrics[key]:>{value_width}.3f}"
         if key in values:
             line += f"   chance {values[key]:.3f}"
             if i == 0 and chance.get("rule"):
