@@ -66,10 +66,15 @@ def format_result(result: dict, data: str | None = None) -> str:
 def format_evaluation(metrics: dict, model, records, model_path=None, data=None) -> str:
     """What ``mmzoo evaluate`` prints before its JSON line: each headline metric beside
     its chance level on the evaluated records (``chance_levels``)."""
-    count = metrics.get("num_examples") or metrics.get("num_images")
     head = "mmzoo evaluate: " + (f"{model_path} on {data}" if model_path and data else "the model")
-    lines = [head + (f", {int(count)} examples" if count else "") + ":"]
-    lines.extend(metric_lines(metrics, chance_levels(model, records), indent="  "))
+    if metrics.get("num_examples"):
+        head += f", {int(metrics['num_examples'])} examples"
+    elif metrics.get("num_images"):
+        head += f", {int(metrics['num_images'])} images"
+        if metrics.get("num_texts"):
+            head += f" and {int(metrics['num_texts'])} distinct captions"
+    lines = [head + ":"]
+    lines.extend(metric_lines(metrics, chance_levels(model, records, metrics=metrics), indent="  "))
     return "\n".join(lines)
 
 

@@ -91,3 +91,14 @@ def test_format_evaluation_puts_the_evaluated_records_chance_beside_each_metric(
         "  accuracy  0.500   chance 0.750 (always the most common answer, 'yes')",
         f"  macro_f1  0.400   chance {2 * 0.75 / 1.75 / 2:.3f}",
     ]
+
+
+def test_format_evaluation_of_a_matcher_counts_images_and_distinct_captions():
+    records = [Record(image=f"{i}.png", captions=["a dog" if i < 3 else "a cat"]) for i in range(4)]
+    metrics = {"image_to_text_recall@1": 0.75, "text_to_image_recall@1": 1.0, "num_images": 4.0, "num_texts": 2.0}
+    lines = format_evaluation(metrics, types.SimpleNamespace(task="matching"), records).splitlines()
+    assert lines == [
+        "mmzoo evaluate: the model, 4 images and 2 distinct captions:",
+        "  image_to_text_recall@1  0.750   chance 0.500 (a random ranking of 4 images and 2 distinct captions)",
+        f"  text_to_image_recall@1  1.000   chance {(3 / 4 + 1 / 4) / 2:.3f}",
+    ]
