@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
 import tensorflow as tf
 
 from mmzoo.data import label_names_from_records
+from mmzoo.metrics.classification import multilabel_f1
 from mmzoo.tasks.base import Task
 
 MULTI_LABEL_THRESHOLD = 0.5
@@ -101,10 +103,13 @@ class ClassificationTask(Task):
         if not labels:
             return {"rule": "no labels", "metrics": {}}
         if any(isinstance(label, (list, tuple)) for label in labels):
-            sets = collections.Counter(tuple(sorted(label)) for label in labels)
-            top, count = sets.most_common(1)[0]
+            truth = [set(label) if isinstance(label, (list, tuple)) else {label} for label in labels]
+            top, count = collections.Counter(tuple(sorted(t)) for t in truth).most_common(1)[0]
+            names = sorted(set().union(*truth))
+            y_true = np.array([[name in t for name in names] for t in truth])
+            y_pred = np.tile([name in top for name in names], (len(truth), 1))
             return {"rule": f"always the most common label set {list(top)}",
-                    "metrics": {"exact_match": count / len(labels)}}
+                    "metrics": {**multilabel_f1(y_true, y_pred), "exact_match": count / len(labels)}}
         counts = collections.Counter(str(label) for label in labels)
         top, count = counts.most_common(1)[0]
         p = count / len(labels)

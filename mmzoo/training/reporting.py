@@ -32,13 +32,13 @@ def metric_lines(metrics: dict, chance: dict | None = None, indent: str = "  ") 
                                                              if isinstance(v, float) and not k.startswith("num_")]
     width = max((len(k) for k in keys), default=0)
     value_width = max((len(f"{metrics[k]:.3f}") for k in keys), default=0)  # CIDEr-D reaches 10
-    lines = []
-    for i, key in enumerate(keys):
+    lines, rule = [], chance.get("rule")
+    for key in keys:
         line = f"{indent}{key:<{width}}  {metrics[key]:>{value_width}.3f}"
         if key in values:
             line += f"   chance {values[key]:.3f}"
-            if i == 0 and chance.get("rule"):
-                line += f" ({chance['rule']})"
+            if rule:  # said once, on the first line with a chance level
+                line, rule = line + f" ({rule})", None
         lines.append(line)
     return lines
 

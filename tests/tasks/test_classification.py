@@ -69,7 +69,14 @@ def test_chance_is_the_most_common_answer():
     assert chance["metrics"]["macro_f1"] == pytest.approx(2 * 0.75 / 1.75 / 2)
     assert "'a'" in chance["rule"]
     sets = [Record(image=f"{i}.png", label=labels) for i, labels in enumerate([["x", "y"], ["y", "x"], ["x"]])]
-    assert ClassificationTask(None).chance(sets)["metrics"] == {"exact_match": pytest.approx(2 / 3)}
+    # Always ["x", "y"]: x right 3 of 3, y right 2 of 3 (one false positive).
+    assert ClassificationTask(None).chance(sets)["metrics"] == {
+        "exact_match": pytest.approx(2 / 3), "micro_f1": pytest.approx(10 / 11),
+        "macro_f1": pytest.approx((1 + 4 / 5) / 2)}
+    # The closed forms are what the metrics give for the constant answer.
+    from mmzoo.metrics.classification import macro_f1, multilabel_f1
+    assert chance["metrics"]["macro_f1"] == pytest.approx(macro_f1([0, 0, 0, 1], [0, 0, 0, 0]))
+    assert multilabel_f1([[1, 1], [1, 1], [1, 0]], [[1, 1]] * 3)["micro_f1"] == pytest.approx(10 / 11)
     assert ClassificationTask(None).chance([Record(image="a.png")]) == {"rule": "no labels", "metrics": {}}
 
 

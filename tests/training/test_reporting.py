@@ -25,6 +25,9 @@ def test_metric_lines_puts_chance_beside_the_headline_metrics():
     assert lines == ["> accuracy  0.750   chance 0.250 (always the most common answer, 'red')", "> macro_f1  0.500"]
     # Without headline metrics: every float that is not a count.
     assert metric_lines({"loss_x": 0.5, "num_images": 3.0}) == ["  loss_x  0.500"]
+    # The rule goes on the first line that has a chance level.
+    assert metric_lines({"macro_f1": 0.5, "exact_match": 0.25}, {"rule": "r", "metrics": {"exact_match": 0.1}}) == [
+        "  macro_f1     0.500", "  exact_match  0.250   chance 0.100 (r)"]
     # Values stay in one column when one has more digits (CIDEr-D goes up to 10).
     assert metric_lines({"bleu_4": 0.5, "cider_d": 10.0}, {"metrics": {"bleu_4": 0.25}}) == [
         "  bleu_4    0.500   chance 0.250", "  cider_d  10.000"]
