@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from mmzoo.data.records import BadRows, Record, SkipReport, logger
 from mmzoo.native_stderr import captured_native_stderr
+from mmzoo.preprocessing.image_header import other_format_hint
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHUFFLE_BUFFER_AFTER_CACHE = 10_000
@@ -145,8 +146,13 @@ def _looks_like_image(data):
     )
 
 
-def _read_and_decode(element, decode_one):
-    """Read (or take) the bytes of ``element`` and decode them; errors name the source."""
+def _read_and_decode(element, decode_one, name_other_formats=False):
+    """Read (or take) the bytes of ``element`` and decode them; errors name the source.
+
+    ``name_other_formats``: the error also names a format people meet that cannot be
+    decoded (TIFF, WebP, HEIC, ...: ``other_format_hint``). Its ops cost about 10% of
+    a small JPEG's read and decode, so only the one-image rerun that explains a failure
+    (``_validate_images``) asks for it."""
     if "path" in element and "data" in element:
         data = tf.cond(
             tf.strings.length(element["path"]) > 0,
@@ -167,6 +173,7 @@ def _read_and_decode(element, decode_one):
                     ": not a JPEG, PNG, GIF or BMP file (",
                     tf.strings.as_string(tf.strings.length(data)),
                     " bytes).",
+                    other_format_hint(data) if name_other_formats else "",
                 ]
             )
         ],
@@ -227,10 +234,12 @@ def _validate_images(records, decode_one, num_parallel_calls):
             continue
         element = {k: tf.constant(v[i]) for k, v in columns.items()}
         try:
-            _read_and_decode(element, decode_one)
+            _read_and_decode(element, decode_one, name_other_formats=True)
             reason = "image could not be read or decoded"
         except (tf.errors.OpError, ValueError) as e:
-            reason = _clean_error(getattr(e, "message", str(e)))
+            # The report says "SOURCE: reason": the assertion's own "Cannot decode image SOURCE: " goes.
+            message = getattr(e, "message", str(e)).replace(f"Cannot decode image {columns['source'][i]}: ", "", 1)
+            reason = _clean_error(message)
         report.add(_describe(record), reason)
     return [r for i, r in enumerate(records) if i in good], report
 
@@ -381,7 +390,12 @@ def decode_images(records, model, num_parallel_calls=AUTOTUNE) -> DecodedImages:
     try:
         images = np.concatenate(list(ds.as_numpy_iterator()))
     except tf.errors.OpError as e:
-        raise ValueError(f"decode_images: {_clean_error(getattr(e, 'message', str(e)))}") from None
+        # Name every bad image as make_dataset does (each failed one decoded alone, which
+        # also names a format that cannot be decoded: TIFF, WebP, HEIC, ...).
+        _, report = validate_images(unique, model.image_preprocessor.decode_one, num_parallel_calls)
+        if not report.num_skipped:
+            raise ValueError(f"decode_images: {_clean_error(getattr(e, 'message', str(e)))}") from None
+        raise ValueError(_bad_images_refusal("decode_images", report)) from None
     return DecodedImages(images, [_image_key(r) for r in unique])
 
 
@@ -492,11 +506,20 @@ def _checked_records(records, model, batch_size, skip_bad):
     return records, report
 
 
+def _bad_images_refusal(what, report) -> str:
+    """The error for images that did not decode, when they are not to be skipped."""
+    rows = report.skipped
+    listed = "; ".join(f"{row.source}: {row.reason.rstrip('.')}" for row in rows[:5])
+    more = f"; ... {len(rows) - 5} more" if len(rows) > 5 else ""
+    return (f"{what}: {len(rows)} of {len(rows) + report.num_kept} images could not be read or decoded "
+            f"(skip_bad=True, or mmzoo train --skip-bad, leaves them out): {listed}{more}.")
+
+
 def _drop_or_refuse_bad_images(records, decode_one, skip_bad, num_parallel_calls):
     """Decode every image once: drop the bad ones (``skip_bad``) or raise listing them."""
     records, report = validate_images(records, decode_one, num_parallel_calls)
     if not skip_bad and report.num_skipped:
-        raise ValueError(f"make_dataset: {report.num_skipped} image(s) could not be read or decoded: {report}")
+        raise ValueError(_bad_images_refusal("make_dataset", report))
     report.log("make_dataset")
     if not records:
         raise ValueError(f"make_dataset: every image failed to decode: {report}")

@@ -68,6 +68,39 @@ def _hex_prefix(data, count):
     return tf.strings.reduce_join(tf.gather(table, tf.cast(prefix, tf.int32)), separator=" ")
 
 
+# Formats people's images come in that TensorFlow cannot decode, by their magic
+# bytes: ``(sentence, ((offset, bytes), ...))``, all pairs must match. The
+# sentence follows "Cannot decode image: the bytes are not a JPEG, ...".
+_OTHER_FORMATS = (
+    ("It looks like a TIFF file (what scanners write): convert it to PNG or JPEG.", ((0, b"II*\x00"),)),
+    ("It looks like a TIFF file (what scanners write): convert it to PNG or JPEG.", ((0, b"MM\x00*"),)),
+    ("It looks like a WebP file: convert it to JPEG or PNG.", ((0, b"RIFF"), (8, b"WEBP"))),
+    ("It looks like a HEIC file (what phone cameras write): convert it to JPEG.", ((4, b"ftypheic"),)),
+    ("It looks like a HEIC file (what phone cameras write): convert it to JPEG.", ((4, b"ftypheix"),)),
+    ("It looks like a HEIF or AVIF file: convert it to JPEG or PNG.", ((4, b"ftypmif1"),)),
+    ("It looks like an AVIF file: convert it to JPEG or PNG.", ((4, b"ftypavif"),)),
+    ("It looks like a JPEG 2000 file: convert it to JPEG or PNG.", ((4, b"jP  "),)),
+    ("It looks like a PDF document: render its pages to PNG.", ((0, b"%PDF"),)),
+    ("It looks like a Photoshop file: export it as PNG or JPEG.", ((0, b"8BPS"),)),
+    ("It looks like text (HTML, XML or SVG), not an image: a web page saved in place of the image?",
+     ((0, b"<"),)),
+    ("It looks like text (HTML, XML or SVG), not an image: a web page saved in place of the image?",
+     ((0, b"\xef\xbb\xbf<"),)),
+)
+
+
+def other_format_hint(data):
+    """A sentence naming the format of ``data`` (scalar string) when it is one people
+    meet that TensorFlow cannot decode (TIFF, WebP, HEIC, AVIF, PDF, HTML, ...), else ``""``."""
+    # Padded with 0xff (no magic below holds it) to read 16 bytes of a shorter string.
+    head = tf.strings.join([tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), 16)), b"\xff" * 16])
+    hint = tf.constant("")
+    for sentence, checks in reversed(_OTHER_FORMATS):
+        match = tf.reduce_all(tf.stack([tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
+                                        for offset, magic in checks]))
+        hint = tf.where(match, tf.constant(" " + sentence), hint)
+    return hint
+
 def _as_batch(data):
     """``data`` (scalar or any shape) as a string vector ``[N]``."""
     data = tf.convert_to_tensor(data, dtype=tf.string)
@@ -255,6 +288,7 @@ def _header_message(problem, data, fmt, length, height, width, min_bytes, max_pi
                     ),
                     _hex_prefix(data, 8),
                     ").",
+                    other_format_hint(data),
                 ]
             ),
             tf.strings.format(

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -114,8 +116,29 @@ def test_undecodable_image_error_names_file(tmp_path, image_files):
         _all(make_dataset(records[:2], model, batch_size=1, training=False))
     with pytest.raises(tf.errors.NotFoundError, match=r"gone\.png"):
         _all(make_dataset(records[2:3], model, batch_size=1, training=False))
-    with pytest.raises(ValueError, match=r"3 image\(s\) could not be read or decoded.*text\.png.*gone\.png.*truncated\.png"):
+    with pytest.raises(ValueError, match=r"^make_dataset: 3 of 5 images could not be read or decoded \(skip_bad=True, "
+                                         r".*: \S*text\.png \(m\.jsonl line 2\): not a JPEG.*gone\.png.*truncated\.png"):
         make_dataset(records, model, validate=True)
+
+
+def test_a_tiff_or_webp_image_is_named_as_such_once_per_file(tmp_path, image_files):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "scan.tif")
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "photo.webp")
+    records = [Record(image_files[0], "t", "a"),
+               Record(str(tmp_path / "scan.tif"), "t", "a", source="m.csv line 3"),
+               Record(str(tmp_path / "photo.webp"), "t", "a", source="m.csv line 4")]
+    tiff = (r"\S*scan\.tif \(m\.csv line 3\): not a JPEG, PNG, GIF or BMP file \(\d+ bytes\)\. "
+            r"It looks like a TIFF file \(what scanners write\): convert it to PNG or JPEG; ")
+    webp = r"\S*photo\.webp \(m\.csv line 4\): not a JPEG.* It looks like a WebP file: convert it to JPEG or PNG\.$"
+    for what, call in (("make_dataset", lambda: make_dataset(records, BatchEcho(["a"]), validate=True)),
+                       ("decode_images", lambda: data.decode_images(records, BatchEcho(["a"])))):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert re.match(rf"^{what}: 2 of 3 images could not be read or decoded \(skip_bad=True, or mmzoo train "
+                        rf"--skip-bad, leaves them out\): {tiff}{webp}", str(info.value)), str(info.value)
+        assert str(info.value).count("scan.tif") == 1
 
 
 def test_skip_bad_drops_and_counts(tmp_path, image_files):

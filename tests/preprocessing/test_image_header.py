@@ -18,6 +18,7 @@ from mmzoo.preprocessing.image_header import (
     check_headers,
     gif_first_frame,
     gif_first_frames,
+    other_format_hint,
     read_image_header,
 )
 
@@ -155,3 +156,33 @@ def test_gif_first_frames_cuts_only_gifs():
     assert gif_first_frame(tf.constant(animated)).numpy() == out[1]
     assert tf.function(gif_first_frame)(tf.constant(animated)).numpy() == out[1]
     assert tf.function(gif_first_frame)(tf.constant(png)).numpy() == png
+
+
+def _heif(brand):
+    return struct.pack(">I", 24) + b"ftyp" + brand + b"\x00\x00\x00\x00mif1heic" + bytes(40)
+
+
+@pytest.mark.parametrize("data, named", [
+    (encode(np.zeros((4, 5, 3), np.uint8), "TIFF"), "a TIFF file (what scanners write): convert it to PNG or JPEG"),
+    (b"MM\x00*" + bytes(60), "a TIFF file"),
+    (encode(np.zeros((4, 5, 3), np.uint8), "WEBP"), "a WebP file: convert it to JPEG or PNG"),
+    (_heif(b"heic"), "a HEIC file (what phone cameras write): convert it to JPEG"),
+    (_heif(b"mif1"), "a HEIF or AVIF file"),
+    (_heif(b"avif"), "an AVIF file"),
+    (b"%PDF-1.7\n" + bytes(60), "a PDF document: render its pages to PNG"),
+    (b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "text (HTML, XML or SVG), not an image"),
+    (b"\xef\xbb\xbf<svg xmlns='http://www.w3.org/2000/svg'/>", "text (HTML, XML or SVG), not an image"),
+])
+def test_a_format_people_meet_that_cannot_be_decoded_is_named(data, named):
+    hint = other_format_hint(tf.constant(data)).numpy().decode()
+    assert hint.startswith(f" It looks like {named}") and hint.endswith((".", "?"))
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        _batch_checker()(tf.constant([data]))
+    message = error_text(info.value.message)
+    assert message.startswith("Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file (")
+    assert f"). It looks like {named}" in message
+
+
+@pytest.mark.parametrize("data", [b"", b"junk!", b"II*", b"RIFF\x00\x00\x00\x00WAVEfmt ", bytes(range(256))])
+def test_other_bytes_get_no_format_named(data):
+    assert other_format_hint(tf.constant(data)).numpy() == b""

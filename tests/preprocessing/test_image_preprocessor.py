@@ -85,6 +85,11 @@ def test_bmp_and_jpeg():
     out = decode(NATIVE, gray_jpeg)
     assert out.shape == (12, 20, 3)
     np.testing.assert_array_equal(out[..., 0], out[..., 2])
+    # A CMYK JPEG (print workflows, some product photos) comes out as its RGB colours.
+    blocks = np.zeros((12, 20, 3), np.uint8)
+    blocks[:6], blocks[6:] = (200, 30, 30), (20, 40, 220)
+    out = decode(NATIVE, encode(Image.fromarray(blocks).convert("CMYK"), "JPEG", quality=95))
+    np.testing.assert_allclose(out[[2, 9], 5], [(200, 30, 30), (20, 40, 220)], atol=6)
 
 
 def test_batch_resize_and_scale():
