@@ -37,6 +37,16 @@ CSV_FIELD_LIMIT = 64 * 2**20
 text is read and cut to ``MAX_TEXT_CHARS`` as in JSONL, not refused as malformed CSV."""
 
 
+def _relative_path_hint(image: str, base_dir: str) -> str:
+    """When a missing relative ``image`` exists relative to the working directory instead:
+    the manifest's rule, and the path to write."""
+    if os.path.isabs(image) or not os.path.isfile(image):
+        return ""
+    fixed = os.path.relpath(os.path.abspath(image), os.path.abspath(base_dir or "."))
+    return (f" (image paths are relative to the manifest's folder, {base_dir or '.'}{os.sep}; {image} exists "
+            f"relative to the current directory: write it as {fixed}, or as an absolute path)")
+
+
 def _row_to_record(row: dict, base_dir: str, source: str, schema: set, check_files: bool) -> Record:
     """Validate one parsed row; raises ``ValueError`` (without the source prefix)."""
     missing = [c for c in COLUMNS if c in schema and row.get(c) in (None, "") and c != "text"]
@@ -51,7 +61,7 @@ def _row_to_record(row: dict, base_dir: str, source: str, schema: set, check_fil
         raise ValueError(f"'image' must be a path string. Received: image={image!r}")
     path = image if os.path.isabs(image) else os.path.normpath(os.path.join(base_dir, image))
     if check_files and not os.path.isfile(path):
-        raise ValueError(f"image file not found: {path}")
+        raise ValueError(f"image file not found: {path}{_relative_path_hint(image, base_dir)}")
     text = row.get("text")
     if text is not None and not isinstance(text, str):
         raise ValueError(f"'text' must be a string. Received: text={text!r}")

@@ -96,6 +96,23 @@ def test_missing_image_file(tmp_path, image_files):
     assert len(read_manifest(path, check_files=False)) == 2
 
 
+def test_a_path_written_relative_to_the_working_directory_gets_the_path_to_write(tmp_path, monkeypatch):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(b"not read here")
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "data" / "m.csv", "image,text\nphotos/a.png,t\n")
+    with pytest.raises(ValueError) as info:
+        read_manifest("data/m.csv")
+    assert str(info.value) == (
+        f"data/m.csv line 2: image file not found: {tmp_path / 'data' / 'photos' / 'a.png'} (image paths are "
+        f"relative to the manifest's folder, {tmp_path / 'data'}{os.sep}; photos/a.png exists relative to the current "
+        f"directory: write it as ..{os.sep}photos{os.sep}a.png, or as an absolute path)")
+    # Written so, it reads.
+    _write(tmp_path / "data" / "m.csv", "image,text\n../photos/a.png,t\n")
+    assert read_manifest("data/m.csv")[0].image == str(tmp_path / "photos" / "a.png")
+
+
 def test_skip_bad_reports_rows(tmp_path, image_files):
     lines = [
         '{"image": "img0.png", "label": "a"}',
