@@ -107,7 +107,7 @@ def _cmd_train(args):
     if getattr(args, "json", False):
         print(json.dumps(result))
     else:
-        print(format_result(result, data=options.get("data")))
+        print(format_result(result, data=options.get("data"), columns=options.get("columns")))
     return 0
 
 
@@ -148,7 +148,7 @@ def _cmd_evaluate(args):
     if args.querybank_beta is not None and not args.querybank:
         raise ValueError("--querybank-beta needs --querybank MANIFEST (records not in --data).")
     model = _load(args.model)
-    records = read_manifest(args.data, skip_bad=args.skip_bad)
+    records = read_manifest(args.data, skip_bad=args.skip_bad, columns=args.columns)
     options = {}
     if args.rerank_model:
         options["rerank_model"] = _load(args.rerank_model)
@@ -402,6 +402,9 @@ def _add_train_run_args(p):
                                   "required here or in --config")
     p.add_argument("--val-data", help="validation manifest: the metrics are computed on it (default: none, the "
                                       "metrics are computed on the training data)")
+    p.add_argument("--columns", metavar="NAME=COLUMN,...",
+                   help="your manifests' names for mmzoo's columns image, text, label, caption, e.g. "
+                        "--columns image=filepath,text=title,label=category (default: those names)")
     p.add_argument("--epochs", type=int, help="epochs to train (default 5)")
     p.add_argument("--batch-size", type=int, help="the global batch, split over the replicas (default 32)")
     p.add_argument("--preset", help=PRESET_HELP)
@@ -461,6 +464,9 @@ def _add_evaluate_parser(subparsers):
                       "then the metrics as JSON (the last line)")
     p.add_argument("model", help="a .keras file (e.g. runs/NAME/model.keras)")
     p.add_argument("--data", required=True, help="manifest to evaluate on (required)")
+    p.add_argument("--columns", metavar="NAME=COLUMN,...",
+                   help="the manifest's names for mmzoo's columns, e.g. image=filepath,text=title (default: "
+                        "image, text, label, caption)")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation batch")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows and images and report them")
     _add_evaluate_matching_args(p)

@@ -20,18 +20,30 @@ def test_train_evaluate_export_predict_serve_config(tmp_path, capsys):
     manifest = capsys.readouterr().out.strip()
     assert os.path.isfile(manifest)
 
+    # Your own file's names for the columns: --columns says which is which.
+    renamed = os.path.join(os.path.dirname(manifest), "renamed.jsonl")
+    with open(manifest) as src, open(renamed, "w") as out:
+        for line in src:
+            row = json.loads(line)
+            out.write(json.dumps({"path": row["image"], "question": row["text"], "answer": row["label"]}) + "\n")
+    columns = ["--columns", "image=path,text=question,label=answer"]
+
     run = tmp_path / "run"
-    args = ["train", "concat_classifier", "--data", manifest, "--epochs", "1", "--batch-size", "8",
+    args = ["train", "concat_classifier", "--data", renamed, *columns, "--epochs", "1", "--batch-size", "8",
             "--preset", "tiny", "--out", str(run), "--set", "image_size=[32,32]", "--quiet", "--json"]
     assert main(args) == 0
     result = _last_json(capsys.readouterr().out)
     assert result["task"] == "classification" and 0.0 <= result["metrics"]["accuracy"] <= 1.0
     for name in ("model.keras", "metrics.json", "history.csv", "run_config.json"):
         assert (run / name).is_file(), name
+    saved = json.loads((run / "run_config.json").read_text())["columns"]
+    assert saved == {"image": "path", "text": "question", "label": "answer"}
 
-    assert main(["evaluate", str(run / "model.keras"), "--data", manifest]) == 0
+    assert main(["evaluate", str(run / "model.keras"), "--data", renamed, *columns]) == 0
     metrics = _last_json(capsys.readouterr().out)
     assert set(metrics) >= {"accuracy", "macro_f1", "num_examples"} and metrics["num_examples"] == 24
+    assert main(["evaluate", str(run / "model.keras"), "--data", manifest, "--json"]) == 0
+    assert _last_json(capsys.readouterr().out) == metrics  # the same rows under mmzoo's own names
 
     base = tmp_path / "saved_models"
     assert main(["export", str(run / "model.keras"), "--base-dir", str(base), "--name", "clf"]) == 0

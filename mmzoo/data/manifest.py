@@ -5,7 +5,8 @@ Columns (JSONL keys): ``image`` (path relative to the manifest, or absolute),
 ``caption`` (a string or a list of strings). ``image`` is required; a column
 that the first row has must be present in every row. In CSV, lists in
 ``label`` and ``caption`` are ``|``-separated. Other columns go to
-``Record.meta``.
+``Record.meta``. Columns under other names are read with ``columns=``
+(``{"image": "filepath", "text": "title"}``: mmzoo's name, then the file's).
 
 ``read_manifest(path)`` dispatches on the file name: ``.jsonl``/``.csv``
 manifests, COCO captions ``.json``, Flickr8k ``captions.txt`` /
@@ -35,6 +36,56 @@ LIST_SEPARATOR = "|"
 CSV_FIELD_LIMIT = 64 * 2**20
 """The longest CSV field read, in characters (Python's ``csv`` stops at 131,072): a longer
 text is read and cut to ``MAX_TEXT_CHARS`` as in JSONL, not refused as malformed CSV."""
+
+
+def parse_columns(text: str) -> dict:
+    """``"image=filepath,text=title"`` -> ``{"image": "filepath", "text": "title"}``."""
+    pairs = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not pairs or any(p.count("=") != 1 or not all(x.strip() for x in p.split("=")) for p in pairs):
+        raise ValueError(f"columns are NAME=COLUMN pairs separated by commas, e.g. image=filepath,text=title "
+                         f"(mmzoo's name, then your file's). Received: {text!r}")
+    return {k.strip(): v.strip() for k, v in (p.split("=") for p in pairs)}
+
+
+def column_map(columns) -> dict:
+    """``columns``, ``{mmzoo column: the file's column}`` (``{"image": "filepath", "text": "title"}``),
+    checked and inverted: ``{the file's column: mmzoo column}``."""
+    if not columns:
+        return {}
+    if isinstance(columns, str):  # the command line's image=filepath,text=title
+        columns = parse_columns(columns)
+    if not isinstance(columns, dict):
+        raise ValueError(f"columns must map mmzoo's column names to the file's, e.g. "
+                         f"{{'image': 'filepath', 'text': 'title'}}. Received: columns={columns!r}")
+    unknown = sorted(k for k in columns if k not in COLUMNS)
+    if unknown:
+        raise ValueError(f"columns names {unknown}, which mmzoo does not read: the keys are mmzoo's columns "
+                         f"{list(COLUMNS)}, the values the file's. Received: columns={columns!r}")
+    if any(not isinstance(v, str) or not v for v in columns.values()) or len(set(columns.values())) < len(columns):
+        raise ValueError(f"columns must map each of mmzoo's columns to a different column name of the file. "
+                         f"Received: columns={columns!r}")
+    return {source: name for name, source in columns.items()}
+
+
+def _renamed(row: dict, renames: dict) -> dict:
+    """``row`` with the file's column names turned into mmzoo's (``column_map``)."""
+    shadowed = sorted(k for k in row if k in COLUMNS and k not in renames and k in renames.values())
+    if shadowed:
+        raise ValueError(f"columns reads {[next(s for s, n in renames.items() if n == k) for k in shadowed]} "
+                         f"as {shadowed}, but the row has {shadowed} columns too: map those (or rename them) "
+                         f"as well. Received keys: {sorted(row)}")
+    return {renames.get(k, k): v for k, v in row.items()}
+
+
+def _missing_image_column(path, header, renames) -> str:
+    """The error for a CSV header without the image column."""
+    if "image" in renames.values():
+        wanted = next(s for s, n in renames.items() if n == "image")
+        return f"{path} line 1: columns reads images from {wanted!r}, but the CSV header has no such column. " \
+               f"Received header: {header}"
+    return (f"{path} line 1: the CSV header has no 'image' column. Received header: {header}. Name the columns "
+            f"image, text, label, caption, or say which are which: read_manifest(..., columns={{'image': "
+            f"'<column>', ...}}), mmzoo train --columns image=<column>,text=<column>,label=<column>")
 
 
 def _relative_path_hint(image: str, base_dir: str) -> str:
@@ -75,8 +126,12 @@ def _row_to_record(row: dict, base_dir: str, source: str, schema: set, check_fil
     return Record(image=path, text=text, label=label, captions=captions, source=source, meta=meta)
 
 
-def read_jsonl_manifest(path, skip_bad: bool = False, check_files: bool = True) -> RecordList:
-    """Read a JSONL manifest; bad rows raise ``ValueError`` naming file and line."""
+def read_jsonl_manifest(path, skip_bad: bool = False, check_files: bool = True, columns=None) -> RecordList:
+    """Read a JSONL manifest; bad rows raise ``ValueError`` naming file and line.
+
+    ``columns``: the keys of your file that hold mmzoo's columns, when they have
+    other names (``{"image": "filepath", "text": "title", "label": "category"}``)."""
+    renames = column_map(columns)
     path = os.fspath(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     bad = BadRows(skip_bad)
@@ -94,6 +149,12 @@ def read_jsonl_manifest(path, skip_bad: bool = False, check_files: bool = True) 
             if not isinstance(row, dict):
                 bad.bad(source, f"a row must be a JSON object. Received: {type(row).__name__}")
                 continue
+            if renames:
+                try:
+                    row = _renamed(row, renames)
+                except ValueError as e:
+                    bad.bad(source, str(e))
+                    continue
             if schema is None:
                 schema = {c for c in COLUMNS if c in row}
             try:
@@ -119,8 +180,12 @@ def _csv_field_limit(limit):
         csv.field_size_limit(old)
 
 
-def read_csv_manifest(path, skip_bad: bool = False, check_files: bool = True) -> RecordList:
-    """Read a CSV manifest (header row; ``|``-separated lists in label/caption)."""
+def read_csv_manifest(path, skip_bad: bool = False, check_files: bool = True, columns=None) -> RecordList:
+    """Read a CSV manifest (header row; ``|``-separated lists in label/caption).
+
+    ``columns``: the header's names for mmzoo's columns, when they differ
+    (``{"image": "filepath", "text": "title", "label": "category"}``)."""
+    renames = column_map(columns)
     path = os.fspath(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     bad = BadRows(skip_bad)
@@ -132,8 +197,13 @@ def read_csv_manifest(path, skip_bad: bool = False, check_files: bool = True) ->
         except StopIteration:
             raise ValueError(f"{path}: the CSV manifest is empty (no header row).") from None
         header = [h.strip() for h in header]
+        if renames:
+            try:
+                header = list(_renamed(dict.fromkeys(header), renames))
+            except ValueError as e:
+                raise ValueError(f"{path} line 1: {e}") from None
         if "image" not in header:
-            raise ValueError(f"{path} line 1: the CSV header has no 'image' column. Received header: {header}")
+            raise ValueError(_missing_image_column(path, header, renames))
         schema = {c for c in COLUMNS if c in header}
         while True:
             try:
@@ -175,6 +245,11 @@ def read_manifest(path, skip_bad: bool = False, **kwargs) -> RecordList:
     """
     path = os.fspath(path)
     lower = os.path.basename(path).lower()
+    if kwargs.get("columns") and not lower.endswith((".jsonl", ".csv")):
+        raise ValueError(f"columns= renames the columns of a JSONL or CSV manifest; {path} is not one "
+                         f"(COCO, Flickr8k and TFRecord files have fixed fields). Received: columns={kwargs['columns']!r}")
+    if "columns" in kwargs and not kwargs["columns"]:
+        kwargs.pop("columns")
     if lower.endswith(".jsonl"):
         return read_jsonl_manifest(path, skip_bad=skip_bad, **kwargs)
     if lower.endswith(".csv"):

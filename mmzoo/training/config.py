@@ -41,6 +41,13 @@ def _jsonable(value) -> bool:
         return False
 
 
+def column_map_of(columns) -> dict:
+    """``columns`` as ``{mmzoo column: the file's column}``, checked (a string is parsed)."""
+    from mmzoo.data.manifest import column_map
+
+    return {name: source for source, name in column_map(columns).items()}
+
+
 def _abspath(value):
     return os.path.abspath(value) if value else None
 
@@ -57,6 +64,9 @@ class RunConfig:
     Attributes:
         name: zoo entry (``mmzoo.list_models()``).
         data, val_data: manifests (JSONL/CSV, COCO, Flickr8k, TFRecord).
+        columns: the names of mmzoo's columns in your JSONL/CSV manifests
+            when they differ, ``{"image": "filepath", "text": "title"}``
+            (or ``"image=filepath,text=title"``; ``read_manifest(columns=)``).
         epochs: epochs to train (a resumed run trains the remaining ones).
         batch_size: the global batch (split over the replicas).
         preset, overrides: builder preset and keyword overrides.
@@ -100,6 +110,7 @@ class RunConfig:
     name: str | None = _field(None)
     data: str | None = _field(None, saved=_abspath)
     val_data: str | None = _field(None, saved=_abspath)
+    columns: dict | str | None = _field(None, saved=lambda v: column_map_of(v) or None)
     epochs: int = _field(5, saved=int)
     batch_size: int = _field(32, saved=int)
     preset: str | None = _field(None)
@@ -128,6 +139,10 @@ class RunConfig:
     unfreeze_layers: int | None = _field(None)
     unfreeze_lr_factor: float = _field(0.1)
     lora_rank: int | None = _field(None)
+
+    def __post_init__(self):
+        if isinstance(self.columns, str):  # the command line's image=filepath,text=title
+            self.columns = column_map_of(self.columns)
 
     # ------------------------------------------------------------ reading
     @classmethod
@@ -200,6 +215,7 @@ class RunConfig:
             raise ValueError("train_towers trains the whole towers; lora_rank only adapters. Pass one of them.")
         if self.unfreeze_after is not None and not (self.text_preset or self.image_preset):
             raise ValueError("unfreeze_after needs a pretrained tower: text_preset or image_preset.")
+        column_map_of(self.columns)  # raises for a malformed mapping
         if self.cache not in CACHE_POLICIES:
             raise ValueError(f"cache must be one of {list(CACHE_POLICIES)}. Received: cache={self.cache!r}")
 

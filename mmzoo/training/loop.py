@@ -56,6 +56,7 @@ def train(
     data: str | None = None,
     *,
     val_data: str | None = None,
+    columns: dict | str | None = None,
     epochs: int = 5,
     batch_size: int = 32,
     preset: str | None = None,
@@ -193,8 +194,10 @@ def _read_data(state: _RunState) -> None:
     from mmzoo.data import read_manifest
 
     config = state.config
-    state.records = read_manifest(config.data, skip_bad=config.skip_bad)
-    state.val_records = read_manifest(config.val_data, skip_bad=config.skip_bad) if config.val_data else None
+    columns = config.columns or None
+    state.records = read_manifest(config.data, skip_bad=config.skip_bad, columns=columns)
+    state.val_records = (read_manifest(config.val_data, skip_bad=config.skip_bad, columns=columns)
+                         if config.val_data else None)
     state.dist = distribute.describe(state.strategy, global_batch_size=config.batch_size)
     replicas = state.dist["num_replicas"]
     if config.batch_size % replicas:

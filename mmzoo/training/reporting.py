@@ -43,7 +43,7 @@ def metric_lines(metrics: dict, chance: dict | None = None, indent: str = "  ") 
     return lines
 
 
-def format_result(result: dict, data: str | None = None) -> str:
+def format_result(result: dict, data: str | None = None, columns=None) -> str:
     """``train``'s result as the few lines ``mmzoo train`` prints (``--json`` prints the dict)."""
     lines = [
         f"mmzoo train: {result['model']} (preset {result['preset']}) trained {result['epochs_run']} epoch(s)"
@@ -59,7 +59,7 @@ def format_result(result: dict, data: str | None = None) -> str:
     lines.extend(metric_lines(metrics, result.get("chance"), indent="  "))
     model_path = result.get("model_path")
     if model_path:
-        lines.extend(_written_lines(model_path, data))
+        lines.extend(_written_lines(model_path, data, columns))
     return "\n".join(lines)
 
 
@@ -96,7 +96,7 @@ def _held_out(data) -> str:
     return "HELD_OUT_MANIFEST"
 
 
-def _written_lines(model_path, data) -> list[str]:
+def _written_lines(model_path, data, columns=None) -> list[str]:
     """What the run directory holds, and the commands to use the model next."""
     out_dir = os.path.dirname(model_path)
     written = [n for n in ("model.keras", "metrics.json", "history.csv", "run_config.json")
@@ -108,6 +108,9 @@ def _written_lines(model_path, data) -> list[str]:
     lines = [f"wrote {out_dir}{os.sep}: " + ", ".join(written)]
     if not os.path.isdir(os.path.join(out_dir, "logs")):
         lines.append("no TensorBoard logs: pip install tensorboard to write OUT/logs")
-    lines.append(f"next: mmzoo evaluate {model_path} --data {_held_out(data)}  |  "
+    if isinstance(columns, dict):
+        columns = ",".join(f"{k}={v}" for k, v in columns.items())
+    columns = f" --columns {columns}" if columns else ""
+    lines.append(f"next: mmzoo evaluate {model_path} --data {_held_out(data)}{columns}  |  "
                  f"mmzoo export {model_path}  (as {os.path.basename(out_dir)})")
     return lines

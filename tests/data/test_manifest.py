@@ -156,3 +156,41 @@ def test_read_manifest_dispatch_errors(tmp_path):
     with pytest.raises(ValueError, match="write_manifest needs image paths"):
         write_manifest([Record(b"\x89PNG")], tmp_path / "m.jsonl")
     assert os.path.exists(tmp_path) and not os.path.exists(tmp_path / "m.jsonl")
+
+
+def test_columns_under_other_names_are_read_with_columns(tmp_path, image_files):
+    img = os.path.basename(image_files[0])
+    csv_path = _write(tmp_path / "products.csv", f"id,filepath,title,category\n7,{img},red mug,kitchen|sale\n")
+    jsonl_path = _write(tmp_path / "products.jsonl",
+                        json.dumps({"id": 7, "filepath": img, "title": "red mug", "category": ["kitchen", "sale"]}))
+    columns = {"image": "filepath", "text": "title", "label": "category"}
+    for path in (csv_path, jsonl_path):
+        (record,) = read_manifest(path, columns=columns)
+        assert (record.image, record.text, record.label) == (image_files[0], "red mug", ["kitchen", "sale"])
+        assert record.meta["id"] in ("7", 7)
+        # The command line's spelling reads the same.
+        assert read_manifest(path, columns="image=filepath,text=title,label=category")[0] == record
+
+
+def test_columns_errors_say_what_to_write(tmp_path, image_files):
+    img = os.path.basename(image_files[0])
+    path = _write(tmp_path / "p.csv", f"filepath,title\n{img},t\n")
+    with pytest.raises(ValueError) as info:
+        read_manifest(path)
+    assert str(info.value).startswith(f"{path} line 1: the CSV header has no 'image' column. Received header: "
+                                      f"['filepath', 'title']. Name the columns image, text, label, caption, or say "
+                                      f"which are which: read_manifest(..., columns={{'image': '<column>', ...}}), "
+                                      f"mmzoo train --columns image=<column>")
+    with pytest.raises(ValueError, match=r"p\.csv line 1: columns reads images from 'path', but the CSV header has no"):
+        read_manifest(path, columns={"image": "path"})
+    with pytest.raises(ValueError, match=r"columns names \['img'\], which mmzoo does not read"):
+        read_manifest(path, columns={"img": "filepath"})
+    with pytest.raises(ValueError, match=r"a different column name of the file"):
+        read_manifest(path, columns={"image": "filepath", "text": "filepath"})
+    with pytest.raises(ValueError, match=r"NAME=COLUMN pairs separated by commas.*Received: 'image=filepath,text'"):
+        read_manifest(path, columns="image=filepath,text")
+    both = _write(tmp_path / "both.csv", f"image,filepath\n{img},{img}\n")
+    with pytest.raises(ValueError, match=r"columns reads \['filepath'\] as \['image'\], but the row has \['image'\]"):
+        read_manifest(both, columns={"image": "filepath"})
+    with pytest.raises(ValueError, match=r"renames the columns of a JSONL or CSV manifest; .*captions\.json is not one"):
+        read_manifest(str(tmp_path / "captions.json"), columns={"image": "file_name"})

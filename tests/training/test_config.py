@@ -103,7 +103,8 @@ def test_cli_flags_override_config_file(tmp_path):
 
 # ------------------------------------------------------------------ RunConfig
 # One run, spelled four ways: flags, JSON, YAML, keyword arguments.
-FLAGS = ["train", "gated_classifier", "--data", "d.jsonl", "--val-data", "v.jsonl", "--epochs", "3",
+FLAGS = ["train", "gated_classifier", "--data", "d.jsonl", "--val-data", "v.jsonl",
+         "--columns", "image=filepath,text=title", "--epochs", "3",
          "--batch-size", "16", "--preset", "tiny", "--out", "runs/x", "--set", "dropout=0.1",
          "--set", "image_size=[32,32]", "--learning-rate", "0.002", "--lr-schedule", "cosine",
          "--warmup-steps", "2", "--early-stopping", "4", "--seed", "7", "--deterministic", "--strategy", "mirrored",
@@ -111,14 +112,16 @@ FLAGS = ["train", "gated_classifier", "--data", "d.jsonl", "--val-data", "v.json
          "--skip-bad", "--cache", "none", "--keep-checkpoints", "--quiet", "--text-preset", "bert",
          "--image-preset", "vit", "--train-towers", "--unfreeze-after", "2", "--unfreeze-layers", "1",
          "--unfreeze-lr-factor", "0.5", "--lora-rank", "4"]
-KWARGS = dict(name="gated_classifier", data="d.jsonl", val_data="v.jsonl", epochs=3, batch_size=16, preset="tiny",
+KWARGS = dict(name="gated_classifier", data="d.jsonl", val_data="v.jsonl",
+              columns={"image": "filepath", "text": "title"}, epochs=3, batch_size=16, preset="tiny",
               out_dir="runs/x", overrides={"dropout": 0.1, "image_size": [32, 32]}, learning_rate=0.002,
               lr_schedule="cosine", warmup_steps=2, early_stopping=4, seed=7, deterministic=True,
               strategy="mirrored", tpu="t1", cpu_devices=2, mixed_precision="mixed_bfloat16", jit_compile=True,
               steps_per_execution=2, skip_bad=True, cache="none", keep_checkpoints=True, verbose=2,
               text_preset="bert", image_preset="vit", train_towers=True, unfreeze_after=2, unfreeze_layers=1,
               unfreeze_lr_factor=0.5, lora_rank=4)
-FILE = {"name": "gated_classifier", "data": "d.jsonl", "val-data": "v.jsonl", "epochs": 3, "batch-size": 16,
+FILE = {"name": "gated_classifier", "data": "d.jsonl", "val-data": "v.jsonl",
+        "columns": "image=filepath,text=title", "epochs": 3, "batch-size": 16,
         "preset": "tiny", "out": "runs/x", "set": ["dropout=0.1", "image_size=[32,32]"], "learning-rate": 0.002,
         "lr_schedule": "cosine", "warmup_steps": 2, "early_stopping": 4, "seed": 7, "deterministic": True,
         "strategy": "mirrored", "tpu": "t1", "cpu_devices": 2, "mixed_precision": "mixed_bfloat16", "jit_compile": True,

@@ -105,3 +105,12 @@ def test_format_evaluation_of_a_matcher_counts_images_and_distinct_captions():
         "  image_to_text_recall@1  0.750   chance 0.500 (a random ranking of 4 images and 2 distinct captions)",
         f"  text_to_image_recall@1  1.000   chance {(3 / 4 + 1 / 4) / 2:.3f}",
     ]
+
+
+def test_the_suggested_evaluation_repeats_the_column_names(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"")
+    result = {**RESULT, "model_path": str(tmp_path / "model.keras")}
+    for columns in ("image=filepath,text=title", {"image": "filepath", "text": "title"}):
+        last = format_result(result, data="kaggle.csv", columns=columns).splitlines()[-1]
+        assert last.startswith(f"next: mmzoo evaluate {tmp_path / 'model.keras'} --data HELD_OUT_MANIFEST "
+                               "--columns image=filepath,text=title  |  ")
