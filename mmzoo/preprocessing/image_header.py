@@ -101,6 +101,7 @@ def other_format_hint(data):
         hint = tf.where(match, tf.constant(" " + sentence), hint)
     return hint
 
+
 def _as_batch(data):
     """``data`` (scalar or any shape) as a string vector ``[N]``."""
     data = tf.convert_to_tensor(data, dtype=tf.string)
