@@ -64,9 +64,6 @@ class RunConfig:
     Attributes:
         name: zoo entry (``mmzoo.list_models()``).
         data, val_data: manifests (JSONL/CSV, COCO, Flickr8k, TFRecord).
-        columns: the names of mmzoo's columns in your JSONL/CSV manifests
-            when they differ, ``{"image": "filepath", "text": "title"}``
-            (or ``"image=filepath,text=title"``; ``read_manifest(columns=)``).
         epochs: epochs to train (a resumed run trains the remaining ones).
         batch_size: the global batch (split over the replicas).
         preset, overrides: builder preset and keyword overrides.
@@ -104,13 +101,15 @@ class RunConfig:
             (all when None) of those towers at ``unfreeze_lr_factor`` times
             the learning rate (``callbacks.UnfreezeTowers``).
         lora_rank: train LoRA adapters of this rank on those towers instead.
+        columns: the names of mmzoo's columns in your JSONL/CSV manifests
+            when they differ, ``{"image": "filepath", "text": "title"}``
+            (or ``"image=filepath,text=title"``; ``read_manifest(columns=)``).
     """
 
     # The field order is the key order of run_config.json.
     name: str | None = _field(None)
     data: str | None = _field(None, saved=_abspath)
     val_data: str | None = _field(None, saved=_abspath)
-    columns: dict | str | None = _field(None, saved=lambda v: column_map_of(v) or None)
     epochs: int = _field(5, saved=int)
     batch_size: int = _field(32, saved=int)
     preset: str | None = _field(None)
@@ -139,6 +138,8 @@ class RunConfig:
     unfreeze_layers: int | None = _field(None)
     unfreeze_lr_factor: float = _field(0.1)
     lora_rank: int | None = _field(None)
+    # Added after the keys of mmzoo 0.x's run_config.json: new keys go last.
+    columns: dict | str | None = _field(None, saved=lambda v: column_map_of(v) or None)
 
     def __post_init__(self):
         if isinstance(self.columns, str):  # the command line's image=filepath,text=title

@@ -56,7 +56,6 @@ def train(
     data: str | None = None,
     *,
     val_data: str | None = None,
-    columns: dict | str | None = None,
     epochs: int = 5,
     batch_size: int = 32,
     preset: str | None = None,
@@ -85,13 +84,14 @@ def train(
     unfreeze_layers: int | None = None,
     unfreeze_lr_factor: float = 0.1,
     lora_rank: int | None = None,
+    columns: dict | str | None = None,
     callbacks: list | None = None,
     config=None,
     overwrite: bool | None = None,
 ) -> dict:
     """Train zoo entry ``name`` on manifest ``data``; returns the result dict.
 
-    The run arguments (``name`` to ``lora_rank``), their defaults and
+    The run arguments (``name`` to ``columns``), their defaults and
     meaning are the fields of ``mmzoo.training.RunConfig``. Besides them:
 
         callbacks: extra Keras callbacks.

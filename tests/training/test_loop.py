@@ -99,14 +99,14 @@ def test_run_config_json_has_the_keys_runs_before_the_package_wrote(reference_ru
     with open(os.path.join(out, "run_config.json")) as f:
         saved = json.load(f)
     # The keys and order of mmzoo 0.x's run_config.json (a run directory written then still resumes),
-    # then the pretrained towers' arguments added since, then what the run resolved.
+    # then the pretrained towers' arguments and the column names added since, then what the run resolved.
     assert list(saved) == [
         "name", "data", "val_data", "epochs", "batch_size", "preset", "out_dir", "overrides", "learning_rate",
         "seed", "skip_bad", "verbose", "strategy", "tpu", "cpu_devices", "mixed_precision", "jit_compile",
         "steps_per_execution", "deterministic", "early_stopping", "lr_schedule", "warmup_steps", "cache",
         "keep_checkpoints",
         "text_preset", "image_preset", "train_towers", "unfreeze_after", "unfreeze_layers", "unfreeze_lr_factor",
-        "lora_rank",
+        "lora_rank", "columns",
         "resolved",
     ]
     assert saved["text_preset"] is None and saved["lora_rank"] is None and saved["train_towers"] is False
