@@ -375,7 +375,8 @@ def decoded_size(records, model) -> int:
 def decode_images(records, model, num_parallel_calls=AUTOTUNE) -> DecodedImages:
     """Decode every distinct image of ``records`` once (in parallel): a ``DecodedImages``.
 
-    Errors name the file, as ``make_dataset``'s do (run ``validate_images``
+    A bad image raises ``ValueError`` listing every image that failed, each with its
+    file and line, as ``make_dataset(validate=True)`` does (run ``validate_images``
     or ``make_dataset(skip_bad=True)`` first to drop bad images).
     """
     unique, seen = [], set()
