@@ -69,23 +69,22 @@ def _hex_prefix(data, count):
 
 
 # Formats people's images come in that TensorFlow cannot decode, by their magic
-# bytes: ``(sentence, ((offset, bytes), ...))``, all pairs must match. The
-# sentence follows "Cannot decode image: the bytes are not a JPEG, ...".
+# bytes: ``(sentence, alternatives)``; an alternative is ``((offset, bytes), ...)``,
+# all of whose pairs must match. The sentence follows "Cannot decode image: the
+# bytes are not a JPEG, ...".
 _OTHER_FORMATS = (
-    ("It looks like a TIFF file (what scanners write): convert it to PNG or JPEG.", ((0, b"II*\x00"),)),
-    ("It looks like a TIFF file (what scanners write): convert it to PNG or JPEG.", ((0, b"MM\x00*"),)),
-    ("It looks like a WebP file: convert it to JPEG or PNG.", ((0, b"RIFF"), (8, b"WEBP"))),
-    ("It looks like a HEIC file (what phone cameras write): convert it to JPEG.", ((4, b"ftypheic"),)),
-    ("It looks like a HEIC file (what phone cameras write): convert it to JPEG.", ((4, b"ftypheix"),)),
-    ("It looks like a HEIF or AVIF file: convert it to JPEG or PNG.", ((4, b"ftypmif1"),)),
-    ("It looks like an AVIF file: convert it to JPEG or PNG.", ((4, b"ftypavif"),)),
-    ("It looks like a JPEG 2000 file: convert it to JPEG or PNG.", ((4, b"jP  "),)),
-    ("It looks like a PDF document: render its pages to PNG.", ((0, b"%PDF"),)),
-    ("It looks like a Photoshop file: export it as PNG or JPEG.", ((0, b"8BPS"),)),
+    ("It looks like a TIFF file (what scanners write): convert it to PNG or JPEG.",
+     (((0, b"II*\x00"),), ((0, b"MM\x00*"),))),
+    ("It looks like a WebP file: convert it to JPEG or PNG.", (((0, b"RIFF"), (8, b"WEBP")),)),
+    ("It looks like a HEIC file (what phone cameras write): convert it to JPEG.",
+     (((4, b"ftypheic"),), ((4, b"ftypheix"),))),
+    ("It looks like a HEIF or AVIF file: convert it to JPEG or PNG.", (((4, b"ftypmif1"),),)),
+    ("It looks like an AVIF file: convert it to JPEG or PNG.", (((4, b"ftypavif"),),)),
+    ("It looks like a JPEG 2000 file: convert it to JPEG or PNG.", (((4, b"jP  "),),)),
+    ("It looks like a PDF document: render its pages to PNG.", (((0, b"%PDF"),),)),
+    ("It looks like a Photoshop file: export it as PNG or JPEG.", (((0, b"8BPS"),),)),
     ("It looks like text (HTML, XML or SVG), not an image: a web page saved in place of the image?",
-     ((0, b"<"),)),
-    ("It looks like text (HTML, XML or SVG), not an image: a web page saved in place of the image?",
-     ((0, b"\xef\xbb\xbf<"),)),
+     (((0, b"<"),), ((0, b"\xef\xbb\xbf<"),))),
 )
 
 
@@ -94,10 +93,14 @@ def other_format_hint(data):
     meet that TensorFlow cannot decode (TIFF, WebP, HEIC, AVIF, PDF, HTML, ...), else ``""``."""
     # Padded with 0xff (no magic below holds it) to read 16 bytes of a shorter string.
     head = tf.strings.join([tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), 16)), b"\xff" * 16])
+
+    def matches(checks):
+        return tf.reduce_all(tf.stack([tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
+                                       for offset, magic in checks]))
+
     hint = tf.constant("")
-    for sentence, checks in reversed(_OTHER_FORMATS):
-        match = tf.reduce_all(tf.stack([tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
-                                        for offset, magic in checks]))
+    for sentence, alternatives in reversed(_OTHER_FORMATS):  # the first format listed wins
+        match = tf.reduce_any(tf.stack([matches(checks) for checks in alternatives]))
         hint = tf.where(match, tf.constant(" " + sentence), hint)
     return hint
 
