@@ -146,14 +146,14 @@ def _looks_like_image(data):
     )
 
 
-def _read_and_decode(element, decode_one, name_other_formats=False):
+def _read_and_decode(element, decode_one, explain=False):
     """Read (or take) the bytes of ``element`` and decode them; errors name the source.
 
-    ``name_other_formats``: the error also names a format people meet that cannot be
-    decoded (TIFF, WebP, HEIC, ...: ``other_format_hint``). Its ops cost 6% (in a
-    ``tf.cond``) to 16% of a 64x64 JPEG's read and decode per element (one map thread,
-    measured), so only the one-image rerun that explains a failure
-    (``_validate_images``) asks for it."""
+    ``explain``: the one-image rerun behind a skip report (``_validate_images``), whose
+    report names the source itself: the error is the reason alone, and it names a format
+    people meet that cannot be decoded (TIFF, WebP, HEIC, ...: ``other_format_hint``).
+    That hint's ops would cost 6% (in a ``tf.cond``) to 16% of a 64x64 JPEG's read and
+    decode per element (one map thread, measured), so the pipelines go without it."""
     if "path" in element and "data" in element:
         data = tf.cond(
             tf.strings.length(element["path"]) > 0,
@@ -164,21 +164,10 @@ def _read_and_decode(element, decode_one, name_other_formats=False):
         data = tf.io.read_file(element["path"])
     else:
         data = element["data"]
-    check = tf.debugging.Assert(
-        _looks_like_image(data),
-        [
-            tf.strings.join(
-                [
-                    "Cannot decode image ",
-                    element["source"],
-                    ": not a JPEG, PNG, GIF or BMP file (",
-                    tf.strings.as_string(tf.strings.length(data)),
-                    " bytes).",
-                    other_format_hint(data) if name_other_formats else "",
-                ]
-            )
-        ],
-    )
+    where = [] if explain else ["Cannot decode image ", element["source"], ": "]
+    reason = ["not a JPEG, PNG, GIF or BMP file (", tf.strings.as_string(tf.strings.length(data)), " bytes)."]
+    hint = [other_format_hint(data)] if explain else []
+    check = tf.debugging.Assert(_looks_like_image(data), [tf.strings.join(where + reason + hint)])
     with tf.control_dependencies([check]):
         data = tf.identity(data)
     return decode_one(data)
@@ -235,12 +224,10 @@ def _validate_images(records, decode_one, num_parallel_calls):
             continue
         element = {k: tf.constant(v[i]) for k, v in columns.items()}
         try:
-            _read_and_decode(element, decode_one, name_other_formats=True)
+            _read_and_decode(element, decode_one, explain=True)
             reason = "image could not be read or decoded"
         except (tf.errors.OpError, ValueError) as e:
-            # The report says "SOURCE: reason": the assertion's own "Cannot decode image SOURCE: " goes.
-            message = getattr(e, "message", str(e)).replace(f"Cannot decode image {columns['source'][i]}: ", "", 1)
-            reason = _clean_error(message)
+            reason = _clean_error(getattr(e, "message", str(e)))
         report.add(_describe(record), reason)
     return [r for i, r in enumerate(records) if i in good], report
 
