@@ -47,12 +47,12 @@ def parse_columns(text: str) -> dict:
     return {k.strip(): v.strip() for k, v in (p.split("=") for p in pairs)}
 
 
-def column_map(columns) -> dict:
-    """``columns``, ``{mmzoo column: the file's column}`` (``{"image": "filepath", "text": "title"}``),
-    checked and inverted: ``{the file's column: mmzoo column}``."""
+def checked_columns(columns) -> dict:
+    """``columns``, ``{mmzoo column: the file's column}`` (``{"image": "filepath", "text": "title"}``,
+    or the command line's ``"image=filepath,text=title"``), checked; ``{}`` for none."""
     if not columns:
         return {}
-    if isinstance(columns, str):  # the command line's image=filepath,text=title
+    if isinstance(columns, str):
         columns = parse_columns(columns)
     if not isinstance(columns, dict):
         raise ValueError(f"columns must map mmzoo's column names to the file's, e.g. "
@@ -64,25 +64,24 @@ def column_map(columns) -> dict:
     if any(not isinstance(v, str) or not v for v in columns.values()) or len(set(columns.values())) < len(columns):
         raise ValueError(f"columns must map each of mmzoo's columns to a different column name of the file. "
                          f"Received: columns={columns!r}")
-    return {source: name for name, source in columns.items()}
+    return dict(columns)
 
 
-def _renamed(row: dict, renames: dict) -> dict:
-    """``row`` with the file's column names turned into mmzoo's (``column_map``)."""
-    shadowed = sorted(k for k in row if k in COLUMNS and k not in renames and k in renames.values())
+def _renamed(keys, columns: dict) -> list:
+    """``keys`` (a header, a row's keys) with the file's names of ``columns`` turned into mmzoo's."""
+    renames = {source: name for name, source in columns.items()}
+    shadowed = sorted(k for k in set(keys) if k in columns and k not in renames)
     if shadowed:
-        raise ValueError(f"columns reads {[next(s for s, n in renames.items() if n == k) for k in shadowed]} "
-                         f"as {shadowed}, but the row has {shadowed} columns too: map those (or rename them) "
-                         f"as well. Received keys: {sorted(row)}")
-    return {renames.get(k, k): v for k, v in row.items()}
+        raise ValueError(f"columns reads {[columns[k] for k in shadowed]} as {shadowed}, but the row has "
+                         f"{shadowed} columns too: map those (or rename them) as well. Received keys: {sorted(keys)}")
+    return [renames.get(k, k) for k in keys]
 
 
-def _missing_image_column(path, header, renames) -> str:
+def _missing_image_column(path, header, columns) -> str:
     """The error for a CSV header without the image column."""
-    if "image" in renames.values():
-        wanted = next(s for s, n in renames.items() if n == "image")
-        return f"{path} line 1: columns reads images from {wanted!r}, but the CSV header has no such column. " \
-               f"Received header: {header}"
+    if "image" in columns:
+        return f"{path} line 1: columns reads images from {columns['image']!r}, but the CSV header has no such " \
+               f"column. Received header: {header}"
     return (f"{path} line 1: the CSV header has no 'image' column. Received header: {header}. Name the columns "
             f"image, text, label, caption, or say which are which: read_manifest(..., columns={{'image': "
             f"'<column>', ...}}), mmzoo train --columns image=<column>,text=<column>,label=<column>")
@@ -131,7 +130,7 @@ def read_jsonl_manifest(path, skip_bad: bool = False, check_files: bool = True, 
 
     ``columns``: the keys of your file that hold mmzoo's columns, when they have
     other names (``{"image": "filepath", "text": "title", "label": "category"}``)."""
-    renames = column_map(columns)
+    columns = checked_columns(columns)
     path = os.fspath(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     bad = BadRows(skip_bad)
@@ -149,9 +148,9 @@ def read_jsonl_manifest(path, skip_bad: bool = False, check_files: bool = True, 
             if not isinstance(row, dict):
                 bad.bad(source, f"a row must be a JSON object. Received: {type(row).__name__}")
                 continue
-            if renames:
+            if columns:
                 try:
-                    row = _renamed(row, renames)
+                    row = dict(zip(_renamed(list(row), columns), row.values()))
                 except ValueError as e:
                     bad.bad(source, str(e))
                     continue
@@ -185,7 +184,7 @@ def read_csv_manifest(path, skip_bad: bool = False, check_files: bool = True, co
 
     ``columns``: the header's names for mmzoo's columns, when they differ
     (``{"image": "filepath", "text": "title", "label": "category"}``)."""
-    renames = column_map(columns)
+    columns = checked_columns(columns)
     path = os.fspath(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     bad = BadRows(skip_bad)
@@ -197,13 +196,13 @@ def read_csv_manifest(path, skip_bad: bool = False, check_files: bool = True, co
         except StopIteration:
             raise ValueError(f"{path}: the CSV manifest is empty (no header row).") from None
         header = [h.strip() for h in header]
-        if renames:
+        if columns:
             try:
-                header = list(_renamed(dict.fromkeys(header), renames))
+                header = _renamed(header, columns)
             except ValueError as e:
                 raise ValueError(f"{path} line 1: {e}") from None
         if "image" not in header:
-            raise ValueError(_missing_image_column(path, header, renames))
+            raise ValueError(_missing_image_column(path, header, columns))
         schema = {c for c in COLUMNS if c in header}
         while True:
             try:
@@ -232,12 +231,13 @@ def read_csv_manifest(path, skip_bad: bool = False, check_files: bool = True, co
     return bad.finish(records, f"read_manifest({path})")
 
 
-def read_manifest(path, skip_bad: bool = False, **kwargs) -> RecordList:
+def read_manifest(path, skip_bad: bool = False, columns=None, **kwargs) -> RecordList:
     """Read any supported dataset file into ``Record``s, by file name.
 
     ``.jsonl`` and ``.csv``: manifests. ``.json``: COCO captions.
     ``captions.txt`` / ``*.token.txt``: Flickr8k. ``.tfrecord``/``.tfrec``:
-    TFRecord of ``tf.train.Example``. ``kwargs`` go to the reader (e.g.
+    TFRecord of ``tf.train.Example``. ``columns``: a JSONL/CSV manifest's names for
+    mmzoo's columns (``checked_columns``). ``kwargs`` go to the reader (e.g.
     ``image_dir=`` for COCO/Flickr8k, ``check_files=False``).
 
     Bad rows raise ``ValueError`` naming the file and the line/row; with
@@ -245,15 +245,13 @@ def read_manifest(path, skip_bad: bool = False, **kwargs) -> RecordList:
     """
     path = os.fspath(path)
     lower = os.path.basename(path).lower()
-    if kwargs.get("columns") and not lower.endswith((".jsonl", ".csv")):
+    if columns and not lower.endswith((".jsonl", ".csv")):
         raise ValueError(f"columns= renames the columns of a JSONL or CSV manifest; {path} is not one "
-                         f"(COCO, Flickr8k and TFRecord files have fixed fields). Received: columns={kwargs['columns']!r}")
-    if "columns" in kwargs and not kwargs["columns"]:
-        kwargs.pop("columns")
+                         f"(COCO, Flickr8k and TFRecord files have fixed fields). Received: columns={columns!r}")
     if lower.endswith(".jsonl"):
-        return read_jsonl_manifest(path, skip_bad=skip_bad, **kwargs)
+        return read_jsonl_manifest(path, skip_bad=skip_bad, columns=columns, **kwargs)
     if lower.endswith(".csv"):
-        return read_csv_manifest(path, skip_bad=skip_bad, **kwargs)
+        return read_csv_manifest(path, skip_bad=skip_bad, columns=columns, **kwargs)
     if lower.endswith(".json"):
         from mmzoo.data.coco import read_coco_captions
 

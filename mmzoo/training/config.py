@@ -41,13 +41,6 @@ def _jsonable(value) -> bool:
         return False
 
 
-def column_map_of(columns) -> dict:
-    """``columns`` as ``{mmzoo column: the file's column}``, checked (a string is parsed)."""
-    from mmzoo.data.manifest import column_map
-
-    return {name: source for source, name in column_map(columns).items()}
-
-
 def _abspath(value):
     return os.path.abspath(value) if value else None
 
@@ -139,11 +132,15 @@ class RunConfig:
     unfreeze_lr_factor: float = _field(0.1)
     lora_rank: int | None = _field(None)
     # Added after the keys of mmzoo 0.x's run_config.json: new keys go last.
-    columns: dict | str | None = _field(None, saved=lambda v: column_map_of(v) or None)
+    columns: dict | str | None = _field(None)
 
     def __post_init__(self):
-        if isinstance(self.columns, str):  # the command line's image=filepath,text=title
-            self.columns = column_map_of(self.columns)
+        # Checked, and the command line's image=filepath,text=title as a dict (None for none).
+        if self.columns:
+            from mmzoo.data.manifest import checked_columns
+
+            self.columns = checked_columns(self.columns)
+        self.columns = self.columns or None
 
     # ------------------------------------------------------------ reading
     @classmethod
@@ -216,7 +213,6 @@ class RunConfig:
             raise ValueError("train_towers trains the whole towers; lora_rank only adapters. Pass one of them.")
         if self.unfreeze_after is not None and not (self.text_preset or self.image_preset):
             raise ValueError("unfreeze_after needs a pretrained tower: text_preset or image_preset.")
-        column_map_of(self.columns)  # raises for a malformed mapping
         if self.cache not in CACHE_POLICIES:
             raise ValueError(f"cache must be one of {list(CACHE_POLICIES)}. Received: cache={self.cache!r}")
 

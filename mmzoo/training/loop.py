@@ -194,9 +194,8 @@ def _read_data(state: _RunState) -> None:
     from mmzoo.data import read_manifest
 
     config = state.config
-    columns = config.columns or None
-    state.records = read_manifest(config.data, skip_bad=config.skip_bad, columns=columns)
-    state.val_records = (read_manifest(config.val_data, skip_bad=config.skip_bad, columns=columns)
+    state.records = read_manifest(config.data, skip_bad=config.skip_bad, columns=config.columns)
+    state.val_records = (read_manifest(config.val_data, skip_bad=config.skip_bad, columns=config.columns)
                          if config.val_data else None)
     state.dist = distribute.describe(state.strategy, global_batch_size=config.batch_size)
     replicas = state.dist["num_replicas"]

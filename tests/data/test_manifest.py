@@ -170,6 +170,10 @@ def test_columns_under_other_names_are_read_with_columns(tmp_path, image_files):
         assert record.meta["id"] in ("7", 7)
         # The command line's spelling reads the same.
         assert read_manifest(path, columns="image=filepath,text=title,label=category")[0] == record
+    # A header naming one column twice keeps its width (each row still has every field).
+    dup = _write(tmp_path / "dup.csv", f"filepath,note,note\n{img},a,b\n")
+    assert read_manifest(dup, columns={"image": "filepath"})[0].meta == read_manifest(
+        _write(tmp_path / "dup2.csv", f"image,note,note\n{img},a,b\n"))[0].meta == {"note": "b"}
 
 
 def test_columns_errors_say_what_to_write(tmp_path, image_files):
