@@ -33,10 +33,10 @@ class MatchingTask(Task):
         images are one caption matching all of them (``a photo of a dog`` for every dog)."""
         metrics = metrics or {}
         try:
-            _, texts, text_to_images = records_to_retrieval_set(eval_records)
+            images, texts, text_to_images = records_to_retrieval_set(eval_records)
         except ValueError:  # no images or no captions
             return {"rule": "a random ranking", "metrics": {}}
-        num_images = 1 + max(i for images in text_to_images for i in images)
+        num_images = len(images)
         texts_per_image = np.bincount([i for images in text_to_images for i in images], minlength=num_images)
         images_per_text = [len(images) for images in text_to_images]
         out = {}
