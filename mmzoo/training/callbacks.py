@@ -85,9 +85,10 @@ def write_then_rename(path, write, suffix=".tmp"):
     os.replace(tmp, path)
 
 
-def _write_json(path, value):
+def write_json(path, value):
+    """``value`` as indented JSON at ``path`` (the run directory's files, the backup's metadata)."""
     with open(path, "w") as f:
-        json.dump(value, f)
+        json.dump(value, f, indent=2)
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -142,7 +143,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                           lambda tmp: self.model.save_weights(tmp, overwrite=True), suffix=".tmp.weights.h5")
         lora_name = self._save_lora(f"epoch_{self._current_epoch}.lora.npz")
         meta = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name, "lora": lora_name}
-        write_then_rename(self._training_metadata_path, lambda tmp: _write_json(tmp, meta))
+        write_then_rename(self._training_metadata_path, lambda tmp: write_json(tmp, meta))
         for other in os.listdir(self.backup_dir):
             if other.endswith((".weights.h5", ".lora.npz")) and other not in (name, lora_name):
                 os.remove(os.path.join(self.backup_dir, other))

@@ -31,11 +31,12 @@ from mmzoo.training.callbacks import (
     backup_epoch,
     last_checkpoint,
     tensorboard_installed,
+    write_json,
 )
 from mmzoo.training.config import AUTO_CACHE_BYTES, RUN_ARGUMENTS, RunConfig, tower_overrides
 from mmzoo.training.inputs import build_for_data, epoch_datasets, training_examples
 from mmzoo.training.reporting import chance_levels
-from mmzoo.training.rundir import csv_column, log, prepare_out_dir, truncate_history, write_json
+from mmzoo.training.rundir import csv_column, log, prepare_out_dir, truncate_history
 from mmzoo.training.schedules import make_lr_schedule
 
 

@@ -92,7 +92,3 @@ def csv_column(path, column) -> list[float]:
     with open(path, newline="") as f:
         return [float(row[column]) for row in csv.DictReader(f) if row.get(column) not in (None, "")]
 
-
-def write_json(path, value):
-    with open(path, "w") as f:
-        json.dump(value, f, indent=2)
