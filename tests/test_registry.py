@@ -58,6 +58,22 @@ def test_unknown_names_and_presets_are_clear_errors():
         mmzoo.build("concat_classifier", preset="huge")
 
 
+@pytest.mark.parametrize("name", mmzoo.list_models())
+def test_a_misspelled_argument_is_refused_before_building(name):
+    # Keras's Functional constructor drops unknown keywords, so this built the default model.
+    entry = get_entry(name)
+    labels = {"num_classes": 2} if entry.task == "classification" else {}
+    with pytest.raises(TypeError, match=rf"{entry.model_class.__name__} got an unexpected argument 'learnig_rate' "
+                                        r"\(did you mean 'learning_rate'\?\)\. Its arguments: .*learning_rate"):
+        mmzoo.build(name, preset="tiny", learnig_rate=1e-3, **labels)
+
+
+def test_keras_constructor_arguments_still_reach_the_model():
+    entry = get_entry("transformer_captioner")   # mmzoo.build's own first argument is `name`
+    model = entry.builder(**entry.preset_kwargs("tiny"), name="mine", trainable=False)
+    assert model.name == "mine" and not model.trainable
+
+
 def test_register_model_requires_a_tiny_preset_and_a_known_task():
     with pytest.raises(ValueError, match="tiny"):
         register_model("x_entry", description="x", task="classification", presets={"default": {}})

@@ -24,6 +24,9 @@ backbone expects), ``token_ids`` is int32 ``[batch, sequence_length]`` with
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
+import os
 import string
 import warnings
 
@@ -149,6 +152,31 @@ def _upgrade_config(config: dict) -> dict:
     return config
 
 
+# What a zoo model passes on to Keras's Functional constructor, which silently drops any other
+# keyword: without a check a misspelled hyperparameter (hiden_units=256) built the default model.
+_KERAS_MODEL_ARGUMENTS = ("name", "trainable")
+
+
+def _refuse_unknown_arguments(model_class, kwargs):
+    """A ``TypeError`` naming the first keyword no constructor in ``model_class``'s chain takes."""
+    accepted = []
+    for klass in model_class.__mro__:
+        if issubclass(klass, MultimodalModel) and "__init__" in vars(klass):
+            accepted += [
+                p.name for p in inspect.signature(klass.__init__).parameters.values()
+                if p.name not in ("self", "inputs", "outputs") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            ]
+    accepted = list(dict.fromkeys(accepted + list(_KERAS_MODEL_ARGUMENTS)))
+    unknown = [key for key in kwargs if key not in accepted]
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], accepted, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise TypeError(
+        f"{model_class.__name__} got an unexpected argument {unknown[0]!r}{hint}. Its arguments: {', '.join(accepted)}."
+    )
+
+
 @keras.saving.register_keras_serializable(package="mmzoo")
 class MultimodalModel(keras.Model):
     """Base class: a Functional model plus its preprocessors and metadata.
@@ -165,6 +193,11 @@ class MultimodalModel(keras.Model):
     the multi-task classifier)."""
     # get_config key -> attribute, where the attribute name is taken (``sequence_length`` is a property).
     _CONFIG_ATTRIBUTES: dict = {}
+
+    def __new__(cls, *args, **kwargs):
+        # Before the graph is built: Keras would drop an unknown keyword without a word.
+        _refuse_unknown_arguments(cls, kwargs)
+        return super().__new__(cls, *args, **kwargs)
 
     def __init__(
         self,
@@ -310,10 +343,71 @@ class MultimodalModel(keras.Model):
         merged them into the kernels) would get no gradient: their ``A``
         factor is re-initialized first (``keras_hub_tuning.reset_lora``).
         """
+        _refuse_records("fit", x)
+        _refuse_records("fit", kwargs.get("validation_data"), argument="validation_data")
+        self._check_input_shapes(x)
         if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)) and len(args) < 7:
             kwargs.setdefault("shuffle", False)
         reset_lora(self, only_merged=True)
         return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.evaluate``; records or a manifest path get ``_refuse_records``'s error."""
+        _refuse_records("evaluate", x)
+        self._check_input_shapes(x)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict``; records or a manifest path get ``_refuse_records``'s error."""
+        _refuse_records("predict", x)
+        self._check_input_shapes(x)
+        return super().predict(x, *args, **kwargs)
+
+
+    def _check_input_shapes(self, x):
+        """A ``ValueError`` for arrays of another image size or sequence length than the model's.
+
+        Keras checks them only on the first trace: ``predict`` and ``evaluate`` retrace with relaxed
+        shapes, so a second call with 64x64 images on a 32x32 model failed deep in the graph
+        ("Input to reshape is a tensor with 8192 values").
+        """
+        if not isinstance(x, dict):
+            return
+        fixes = {"image": "model.preprocess(images=...) decodes and resizes images to it (its image size)",
+                 "token_ids": "model.preprocess(texts=...) tokenizes and pads texts to it (its sequence length)"}
+        for spec in self.inputs:
+            got = getattr(x.get(spec.name), "shape", None)
+            want = tuple(spec.shape[1:])
+            if got is None or len(got) != len(want) + 1:
+                continue  # Keras's own check names a missing input or a wrong rank
+            if any(w is not None and g != w for g, w in zip(tuple(got)[1:], want)):
+                shape = ", ".join("?" if w is None else str(w) for w in want)
+                raise ValueError(
+                    f"{spec.name} has shape {tuple(got)}, and this model takes [batch, {shape}]"
+                    + (f": {fixes[spec.name]}." if spec.name in fixes else ".")
+                )
+
+
+def _refuse_records(method, x, argument="x"):
+    """A ``TypeError`` saying how to feed ``mmzoo.data`` records (or a manifest path) to Keras.
+
+    Keras refuses them as "Unrecognized data type", printing every record. The models cannot
+    build the dataset themselves (``mmzoo.data`` sits below ``mmzoo.models``), so the message
+    names the call that does.
+    """
+    if isinstance(x, (str, os.PathLike)):
+        what = f"a path ({os.fspath(x)!r})"
+    elif isinstance(x, (list, tuple)) and x and all(type(r).__name__ == "Record" for r in x[:1]):
+        what = f"{len(x)} records"
+    else:
+        return
+    source = repr(os.fspath(x)) if isinstance(x, (str, os.PathLike)) else "records"
+    training = "" if method == "fit" and argument == "x" else ", training=False"
+    raise TypeError(
+        f"{method}({argument}=...) got {what}, and Keras takes arrays or a tf.data.Dataset: pass "
+        f"mmzoo.data.make_dataset({source}, model, batch_size=32{training}), which decodes the images "
+        "and tokenizes the texts."
+    )
 
 
 _DTYPE_POLICY_CLASSES = ("DTypePolicy", "FloatDTypePolicy")

@@ -29,12 +29,16 @@ def _target(model_or_entry):
     return model_class if model_class is not None else model_or_entry
 
 
-def build_for_data(name: str, records, preset: str | None = None, overrides: dict | None = None):
+def build_for_data(name: str, records, preset: str | None = None, overrides: dict | None = None, **kwargs):
     """Build zoo entry ``name`` with a tokenizer learned from ``records``' texts (or, for a
-    pretrained text tower, the tower's own) and (for classifiers) the label names found in them."""
+    pretrained text tower, the tower's own) and (for classifiers) the label names found in them.
+
+    Builder arguments go as keywords, as in ``mmzoo.build`` (``image_size=(96, 96)``), or as an
+    ``overrides`` dict (the keywords win); ``sequence_length``, ``vocabulary_size`` and
+    ``tokenizer_mode`` shape the learned tokenizer."""
     entry = get_entry(name)
     task = _task_class(entry)
-    overrides = dict(overrides or {})
+    overrides = {**(overrides or {}), **kwargs}
     text_tower = overrides.get("text_tower", entry.preset_kwargs(preset).get("text_tower"))
     if "tokenizer" not in overrides and text_tower in TOWER_TOKENIZERS:  # a pretrained vocabulary
         overrides["tokenizer"] = tower_tokenizer(

@@ -143,6 +143,46 @@ def test_fit_on_a_dataset_does_not_shuffle_it_again():
     assert shuffle_warnings(shuffle=True)  # an explicit argument still reaches Keras
 
 
+def test_records_or_a_path_given_to_fit_evaluate_or_predict_name_make_dataset(tmp_path):
+    # Keras refused them as "Unrecognized data type", printing every record.
+    records = shapes_records(4, image_size=16, seed=0)
+    model = build_for_data("concat_classifier", records, preset="tiny", image_size=(16, 16))
+    model.compile()
+    with pytest.raises(TypeError, match=r"^fit\(x=\.\.\.\) got 4 records, and Keras takes arrays or a tf\.data\.Dataset: "
+                                        r"pass mmzoo\.data\.make_dataset\(records, model, batch_size=32\), "):
+        model.fit(records, epochs=1)
+    ds = make_dataset(records, model, batch_size=4, training=False)
+    with pytest.raises(TypeError, match=r"fit\(validation_data=\.\.\.\) got 4 records.*batch_size=32, training=False\)"):
+        model.fit(ds, validation_data=records, epochs=1)
+    path = str(tmp_path / "train.jsonl")
+    with pytest.raises(TypeError, match=rf"evaluate\(x=\.\.\.\) got a path \('{path}'\).*make_dataset\('{path}', model"):
+        model.evaluate(path)
+    with pytest.raises(TypeError, match=r"predict\(x=\.\.\.\) got 4 records"):
+        model.predict(records)
+    # What the message says works, and the model predicts one row per record.
+    assert model.predict(ds, verbose=0)["scores"].shape[0] == 4
+
+
+@pytest.mark.parametrize("name", ["concat_classifier", "text_only_classifier", "transformer_captioner"])
+def test_arrays_of_another_size_than_the_models_are_refused_on_every_call(name):
+    # Keras checks shapes on the first trace only; predict retraced with relaxed shapes, so a second
+    # call with 64x64 images on a 32x32 model failed deep in the graph ("Input to reshape ...").
+    entry = mmzoo.get_entry(name)
+    model = mmzoo.build(name, preset="tiny", **({"num_classes": 2} if entry.task == "classification" else {}))
+    good = model.preprocess(np.zeros((2, 32, 32, 3), "float32"), ["a", "b"])
+    first = model.predict(good, verbose=0)
+    assert all(np.all(np.isfinite(v)) for v in keras.tree.flatten(first))
+    if "image" in model.model_input_names:
+        big = {**good, "image": np.zeros((2, 64, 64, 3), "float32")}
+        with pytest.raises(ValueError, match=r"^image has shape \(2, 64, 64, 3\), and this model takes \[batch, 32, 32, 3\]: "
+                                             r"model\.preprocess\(images=\.\.\.\) decodes and resizes"):
+            model.predict(big, verbose=0)
+    long = {**good, "token_ids": np.zeros((2, 80), "int32")}
+    with pytest.raises(ValueError, match=r"^token_ids has shape \(2, 80\), and this model takes \[batch, 64\]: "
+                                         r"model\.preprocess\(texts=\.\.\.\) tokenizes"):
+        model.evaluate(long, verbose=0)
+
+
 @pytest.mark.parametrize("name", ["gated_classifier", "itm_matcher", "lstm_captioner"])
 def test_a_mixed_precision_model_reloads_mixed_with_its_loss_scale_optimizer(name, tmp_path):
     # As `mmzoo train --mixed-precision mixed_float16` builds it: under the policy. A reload rebuilt
