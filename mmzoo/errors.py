@@ -23,7 +23,8 @@ import re
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _KERAS_WRAPPER = re.compile(r"^Exception encountered when calling [^\n]*\n(.*?)(?:\n\s*Arguments received by .*)?$", re.S)
-_SUMMARIZED = re.compile(r"Summarized data:\s*(?:b'(.*)'|b\"(.*)\"|(.*))$", re.S)
+_SUMMARIZED_DATA = re.compile(r"Summarized data:(.*)$", re.S)
+_BYTES_ITEM = re.compile(r"^b'(.*)'$|^b\"(.*)\"$", re.S)
 _ASSERTION = re.compile(r"assertion failed:\s*\[(.*?)\](?:\s*\[\[|\s*$)", re.S)
 _NOISE_LINES = re.compile(
     r"^(Graph execution error:|Detected at node .*|<stack traces unavailable>|\[\[\{\{node .*)$"
@@ -40,12 +41,13 @@ def error_text(message) -> str:
     if text.startswith("in user code:"):
         text = text.rsplit("\n\n", 1)[-1].strip()
         text = re.sub(r"^\w+Error:\s*", "", text)
-    summarized = _SUMMARIZED.search(text)
-    if summarized:
-        text = next(g for g in summarized.groups() if g is not None)
+    summarized = _SUMMARIZED_DATA.search(text)
+    if summarized:  # the Assert's data items, one a line: b'a' / 2 / b'b' / 1 reads "a 2 b 1"
+        items = summarized.group(1).strip().split("\n")
+        text = " ".join(_BYTES_ITEM.sub(r"\1\2", item.strip()) for item in items)
     assertion = _ASSERTION.search(text)
-    if assertion:
-        text = assertion.group(1)
+    if assertion:  # the Assert's data items, each printed in brackets: "a] [2] [b] [1" reads "a 2 b 1"
+        text = re.sub(r"\]\s*\[", " ", assertion.group(1))
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line and not _NOISE_LINES.match(line)]
     text = " ".join(lines)

@@ -33,6 +33,20 @@ def test_error_text_of_a_real_failed_assert(graph):
     assert error_text(info.value.message) == "Cannot go on: x is over 1."
 
 
+def _assert_sizes(a, b):
+    tf.debugging.Assert(tf.equal(a, b), ["a and b must match. Received: a size", a, "and b size", b])
+    return a
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
+def test_error_text_joins_an_asserts_data_items_into_one_sentence(graph):
+    # Graph: "[a size] [2] [and b size] [1]"; eager: one item a line, strings as b'...'.
+    fn = tf.function(_assert_sizes) if graph else _assert_sizes
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        fn(tf.constant(2), tf.constant(1))
+    assert error_text(info.value.message) == "a and b must match. Received: a size 2 and b size 1"
+
+
 def test_error_text_of_a_traced_call_is_its_last_line():
     with pytest.raises(ValueError) as info:
         tf.function(lambda a, b: a + b)(tf.ones([2]), tf.ones([3]))

@@ -195,6 +195,9 @@ def export_saved_model(
     signature_options = _signature_options(beam_width, input_type, feature_keys)
     limits = _pixel_limits(model, max_image_pixels, max_request_pixels)
     base_dir = os.path.abspath(os.fspath(base_dir))
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise ValueError(f"{base_dir} is a file: export_saved_model writes a folder of versions "
+                              "(base_dir/1, base_dir/2, ...); pass a folder's path.")
     model_name = model_name or os.path.basename(base_dir.rstrip(os.sep)) or model.name
     version = _resolve_version(base_dir, version, overwrite)
     os.makedirs(base_dir, exist_ok=True)

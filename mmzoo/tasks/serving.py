@@ -88,7 +88,7 @@ def check_same_batch(inputs: dict):
     ok = tf.reduce_all(tf.equal(tf.stack(sizes), sizes[0]))
     data = [f"{' and '.join(names)} must have the same batch size. Received: {names[0]} batch size", sizes[0]]
     for name, size in zip(names[1:], sizes[1:]):
-        data += [f"{name} batch size", size]
+        data += [f"and {name} batch size", size]  # error_text joins the items with spaces
     return tf.debugging.Assert(ok, data)
 
 

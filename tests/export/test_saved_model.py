@@ -233,6 +233,12 @@ def test_next_free_version_and_refuse_overwrite(tmp_path):
     assert replaced == str(old)
     assert not (old / "marker").exists() and (old / "saved_model.pb").is_file()
     assert sorted(os.listdir(base)) == ["1", "2"]
+
+    # A file where the folder of versions goes: said so (it was "[Errno 17] File exists"), untouched.
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"notes\.txt is a file: export_saved_model writes a folder of versions"):
+        export_saved_model(model, tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="positive integer"):
         export_saved_model(model, base, version=0)
 

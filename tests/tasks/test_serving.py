@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import mmzoo
 from mmzoo.datasets.shapes import shapes_model_kwargs
+from mmzoo.errors import error_text
 from mmzoo.tasks.serving import (
     check_same_batch,
     checked_inputs,
@@ -87,15 +88,18 @@ def test_checked_inputs_refuse_naming_the_input(checked, name):
 def test_check_same_batch_names_the_signature_inputs(checked):
     with pytest.raises(tf.errors.InvalidArgumentError, match=(
         r"image and token_ids must have the same batch size\. Received: image batch size\] \[2\] "
-        r"\[token_ids batch size\] \[3\]"
+        r"\[and token_ids batch size\] \[3\]"
     )):
         checked(image=GOOD["image"], token_ids=np.ones((3, 6), np.int32))
     check_same_batch({"image_bytes": tf.constant(["x", "y"]), "text": tf.constant(["a", "b"])})
     with pytest.raises(tf.errors.InvalidArgumentError, match=(  # eagerly: one datum a line
         r"(?s)image_bytes and text must have the same batch size\. Received: image_bytes batch size.*2.*"
-        r"text batch size.*1"
-    )):
+        r"and text batch size.*1"
+    )) as info:
         check_same_batch({"image_bytes": tf.constant(["x", "y"]), "text": tf.constant(["a"])})
+    # What mmzoo predict and run_saved_model print: the items joined into one sentence.
+    assert error_text(info.value.message) == (
+        "image_bytes and text must have the same batch size. Received: image_bytes batch size 2 and text batch size 1")
 
 
 def test_with_one_row_at_least_runs_an_empty_batch_as_one_row():
