@@ -175,6 +175,11 @@ def evaluate_matcher(
     check_rerank_threshold(rerank_threshold, rerank_weight)
     if rerank_threshold is not None and rerank_model is None:
         raise ValueError(f"rerank_threshold={rerank_threshold} gates the top-k by an ITM model; give rerank_model too.")
+    if getattr(model, "task", None) != "matching":
+        raise ValueError(
+            "evaluate_matcher needs a matching model (dual_encoder, itm_matcher; evaluate_model "
+            f"evaluates the others). Received: {type(model).__name__} with task={getattr(model, 'task', None)!r}"
+        )
     paths, texts, text_to_images = records_to_retrieval_set(records)
     pixels = _decode_all(model, paths, batch_size)
     token_ids = _tokenize(model, texts)

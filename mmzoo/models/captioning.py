@@ -163,7 +163,8 @@ class CaptionerBase(MultimodalModel):
 
     def generate(self, image, method="greedy", beam_width=4, max_length=None, length_penalty=0.0,
                  temperature=1.0, top_k=0, seed=None, return_attention=False, use_cache=True):
-        """Caption ``image`` (float32 ``[B, H, W, 3]`` in ``[0, 255]``) inside the graph.
+        """Caption ``image`` (float32 ``[B, H, W, 3]`` in ``[0, 255]``, or eagerly encoded image
+        bytes, which ``preprocess`` decodes and resizes first) inside the graph.
 
         Args:
             method: ``"greedy"``, ``"beam"`` or ``"sample"``.
@@ -196,6 +197,8 @@ class CaptionerBase(MultimodalModel):
                 None if seed is None else int(seed), bool(return_attention), bool(use_cache))
         if not tf.executing_eagerly():
             return self._generate(image, *args)
+        if _is_encoded(image):
+            image = self.image_preprocessor(image)
         functions = self._generate_functions.value
         if args not in functions:
             spec = tf.TensorSpec([None, *self.image_size, 3], tf.float32)
@@ -447,6 +450,16 @@ class TransformerCaptioner(CaptionerBase):
 # ---------------------------------------------------------------------------
 _TINY_IMAGE = image_towers({"filters": (16, 32, 64), "batch_norm": True, "dim": 64}, 16)
 _SMALL_IMAGE = image_towers({"filters": (16, 32, 64), "dim": 64}, 64, DEFAULT_VIT)
+
+
+def _is_encoded(images) -> bool:
+    """Encoded image bytes (bytes in a list, a string tensor or array) rather than pixels."""
+    if tf.is_tensor(images):
+        return images.dtype == tf.string
+    if isinstance(images, (list, tuple)):
+        return bool(images) and isinstance(images[0], (bytes, str))
+    kind = getattr(getattr(images, "dtype", None), "kind", None)
+    return kind is not None and kind in "SUO"
 
 
 def _tokens_only(image_kwargs):

@@ -85,12 +85,23 @@ _OTHER_FORMATS = (
     ("It looks like a Photoshop file: export it as PNG or JPEG.", (((0, b"8BPS"),),)),
     ("It looks like text (HTML, XML or SVG), not an image: a web page saved in place of the image?",
      (((0, b"<"),), ((0, b"\xef\xbb\xbf<"),))),
+    # A REST request's {"b64": ...} wrapper left out, or text kept base64-encoded.
+    ("It looks like base64 text of an image: decode it first (a TF Serving REST request takes it "
+     "wrapped as {b64: ...}).", (((0, b"/9j/"),), ((0, b"iVBORw0KGgo"),), ((0, b"R0lGOD"),))),
+)
+# Strings that name an image instead of holding it: sent as the bytes, they fail to decode.
+# (No quotes in these sentences: a graph's Assert prints them escaped, as \' and \".)
+_NAMES = (
+    ("It looks like a URL: send the bytes of the image, not its address.", r"(?i)(https?|ftp|s3|gs)://\S+"),
+    ("It looks like a file name: send the contents of the file, not its path.",
+     r"(?i)[^\x00-\x1f]{0,1000}\.(jpe?g|png|gif|bmp|webp|tiff?|heic|heif|avif)"),
 )
 
 
 def other_format_hint(data):
     """A sentence naming the format of ``data`` (scalar string) when it is one people
-    meet that TensorFlow cannot decode (TIFF, WebP, HEIC, AVIF, PDF, HTML, ...), else ``""``."""
+    meet that TensorFlow cannot decode (TIFF, WebP, HEIC, AVIF, PDF, HTML, base64 text, a file
+    name or URL sent in place of the image, ...), else ``""``."""
     # Padded with 0xff (no magic below holds it) to read 16 bytes of a shorter string.
     head = tf.strings.join([tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), 16)), b"\xff" * 16])
 
@@ -99,6 +110,8 @@ def other_format_hint(data):
                                        for offset, magic in checks]))
 
     hint = tf.constant("")
+    for sentence, pattern in reversed(_NAMES):
+        hint = tf.where(tf.strings.regex_full_match(data, pattern), tf.constant(" " + sentence), hint)
     for sentence, alternatives in reversed(_OTHER_FORMATS):  # the first format listed wins
         match = tf.reduce_any(tf.stack([matches(checks) for checks in alternatives]))
         hint = tf.where(match, tf.constant(" " + sentence), hint)

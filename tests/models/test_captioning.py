@@ -221,6 +221,21 @@ def test_eager_generate_and_export_log_nothing_in_a_notebook(tmp_path):
     assert not [m for m in messages if "retracing" in m or "Assets written" in m], messages
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_generate_takes_encoded_image_bytes_as_the_pixels_they_decode_to(name):
+    # It used to fail with "Cast string to float is not supported".
+    model = _build(name)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    encoded = [tf.io.encode_png(p).numpy() for p in pixels]
+    want = model.generate(pixels.astype("float32"), method="beam", beam_width=2)
+    for images in (encoded, tf.constant(encoded), np.array(encoded, dtype=object)):
+        got = model.generate(images, method="beam", beam_width=2)
+        np.testing.assert_array_equal(got["token_ids"], want["token_ids"])
+        np.testing.assert_allclose(got["score"], want["score"], rtol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="It looks like a file name: send the contents of the file"):
+        model.generate(["photos/a.png"])
+
+
 def test_errors():
     model = _build("lstm_captioner")
     with pytest.raises(ValueError, match="method='nucleus'"):

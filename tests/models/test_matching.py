@@ -235,6 +235,11 @@ def test_evaluate_matcher_with_querybank_and_fused_reranking(tmp_path):
         evaluate_matcher(clip, records, querybank=[])
     with pytest.raises(ValueError, match="embed_image"):
         evaluate_matcher(itm, records, querybank=bank)
+    # A classifier has no score to rank by (it was KeyError: 'score').
+    with pytest.raises(ValueError, match=r"evaluate_matcher needs a matching model \(dual_encoder, itm_matcher; "
+                                         r"evaluate_model evaluates the others\)\. Received: MultimodalClassifier "
+                                         r"with task='classification'"):
+        evaluate_matcher(mmzoo.build("concat_classifier", preset="tiny", num_classes=2, image_size=32), records)
 
 
 def test_itm_towers_start_from_a_dual_encoder(tmp_path):

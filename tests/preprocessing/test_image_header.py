@@ -1,3 +1,4 @@
+import base64
 import io
 import re
 import struct
@@ -172,17 +173,25 @@ def _heif(brand):
     (b"%PDF-1.7\n" + bytes(60), "a PDF document: render its pages to PNG"),
     (b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "text (HTML, XML or SVG), not an image"),
     (b"\xef\xbb\xbf<svg xmlns='http://www.w3.org/2000/svg'/>", "text (HTML, XML or SVG), not an image"),
+    # What a REST client or a notebook sends by mistake: base64 text, a path, a URL.
+    (base64.b64encode(encode(np.zeros((4, 5, 3), np.uint8), "JPEG")), "base64 text of an image: decode it first"),
+    (base64.b64encode(encode(np.zeros((4, 5, 3), np.uint8), "PNG")),
+     "base64 text of an image: decode it first (a TF Serving REST request takes it wrapped as {b64: ...})"),
+    (b"/data/photos/IMG_0001.JPG", "a file name: send the contents of the file, not its path"),
+    ("photos/café 2.png".encode(), "a file name"),
+    (b"https://example.com/cat.jpg?size=large", "a URL: send the bytes of the image, not its address"),
 ])
 def test_a_format_people_meet_that_cannot_be_decoded_is_named(data, named):
     hint = other_format_hint(tf.constant(data)).numpy().decode()
-    assert hint.startswith(f" It looks like {named}") and hint.endswith((".", "?"))
+    assert hint.startswith(f" It looks like {named}") and hint.endswith((".", "?")), hint
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         _batch_checker()(tf.constant([data]))
     message = error_text(info.value.message)
     assert message.startswith("Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file (")
-    assert f"). It looks like {named}" in message
+    assert f"). It looks like {named}" in message, message
 
 
-@pytest.mark.parametrize("data", [b"", b"junk!", b"II*", b"RIFF\x00\x00\x00\x00WAVEfmt ", bytes(range(256))])
+@pytest.mark.parametrize("data", [b"", b"junk!", b"II*", b"RIFF\x00\x00\x00\x00WAVEfmt ", bytes(range(256)),
+                                  b"notes.txt", b"a.png\n" + bytes(10)])
 def test_other_bytes_get_no_format_named(data):
     assert other_format_hint(tf.constant(data)).numpy() == b""
