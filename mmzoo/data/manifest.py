@@ -248,6 +248,7 @@ def read_manifest(path, skip_bad: bool = False, columns=None, **kwargs) -> Recor
     if columns and not lower.endswith((".jsonl", ".csv")):
         raise ValueError(f"columns= renames the columns of a JSONL or CSV manifest; {path} is not one "
                          f"(COCO, Flickr8k and TFRecord files have fixed fields). Received: columns={columns!r}")
+    _check_dataset_path(path, lower)
     if lower.endswith(".jsonl"):
         return read_jsonl_manifest(path, skip_bad=skip_bad, columns=columns, **kwargs)
     if lower.endswith(".csv"):
@@ -268,6 +269,23 @@ def read_manifest(path, skip_bad: bool = False, columns=None, **kwargs) -> Recor
         "Unknown dataset file type: expected .jsonl or .csv (manifest), .json (COCO captions), "
         ".txt (Flickr8k captions) or .tfrecord. Received: path=" + repr(path)
     )
+
+
+_DATASET_SUFFIXES = (".jsonl", ".csv", ".json", ".txt", ".tfrecord", ".tfrec", ".tfrecords")
+
+
+def _check_dataset_path(path: str, lower: str) -> None:
+    """A folder, or a missing file, named as such (a TFRecord path may be a glob: its reader checks it)."""
+    if os.path.isdir(path):
+        found = sorted(
+            os.path.join(root, name) for root, _, names in os.walk(path)
+            if os.path.relpath(root, path).count(os.sep) < 2 for name in names if name.lower().endswith(_DATASET_SUFFIXES)
+        )
+        inside = f"; dataset files in it: {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}" if found else ""
+        raise ValueError(f"{path} is a folder: pass a dataset file (a .jsonl or .csv manifest, COCO .json, "
+                         f"Flickr8k .txt or .tfrecord){inside}.")
+    if not os.path.exists(path) and not lower.endswith((".tfrecord", ".tfrec", ".tfrecords")):
+        raise FileNotFoundError(f"No dataset file at {path!r} (from {os.getcwd()}).")
 
 
 def _relative(image: str, base_dir: str) -> str:

@@ -119,10 +119,16 @@ def run(config: RunConfig, callbacks: list | None = None, overwrite: bool | None
     config.validate()
     was_deterministic = tf_framework_config.is_op_determinism_enabled()
     try:
+        created = _first_missing(config.out_dir)
         state = _start(config, overwrite)
-        _read_data(state)
-        _build_model(state)
-        _make_inputs(state)
+        try:
+            _read_data(state)
+            _build_model(state)
+            _make_inputs(state)
+        except BaseException:
+            if created:  # a bad manifest or argument leaves no empty run directory behind
+                _remove_empty_dirs(created)
+            raise
         nan_guard = TerminateOnNaN()
         start = time.perf_counter()
         history = state.model.fit(
@@ -141,6 +147,24 @@ def run(config: RunConfig, callbacks: list | None = None, overwrite: bool | None
         # Op determinism is process-wide: leave the process as it was.
         if config.deterministic and not was_deterministic:
             tf_framework_config.disable_op_determinism()
+
+
+def _first_missing(path: str) -> str | None:
+    """The outermost folder of ``path`` that does not exist yet (``None`` when ``path`` exists)."""
+    path = os.path.abspath(path)
+    missing = None
+    while not os.path.exists(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
+
+
+def _remove_empty_dirs(top: str) -> None:
+    """Remove ``top`` and the folders under it, bottom-up, where they hold no file."""
+    for root, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count(os.sep)):
+        try:
+            os.rmdir(root)
+        except OSError:  # not empty
+            pass
 
 
 @dataclasses.dataclass

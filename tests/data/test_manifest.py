@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import pytest
 
@@ -151,8 +152,17 @@ def test_megabyte_texts_are_cut_and_reported_by_file_and_line(tmp_path, image_fi
 
 
 def test_read_manifest_dispatch_errors(tmp_path):
+    (tmp_path / "data.parquet").write_bytes(b"PAR1")
     with pytest.raises(ValueError, match=r"Unknown dataset file type.*data\.parquet"):
         read_manifest(tmp_path / "data.parquet")
+    # A missing file, and a folder (with the dataset files found in it, two levels down).
+    with pytest.raises(FileNotFoundError, match=rf"^No dataset file at 'nope\.csv' \(from {re.escape(os.getcwd())}\)\.$"):
+        read_manifest("nope.csv")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "manifest.jsonl").write_text("")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path))} is a folder: pass a dataset file \(.*\); "
+                                         rf"dataset files in it: {re.escape(str(tmp_path / 'train' / 'manifest.jsonl'))}\.$"):
+        read_manifest(tmp_path)
     with pytest.raises(ValueError, match="write_manifest needs image paths"):
         write_manifest([Record(b"\x89PNG")], tmp_path / "m.jsonl")
     assert os.path.exists(tmp_path) and not os.path.exists(tmp_path / "m.jsonl")

@@ -28,6 +28,18 @@ def test_train_argument_errors(manifest, tmp_path):
     with pytest.raises(ValueError, match="train needs a model name and a training manifest"):
         run(RunConfig(data=manifest, out_dir=str(tmp_path)))
     assert os.listdir(tmp_path) == [], "a rejected run writes nothing"
+    # Refused after the run directory was made (a missing validation manifest, a misspelled
+    # builder argument): the folders it made go again; one that was there stays.
+    out = tmp_path / "runs" / "a"
+    with pytest.raises(FileNotFoundError, match=r"No dataset file at 'nope\.jsonl'"):
+        train("gated_classifier", manifest, val_data="nope.jsonl", out_dir=str(out), **TINY)
+    with pytest.raises(TypeError, match="did you mean 'hidden_units'"):
+        train("gated_classifier", manifest, out_dir=str(out), **{**TINY, "overrides": {"hiden_units": 8}})
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(FileNotFoundError):
+        train("gated_classifier", manifest, val_data="nope.jsonl", out_dir=str(tmp_path / "mine"), **TINY)
+    assert os.listdir(tmp_path) == ["mine"]
 
 
 def test_empty_questions_are_bad_rows_and_megabyte_ones_are_cut(manifest, tmp_path, caplog):
