@@ -342,6 +342,9 @@ class MultimodalModel(keras.Model):
         LoRA adapters whose two factors are both zero (a reloaded model: Keras
         merged them into the kernels) would get no gradient: their ``A``
         factor is re-initialized first (``keras_hub_tuning.reset_lora``).
+
+        Records or a manifest path (``_refuse_records``) and arrays of another size than the
+        model's (``_check_input_shapes``) are refused with what to pass instead.
         """
         _refuse_records("fit", x)
         _refuse_records("fit", kwargs.get("validation_data"), argument="validation_data")
@@ -352,17 +355,16 @@ class MultimodalModel(keras.Model):
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        """``keras.Model.evaluate``; records or a manifest path get ``_refuse_records``'s error."""
+        """``keras.Model.evaluate``, refusing records, a manifest path or arrays of another size."""
         _refuse_records("evaluate", x)
         self._check_input_shapes(x)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        """``keras.Model.predict``; records or a manifest path get ``_refuse_records``'s error."""
+        """``keras.Model.predict``, refusing records, a manifest path or arrays of another size."""
         _refuse_records("predict", x)
         self._check_input_shapes(x)
         return super().predict(x, *args, **kwargs)
-
 
     def _check_input_shapes(self, x):
         """A ``ValueError`` for arrays of another image size or sequence length than the model's.
@@ -397,7 +399,7 @@ def _refuse_records(method, x, argument="x"):
     """
     if isinstance(x, (str, os.PathLike)):
         what = f"a path ({os.fspath(x)!r})"
-    elif isinstance(x, (list, tuple)) and x and all(type(r).__name__ == "Record" for r in x[:1]):
+    elif isinstance(x, (list, tuple)) and x and type(x[0]).__name__ == "Record":
         what = f"{len(x)} records"
     else:
         return
