@@ -75,7 +75,13 @@ def read_image(item) -> bytes:
     if isinstance(item, (bytes, bytearray, memoryview)):
         return bytes(item)
     if isinstance(item, (str, os.PathLike)):
-        with open(os.fspath(item), "rb") as f:
+        path = os.fspath(item)
+        if "://" in path:
+            raise ValueError(f"Images are sent as bytes or read from local files; {path!r} is a URL: "
+                             "download it first.")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No image file at {path!r} (from {os.getcwd()}).")
+        with open(path, "rb") as f:
             return f.read()
     raise TypeError(
         f"An image must be encoded bytes or a file path. Received: {type(item).__name__}"

@@ -86,8 +86,12 @@ def test_read_image_from_bytes_or_a_path(tmp_path):
         assert read_image(item) == data and type(read_image(item)) is bytes
     with pytest.raises(TypeError, match="encoded bytes or a file path. Received: int"):
         read_image(3)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"^No image file at '.*missing\.png' \(from "):
         read_image(str(tmp_path / "missing.png"))
+    with pytest.raises(FileNotFoundError, match="No image file at"):
+        read_image(tmp_path)  # a folder
+    with pytest.raises(ValueError, match=r"'https://example\.com/cat\.jpg' is a URL: download it first"):
+        read_image("https://example.com/cat.jpg")
 
 
 def test_build_inputs_merges_images_and_texts(tmp_path):
