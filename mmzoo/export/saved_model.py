@@ -197,7 +197,7 @@ def export_saved_model(
     base_dir = os.path.abspath(os.fspath(base_dir))
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise ValueError(f"{base_dir} is a file: export_saved_model writes a folder of versions "
-                              "(base_dir/1, base_dir/2, ...); pass a folder's path.")
+                         "(base_dir/1, base_dir/2, ...); pass a folder's path.")
     model_name = model_name or os.path.basename(base_dir.rstrip(os.sep)) or model.name
     version = _resolve_version(base_dir, version, overwrite)
     os.makedirs(base_dir, exist_ok=True)
