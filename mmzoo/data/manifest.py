@@ -261,7 +261,7 @@ def read_manifest(path, skip_bad: bool = False, columns=None, **kwargs) -> Recor
         from mmzoo.data.flickr import read_flickr8k
 
         return read_flickr8k(path, skip_bad=skip_bad, **kwargs)
-    if lower.endswith((".tfrecord", ".tfrec", ".tfrecords")):
+    if lower.endswith(_TFRECORD_SUFFIXES):
         from mmzoo.data.tfrecord import read_tfrecord
 
         return read_tfrecord(path, skip_bad=skip_bad, **kwargs)
@@ -271,20 +271,23 @@ def read_manifest(path, skip_bad: bool = False, columns=None, **kwargs) -> Recor
     )
 
 
-_DATASET_SUFFIXES = (".jsonl", ".csv", ".json", ".txt", ".tfrecord", ".tfrec", ".tfrecords")
+_TFRECORD_SUFFIXES = (".tfrecord", ".tfrec", ".tfrecords")
+_DATASET_SUFFIXES = (".jsonl", ".csv", ".json", ".txt") + _TFRECORD_SUFFIXES
 
 
 def _check_dataset_path(path: str, lower: str) -> None:
     """A folder, or a missing file, named as such (a TFRecord path may be a glob: its reader checks it)."""
     if os.path.isdir(path):
-        found = sorted(
-            os.path.join(root, name) for root, _, names in os.walk(path)
-            if os.path.relpath(root, path).count(os.sep) < 2 for name in names if name.lower().endswith(_DATASET_SUFFIXES)
-        )
+        found = []
+        for root, dirs, names in os.walk(path):
+            if os.path.relpath(root, path).count(os.sep) >= 1:
+                dirs[:] = []  # path/, path/*/ and path/*/*/, not a walk through a whole image tree
+            found += [os.path.join(root, name) for name in names if name.lower().endswith(_DATASET_SUFFIXES)]
+        found.sort()
         inside = f"; dataset files in it: {', '.join(found[:5])}{', ...' if len(found) > 5 else ''}" if found else ""
         raise ValueError(f"{path} is a folder: pass a dataset file (a .jsonl or .csv manifest, COCO .json, "
                          f"Flickr8k .txt or .tfrecord){inside}.")
-    if not os.path.exists(path) and not lower.endswith((".tfrecord", ".tfrec", ".tfrecords")):
+    if not os.path.exists(path) and not lower.endswith(_TFRECORD_SUFFIXES):
         raise FileNotFoundError(f"No dataset file at {path!r} (from {os.getcwd()}).")
 
 
