@@ -36,7 +36,14 @@ from mmzoo.training.callbacks import (
 from mmzoo.training.config import AUTO_CACHE_BYTES, RUN_ARGUMENTS, RunConfig, tower_overrides
 from mmzoo.training.inputs import build_for_data, epoch_datasets, training_examples
 from mmzoo.training.reporting import chance_levels
-from mmzoo.training.rundir import csv_column, log, prepare_out_dir, truncate_history
+from mmzoo.training.rundir import (
+    csv_column,
+    first_missing_dir,
+    log,
+    prepare_out_dir,
+    remove_empty_dirs,
+    truncate_history,
+)
 from mmzoo.training.schedules import make_lr_schedule
 
 
@@ -119,7 +126,7 @@ def run(config: RunConfig, callbacks: list | None = None, overwrite: bool | None
     config.validate()
     was_deterministic = tf_framework_config.is_op_determinism_enabled()
     try:
-        created = _first_missing(config.out_dir)
+        created = first_missing_dir(config.out_dir)
         state = _start(config, overwrite)
         try:
             _read_data(state)
@@ -127,7 +134,7 @@ def run(config: RunConfig, callbacks: list | None = None, overwrite: bool | None
             _make_inputs(state)
         except BaseException:
             if created:  # a bad manifest or argument leaves no empty run directory behind
-                _remove_empty_dirs(created)
+                remove_empty_dirs(created)
             raise
         nan_guard = TerminateOnNaN()
         start = time.perf_counter()
@@ -147,24 +154,6 @@ def run(config: RunConfig, callbacks: list | None = None, overwrite: bool | None
         # Op determinism is process-wide: leave the process as it was.
         if config.deterministic and not was_deterministic:
             tf_framework_config.disable_op_determinism()
-
-
-def _first_missing(path: str) -> str | None:
-    """The outermost folder of ``path`` that does not exist yet (``None`` when ``path`` exists)."""
-    path = os.path.abspath(path)
-    missing = None
-    while not os.path.exists(path):
-        missing, path = path, os.path.dirname(path)
-    return missing
-
-
-def _remove_empty_dirs(top: str) -> None:
-    """Remove ``top`` and the folders under it, bottom-up, where they hold no file."""
-    for root, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count(os.sep)):
-        try:
-            os.rmdir(root)
-        except OSError:  # not empty
-            pass
 
 
 @dataclasses.dataclass

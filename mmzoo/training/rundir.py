@@ -51,6 +51,25 @@ def prepare_out_dir(out_dir, backup_dir, overwrite, chief, verbose):
             remove_outputs(out_dir)
 
 
+def first_missing_dir(path) -> str | None:
+    """The outermost folder of ``path`` that does not exist yet (``None`` when ``path`` exists):
+    what a run refused before training removes again (``remove_empty_dirs``)."""
+    path = os.path.abspath(path)
+    missing = None
+    while not os.path.exists(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
+
+
+def remove_empty_dirs(top):
+    """Remove ``top`` and the folders under it, bottom-up, where they hold no file."""
+    for root, _, _ in os.walk(top, topdown=False):
+        try:
+            os.rmdir(root)
+        except OSError:  # not empty
+            pass
+
+
 def remove_outputs(out_dir):
     """Delete the ``RUN_OUTPUTS`` in ``out_dir`` (a new run starts from scratch)."""
     for name in RUN_OUTPUTS:
