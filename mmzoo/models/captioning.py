@@ -197,7 +197,8 @@ class CaptionerBase(MultimodalModel):
                 None if seed is None else int(seed), bool(return_attention), bool(use_cache))
         if not tf.executing_eagerly():
             return self._generate(image, *args)
-        if _is_encoded(image):
+        image = tf.convert_to_tensor(image)
+        if image.dtype == tf.string:  # encoded bytes: decoded and resized as preprocess does
             image = self.image_preprocessor(image)
         functions = self._generate_functions.value
         if args not in functions:
@@ -450,16 +451,6 @@ class TransformerCaptioner(CaptionerBase):
 # ---------------------------------------------------------------------------
 _TINY_IMAGE = image_towers({"filters": (16, 32, 64), "batch_norm": True, "dim": 64}, 16)
 _SMALL_IMAGE = image_towers({"filters": (16, 32, 64), "dim": 64}, 64, DEFAULT_VIT)
-
-
-def _is_encoded(images) -> bool:
-    """Encoded image bytes (bytes in a list, a string tensor or array) rather than pixels."""
-    if tf.is_tensor(images):
-        return images.dtype == tf.string
-    if isinstance(images, (list, tuple)):
-        return bool(images) and isinstance(images[0], (bytes, str))
-    kind = getattr(getattr(images, "dtype", None), "kind", None)
-    return kind is not None and kind in "SUO"
 
 
 def _tokens_only(image_kwargs):
