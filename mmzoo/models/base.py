@@ -398,12 +398,12 @@ def _refuse_records(method, x, argument="x"):
     names the call that does.
     """
     if isinstance(x, (str, os.PathLike)):
-        what = f"a path ({os.fspath(x)!r})"
+        source = repr(os.fspath(x))
+        what = f"a path ({source})"
     elif isinstance(x, (list, tuple)) and x and type(x[0]).__name__ == "Record":
-        what = f"{len(x)} records"
+        source, what = "records", f"{len(x)} records"
     else:
         return
-    source = repr(os.fspath(x)) if isinstance(x, (str, os.PathLike)) else "records"
     training = "" if method == "fit" and argument == "x" else ", training=False"
     raise TypeError(
         f"{method}({argument}=...) got {what}, and Keras takes arrays or a tf.data.Dataset: pass "
