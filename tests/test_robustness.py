@@ -494,7 +494,7 @@ def test_deterministic_runs_give_bit_identical_weights(tmp_path):
     manifest = generate_shapes_dataset(str(tmp_path / "shapes"), num_images=16, image_size=32)
     weights = []
     for run in ("a", "b"):
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)
         result = train("concat_classifier", manifest, epochs=2, out_dir=str(tmp_path / run), preset="tiny",
                        overrides={"image_size": [32, 32]}, batch_size=8, verbose=0, seed=3, deterministic=True)
         model = mmzoo.load_model(result["model_path"])

@@ -136,7 +136,7 @@ def exports(tmp_path_factory):
         model = mmzoo.build(name, preset="tiny", **kwargs)
         version_dir = export_saved_model(model, base / name, beam_width=2, warmup=False, verify=False)
         loaded[name] = (tf.saved_model.load(version_dir), model.sequence_length, model.tokenizer.vocabulary_size)
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)
     return loaded
 
 

@@ -81,7 +81,7 @@ def reference_run(manifest, tmp_path_factory):
         "gated_classifier", manifest, epochs=2, out_dir=out, seed=1, deterministic=True,
         lr_schedule="cosine", warmup_steps=1, early_stopping=5, **TINY
     )
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     return out, result
 
 
@@ -161,7 +161,7 @@ def test_interrupted_run_resumes_and_matches(reference_run, manifest, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train("gated_classifier", manifest, callbacks=[Interrupt(at=0)], **kwargs)
     assert backup_epoch(str(tmp_path / "backup")) == 1
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     resumed = train("gated_classifier", manifest, **kwargs)
     assert resumed["initial_epoch"] == 1 and resumed["epochs_run"] == 1
     assert history(str(tmp_path)) == history(out)  # the CSV continues where it stopped

@@ -148,7 +148,7 @@ def cli_run(bert2, tmp_path_factory):
             "--deterministic", "--preset", "tiny", "--set", "image_size=[32,32]", "--batch-size", "8", "--quiet",
             "--text-preset", bert2, "--unfreeze-after", "1", "--unfreeze-layers", "1", "--unfreeze-lr-factor", "0.5"]
     assert main(argv) == 0
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     with open(out / "run_config.json") as f:
         saved = json.load(f)
     return manifest, out, saved
@@ -181,7 +181,7 @@ def test_run_killed_before_or_after_k_resumes_to_the_same_weights(cli_run, bert2
     with pytest.raises(KeyboardInterrupt):
         train("concat_classifier", manifest, callbacks=[Interrupt(at=stop_after)], **kwargs)
     assert backup_epoch(str(tmp_path / "backup")) == stop_after + 1
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     resumed = train("concat_classifier", manifest, **kwargs)
     assert resumed["initial_epoch"] == stop_after + 1 and resumed["epochs_run"] == 2 - stop_after
     assert history(str(tmp_path)) == history(str(reference))
@@ -198,12 +198,12 @@ def test_a_lora_run_killed_after_an_epoch_resumes_to_the_same_weights(bert2, tmp
     manifest = shapes_manifest(tmp_path / "shapes")
     kwargs = dict(epochs=2, seed=1, deterministic=True, text_preset=bert2, lora_rank=2, **TINY)
     train("concat_classifier", manifest, out_dir=str(tmp_path / "reference"), **kwargs)
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     with pytest.raises(KeyboardInterrupt):
         train("concat_classifier", manifest, out_dir=str(tmp_path / "run"), callbacks=[Interrupt(at=0)], **kwargs)
     assert sorted(os.listdir(tmp_path / "run" / "backup")) == [
         "epoch_1.lora.npz", "epoch_1.weights.h5", "training_metadata.json"]
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     resumed = train("concat_classifier", manifest, out_dir=str(tmp_path / "run"), **kwargs)
     assert resumed["initial_epoch"] == 1
     assert history(str(tmp_path / "run")) == history(str(tmp_path / "reference"))
