@@ -76,7 +76,8 @@ def _cmd_list(args):
             # default character tokenizer, as the header says.
             labels = {"num_classes": 2} if entry.task == "classification" else {}
             params = f"{build(name, **labels).count_params():,}"
-            keras.backend.clear_session()
+            # Resets Keras's names; Keras's default gc.collect() here took 2 s of `mmzoo list`'s 7.5 s.
+            keras.backend.clear_session(free_memory=False)
         rows.append((name, entry.task, params, entry.description))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
