@@ -97,12 +97,7 @@ def write_models_config(base_path, model_base_path="/models", filename="models.c
         )
     if model_base_path is None:
         model_base_path = os.path.abspath(os.fspath(base_path))
-    path = os.path.join(os.fspath(base_path), filename)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(models_config_text(models, model_base_path))
-    os.replace(tmp, path)
-    return path
+    return _write_atomically(os.path.join(os.fspath(base_path), filename), models_config_text(models, model_base_path))
 
 
 def _positive(name, value) -> int:
@@ -138,7 +133,12 @@ def write_batching_config(base_path, filename=BATCHING_FILENAME, **overrides) ->
     to this machine's CPU count: pass the server's when it runs elsewhere).
     """
     text = batching_config_text(**overrides)
-    path = os.path.join(os.fspath(base_path), filename)
+    return _write_atomically(os.path.join(os.fspath(base_path), filename), text)
+
+
+def _write_atomically(path, text) -> str:
+    """``text`` to ``path + ".tmp"``, renamed to ``path``: a server reading the file sees the old
+    one or the new one, never half of it. Returns ``path``."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
