@@ -26,8 +26,8 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
-# The longest test files first (measured with --durations=0 on 2 workers, 2026-11-30: each takes
-# 65 s or more of one worker). pytest-xdist hands out files (the default tier's --dist loadfile) and
+# The longest test files first (measured with --durations=0 on 2 workers, 2026-12-01: each takes
+# 60 s or more of one worker). pytest-xdist hands out files (the default tier's --dist loadfile) and
 # tests (the slow tier's --dist worksteal) in collection order, so a long one collected last keeps
 # one worker busy while the other idles; started first, the short ones fill in around it.
 LONGEST_FIRST = (
