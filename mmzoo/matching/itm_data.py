@@ -314,7 +314,7 @@ def _pairs_dataset(images, texts, image_ids, text_ids, labels, itm_model, *, bat
         raw = tf.cond(path_flag, lambda: tf.io.read_file(value), lambda: value)
         return {"image": decode_one(raw), "token_ids": tokens}, label
 
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(tf.autograph.experimental.do_not_convert(load), num_parallel_calls=tf.data.AUTOTUNE)  # as pipeline.py
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

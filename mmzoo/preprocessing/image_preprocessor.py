@@ -122,6 +122,7 @@ class ImagePreprocessor(keras.layers.Layer):
             return images * (1.0 / 127.5) - 1.0
         return images
 
+    @tf.autograph.experimental.do_not_convert  # all TF ops already: AutoGraph would only add tracing time
     def decode_one(self, data):
         """One encoded image (scalar string) to float32 ``[H, W, 3]``.
 
@@ -170,7 +171,7 @@ class ImagePreprocessor(keras.layers.Layer):
         with tf.control_dependencies(checks):
             data = gif_first_frames(data)
         return tf.map_fn(
-            self._decode_checked,
+            tf.autograph.experimental.do_not_convert(self._decode_checked),
             (data, fmt, height, width),
             fn_output_signature=tf.TensorSpec([*self.image_size, 3], tf.float32),
         )

@@ -265,3 +265,31 @@ def test_decoded_images_errors(shapes_dir, tmp_path):
         data.decode_images([Record(image=str(bad), source="manifest.jsonl:7")], model)
     with pytest.raises(ValueError, match=r"Received: images.shape=\(2, 4, 4, 3\), 3 distinct keys"):
         data.DecodedImages(np.zeros((2, 4, 4, 3), "float32"), ["a", "b", "c"])
+
+
+def test_the_pipeline_and_preprocessing_trace_without_autograph(shapes_dir, capsys):
+    """make_dataset's maps, a batch through the ImagePreprocessor's per-image loop and a vocabulary
+    pipeline run their functions as written: AutoGraph converting them (and the preprocessing they
+    call) cost every process about 3 s (mmzoo/data/pipeline.py). AutoGraph logs each call it converts."""
+    import mmzoo
+    from mmzoo.matching import make_itm_dataset
+    from mmzoo.preprocessing import TextTokenizer
+
+    records = read_manifest(shapes_dir)
+    model = mmzoo.build("gated_classifier", preset="tiny", image_size=32, label_names=shapes_label_names())
+    itm = mmzoo.build("itm_matcher", preset="tiny", image_size=32)
+    images = [open(r.image, "rb").read() for r in records[:3]]
+    capsys.readouterr()
+    tf.autograph.set_verbosity(1, alsologtostdout=True)
+    try:
+        batch, _ = next(iter(make_dataset(records, model, batch_size=4, validate=True)))
+        pixels = model.image_preprocessor(tf.constant(images))
+        # Word mode: wordpiece mode hands its counting to tensorflow_text, whose own maps AutoGraph converts.
+        TextTokenizer.from_corpus([r.text for r in records], mode="word", vocabulary_size=200)
+        next(iter(make_itm_dataset(records, itm, batch_size=4)))
+        logged = capsys.readouterr().out
+    finally:
+        tf.autograph.set_verbosity(0)
+    assert batch["image"].shape == (4, 32, 32, 3) and pixels.shape == (3, 32, 32, 3)
+    converted = sorted(set(re.findall(r"Converted call: (.*)", logged)))
+    assert not converted, f"AutoGraph converted {len(converted)} callables, e.g. {converted[:5]}"
