@@ -206,7 +206,11 @@ class CaptionerBase(MultimodalModel):
             # A partial, not a lambda: TensorFlow counts traces per code object, so the functions of
             # several settings (or models) made by one lambda would add up to its "5 out of the last
             # 5 calls ... triggered tf.function retracing" warning, though each traces once.
-            functions[args] = tf.function(functools.partial(self._generate_with, args), input_signature=[spec])
+            # autograph=False: the searches are tf.while_loops already (mmzoo.generation), as in the exports'
+            # signatures; converting them took 1.4 s of the first eager generate in a process.
+            functions[args] = tf.function(
+                functools.partial(self._generate_with, args), input_signature=[spec], autograph=False
+            )
         return functions[args](tf.cast(image, tf.float32))
 
     def _generate_with(self, args, image):
