@@ -2,15 +2,18 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mmzoo.metrics.retrieval import retrieval_metrics
 
 
 def _fixed_probability_model(table):
-    """A matcher whose score for (image i, text t) is ``table[t]``: images and tokens are index columns."""
+    """A matcher whose score for (image i, text t) is ``table[t]``: images and tokens are index columns.
+    TensorFlow ops, as pair_scorer traces the model's call."""
+    scores = tf.constant([table[t] for t in range(len(table))], tf.float32)
 
     def model(x, training=False):
-        return {"score": np.array([table[int(t[0])] for t in x["token_ids"]], "float32")}
+        return {"score": tf.gather(scores, tf.cast(x["token_ids"][:, 0], tf.int32))}
 
     return model
 
@@ -30,6 +33,23 @@ def test_pair_scorer_outputs():
                                rtol=1e-5)
     with pytest.raises(ValueError, match="output must be"):
         pair_scorer(model, pixels, tokens, output="logit")
+
+
+def test_pair_scorer_traces_the_model_once_not_per_batch():
+    from mmzoo.evaluation.retrieval import pair_scorer
+
+    calls = []
+    inner = _fixed_probability_model({0: 0.2, 1: 0.4, 2: 0.6, 3: 0.8})
+
+    def model(x, training=False):
+        calls.append(x["token_ids"].shape)
+        return inner(x, training)
+
+    pixels, tokens = np.zeros((1, 1), "float32"), np.arange(4).reshape(4, 1)
+    rows, cols = np.zeros(40, int), np.arange(40) % 4
+    np.testing.assert_allclose(pair_scorer(model, pixels, tokens, batch_size=8)(rows, cols),
+                               0.2 * (1 + cols), rtol=1e-6)
+    assert len(calls) == 1, calls  # 5 batches of 8, one trace
 
 
 def test_log_prob_fusion_is_a_soft_truth_gate():
