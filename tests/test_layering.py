@@ -19,7 +19,7 @@ PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 # Lowest first. One line of the README's Layout section per entry.
 TIERS = [
-    {"errors", "version", "registry", "distribute", "native_stderr"},
+    {"errors", "version", "registry", "distribute", "native_stderr", "files"},
     {"layers", "preprocessing", "metrics"},
     {"towers", "losses", "generation"},
     {"models"},

@@ -21,6 +21,8 @@ import os
 import posixpath
 import shlex
 
+from mmzoo.files import write_text_then_rename
+
 BATCHING_DEFAULTS = {
     # A request of up to 128 rows runs as one task (TF Serving refuses a larger
     # one with batching on); 32-row client batches still merge 4 to a batch.
@@ -97,7 +99,7 @@ def write_models_config(base_path, model_base_path="/models", filename="models.c
         )
     if model_base_path is None:
         model_base_path = os.path.abspath(os.fspath(base_path))
-    return _write_atomically(os.path.join(os.fspath(base_path), filename), models_config_text(models, model_base_path))
+    return write_text_then_rename(os.path.join(os.fspath(base_path), filename), models_config_text(models, model_base_path))
 
 
 def _positive(name, value) -> int:
@@ -133,17 +135,7 @@ def write_batching_config(base_path, filename=BATCHING_FILENAME, **overrides) ->
     to this machine's CPU count: pass the server's when it runs elsewhere).
     """
     text = batching_config_text(**overrides)
-    return _write_atomically(os.path.join(os.fspath(base_path), filename), text)
-
-
-def _write_atomically(path, text) -> str:
-    """``text`` to ``path + ".tmp"``, renamed to ``path``: a server reading the file sees the old
-    one or the new one, never half of it. Returns ``path``."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_then_rename(os.path.join(os.fspath(base_path), filename), text)
 
 
 def server_commands(base_path, model_base_path="/models", config="models.config", batching=None) -> dict:

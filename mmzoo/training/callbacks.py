@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from mmzoo.errors import error_text
+from mmzoo.files import write_then_rename
 from mmzoo.towers.keras_hub_tuning import keras_hub_backbones, lora_state, restore_lora_state, unfreeze_top
 from mmzoo.training import keras_compat
 
@@ -74,15 +75,6 @@ def backup_epoch(backup_dir: str) -> int:
     ``ResumeError`` when its metadata is damaged)."""
     meta = read_backup_metadata(backup_dir)
     return 0 if meta is None else meta["epoch"]
-
-
-def write_then_rename(path, write, suffix=".tmp"):
-    """``write(path + suffix)``, then rename it to ``path`` (atomic): a process killed midway leaves
-    the old ``path`` or the new one, never half a file. ``suffix`` keeps the extension Keras' savers
-    require (``.weights.h5``, ``.keras``)."""
-    tmp = path + suffix
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def write_json(path, value):
