@@ -26,15 +26,10 @@ import tensorflow as tf
 from mmzoo.data.records import BadRows, Record, SkipReport, logger
 from mmzoo.native_stderr import captured_native_stderr
 from mmzoo.preprocessing.image_header import other_format_hint
+from mmzoo.preprocessing.tracing import as_written
 
 AUTOTUNE = tf.data.AUTOTUNE
 _SHUFFLE_BUFFER_AFTER_CACHE = 10_000
-
-# Every function this module maps over a dataset is traced as written, without AutoGraph: its
-# tensor-dependent control flow is tf.cond / tf.switch_case / tf.map_fn / assertions already, and
-# AutoGraph's conversion of the preprocessing code it calls (25 functions, parsed and rewritten once
-# per process) took 3.0 s of `mmzoo evaluate`'s 5.4 s after imports on a 100-row manifest (2026-12-01).
-_as_written = tf.autograph.experimental.do_not_convert
 
 
 # ----------------------------------------------------------------- labels/texts
@@ -135,7 +130,7 @@ def image_dataset(images, decode_one, batch_size=None, sources=None, num_paralle
         sources = [im if isinstance(im, str) else f"image {i}" for i, im in enumerate(images)]
     columns["source"] = [str(x) for x in sources]
     ds = tf.data.Dataset.from_tensor_slices(columns)
-    ds = ds.map(_as_written(lambda e: _read_and_decode(e, decode_one)), num_parallel_calls=num_parallel_calls)
+    ds = ds.map(as_written(lambda e: _read_and_decode(e, decode_one)), num_parallel_calls=num_parallel_calls)
     if batch_size:
         ds = ds.batch(int(batch_size))
     return ds.prefetch(AUTOTUNE)
@@ -222,7 +217,7 @@ def _validate_images(records, decode_one, num_parallel_calls):
         image = _read_and_decode(element, decode_one)
         return element["index"], tf.reduce_sum(image)
 
-    ds = tf.data.Dataset.from_tensor_slices(columns).map(_as_written(check), num_parallel_calls=num_parallel_calls)
+    ds = tf.data.Dataset.from_tensor_slices(columns).map(as_written(check), num_parallel_calls=num_parallel_calls)
     good = {int(i) for i, _ in ds.ignore_errors().as_numpy_iterator()}
     report = SkipReport(num_kept=len(good))
     for i, record in enumerate(records):
@@ -462,7 +457,7 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle and not cache:
         ds = ds.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_as_written(load), num_parallel_calls=num_parallel_calls)
+    ds = ds.map(as_written(load), num_parallel_calls=num_parallel_calls)
     if cache:
         ds = ds.cache(cache if isinstance(cache, str) else "")
         if shuffle:
@@ -470,7 +465,7 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
-    ds = ds.map(_as_written(model.training_example), num_parallel_calls=num_parallel_calls)
+    ds = ds.map(as_written(model.training_example), num_parallel_calls=num_parallel_calls)
     ds = ds.prefetch(AUTOTUNE)
     ds.skip_report = report
     ds.num_examples = num_examples

@@ -40,6 +40,7 @@ from mmzoo.evaluation.inputs import preprocess_images, record_image_key, records
 from mmzoo.evaluation.retrieval import embed_querybank, first_stage_scale_and_querybank
 from mmzoo.matching.mining import mine_hard_negatives
 from mmzoo.metrics.retrieval import invert_positives, querybank_log_normalizer
+from mmzoo.preprocessing.tracing import as_written
 
 
 def _random_negatives(positive_lists, num_keys, num_negatives, rng):
@@ -314,7 +315,7 @@ def _pairs_dataset(images, texts, image_ids, text_ids, labels, itm_model, *, bat
         raw = tf.cond(path_flag, lambda: tf.io.read_file(value), lambda: value)
         return {"image": decode_one(raw), "token_ids": tokens}, label
 
-    ds = ds.map(tf.autograph.experimental.do_not_convert(load), num_parallel_calls=tf.data.AUTOTUNE)  # as pipeline.py
+    ds = ds.map(as_written(load), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from mmzoo.preprocessing.tracing import as_written
+
 UNKNOWN, JPEG, PNG, GIF, BMP = 0, 1, 2, 3, 4
 FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP")
 _HEADER_BYTES = 32
 _MIN_BYTES = {JPEG: 4, PNG: 24, GIF: 10, BMP: 26}
-# The per-image loops' bodies run as written, without AutoGraph's conversion (a cost per process;
-# see mmzoo/data/pipeline.py).
-_as_written = tf.autograph.experimental.do_not_convert
 
 
 # A 1x1 baseline JPEG: ``extract_jpeg_shape`` reads this instead of ``data``
@@ -166,7 +165,7 @@ def _jpeg_shapes(data, jpeg_ok):
     else:
         shapes = tf.cond(
             tf.reduce_any(jpeg_ok),
-            lambda: tf.map_fn(_as_written(one), safe, fn_output_signature=tf.TensorSpec([3], tf.int32)),
+            lambda: tf.map_fn(as_written(one), safe, fn_output_signature=tf.TensorSpec([3], tf.int32)),
             lambda: tf.zeros([tf.size(data), 3], tf.int32),
         )
     height, width, _ = tf.unstack(tf.cast(shapes, tf.int64), num=3, axis=1)
@@ -414,6 +413,6 @@ def gif_first_frames(data):
     data = _as_batch(data)
     return tf.cond(
         tf.reduce_any(_is_gif(data)),
-        lambda: tf.map_fn(_as_written(_cut_gif), data, fn_output_signature=tf.TensorSpec([], tf.string)),
+        lambda: tf.map_fn(as_written(_cut_gif), data, fn_output_signature=tf.TensorSpec([], tf.string)),
         lambda: tf.identity(data),
     )

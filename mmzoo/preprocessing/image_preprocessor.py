@@ -9,6 +9,7 @@ import tensorflow as tf
 from mmzoo.errors import error_text
 from mmzoo.preprocessing._raw_inputs import accept_raw_inputs
 from mmzoo.preprocessing.image_header import JPEG, checked_headers, gif_first_frame, gif_first_frames
+from mmzoo.preprocessing.tracing import as_written
 
 _SCALES = (None, "unit", "symmetric")
 
@@ -122,7 +123,7 @@ class ImagePreprocessor(keras.layers.Layer):
             return images * (1.0 / 127.5) - 1.0
         return images
 
-    @tf.autograph.experimental.do_not_convert  # all TF ops already: AutoGraph would only add tracing time
+    @as_written  # also in users' own ds.map(pre.decode_one)
     def decode_one(self, data):
         """One encoded image (scalar string) to float32 ``[H, W, 3]``.
 
@@ -171,7 +172,7 @@ class ImagePreprocessor(keras.layers.Layer):
         with tf.control_dependencies(checks):
             data = gif_first_frames(data)
         return tf.map_fn(
-            tf.autograph.experimental.do_not_convert(self._decode_checked),
+            as_written(self._decode_checked),
             (data, fmt, height, width),
             fn_output_signature=tf.TensorSpec([*self.image_size, 3], tf.float32),
         )

@@ -10,6 +10,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from mmzoo.preprocessing._raw_inputs import accept_raw_inputs
+from mmzoo.preprocessing.tracing import as_written
 
 RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -25,9 +26,6 @@ _WORDPIECE_SUFFIX = "##"
 _WORD_SUFFIX = "\ue000"
 _MAX_BYTES_PER_WORD = 100
 _MODES = ("word", "wordpiece")
-# The vocabulary pipelines' maps run as written, without AutoGraph's conversion (a cost per process; see
-# mmzoo/data/pipeline.py).
-_as_written = tf.autograph.experimental.do_not_convert
 _PRETOKENIZERS = ("mmzoo", "bert")
 
 # pretokenizer="bert": BERT's basic tokenizer as keras-hub's WordPieceTokenizer
@@ -381,14 +379,14 @@ def _pretokenized_batches(probe, texts):
         texts = [t if isinstance(t, (str, bytes)) else str(t) for t in texts]
         dataset = tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string)).batch(1024)
     return dataset.map(
-        _as_written(lambda s: probe.pretokenize(tf.reshape(s, [-1]))), num_parallel_calls=tf.data.AUTOTUNE
+        as_written(lambda s: probe.pretokenize(tf.reshape(s, [-1]))), num_parallel_calls=tf.data.AUTOTUNE
     )
 
 
 def _word_vocabulary(dataset, vocabulary_size, min_frequency):
     """Most frequent words (ties alphabetical) seen at least ``min_frequency`` times."""
     counts = collections.Counter()
-    for words in dataset.map(_as_written(lambda w: w.flat_values)).as_numpy_iterator():
+    for words in dataset.map(as_written(lambda w: w.flat_values)).as_numpy_iterator():
         counts.update(words.tolist())
     ranked = sorted(
         (item for item in counts.items() if item[1] >= min_frequency),
@@ -402,7 +400,7 @@ def _wordpiece_vocabulary(dataset, vocabulary_size):
     """WordPiece vocabulary learned with ``tensorflow_text``'s ``bert_vocab_from_dataset``."""
     from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as bert_vocab
 
-    joined = dataset.map(_as_written(lambda w: tf.strings.reduce_join(w, axis=-1, separator=" ")))
+    joined = dataset.map(as_written(lambda w: tf.strings.reduce_join(w, axis=-1, separator=" ")))
     vocabulary = bert_vocab.bert_vocab_from_dataset(
         joined,
         vocab_size=vocabulary_size,

@@ -270,7 +270,7 @@ def test_decoded_images_errors(shapes_dir, tmp_path):
 def test_the_pipeline_and_preprocessing_trace_without_autograph(shapes_dir, capsys):
     """make_dataset's maps, a batch through the ImagePreprocessor's per-image loop and a vocabulary
     pipeline run their functions as written: AutoGraph converting them (and the preprocessing they
-    call) cost every process about 3 s (mmzoo/data/pipeline.py). AutoGraph logs each call it converts."""
+    call) cost every process about 3 s (mmzoo/preprocessing/tracing.py). AutoGraph logs each call it converts."""
     import mmzoo
     from mmzoo.matching import make_itm_dataset
     from mmzoo.preprocessing import TextTokenizer
