@@ -5,17 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from mmzoo.data import make_dataset
+from mmzoo.evaluation.forward import forward_for
 from mmzoo.metrics.classification import classification_metrics
 
 
 def predict_records(model, records, batch_size: int = 64):
     """Run ``model`` over ``records``; returns ``(y_true, scores)`` as numpy."""
     ds = make_dataset(records, model, batch_size=batch_size, training=False)
+    num_batches = int(ds.cardinality())  # negative when unknown: traced
+    if num_batches < 0:
+        num_batches = float("inf")
+    forward = forward_for(lambda x: model(x, training=False)["scores"], ds.element_spec[0], num_batches)
     ys, scores = [], []
     for batch in ds:
         x, y = batch[0], batch[1]
         ys.append(np.asarray(y))
-        scores.append(np.asarray(model(x, training=False)["scores"]))
+        scores.append(np.asarray(forward(x)))
     if not ys:
         raise ValueError("No records to evaluate. Received: 0 records")
     return np.concatenate(ys), np.concatenate(scores)

@@ -12,10 +12,13 @@ from typing import Sequence
 
 import numpy as np
 
+from mmzoo.evaluation.forward import forward_for
+
 DEFAULT_TEMPLATES = ("a photo of a {}",)
 
 
 def _embed_in_batches(fn, values, batch_size):
+    fn = forward_for(fn, values, num_batches=-(-len(values) // batch_size))
     chunks = [np.asarray(fn(values[i : i + batch_size])) for i in range(0, len(values), batch_size)]
     return np.concatenate(chunks, axis=0)
 

@@ -7,6 +7,7 @@ import mmzoo
 from mmzoo.data import label_names_from_records
 from mmzoo.datasets.shapes import shapes_records
 from mmzoo.evaluation.classification import evaluate_classifier, predict_records
+from mmzoo.evaluation.forward import EAGER_BATCHES
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,34 @@ def test_predict_records_gives_labels_and_the_models_scores(classifier_and_recor
     assert y_true.tolist() == [model.label_names.index(r.label) for r in records]
     np.testing.assert_allclose(scores, _own_scores(model, records), atol=1e-5)
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_predict_records_is_eager_for_a_few_batches_and_traces_once_for_more(classifier_and_records):
+    model, records = classifier_and_records
+
+    class Counting:
+        """The classifier, counting its calls: an eager evaluation calls it per batch, a traced one once."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def __call__(self, x, training=False):
+            self.calls += 1
+            return model(x, training=training)
+
+    few = Counting()
+    _, scores = predict_records(few, records, batch_size=3)  # batches of 3, 3 and 2: eager, a call each
+    np.testing.assert_allclose(scores, _own_scores(model, records), atol=1e-5)
+    assert few.calls == 3
+
+    many, more = Counting(), records + records[:3]
+    assert len(more) > EAGER_BATCHES
+    _, scores = predict_records(many, more, batch_size=1)  # 11 batches of 1: traced once
+    np.testing.assert_allclose(scores, _own_scores(model, more), atol=1e-5)
+    assert many.calls == 1
 
 
 def test_accuracy_is_the_argmax_accuracy_of_the_models_scores(classifier_and_records):
