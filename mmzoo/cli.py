@@ -269,10 +269,44 @@ def _cmd_export(args):
 def _cmd_predict(args):
     from mmzoo.export import run_saved_model
 
+    if args.data:
+        if args.image or args.text:
+            raise ValueError("--data reads the images and texts from a manifest: give it without --image and --text.")
+        return _predict_manifest(args)
+    if args.out or args.overwrite:
+        raise ValueError("--out (and --overwrite) write one line per row of --data MANIFEST; without --data the "
+                         "JSON goes to stdout.")
     outputs = run_saved_model(
         args.export_dir, signature=args.signature, image_paths=args.image or (), texts=args.text or ()
     )
     print(json.dumps(outputs))
+    return 0
+
+
+def _predict_manifest(args):
+    """``mmzoo predict EXPORT --data MANIFEST``: a JSON line per row, to stdout or written whole to --out."""
+    from mmzoo.data import read_manifest
+    from mmzoo.export.predict import run_saved_model_on_records
+    from mmzoo.files import write_then_rename
+
+    if args.out and os.path.exists(args.out) and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists.")
+    records = read_manifest(args.data, skip_bad=args.skip_bad, columns=args.columns)
+    rows = run_saved_model_on_records(args.export_dir, records, signature=args.signature, batch_size=args.batch_size)
+    if not args.out:
+        for row in rows:
+            print(json.dumps(row), flush=True)
+        return 0
+    written = []
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+                written.append(row["row"])
+
+    write_then_rename(args.out, write)  # a failing row leaves no --out file, nor an old one half replaced
+    print(f"wrote {len(written)} predictions to {args.out}")
     return 0
 
 
@@ -550,6 +584,17 @@ def _add_predict_parser(subparsers):
     p.add_argument("--signature", default="serving_default", help="signature to run")
     p.add_argument("--image", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
     p.add_argument("--text", nargs="+", help="texts (questions, captions), one per image")
+    p.add_argument("--data", metavar="MANIFEST",
+                   help="run every row of a manifest instead of --image/--text: one JSON line per row, its row "
+                        "number, image, text and outputs (a row without a text gives its first caption)")
+    p.add_argument("--columns", metavar="NAME=COLUMN,...",
+                   help="with --data: the manifest's names for mmzoo's columns, e.g. image=filepath,text=title "
+                        "(default: image, text, label, caption)")
+    p.add_argument("--batch-size", type=int, default=64, help="with --data: rows per call of the signature")
+    p.add_argument("--skip-bad", action="store_true", help="with --data: skip bad rows of the manifest, reported")
+    p.add_argument("--out", metavar="FILE",
+                   help="with --data: write the JSON lines to FILE, whole or not at all (default: stdout)")
+    p.add_argument("--overwrite", action="store_true", help="with --out: replace an existing FILE")
 
 
 def _add_serve_config_parser(subparsers):

@@ -14,7 +14,7 @@ signatures (``tf_example``, ``classify``, ``regress``: ``mmzoo.export.examples``
 """
 
 from mmzoo.export.graph_check import UnservableGraphError, check_serving_graph
-from mmzoo.export.predict import resolve_export_dir, run_saved_model
+from mmzoo.export.predict import resolve_export_dir, run_saved_model, run_saved_model_on_records
 from mmzoo.export.saved_model import METADATA_FILENAME, export_saved_model, list_versions
 from mmzoo.export.serving_config import find_models, write_batching_config, write_models_config
 from mmzoo.export.signatures import build_export_archive, serving_endpoints
@@ -34,6 +34,7 @@ __all__ = [
     "replay_warmup_requests",
     "resolve_export_dir",
     "run_saved_model",
+    "run_saved_model_on_records",
     "serving_endpoints",
     "write_batching_config",
     "write_models_config",

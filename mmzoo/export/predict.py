@@ -7,6 +7,9 @@ JSON-serialisable outputs::
     from mmzoo.export import run_saved_model
     run_saved_model("saved_models/concat_classifier", image_paths=["cat.jpg"], texts=["a cat"])
     # {"scores": [[...]], "class_ids": [3], "classes": ["cat"]}
+
+``run_saved_model_on_records`` (``mmzoo predict --data``) runs a manifest's rows
+in batches and yields one dict per row.
 """
 
 from __future__ import annotations
@@ -53,27 +56,98 @@ def run_saved_model(export_dir, signature="serving_default", image_paths=(), tex
     ``inputs``: extra named inputs (arrays) for other signatures, e.g.
     ``preprocessed``. Returns ``{output_name: nested lists}`` (strings decoded).
     """
+    _, fn = _load_signature(export_dir, signature)
+    given = dict(inputs or {})
+    if image_paths:
+        given.setdefault("image_bytes", [_read(path) for path in image_paths])
+    if texts:
+        given.setdefault("text", [str(t) for t in texts])
+    outputs = _run(fn, signature, given, list(image_paths))
+    return {key: _jsonable(value.numpy()) for key, value in sorted(outputs.items())}
+
+
+def run_saved_model_on_records(export_dir, records, signature="serving_default", batch_size: int = 64):
+    """Yield one dict per record: ``signature`` run on its image and text, in batches.
+
+    ``records``: a manifest's ``Record`` list (``mmzoo.data.read_manifest``). A
+    signature that reads text gets each record's ``text``, or its first caption
+    when it has no text (a captions manifest, for a matcher's pair score). Each
+    dict holds the record's ``row`` (its 0-based position), its ``image`` (the
+    path, when it is a file), its ``text`` when the signature reads one, and
+    that row of every output (strings decoded).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1. Received: batch_size={batch_size}")
+    _loaded, fn = _load_signature(export_dir, signature)  # `_loaded` holds the variables `fn` reads
+    specs = fn.structured_input_signature[1]
+    unknown = sorted(set(specs) - {"image_bytes", "text"})
+    if unknown:
+        raise ValueError(f"Signature {signature!r} needs inputs {sorted(specs)}: a manifest gives image_bytes and "
+                         f"text only. Received: signature={signature!r}")
+    records = list(records)
+    for start in range(0, len(records), batch_size):
+        batch = records[start:start + batch_size]
+        given, where = {}, [_where(r) for r in batch]
+        if "image_bytes" in specs:
+            given["image_bytes"] = [bytes(r.image) if r.has_image_bytes else _read(r.image, r.source) for r in batch]
+        if "text" in specs:
+            given["text"] = [_record_text(r) for r in batch]
+        outputs = {key: _jsonable(value.numpy()) for key, value in sorted(_run(fn, signature, given, where).items())}
+        for i, record in enumerate(batch):
+            row = {"row": start + i}
+            if not record.has_image_bytes:
+                row["image"] = record.image
+            if "text" in specs:
+                row["text"] = given["text"][i]
+            for key, values in outputs.items():
+                if len(values) != len(batch):
+                    raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example "
+                                     f"({len(values)} rows for a batch of {len(batch)})")
+                row[key] = values[i]
+            yield row
+
+
+def _load_signature(export_dir, signature):
+    """``(loaded SavedModel, its signature function)``: keep the first alive while calling the second."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops)
 
-    export_dir = resolve_export_dir(export_dir)
-    loaded = tf.saved_model.load(export_dir)
+    loaded = tf.saved_model.load(resolve_export_dir(export_dir))
     if signature not in loaded.signatures:
         raise ValueError(
             f"Unknown signature. Available: {sorted(loaded.signatures)}. Received: signature={signature!r}"
         )
-    fn = loaded.signatures[signature]
+    return loaded, loaded.signatures[signature]
+
+
+def _read(path, source=None):
+    try:
+        with open(os.fspath(path), "rb") as f:
+            return f.read()
+    except OSError as e:
+        where = f"{source}: " if source and source != path else ""
+        raise FileNotFoundError(f"{where}Cannot read image file {os.fspath(path)!r}: {e.strerror}") from None
+
+
+def _where(record):
+    """A record in an error message: its manifest line and image file (``manifest.jsonl line 3 (cat.png)``)."""
+    if record.has_image_bytes or record.source == record.image:
+        return record.source
+    return f"{record.source} ({record.image})"
+
+
+def _record_text(record):
+    text = record.text if record.text else (record.captions[0] if record.captions else None)
+    if not text:
+        raise ValueError(f"{record.source}: the signature reads text, and this row has neither a text nor a caption")
+    return text
+
+
+def _run(fn, signature, given, image_paths):
+    """``fn`` on the named inputs ``given``; an image's failure is the graph's sentence naming its file."""
+    import tensorflow as tf
+
     specs = fn.structured_input_signature[1]
-    feed = {}
-    given = dict(inputs or {})
-    if image_paths:
-        images = []
-        for path in image_paths:
-            with open(os.fspath(path), "rb") as f:
-                images.append(f.read())
-        given.setdefault("image_bytes", images)
-    if texts:
-        given.setdefault("text", [str(t) for t in texts])
     missing = sorted(set(specs) - set(given))
     if missing:
         flags = {"image_bytes": "--image PATH", "text": "--text STR"}
@@ -82,10 +156,9 @@ def run_saved_model(export_dir, signature="serving_default", image_paths=(), tex
             f"Signature {signature!r} needs inputs {sorted(specs)}; missing {missing} ({hint}). "
             f"Received inputs: {sorted(given)}"
         )
-    for key, spec in specs.items():
-        feed[key] = tf.constant(given[key], dtype=spec.dtype)
+    feed = {key: tf.constant(given[key], dtype=spec.dtype) for key, spec in specs.items()}
     try:
-        outputs = fn(**feed)
+        return fn(**feed)
     except tf.errors.InvalidArgumentError as e:
         # The graph's assertion, as the sentence it was written with (not "Graph
         # execution error: Detected at node ..."), naming the image file it is about.
@@ -94,7 +167,6 @@ def run_saved_model(export_dir, signature="serving_default", image_paths=(), tex
         if culprit is not None:
             message = f"{os.fspath(culprit)}: {message}"
         raise tf.errors.InvalidArgumentError(e.node_def, e.op, message) from None
-    return {key: _jsonable(value.numpy()) for key, value in sorted(outputs.items())}
 
 
 def _failing_image(fn, specs, feed, image_paths):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmzoo.export import resolve_export_dir, run_saved_model
+from mmzoo.data import read_manifest
+from mmzoo.data.records import Record
+from mmzoo.export import resolve_export_dir, run_saved_model, run_saved_model_on_records
 from tests.export.tiny_models import LABELS, random_images
 
 
@@ -43,6 +45,82 @@ def test_clear_errors(classifier_export, image_files, tmp_path):
         run_saved_model(version_dir, signature="beam_search", image_paths=image_files)
     with pytest.raises(FileNotFoundError, match="No SavedModel"):
         resolve_export_dir(tmp_path)
+
+
+# ------------------------------------------------------------ a manifest, row by row
+TEXTS = ["a red circle", "blue square", "what color is it", "green", "a small yellow triangle"]
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    """Five rows (images/0.png .. 4.png with a text each); the third image is not an image when ``bad``."""
+    (tmp_path / "images").mkdir()
+    rows = []
+    for i, data in enumerate(random_images(len(TEXTS), seed=5)):
+        (tmp_path / "images" / f"{i}.png").write_bytes(data)
+        rows.append(json.dumps({"image": f"images/{i}.png", "text": TEXTS[i], "label": LABELS[i % 3]}))
+    path = tmp_path / "manifest.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_a_manifest_runs_row_by_row_in_batches_as_one_call_would(classifier_export, manifest):
+    version_dir = classifier_export[1]
+    records = read_manifest(manifest)
+    rows = list(run_saved_model_on_records(os.path.dirname(version_dir), records, batch_size=2))  # 2, 2 and 1
+    whole = run_saved_model(version_dir, image_paths=[r.image for r in records], texts=TEXTS)
+    assert [r["row"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["image"] for r in rows] == [r.image for r in records] and [r["text"] for r in rows] == TEXTS
+    np.testing.assert_allclose([r["scores"] for r in rows], whole["scores"], atol=1e-5)
+    assert [r["classes"] for r in rows] == whole["classes"] and [r["class_ids"] for r in rows] == whole["class_ids"]
+    json.dumps(rows)
+
+
+def test_a_row_without_text_gives_its_first_caption_or_a_clear_error(matcher_export, manifest):
+    version_dir = matcher_export[1]
+    image = read_manifest(manifest)[0].image
+    captions = [Record(image=image, captions=["a red circle", "a circle"]), Record(image=image, text="blue")]
+    rows = list(run_saved_model_on_records(version_dir, captions))
+    assert [r["text"] for r in rows] == ["a red circle", "blue"]
+    whole = run_saved_model(version_dir, image_paths=[image, image], texts=["a red circle", "blue"])
+    np.testing.assert_allclose([r["score"] for r in rows], whole["score"], atol=1e-5)
+    # A signature without text: no text in the rows.
+    assert "text" not in next(run_saved_model_on_records(version_dir, captions, signature="embed_image"))
+    with pytest.raises(ValueError, match=r"^m.jsonl line 2: the signature reads text, and this row has neither"):
+        list(run_saved_model_on_records(version_dir, [captions[1], Record(image=image, source="m.jsonl line 2")]))
+    with pytest.raises(ValueError, match="a manifest gives image_bytes and text only"):
+        next(run_saved_model_on_records(version_dir, captions, signature="preprocessed"))
+
+
+def test_mmzoo_predict_data_writes_every_row_whole_or_nothing(classifier_export, manifest, tmp_path, capsys):
+    from mmzoo.cli import main
+
+    version_dir, out = classifier_export[1], tmp_path / "predictions.jsonl"
+    assert main(["predict", version_dir, "--data", manifest, "--batch-size", "3"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["row"] for r in printed] == [0, 1, 2, 3, 4]
+
+    assert main(["predict", version_dir, "--data", manifest, "--batch-size", "3", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote 5 predictions to {out}"
+    assert [json.loads(line) for line in out.read_text().splitlines()] == printed
+    assert main(["predict", version_dir, "--data", manifest, "--out", str(out)]) == 2
+    assert "exists. Pass --overwrite to replace it." in capsys.readouterr().err
+
+    # The third image is broken: the error names its manifest line and file, and the old file stays whole.
+    bad = os.path.join(os.path.dirname(manifest), "images", "2.png")
+    with open(bad, "wb") as f:
+        f.write(b"not an image")
+    before = out.read_text()
+    assert main(["predict", version_dir, "--data", manifest, "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"mmzoo predict: error: {manifest} line 3 ({bad}): Cannot decode image: the bytes are not a "
+                   "JPEG, PNG, GIF or BMP file (12 bytes, starting with bytes 6e 6f 74 20 61 6e 20 69).")
+    assert out.read_text() == before and sorted(os.listdir(tmp_path)) == ["images", "manifest.jsonl", out.name]
+
+    assert main(["predict", version_dir, "--data", manifest, "--text", "x"]) == 2
+    assert "give it without --image and --text" in capsys.readouterr().err
+    assert main(["predict", version_dir, "--text", "x", "--out", str(out)]) == 2
+    assert "one line per row of --data MANIFEST" in capsys.readouterr().err
 
 
 def _cli(*args):
