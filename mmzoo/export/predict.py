@@ -56,7 +56,7 @@ def run_saved_model(export_dir, signature="serving_default", image_paths=(), tex
     ``inputs``: extra named inputs (arrays) for other signatures, e.g.
     ``preprocessed``. Returns ``{output_name: nested lists}`` (strings decoded).
     """
-    _, fn = _load_signature(export_dir, signature)
+    _loaded, fn = _load_signature(export_dir, signature)  # `_loaded` holds the variables `fn` reads
     given = dict(inputs or {})
     if image_paths:
         given.setdefault("image_bytes", [_read(path) for path in image_paths])
