@@ -8,12 +8,13 @@ import os
 def write_then_rename(path, write, suffix=".tmp"):
     """``write(path + suffix)``, then rename it to ``path`` (atomic): a process killed midway leaves
     the old ``path`` or the new one, never half a file, and a server reading ``path`` sees one or
-    the other; a ``write`` that raises leaves no temporary file. ``suffix`` keeps the extension Keras' savers require (``.weights.h5``, ``.keras``)."""
+    the other; a ``write`` that raises leaves no temporary file behind. ``suffix`` keeps the
+    extension Keras' savers require (``.weights.h5``, ``.keras``)."""
     tmp = path + suffix
     try:
         write(tmp)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.isfile(tmp):
             os.remove(tmp)  # what failed midway leaves nothing behind
         raise
     os.replace(tmp, path)
