@@ -303,7 +303,7 @@ def _predict_manifest(args):
         with open(tmp, "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
-                written.append(row["row"])
+                written.append(row["source"])
 
     write_then_rename(args.out, write)  # a failing row leaves no --out file, nor an old one half replaced
     print(f"wrote {len(written)} predictions to {args.out}")
@@ -585,8 +585,9 @@ def _add_predict_parser(subparsers):
     p.add_argument("--image", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
     p.add_argument("--text", nargs="+", help="texts (questions, captions), one per image")
     p.add_argument("--data", metavar="MANIFEST",
-                   help="run every row of a manifest instead of --image/--text: one JSON line per row, its row "
-                        "number, image, text and outputs (a row without a text gives its first caption)")
+                   help="run every row of a manifest instead of --image/--text: one JSON line per row, its source "
+                        "(the manifest's file and line), image, text and outputs (a row without a text gives its "
+                        "first caption)")
     p.add_argument("--columns", metavar="NAME=COLUMN,...",
                    help="with --data: the manifest's names for mmzoo's columns, e.g. image=filepath,text=title "
                         "(default: image, text, label, caption)")

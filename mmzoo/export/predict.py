@@ -72,9 +72,10 @@ def run_saved_model_on_records(export_dir, records, signature="serving_default",
     ``records``: a manifest's ``Record`` list (``mmzoo.data.read_manifest``). A
     signature that reads text gets each record's ``text``, or its first caption
     when it has no text (a captions manifest, for a matcher's pair score). Each
-    dict holds the record's ``row`` (its 0-based position), its ``image`` (the
-    path, when it is a file), its ``text`` when the signature reads one, and
-    that row of every output (strings decoded).
+    dict holds the record's ``source`` (``manifest.jsonl line 3``: which row of
+    the file it is, also when rows were skipped), its ``image`` (the path, when
+    it is a file), its ``text`` when the signature reads one, and that row of
+    every output (strings decoded).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1. Received: batch_size={batch_size}")
@@ -94,7 +95,7 @@ def run_saved_model_on_records(export_dir, records, signature="serving_default",
             given["text"] = [_record_text(r) for r in batch]
         outputs = {key: _jsonable(value.numpy()) for key, value in sorted(_run(fn, signature, given, where).items())}
         for i, record in enumerate(batch):
-            row = {"row": start + i}
+            row = {"source": record.source}
             if not record.has_image_bytes:
                 row["image"] = record.image
             if "text" in specs:

@@ -69,11 +69,21 @@ def test_a_manifest_runs_row_by_row_in_batches_as_one_call_would(classifier_expo
     records = read_manifest(manifest)
     rows = list(run_saved_model_on_records(os.path.dirname(version_dir), records, batch_size=2))  # 2, 2 and 1
     whole = run_saved_model(version_dir, image_paths=[r.image for r in records], texts=TEXTS)
-    assert [r["row"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["source"] for r in rows] == [f"{manifest} line {n}" for n in range(1, 6)]
     assert [r["image"] for r in rows] == [r.image for r in records] and [r["text"] for r in rows] == TEXTS
     np.testing.assert_allclose([r["scores"] for r in rows], whole["scores"], atol=1e-5)
     assert [r["classes"] for r in rows] == whole["classes"] and [r["class_ids"] for r in rows] == whole["class_ids"]
     json.dumps(rows)
+
+
+def test_skipped_rows_keep_every_prediction_named_by_its_manifest_line(classifier_export, manifest, capsys):
+    from mmzoo.cli import main
+
+    os.remove(os.path.join(os.path.dirname(manifest), "images", "1.png"))
+    assert main(["predict", classifier_export[1], "--data", manifest, "--skip-bad"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["source"] for r in printed] == [f"{manifest} line {n}" for n in (1, 3, 4, 5)]
+    assert [r["text"] for r in printed] == [TEXTS[i] for i in (0, 2, 3, 4)]
 
 
 def test_a_row_without_text_gives_its_first_caption_or_a_clear_error(matcher_export, manifest):
@@ -98,7 +108,7 @@ def test_mmzoo_predict_data_writes_every_row_whole_or_nothing(classifier_export,
     version_dir, out = classifier_export[1], tmp_path / "predictions.jsonl"
     assert main(["predict", version_dir, "--data", manifest, "--batch-size", "3"]) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["row"] for r in printed] == [0, 1, 2, 3, 4]
+    assert [r["source"] for r in printed] == [f"{manifest} line {n}" for n in range(1, 6)]
 
     assert main(["predict", version_dir, "--data", manifest, "--batch-size", "3", "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == f"wrote 5 predictions to {out}"
