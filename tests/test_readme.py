@@ -270,6 +270,10 @@ def test_readme_runs_as_pasted(tmp_path):
     for name in ("gated_classifier", "dual_encoder", "transformer_captioner"):
         assert (work / "saved_models" / name / "1" / "saved_model.pb").is_file(), name
     assert (work / "saved_models" / "models.config").is_file()
+    # `mmzoo predict --data`: the export's answer for each of the 100 test rows, named by its manifest line.
+    rows = [json.loads(line) for line in (work / "predictions.jsonl").read_text().splitlines()]
+    assert [r["source"].rsplit(" ", 1)[-1] for r in rows] == [str(n) for n in range(1, 101)]
+    assert all(r["class_ids"] == max(range(len(r["scores"])), key=r["scores"].__getitem__) for r in rows)
 
 
 QUICK_DEMO = "mmzoo demo --quick --out demo"
