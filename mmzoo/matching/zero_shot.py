@@ -12,15 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mmzoo.evaluation.forward import forward_for
-
 DEFAULT_TEMPLATES = ("a photo of a {}",)
-
-
-def _embed_in_batches(fn, values, batch_size):
-    fn = forward_for(fn, values, num_batches=-(-len(values) // batch_size))
-    chunks = [np.asarray(fn(values[i : i + batch_size])) for i in range(0, len(values), batch_size)]
-    return np.concatenate(chunks, axis=0)
 
 
 def class_embeddings(
@@ -40,7 +32,8 @@ def class_embeddings(
         )
     prompts = [t.format(c) for c in class_names for t in templates]
     token_ids = np.asarray(dual_encoder.tokenizer(np.array(prompts, dtype=object)))
-    embeddings = _embed_in_batches(lambda t: dual_encoder.embed_text(t), token_ids, batch_size)
+    # The encoders' predict, as evaluate_matcher embeds (batched, traced once per model and reused).
+    embeddings = np.asarray(dual_encoder.text_encoder.predict(token_ids, batch_size=batch_size, verbose=0))
     embeddings = embeddings.reshape(len(class_names), len(templates), -1).mean(axis=1)
     norms = np.maximum(np.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-12)
     return (embeddings / norms).astype(np.float32)
@@ -83,7 +76,7 @@ def zero_shot_classify(
         pixels = images.astype(np.float32)
     else:
         pixels = np.asarray(dual_encoder.image_preprocessor(images))
-    image_embeddings = _embed_in_batches(lambda x: dual_encoder.embed_image(x), pixels, batch_size)
+    image_embeddings = np.asarray(dual_encoder.image_encoder.predict(pixels, batch_size=batch_size, verbose=0))
     scale = float(np.asarray(dual_encoder.logit_scale.scale()))
     logits = scale * (image_embeddings @ texts.T)
     logits -= logits.max(axis=1, keepdims=True)
