@@ -12,10 +12,7 @@ from mmzoo.metrics.classification import classification_metrics
 def predict_records(model, records, batch_size: int = 64):
     """Run ``model`` over ``records``; returns ``(y_true, scores)`` as numpy."""
     ds = make_dataset(records, model, batch_size=batch_size, training=False)
-    num_batches = int(ds.cardinality())  # negative when unknown: traced
-    if num_batches < 0:
-        num_batches = float("inf")
-    forward = forward_for(lambda x: model(x, training=False)["scores"], ds.element_spec[0], num_batches)
+    forward = forward_for(lambda x: model(x, training=False)["scores"], ds.element_spec[0], int(ds.cardinality()))
     ys, scores = [], []
     for batch in ds:
         x, y = batch[0], batch[1]

@@ -22,5 +22,6 @@ def traced_forward(fn, like):
 
 
 def forward_for(fn, like, num_batches: int):
-    """``fn`` to call on ``num_batches`` batches: as it is (eager) for up to ``EAGER_BATCHES``, else traced."""
-    return fn if num_batches <= EAGER_BATCHES else traced_forward(fn, like)
+    """``fn`` to call on ``num_batches`` batches: as it is (eager) for up to ``EAGER_BATCHES``, else
+    traced. A negative ``num_batches`` (a dataset's unknown cardinality) is taken as many: traced."""
+    return fn if 0 <= num_batches <= EAGER_BATCHES else traced_forward(fn, like)

@@ -42,6 +42,7 @@ def test_forward_for_keeps_fn_for_a_few_batches_and_traces_it_for_more():
 
     values = np.ones((4, 3), np.float32)
     assert forward_for(fn, values, EAGER_BATCHES) is fn
+    assert isinstance(forward_for(fn, values, -2), tf.types.experimental.PolymorphicFunction)  # unknown: traced
     traced = forward_for(fn, values, EAGER_BATCHES + 1)
     assert isinstance(traced, tf.types.experimental.PolymorphicFunction)
     np.testing.assert_allclose(np.asarray(traced(values)), 2.0 * values)
