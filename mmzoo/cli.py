@@ -297,16 +297,17 @@ def _predict_manifest(args):
         for row in rows:
             print(json.dumps(row), flush=True)
         return 0
-    written = []
+    written = 0
 
     def write(tmp):
+        nonlocal written
         with open(tmp, "w") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
-                written.append(row["source"])
+                written += 1
 
     write_then_rename(args.out, write)  # a failing row leaves no --out file, nor an old one half replaced
-    print(f"wrote {len(written)} predictions to {args.out}")
+    print(f"wrote {written} predictions to {args.out}")
     return 0
 
 
@@ -493,15 +494,17 @@ def _add_train_data_and_output_args(p):
                    help="print the result as one JSON line at the end instead of the summary (default: summary)")
 
 
+COLUMNS_HELP = ("the manifest's names for mmzoo's columns, e.g. image=filepath,text=title (default: image, text, "
+                "label, caption)")
+
+
 def _add_evaluate_parser(subparsers):
     p = _command(subparsers, "evaluate", _cmd_evaluate,
                  help="evaluate a .keras model on a manifest: each metric beside its chance level, "
                       "then the metrics as JSON (the last line)")
     p.add_argument("model", help="a .keras file (e.g. runs/NAME/model.keras)")
     p.add_argument("--data", required=True, help="manifest to evaluate on (required)")
-    p.add_argument("--columns", metavar="NAME=COLUMN,...",
-                   help="the manifest's names for mmzoo's columns, e.g. image=filepath,text=title (default: "
-                        "image, text, label, caption)")
+    p.add_argument("--columns", metavar="NAME=COLUMN,...", help=COLUMNS_HELP)
     p.add_argument("--batch-size", type=int, default=64, help="evaluation batch")
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows and images and report them")
     _add_evaluate_matching_args(p)
@@ -588,9 +591,7 @@ def _add_predict_parser(subparsers):
                    help="run every row of a manifest instead of --image/--text: one JSON line per row, its source "
                         "(the manifest's file and line), image, text and outputs (a row without a text gives its "
                         "first caption)")
-    p.add_argument("--columns", metavar="NAME=COLUMN,...",
-                   help="with --data: the manifest's names for mmzoo's columns, e.g. image=filepath,text=title "
-                        "(default: image, text, label, caption)")
+    p.add_argument("--columns", metavar="NAME=COLUMN,...", help="with --data: " + COLUMNS_HELP)
     p.add_argument("--batch-size", type=int, default=64, help="with --data: rows per call of the signature")
     p.add_argument("--skip-bad", action="store_true", help="with --data: skip bad rows of the manifest, reported")
     p.add_argument("--out", metavar="FILE",

@@ -94,17 +94,17 @@ def run_saved_model_on_records(export_dir, records, signature="serving_default",
         if "text" in specs:
             given["text"] = [_record_text(r) for r in batch]
         outputs = {key: _jsonable(value.numpy()) for key, value in sorted(_run(fn, signature, given, where).items())}
+        for key, values in outputs.items():
+            if len(values) != len(batch):
+                raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example "
+                                 f"({len(values)} rows for a batch of {len(batch)})")
         for i, record in enumerate(batch):
             row = {"source": record.source}
             if not record.has_image_bytes:
                 row["image"] = record.image
             if "text" in specs:
                 row["text"] = given["text"][i]
-            for key, values in outputs.items():
-                if len(values) != len(batch):
-                    raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example "
-                                     f"({len(values)} rows for a batch of {len(batch)})")
-                row[key] = values[i]
+            row.update((key, values[i]) for key, values in outputs.items())
             yield row
 
 
