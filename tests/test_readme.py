@@ -1,27 +1,32 @@
-"""README.md runs as pasted, stays short, and its links (and docs/'s) resolve.
+"""README.md and the docs/ pages run as pasted, the README stays short, and their links resolve.
 
-The convention (README.md, "How to read this README"):
+The convention (README.md, "How to read this README"; the same for every docs/ page):
 
 * Every fenced block declares its language: ``python`` and ``bash`` blocks
   run, ``text`` blocks show output or layouts and never run.
-* The runnable blocks run in README order in one fresh, empty directory.
-  Each ``python`` block runs in a fresh namespace (it has its own imports
-  and names, so it can be pasted into a new ``python``); later blocks read
-  the files earlier blocks wrote. ``bash`` blocks run with ``bash -e -o
+* README.md's runnable blocks run in README order in one fresh, empty
+  directory. Each docs/ page's run in page order in a copy of the directory
+  the README's left (the pages say "the examples use the data the README
+  generates"), so a page can be read after the README and not after another
+  page. Each ``python`` block runs in a fresh namespace (it has its own
+  imports and names, so it can be pasted into a new ``python``); later blocks
+  read the files earlier blocks wrote. ``bash`` blocks run with ``bash -e -o
   pipefail`` and the venv's ``bin/`` first on ``PATH``.
-* A block directly below ``<!-- readme-test: skip (REASON) -->`` never runs
-  (installs, Docker, a running server); one below
-  ``<!-- readme-test: slow (REASON) -->`` runs only in the slow tier.
+* A block directly below ``<!-- doc-test: skip (REASON) -->`` never runs
+  (installs, Docker, a running server, a pretrained preset of yours); one
+  below ``<!-- doc-test: slow (REASON) -->`` runs only in the slow tier.
   Both need a reason.
 
-The default-tier test runs every other block in one Python process (so
-TensorFlow is imported once for the Python blocks) and fails on the first
-block that fails, naming its line in README.md. It took 196 s on a shared
-2-core machine under a load average of about 6 (90 s of CPU time, most of
-it starting TensorFlow in the `mmzoo` commands and tracing); the slow-tier
-test runs the slow block, `mmzoo demo --quick` (3m23s there), the only run
-of the quick demo in the test suite: tests/test_demo.py's checks of the
-demo's output are made on what that block printed.
+The default tier runs README.md's blocks and then every docs page's in one
+Python process (TensorFlow is imported once for the Python blocks), and
+reports each page as its own test, naming the line of the block that failed;
+a failing README block stops the run (the pages start from its directory).
+The README's blocks took 196 s on a shared 2-core machine under a load
+average of about 6 (90 s of CPU time, most of it starting TensorFlow in the
+`mmzoo` commands and tracing). The slow-tier test runs the slow block,
+`mmzoo demo --quick` (3m23s there), the only run of the quick demo in the
+test suite: tests/test_demo.py's checks of the demo's output are made on what
+that block printed.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,7 +49,7 @@ RUNNABLE = ("python", "bash")
 LANGUAGES = RUNNABLE + ("text",)
 
 _FENCE = re.compile(r"^(```+)\s*([^\s`]*)\s*$")
-_MARKER = re.compile(r"^<!--\s*readme-test:\s*(\w+)\s*(?:\((.*)\))?\s*-->\s*$")
+_MARKER = re.compile(r"^<!--\s*doc-test:\s*(\w+)\s*(?:\((.*)\))?\s*-->\s*$")
 
 
 @dataclasses.dataclass
@@ -58,7 +62,7 @@ class Block:
 
 
 def readme_blocks(text: str) -> list[Block]:
-    """The fenced blocks of ``text`` in order, with their readme-test markers."""
+    """The fenced blocks of ``text`` in order, with their doc-test markers."""
     lines = text.splitlines()
     blocks, i = [], 0
     while i < len(lines):
@@ -82,22 +86,29 @@ def readme_blocks(text: str) -> list[Block]:
     return blocks
 
 
-def test_readme_blocks_follow_the_convention():
-    blocks = readme_blocks(README.read_text())
-    assert sum(b.language in RUNNABLE and b.mode == "run" for b in blocks) >= 8, "the README lost its examples"
+def _all_pages():
+    return [README] + sorted(DOCS.glob("*.md"))
+
+
+@pytest.mark.parametrize("page", _all_pages(), ids=lambda p: p.name)
+def test_blocks_follow_the_convention(page):
+    text = page.read_text()
+    blocks = readme_blocks(text)
+    if page == README:
+        assert sum(b.language in RUNNABLE and b.mode == "run" for b in blocks) >= 8, "the README lost its examples"
     for b in blocks:
-        where = f"README.md:{b.line}"
+        where = f"{page.relative_to(REPO)}:{b.line}"
         assert b.language in LANGUAGES, f"{where}: fence language must be one of {LANGUAGES}, got {b.language!r}"
-        assert b.mode in ("run", "skip", "slow"), f"{where}: unknown readme-test mode {b.mode!r}"
+        assert b.mode in ("run", "skip", "slow"), f"{where}: unknown doc-test mode {b.mode!r}"
         if b.mode != "run":
-            assert b.reason, f"{where}: a readme-test {b.mode} marker needs a reason in parentheses"
-            assert b.language in RUNNABLE, f"{where}: only python/bash blocks take a readme-test marker"
+            assert b.reason, f"{where}: a doc-test {b.mode} marker needs a reason in parentheses"
+            assert b.language in RUNNABLE, f"{where}: only python/bash blocks take a doc-test marker"
     # A marker that is not directly above a fence would silently mark nothing.
-    lines = README.read_text().splitlines()
+    lines = text.splitlines()
     for n, line in enumerate(lines):
         if _MARKER.match(line.strip()):
             assert n + 1 < len(lines) and _FENCE.match(lines[n + 1]), (
-                f"README.md:{n + 1}: a readme-test marker must be directly above a code fence"
+                f"{page.relative_to(REPO)}:{n + 1}: a doc-test marker must be directly above a code fence"
             )
 
 
@@ -139,14 +150,10 @@ def _markdown_links(path: Path):
             yield n, match.group(1) or match.group(2)
 
 
-def _pages():
-    return [README] + sorted(DOCS.glob("*.md"))
-
-
 def test_relative_links_point_to_existing_files():
     assert DOCS.is_dir() and list(DOCS.glob("*.md")), "docs/ holds the depth the README links to"
     broken, checked = [], 0
-    for page in _pages():
+    for page in _all_pages():
         for n, target in _markdown_links(page):
             if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
                 continue
@@ -200,72 +207,135 @@ def python_warnings(text: str) -> list[str]:
     return PYTHON_WARNING.findall(text)
 
 
-_DRIVER = r'''
-import json, os, subprocess, sys, time, traceback
+_DRIVER = r"""
+import json, os, shutil, subprocess, sys, time, traceback
 
-readme, blocks = sys.argv[1], json.load(open(sys.argv[2]))
-for b in blocks:
-    print(f"=== README.md:{b['line']} ({b['language']}) starts", flush=True)
-    start = time.time()
-    if b["language"] == "python":
-        # Padding keeps README.md's line numbers in tracebacks.
-        source = "\n" * (b["line"] - 1) + b["code"]
-        try:
-            exec(compile(source, readme, "exec"), {"__name__": "__main__"})
-            ok = True
-        except BaseException:
-            traceback.print_exc()
-            ok = False
-        sys.stdout.flush(); sys.stderr.flush()
+for page in json.load(open(sys.argv[1])):
+    name = page["name"]
+    if page["copy_from"]:
+        shutil.copytree(page["copy_from"], page["dir"], symlinks=True)
     else:
-        ok = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", b["code"]]).returncode == 0
-    if not ok:
-        print(f"README_BLOCK_FAILED {b['line']}", flush=True)
-        sys.exit(1)
-    print(f"=== README.md:{b['line']} ok ({time.time() - start:.1f}s)", flush=True)
-print("README_ALL_BLOCKS_OK", flush=True)
-'''
+        os.makedirs(page["dir"])
+    os.chdir(page["dir"])
+    for b in page["blocks"]:
+        print(f"=== {name}:{b['line']} ({b['language']}) starts", flush=True)
+        start = time.time()
+        if b["language"] == "python":
+            # Padding keeps the page's line numbers in tracebacks.
+            source = "\n" * (b["line"] - 1) + b["code"]
+            try:
+                exec(compile(source, page["path"], "exec"), {"__name__": "__main__"})
+                ok = True
+            except BaseException:
+                traceback.print_exc()
+                ok = False
+            sys.stdout.flush(); sys.stderr.flush()
+        else:
+            ok = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", b["code"]]).returncode == 0
+        if not ok:
+            print(f"BLOCK_FAILED {name}:{b['line']}", flush=True)
+            if page["copy_from"] is None:
+                sys.exit(1)  # the pages after it start from this one's directory
+            break
+        print(f"=== {name}:{b['line']} ok ({time.time() - start:.1f}s)", flush=True)
+    else:
+        print(f"PAGE_OK {name}", flush=True)
+print("ALL_PAGES_RAN", flush=True)
+"""
 
 
-def _run_readme(tmp_path, modes, timeout):
-    blocks = [b for b in readme_blocks(README.read_text()) if b.language in RUNNABLE and b.mode in modes]
-    work = tmp_path / "fresh"
-    work.mkdir()
-    (tmp_path / "blocks.json").write_text(json.dumps([dataclasses.asdict(b) for b in blocks]))
+@dataclasses.dataclass
+class PageRun:
+    """What the driver printed for one page, and the directory its blocks ran in."""
+
+    name: str
+    dir: Path
+    blocks: list
+    output: str = ""
+    ok: bool = False
+    failed_line: str = ""
+
+    def check(self):
+        if not self.output:
+            pytest.fail(f"{self.name}: its blocks did not run (a page before it failed)")
+        if not self.ok:
+            where = self.failed_line or "?"
+            pytest.fail(f"{self.name}:{where}: the block failed when run as pasted, in order "
+                        f"({self.dir.name}/):\n{self.output[-6000:]}")
+        timings = re.findall(rf"=== {re.escape(self.name)}:(\d+) ok \(([\d.]+)s\)", self.output)
+        assert len(timings) == len(self.blocks), self.output[-3000:]
+        # What a person pasting the page sees holds no Python warning (Keras' or mmzoo's).
+        assert not python_warnings(self.output), self.output[-6000:]
+        print(f"{self.name}: {len(self.blocks)} blocks: " + ", ".join(f"{line}: {t}s" for line, t in timings))
+
+
+def _runnable(path: Path, modes) -> list[Block]:
+    return [b for b in readme_blocks(path.read_text()) if b.language in RUNNABLE and b.mode in modes]
+
+
+def run_pages(tmp_path, pages, timeout) -> dict[str, PageRun]:
+    """Run each page's blocks in one Python process (TensorFlow is imported once for the Python blocks).
+
+    ``pages``: ``(path, modes)`` pairs; the first runs in a fresh, empty directory, each later one in a
+    copy of the directory the first left (so a docs page starts from what the README wrote). A failing
+    block ends its page; one of the first page ends the run."""
+    runs, plan = {}, []
+    for n, (path, modes) in enumerate(pages):
+        name = str(path.relative_to(REPO))
+        run = PageRun(name, tmp_path / ("fresh" if n == 0 else f"after_readme_{path.stem}"), _runnable(path, modes))
+        runs[name] = run
+        plan.append({"name": name, "path": str(path), "dir": str(run.dir),
+                     "copy_from": None if n == 0 else str(tmp_path / "fresh"),
+                     "blocks": [dataclasses.asdict(b) for b in run.blocks]})
+    (tmp_path / "pages.json").write_text(json.dumps(plan))
     (tmp_path / "driver.py").write_text(_DRIVER)
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("CUDA_VISIBLE_DEVICES", "-1")
     env.pop("PYTHONPATH", None)  # mmzoo comes from the installed package, as for a user
-    start = time.time()
     try:
-        proc = subprocess.run(
-            [sys.executable, str(tmp_path / "driver.py"), str(README), str(tmp_path / "blocks.json")],
-            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-        )
+        proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "pages.json")],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout)
+        out = proc.stdout
     except subprocess.TimeoutExpired as e:
         out = e.stdout or ""
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
-        started = re.findall(r"=== README.md:(\d+) \(\w+\) starts", out)
-        pytest.fail(f"README blocks ran past {timeout}s (last block started: README.md:{started[-1] if started else '?'})\n"
+        started = re.findall(r"=== (\S+:\d+) \(\w+\) starts", out)
+        pytest.fail(f"the blocks ran past {timeout}s (last block started: {started[-1] if started else '?'})\n"
                     + out[-4000:])
-    out = proc.stdout
-    failed = re.search(r"README_BLOCK_FAILED (\d+)", out)
-    if failed or proc.returncode != 0 or "README_ALL_BLOCKS_OK" not in out:
-        line = failed.group(1) if failed else "?"
-        pytest.fail(f"README.md block at line {line} failed when run in order in a fresh directory:\n{out[-6000:]}")
-    timings = re.findall(r"=== README.md:(\d+) ok \(([\d.]+)s\)", out)
-    assert len(timings) == len(blocks)
-    # What a person pasting the README sees holds no Python warning (Keras' or mmzoo's).
-    assert not python_warnings(out), out[-6000:]
-    print(f"{len(blocks)} README blocks ran in {time.time() - start:.0f}s: "
-          + ", ".join(f"{line}: {t}s" for line, t in timings))
-    return work, out
+    # Split the output at each page's first block.
+    starts = [(out.find(f"=== {name}:"), name) for name in runs]
+    starts = sorted((i, name) for i, name in starts if i >= 0)
+    for k, (i, name) in enumerate(starts):
+        run = runs[name]
+        run.output = out[i:starts[k + 1][0] if k + 1 < len(starts) else len(out)]
+        run.ok = f"PAGE_OK {name}" in run.output
+        failed = re.search(rf"BLOCK_FAILED {re.escape(name)}:(\d+)", run.output)
+        run.failed_line = failed.group(1) if failed else ""
+    if not starts:
+        pytest.fail(f"the driver ran no block (exit {proc.returncode}):\n{out[-4000:]}")
+    return runs
 
 
-def test_readme_runs_as_pasted(tmp_path):
-    work, out = _run_readme(tmp_path, modes=("run",), timeout=840)
+def docs_pages() -> list[Path]:
+    """The docs/ pages with blocks that run."""
+    return [p for p in sorted(DOCS.glob("*.md")) if _runnable(p, ("run",))]
+
+
+@pytest.fixture(scope="module")
+def pasted(tmp_path_factory):
+    """README.md's blocks in a fresh directory, then each docs/ page's in a copy of what they left."""
+    tmp = tmp_path_factory.mktemp("pasted")
+    return run_pages(tmp, [(README, ("run",))] + [(p, ("run",)) for p in docs_pages()], timeout=1500)
+
+
+@pytest.mark.timeout(1800)
+def test_readme_runs_as_pasted(pasted):
+    readme = pasted["README.md"]
+    readme.check()
+    work = readme.dir
     # What the blocks promise a person can check: versions 1 of each export, the serving config.
     for name in ("gated_classifier", "dual_encoder", "transformer_captioner"):
         assert (work / "saved_models" / name / "1" / "saved_model.pb").is_file(), name
@@ -274,6 +344,13 @@ def test_readme_runs_as_pasted(tmp_path):
     rows = [json.loads(line) for line in (work / "predictions.jsonl").read_text().splitlines()]
     assert [r["source"].rsplit(" ", 1)[-1] for r in rows] == [str(n) for n in range(1, 101)]
     assert all(r["class_ids"] == max(range(len(r["scores"])), key=r["scores"].__getitem__) for r in rows)
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("page", [p.stem for p in docs_pages()])
+def test_docs_page_runs_as_pasted_after_the_readme(pasted, page):
+    pasted["README.md"].check()
+    pasted[f"docs/{page}.md"].check()
 
 
 QUICK_DEMO = "mmzoo demo --quick --out demo"
@@ -300,7 +377,9 @@ def test_readme_runs_as_pasted_with_slow_blocks(tmp_path):
         "folder no other block reads")
     readers = [b.line for b in blocks if b.mode == "run" and re.search(r"(^|[\s'\"/])demo/", b.code)]
     assert not readers, f"README.md blocks at lines {readers} read the demo's folder: run every block in order here"
-    work, out = _run_readme(tmp_path, modes=("slow",), timeout=1200)
+    readme = run_pages(tmp_path, [(README, ("slow",))], timeout=1200)["README.md"]
+    readme.check()
+    work, out = readme.dir, readme.output
     assert sorted(p.name for p in work.iterdir()) == ["demo"], "the quick demo wrote outside its --out folder"
     line = demo[0].line
     printed = out[out.index(f"=== README.md:{line} (bash) starts"):out.index(f"=== README.md:{line} ok")]
