@@ -15,7 +15,12 @@ The convention (README.md, "How to read this README"; the same for every docs/ p
 * A block directly below ``<!-- doc-test: skip (REASON) -->`` never runs
   (installs, Docker, a running server, a pretrained preset of yours); one
   below ``<!-- doc-test: slow (REASON) -->`` runs only in the slow tier.
-  Both need a reason.
+  In a docs page, the block below ``<!-- doc-test: serve (REASON) -->`` (the
+  command that starts TF Serving on ``saved_models/``) is not run: the test
+  starts its stand-in for TF Serving (tests/serving/doubles.py) on the
+  documented ports, 8501 (REST) and 8500 (gRPC), serving every model under
+  ``saved_models/`` at its latest version, so the page's ``curl`` and client
+  blocks after it run against a real SavedModel. Each marker needs a reason.
 
 The default tier runs README.md's blocks and then every docs page's in one
 Python process (TensorFlow is imported once for the Python blocks), and
@@ -99,7 +104,10 @@ def test_blocks_follow_the_convention(page):
     for b in blocks:
         where = f"{page.relative_to(REPO)}:{b.line}"
         assert b.language in LANGUAGES, f"{where}: fence language must be one of {LANGUAGES}, got {b.language!r}"
-        assert b.mode in ("run", "skip", "slow"), f"{where}: unknown doc-test mode {b.mode!r}"
+        assert b.mode in ("run", "skip", "slow", "serve"), f"{where}: unknown doc-test mode {b.mode!r}"
+        if b.mode == "serve":
+            assert page != README and b.language == "bash" and "saved_models" in b.code, (
+                f"{where}: a serve block is a docs page's command that starts TF Serving on saved_models/")
         if b.mode != "run":
             assert b.reason, f"{where}: a doc-test {b.mode} marker needs a reason in parentheses"
             assert b.language in RUNNABLE, f"{where}: only python/bash blocks take a doc-test marker"
@@ -208,7 +216,25 @@ def python_warnings(text: str) -> list[str]:
 
 
 _DRIVER = r"""
-import json, os, shutil, subprocess, sys, time, traceback
+import importlib.util, json, os, shutil, subprocess, sys, time, traceback
+
+
+def serve(repo):
+    # In place of TF Serving (which cannot be installed here): the test suite's stand-in, on the
+    # documented ports, serving every model under saved_models/ at its latest version.
+    spec = importlib.util.spec_from_file_location("serving_doubles", os.path.join(repo, "tests", "serving", "doubles.py"))
+    doubles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doubles)
+    base = doubles.ServedBasePath("saved_models")
+    try:
+        doubles.RestDouble(base, lifetime=1200, port=8501).start()
+        doubles.GrpcDouble(base, lifetime=1200, port=8500).start()
+    except (OSError, RuntimeError) as error:
+        print(f"the TF Serving stand-in cannot listen on 8501 (REST) and 8500 (gRPC): {error}", flush=True)
+        return False
+    print("TF Serving stand-in: REST on localhost:8501, gRPC on localhost:8500, serving saved_models/", flush=True)
+    return True
+
 
 for page in json.load(open(sys.argv[1])):
     name = page["name"]
@@ -220,7 +246,9 @@ for page in json.load(open(sys.argv[1])):
     for b in page["blocks"]:
         print(f"=== {name}:{b['line']} ({b['language']}) starts", flush=True)
         start = time.time()
-        if b["language"] == "python":
+        if b["mode"] == "serve":
+            ok = serve(page["repo"])
+        elif b["language"] == "python":
             # Padding keeps the page's line numbers in tracebacks.
             source = "\n" * (b["line"] - 1) + b["code"]
             try:
@@ -284,7 +312,7 @@ def run_pages(tmp_path, pages, timeout) -> dict[str, PageRun]:
         name = str(path.relative_to(REPO))
         run = PageRun(name, tmp_path / ("fresh" if n == 0 else f"after_readme_{path.stem}"), _runnable(path, modes))
         runs[name] = run
-        plan.append({"name": name, "path": str(path), "dir": str(run.dir),
+        plan.append({"name": name, "path": str(path), "dir": str(run.dir), "repo": str(REPO),
                      "copy_from": None if n == 0 else str(tmp_path / "fresh"),
                      "blocks": [dataclasses.asdict(b) for b in run.blocks]})
     (tmp_path / "pages.json").write_text(json.dumps(plan))
@@ -319,16 +347,19 @@ def run_pages(tmp_path, pages, timeout) -> dict[str, PageRun]:
     return runs
 
 
+DOCS_MODES = ("run", "serve")
+
+
 def docs_pages() -> list[Path]:
     """The docs/ pages with blocks that run."""
-    return [p for p in sorted(DOCS.glob("*.md")) if _runnable(p, ("run",))]
+    return [p for p in sorted(DOCS.glob("*.md")) if _runnable(p, DOCS_MODES)]
 
 
 @pytest.fixture(scope="module")
 def pasted(tmp_path_factory):
     """README.md's blocks in a fresh directory, then each docs/ page's in a copy of what they left."""
     tmp = tmp_path_factory.mktemp("pasted")
-    return run_pages(tmp, [(README, ("run",))] + [(p, ("run",)) for p in docs_pages()], timeout=1500)
+    return run_pages(tmp, [(README, ("run",))] + [(p, DOCS_MODES) for p in docs_pages()], timeout=1500)
 
 
 @pytest.mark.timeout(1800)
@@ -349,7 +380,8 @@ def test_readme_runs_as_pasted(pasted):
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("page", [p.stem for p in docs_pages()])
 def test_docs_page_runs_as_pasted_after_the_readme(pasted, page):
-    pasted["README.md"].check()
+    if not pasted["README.md"].ok:
+        pytest.fail("README.md's blocks failed first (test_readme_runs_as_pasted says where): the pages start from them")
     pasted[f"docs/{page}.md"].check()
 
 

@@ -4,8 +4,11 @@ They reproduce TF Serving's wire formats (columnar ``inputs``/``outputs``
 JSON with ``{"b64": ...}`` strings and the unnamed single-output response;
 ``PredictRequest``/``PredictResponse`` and ``GetModelMetadata`` over gRPC)
 and its error shapes (``{"error": message}`` with an HTTP status; gRPC status
-and details). Both bind 127.0.0.1 on a free port, serve from daemon threads
-and stop by themselves after ``lifetime`` seconds.
+and details). Both bind 127.0.0.1 on a free port (or ``port``), serve from
+daemon threads and stop by themselves after ``lifetime`` seconds. They serve
+one ``ServedModel``, or every model of a TF Serving base path
+(``ServedBasePath``: each at its latest version, as the server's file-system
+poll picks up a new one).
 
 Classify and Regress (REST ``:classify`` / ``:regress`` with ``{"examples":
 [...]}`` and a ``{"results": ...}`` answer; gRPC ``Classify`` / ``Regress``)
@@ -38,6 +41,7 @@ class ServedModel:
     def __init__(self, name, version_dir, version=1):
         self.name = name
         self.version = int(version)
+        self.version_dir = os.fspath(version_dir)
         self.loaded = tf.saved_model.load(str(version_dir))
         self.lock = threading.Lock()
         from tensorflow.core.protobuf import saved_model_pb2
@@ -116,6 +120,30 @@ class ServedModel:
         if value.shape[0] != len(examples):
             raise ValueError(f"Input batch size did not match output batch size: {len(examples)} vs. {value.shape[0]}")
         return [float(v) for v in value.reshape(-1)]
+
+
+class ServedBasePath:
+    """Every model under a base path (``BASE/NAME/VERSION/saved_model.pb``), each at its latest version.
+
+    A version written after the start is served from the next request on, as TF Serving's file-system
+    poll loads it (within ``--file_system_poll_wait_seconds``, 1 s by default)."""
+
+    def __init__(self, base):
+        self.base = os.fspath(base)
+        self._loaded = {}
+        self._lock = threading.Lock()
+
+    def get(self, name):
+        model_dir = os.path.join(self.base, name)
+        versions = sorted(int(v) for v in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+                          if v.isdigit() and os.path.isfile(os.path.join(model_dir, v, "saved_model.pb")))
+        if not versions:
+            return None
+        with self._lock:
+            served = self._loaded.get(name)
+            if served is None or served.version != versions[-1]:
+                served = self._loaded[name] = ServedModel(name, os.path.join(model_dir, str(versions[-1])), versions[-1])
+        return served
 
 
 def example_from_json(features: dict) -> bytes:
@@ -226,8 +254,8 @@ class _Double:
     timer that ``start`` arms and ``stop`` cancels. Subclasses serve in
     ``_serve`` and shut their server down in ``_shut_down``."""
 
-    def __init__(self, served: ServedModel, lifetime: float):
-        self.served = served
+    def __init__(self, served, lifetime: float):
+        self.served = served  # a ServedModel or a ServedBasePath
         self.faults = _Faults()
         self._timer = threading.Timer(lifetime, self.stop)
         self._timer.daemon = True
@@ -241,6 +269,16 @@ class _Double:
         self._timer.cancel()
         self._shut_down()
 
+    def model(self, name, version=None):
+        """The ServedModel a request for ``name`` (and ``version``, if given) reaches, or None (NOT_FOUND)."""
+        if isinstance(self.served, ServedBasePath):
+            served = self.served.get(name)
+        else:
+            served = self.served if name == self.served.name else None
+        if served is None or (version is not None and int(version) != served.version):
+            return None
+        return served
+
 
 class RestDouble(_Double):
     """``POST /v1/models/NAME[/versions/N]:predict|:classify|:regress``, ``GET .../metadata``, ``GET /v1/models/NAME``."""
@@ -249,7 +287,7 @@ class RestDouble(_Double):
         r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<verb>:predict|:classify|:regress|/metadata)?$"
     )
 
-    def __init__(self, served: ServedModel, lifetime=120.0):
+    def __init__(self, served, lifetime=120.0, port=0):
         super().__init__(served, lifetime)
         double = self
 
@@ -277,17 +315,18 @@ class RestDouble(_Double):
                 if not match:
                     return self._send(404, {"error": f"Malformed request: {self.command} {self.path}"})
                 name, version, verb = match["name"], match["version"], match["verb"]
-                if name != double.served.name or (version and int(version) != double.served.version):
+                served = double.model(name, version)
+                if served is None:
                     return self._send(404, {"error": f"Servable not found for request: Specific({name}, {version})"})
                 if self.command == "GET" and verb is None:
-                    return self._send(200, {"model_version_status": [{"version": str(double.served.version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+                    return self._send(200, {"model_version_status": [{"version": str(served.version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
                 if self.command == "GET" and verb == "/metadata":
                     return self._send(200, {
-                        "model_spec": {"name": name, "signature_name": "", "version": str(double.served.version)},
-                        "metadata": {"signature_def": {"signature_def": double.served.signature_defs()}},
+                        "model_spec": {"name": name, "signature_name": "", "version": str(served.version)},
+                        "metadata": {"signature_def": {"signature_def": served.signature_defs()}},
                     })
                 if self.command == "POST" and verb in (":classify", ":regress"):
-                    return self._examples(verb[1:])
+                    return self._examples(served, verb[1:])
                 if self.command == "POST" and verb == ":predict":
                     length = int(self.headers.get("Content-Length", 0))
                     try:
@@ -301,7 +340,7 @@ class RestDouble(_Double):
                     if not isinstance(inputs, dict):
                         inputs = {"__single__": inputs}
                     try:
-                        outputs = double.served.run(signature, {k: _from_json(v) for k, v in inputs.items()})
+                        outputs = served.run(signature, {k: _from_json(v) for k, v in inputs.items()})
                     except tf.errors.InvalidArgumentError as error:
                         return self._send(400, {"error": error.message})
                     except (KeyError, ValueError) as error:
@@ -312,14 +351,14 @@ class RestDouble(_Double):
                     return self._send(200, {"outputs": encoded})
                 return self._send(405, {"error": f"Unsupported method {self.command} on {self.path}"})
 
-            def _examples(self, verb):
+            def _examples(self, served, verb):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                return self._send(*_rest_examples(double.served, verb, body))
+                return self._send(*_rest_examples(served, verb, body))
 
             do_GET = _route
             do_POST = _route
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -339,7 +378,7 @@ class RestDouble(_Double):
 class GrpcDouble(_Double):
     """A ``PredictionServiceServicer`` (Predict, Classify, Regress, GetModelMetadata) on 127.0.0.1."""
 
-    def __init__(self, served: ServedModel, lifetime=120.0):
+    def __init__(self, served, lifetime=120.0, port=0):
         import grpc
         from tensorflow.core.protobuf import meta_graph_pb2
         from tensorflow_serving.apis import (
@@ -352,9 +391,12 @@ class GrpcDouble(_Double):
         double = self
 
         def check_spec(spec, context):
-            if spec.name != served.name or (spec.HasField("version") and spec.version.value != served.version):
-                version = spec.version.value if spec.HasField("version") else None
+            """The ServedModel the request's model spec names (NOT_FOUND if none)."""
+            version = spec.version.value if spec.HasField("version") else None
+            served = double.model(spec.name, version)
+            if served is None:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {version})")
+            return served
 
         class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             def Predict(self, request, context):
@@ -362,11 +404,11 @@ class GrpcDouble(_Double):
                     threading.Event().wait(double.faults.delay)
                 if double.faults.take():
                     context.abort(grpc.StatusCode.UNAVAILABLE, "Servable not available (simulated)")
-                check_spec(request.model_spec, context)
+                served = check_spec(request.model_spec, context)
                 signature = request.model_spec.signature_name or "serving_default"
                 inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
                 try:
-                    outputs = double.served.run(signature, inputs)
+                    outputs = served.run(signature, inputs)
                 except tf.errors.InvalidArgumentError as error:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
                 except (KeyError, ValueError) as error:
@@ -380,15 +422,15 @@ class GrpcDouble(_Double):
                 return response
 
             def Classify(self, request, context):
-                check_spec(request.model_spec, context)
+                served = check_spec(request.model_spec, context)
                 return _example_response(served, "classify", request, context.abort)
 
             def Regress(self, request, context):
-                check_spec(request.model_spec, context)
+                served = check_spec(request.model_spec, context)
                 return _example_response(served, "regress", request, context.abort)
 
             def GetModelMetadata(self, request, context):
-                check_spec(request.model_spec, context)
+                served = check_spec(request.model_spec, context)
                 signature_map = get_model_metadata_pb2.SignatureDefMap()
                 for name, fn in served.loaded.signatures.items():
                     sig = meta_graph_pb2.SignatureDef(method_name=served.signature_def[name].method_name)
@@ -407,7 +449,7 @@ class GrpcDouble(_Double):
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
 
     @property
     def target(self):
