@@ -10,10 +10,15 @@ JSON-serialisable outputs::
 
 ``run_saved_model_on_records`` (``mmzoo predict --data``) runs a manifest's rows
 in batches and yields one dict per row.
+
+Both keep each call within the export's ``max_request_pixels`` (``mmzoo.json``):
+that budget protects a server from one client's request, and a run over your
+own files (twenty phone photos are 240 MP) is split into calls under it instead.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -56,14 +61,24 @@ def run_saved_model(export_dir, signature="serving_default", image_paths=(), tex
     ``inputs``: extra named inputs (arrays) for other signatures, e.g.
     ``preprocessed``. Returns ``{output_name: nested lists}`` (strings decoded).
     """
-    _loaded, fn = _load_signature(export_dir, signature)  # `_loaded` holds the variables `fn` reads
+    _loaded, fn, version_dir = _load_signature(export_dir, signature)  # `_loaded` holds the variables `fn` reads
     given = dict(inputs or {})
     if image_paths:
         given.setdefault("image_bytes", [_read(path) for path in image_paths])
     if texts:
         given.setdefault("text", [str(t) for t in texts])
-    outputs = _run(fn, signature, given, list(image_paths))
-    return {key: _jsonable(value.numpy()) for key, value in sorted(outputs.items())}
+    parts = [slice(None)]
+    if inputs is None and "image_bytes" in given and len(given.get("text", given["image_bytes"])) == len(given["image_bytes"]):
+        parts = _within_budget(given["image_bytes"], _request_budget(version_dir))
+    if len(parts) == 1:
+        outputs = _run(fn, signature, given, list(image_paths))
+        return {key: _jsonable(value.numpy()) for key, value in sorted(outputs.items())}
+    outputs = {}
+    for part in parts:
+        run = _run(fn, signature, {key: value[part] for key, value in given.items()}, list(image_paths)[part])
+        for key, value in sorted(run.items()):
+            outputs.setdefault(key, []).append(_jsonable(value.numpy()))
+    return {key: _rows(signature, key, values, parts, given["image_bytes"]) for key, values in outputs.items()}
 
 
 def run_saved_model_on_records(export_dir, records, signature="serving_default", batch_size: int = 64):
@@ -79,7 +94,8 @@ def run_saved_model_on_records(export_dir, records, signature="serving_default",
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1. Received: batch_size={batch_size}")
-    _loaded, fn = _load_signature(export_dir, signature)  # `_loaded` holds the variables `fn` reads
+    _loaded, fn, version_dir = _load_signature(export_dir, signature)  # `_loaded` holds the variables `fn` reads
+    budget = _request_budget(version_dir)
     specs = fn.structured_input_signature[1]
     unknown = sorted(set(specs) - {"image_bytes", "text"})
     if unknown:
@@ -87,38 +103,104 @@ def run_saved_model_on_records(export_dir, records, signature="serving_default",
                          f"text only. Received: signature={signature!r}")
     records = list(records)
     for start in range(0, len(records), batch_size):
-        batch = records[start:start + batch_size]
-        given, where = {}, [_where(r) for r in batch]
+        chunk = records[start:start + batch_size]
+        images = None
         if "image_bytes" in specs:
-            given["image_bytes"] = [bytes(r.image) if r.has_image_bytes else _read(r.image, r.source) for r in batch]
+            images = [bytes(r.image) if r.has_image_bytes else _read(r.image, r.source) for r in chunk]
+        for part in _within_budget(images, budget) if images else [slice(None)]:
+            yield from _run_batch(fn, signature, specs, chunk[part], images[part] if images else None)
+
+
+def _run_batch(fn, signature, specs, batch, images):
+    """The rows of one call of ``fn`` on ``batch`` (records) and their encoded ``images``."""
+    given, where = {}, [_where(r) for r in batch]
+    if images is not None:
+        given["image_bytes"] = images
+    if "text" in specs:
+        given["text"] = [_record_text(r) for r in batch]
+    outputs = {key: _jsonable(value.numpy()) for key, value in sorted(_run(fn, signature, given, where).items())}
+    for key, values in outputs.items():
+        if len(values) != len(batch):
+            raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example "
+                             f"({len(values)} rows for a batch of {len(batch)})")
+    for i, record in enumerate(batch):
+        row = {"source": record.source}
+        if not record.has_image_bytes:
+            row["image"] = record.image
         if "text" in specs:
-            given["text"] = [_record_text(r) for r in batch]
-        outputs = {key: _jsonable(value.numpy()) for key, value in sorted(_run(fn, signature, given, where).items())}
-        for key, values in outputs.items():
-            if len(values) != len(batch):
-                raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example "
-                                 f"({len(values)} rows for a batch of {len(batch)})")
-        for i, record in enumerate(batch):
-            row = {"source": record.source}
-            if not record.has_image_bytes:
-                row["image"] = record.image
-            if "text" in specs:
-                row["text"] = given["text"][i]
-            row.update((key, values[i]) for key, values in outputs.items())
-            yield row
+            row["text"] = given["text"][i]
+        row.update((key, values[i]) for key, values in outputs.items())
+        yield row
 
 
 def _load_signature(export_dir, signature):
-    """``(loaded SavedModel, its signature function)``: keep the first alive while calling the second."""
+    """``(loaded SavedModel, its signature function, version directory)``: keep the first alive while calling
+    the second."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops)
 
-    loaded = tf.saved_model.load(resolve_export_dir(export_dir))
+    version_dir = resolve_export_dir(export_dir)
+    loaded = tf.saved_model.load(version_dir)
     if signature not in loaded.signatures:
         raise ValueError(
             f"Unknown signature. Available: {sorted(loaded.signatures)}. Received: signature={signature!r}"
         )
-    return loaded, loaded.signatures[signature]
+    return loaded, loaded.signatures[signature], version_dir
+
+
+def _request_budget(version_dir):
+    """The export's ``max_request_pixels`` (``assets.extra/mmzoo.json``); None without one."""
+    from mmzoo.export.saved_model import METADATA_FILENAME
+
+    try:
+        with open(os.path.join(version_dir, "assets.extra", METADATA_FILENAME)) as f:
+            budget = json.load(f).get("max_request_pixels")
+    except (OSError, ValueError, AttributeError):
+        return None  # not an mmzoo export, or one without the file: run as given
+    return int(budget) if budget else None
+
+
+_image_pixels = None  # mmzoo.preprocessing.image_header.image_pixels, traced once per process
+
+
+def _within_budget(images, budget):
+    """Consecutive slices of ``images`` (encoded bytes), each holding at most ``budget`` pixels in all by
+    their headers (an image over it alone: the graph then says so). One slice without a budget, or when a
+    header does not read (the graph names the file)."""
+    global _image_pixels
+    import tensorflow as tf
+
+    if budget is None or len(images) < 2:
+        return [slice(None)]
+    if _image_pixels is None:
+        from mmzoo.preprocessing.image_header import image_pixels
+
+        _image_pixels = tf.function(image_pixels, input_signature=[tf.TensorSpec([None], tf.string)],
+                                    autograph=False)
+    try:
+        pixels = _image_pixels(tf.constant(images, dtype=tf.string)).numpy().tolist()
+    except tf.errors.InvalidArgumentError:
+        return [slice(None)]
+    parts, start, total = [], 0, 0
+    for i, n in enumerate(pixels):
+        if i > start and total + n > budget:
+            parts.append(slice(start, i))
+            start, total = i, 0
+        total += n
+    parts.append(slice(start, len(images)))
+    return parts
+
+
+def _rows(signature, key, values, parts, images):
+    """One output's rows over the calls of ``parts``, in order (each output is one row per example)."""
+    rows = []
+    for part, value in zip(parts, values):
+        expected = len(images[part])
+        if not isinstance(value, list) or len(value) != expected:
+            raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example: cannot run "
+                             f"the images in calls under the export's max_request_pixels")
+        rows.extend(value)
+    return rows
 
 
 def _read(path, source=None):

@@ -137,6 +137,16 @@ def read_image_header(data):
     return tuple(field[0] for field in _read_headers(_as_batch(data))[:4])
 
 
+def image_pixels(data):
+    """``height * width`` of each image of ``data`` (string ``[N]``) read from its header, int64 ``[N]``.
+
+    What ``max_request_pixels`` counts: 0 where the header gives no size. Raises
+    ``InvalidArgumentError`` for a JPEG whose header is corrupt, as ``read_image_header``.
+    """
+    _, _, height, width, _ = _read_headers(_as_batch(data))
+    return tf.maximum(height, 0) * tf.maximum(width, 0)
+
+
 def _formats(head):
     """Format ids (int32 ``[N]``) from the first ``_HEADER_BYTES`` bytes of each image."""
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")

@@ -76,6 +76,56 @@ def test_a_manifest_runs_row_by_row_in_batches_as_one_call_would(classifier_expo
     json.dumps(rows)
 
 
+@pytest.fixture(scope="module")
+def small_budget_export(tmp_path_factory):
+    """The tiny classifier exported with a request budget of 1,000 pixels: two of random_images' 20x24."""
+    from mmzoo.export import export_saved_model
+    from tests.export.tiny_models import TinyClassifier
+
+    model = TinyClassifier()
+    base = tmp_path_factory.mktemp("budget")
+    return model, export_saved_model(model, base / "tiny", max_request_pixels=1000, verify=False, warmup=False)
+
+
+def test_runs_over_the_request_budget_in_calls_under_it(small_budget_export, classifier_export, manifest):
+    """A server refuses one request over max_request_pixels; mmzoo predict splits a run over files instead."""
+    import tensorflow_text  # noqa: F401
+
+    model, version_dir = small_budget_export
+    records = read_manifest(manifest)
+    images = [open(r.image, "rb").read() for r in records]
+    served = tf.saved_model.load(version_dir).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="over max_request_pixels=1000"):
+        served(image_bytes=tf.constant(images[:3]), text=tf.constant(TEXTS[:3]))
+    expected = np.asarray(model(model.preprocess(tf.constant(images), tf.constant(TEXTS)))["scores"])
+    rows = list(run_saved_model_on_records(version_dir, records, batch_size=4))  # calls of 2, 2 and 1
+    np.testing.assert_allclose([r["scores"] for r in rows], expected, atol=1e-5)
+    assert [r["source"] for r in rows] == [f"{manifest} line {n}" for n in range(1, 6)]
+    whole = run_saved_model(version_dir, image_paths=[r.image for r in records], texts=TEXTS)
+    np.testing.assert_allclose(whole["scores"], expected, atol=1e-5)
+    assert whole["class_ids"] == expected.argmax(-1).tolist() and len(whole["classes"]) == 5
+
+
+def test_within_budget_packs_consecutive_images_and_sends_an_oversized_one_alone():
+    from mmzoo.export.predict import _within_budget
+    from tests.export.tiny_models import png_header_only
+
+    small, big = random_images(1, size=(10, 10))[0], png_header_only(100, 100)  # 100 and 10,000 pixels
+    parts = _within_budget([small, small, big, small, small, small], budget=250)
+    assert parts == [slice(0, 2), slice(2, 3), slice(3, 5), slice(5, 6)]
+    assert _within_budget([small] * 4, budget=None) == [slice(None)]
+    assert _within_budget([b"not an image", small, small, small], budget=250) == [slice(0, 3), slice(3, 4)]
+
+
+def test_image_pixels_reads_each_format_header():
+    from mmzoo.preprocessing.image_header import image_pixels
+    from tests.export.tiny_models import encode
+
+    rgb = np.zeros((7, 9, 3), np.uint8)
+    data = [encode(rgb, fmt=fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP")] + [b"", b"text"]
+    assert image_pixels(tf.constant(data)).numpy().tolist() == [63, 63, 63, 63, 0, 0]
+
+
 def test_skipped_rows_keep_every_prediction_named_by_its_manifest_line(classifier_export, manifest, capsys):
     from mmzoo.cli import main
 
