@@ -277,7 +277,8 @@ def _cmd_predict(args):
         raise ValueError("--out (and --overwrite) write one line per row of --data MANIFEST; without --data the "
                          "JSON goes to stdout.")
     outputs = run_saved_model(
-        args.export_dir, signature=args.signature, image_paths=args.image or (), texts=args.text or ()
+        args.export_dir, signature=args.signature, image_paths=args.image or (), texts=args.text or (),
+        batch_size=args.batch_size,
     )
     print(json.dumps(outputs))
     return 0
@@ -592,7 +593,8 @@ def _add_predict_parser(subparsers):
                         "(the manifest's file and line), image, text and outputs (a row without a text gives its "
                         "first caption)")
     p.add_argument("--columns", metavar="NAME=COLUMN,...", help="with --data: " + COLUMNS_HELP)
-    p.add_argument("--batch-size", type=int, default=64, help="with --data: rows per call of the signature (fewer where their images would pass the export's max_request_pixels)")
+    p.add_argument("--batch-size", type=int, default=64, help="images (rows of --data) per call of the signature, fewer where they would pass the export's "
+                   "max_request_pixels; files are read one call at a time")
     p.add_argument("--skip-bad", action="store_true", help="with --data: skip bad rows of the manifest, reported")
     p.add_argument("--out", metavar="FILE",
                    help="with --data: write the JSON lines to FILE, whole or not at all (default: stdout)")

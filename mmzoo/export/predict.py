@@ -54,31 +54,42 @@ def _jsonable(value):
     return array.tolist()
 
 
-def run_saved_model(export_dir, signature="serving_default", image_paths=(), texts=(), inputs=None) -> dict:
+def run_saved_model(export_dir, signature="serving_default", image_paths=(), texts=(), inputs=None,
+                    batch_size=None) -> dict:
     """Run ``signature`` of the SavedModel on images read from ``image_paths`` and ``texts``.
 
     ``export_dir``: a version directory or a model base (its latest version).
     ``inputs``: extra named inputs (arrays) for other signatures, e.g.
-    ``preprocessed``. Returns ``{output_name: nested lists}`` (strings decoded).
+    ``preprocessed`` (then one call, as given). ``batch_size``: at most this
+    many images per call, their files read one call at a time (None: all in
+    one call); calls also stay under the export's ``max_request_pixels``.
+    Returns ``{output_name: nested lists}`` (strings decoded), one row per image.
     """
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1. Received: batch_size={batch_size}")
     _loaded, fn, version_dir = _load_signature(export_dir, signature)  # `_loaded` holds the variables `fn` reads
-    given = dict(inputs or {})
-    if image_paths:
-        given.setdefault("image_bytes", [_read(path) for path in image_paths])
-    if texts:
-        given.setdefault("text", [str(t) for t in texts])
-    parts = [slice(None)]
-    if inputs is None and "image_bytes" in given and len(given.get("text", given["image_bytes"])) == len(given["image_bytes"]):
-        parts = _within_budget(given["image_bytes"], _request_budget(version_dir))
-    if len(parts) == 1:
-        outputs = _run(fn, signature, given, list(image_paths))
+    image_paths, texts = list(image_paths), [str(t) for t in texts]
+    if inputs is not None or not image_paths or (texts and len(texts) != len(image_paths)):
+        given = dict(inputs or {})
+        if image_paths:
+            given.setdefault("image_bytes", [_read(path) for path in image_paths])
+        if texts:
+            given.setdefault("text", texts)
+        outputs = _run(fn, signature, given, image_paths)  # one call: the graph names a mismatch
         return {key: _jsonable(value.numpy()) for key, value in sorted(outputs.items())}
-    outputs = {}
-    for part in parts:
-        run = _run(fn, signature, {key: value[part] for key, value in given.items()}, list(image_paths)[part])
-        for key, value in sorted(run.items()):
-            outputs.setdefault(key, []).append(_jsonable(value.numpy()))
-    return {key: _rows(signature, key, values, parts, given["image_bytes"]) for key, values in outputs.items()}
+    budget, step, calls = _request_budget(version_dir), batch_size or len(image_paths), []
+    for start in range(0, len(image_paths), step):
+        paths = image_paths[start:start + step]
+        images = [_read(path) for path in paths]
+        for part in _within_budget(images, budget):
+            given = {"image_bytes": images[part]}
+            if texts:
+                given["text"] = texts[start:start + step][part]
+            outputs = _run(fn, signature, given, paths[part])
+            calls.append((len(given["image_bytes"]), {k: _jsonable(v.numpy()) for k, v in sorted(outputs.items())}))
+    if len(calls) == 1:
+        return calls[0][1]
+    return {key: _rows(signature, key, calls) for key in calls[0][1]}
 
 
 def run_saved_model_on_records(export_dir, records, signature="serving_default", batch_size: int = 64):
@@ -191,16 +202,17 @@ def _within_budget(images, budget):
     return parts
 
 
-def _rows(signature, key, values, parts, images):
-    """One output's rows over the calls of ``parts``, in order (each output is one row per example)."""
+def _rows(signature, key, calls):
+    """Output ``key``'s rows over ``calls`` (``(number of images, outputs)`` each), in order."""
     rows = []
-    for part, value in zip(parts, values):
-        expected = len(images[part])
-        if not isinstance(value, list) or len(value) != expected:
+    for count, outputs in calls:
+        value = outputs[key]
+        if not isinstance(value, list) or len(value) != count:
             raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example: cannot run "
-                             f"the images in calls under the export's max_request_pixels")
+                             f"the images in several calls (batch_size, the export's max_request_pixels)")
         rows.extend(value)
     return rows
+
 
 
 def _read(path, source=None):

@@ -37,6 +37,20 @@ def test_runs_on_files_and_strings(classifier_export, image_files):
     assert out["class_ids"] == expected.argmax(-1).tolist()
 
 
+def test_batch_size_runs_the_files_in_calls_with_the_same_outputs(classifier_export, image_files, capsys):
+    from mmzoo.cli import main
+
+    version_dir = classifier_export[1]
+    paths, texts = image_files * 3, ["a red circle", "blue square"] * 3
+    whole = run_saved_model(version_dir, image_paths=paths, texts=texts)
+    in_calls = run_saved_model(version_dir, image_paths=paths, texts=texts, batch_size=4)  # 4 and 2
+    np.testing.assert_allclose(in_calls["scores"], whole["scores"], atol=1e-5)
+    assert in_calls["classes"] == whole["classes"] and len(in_calls["class_ids"]) == 6
+    assert main(["predict", version_dir, "--image", *paths, "--text", *texts, "--batch-size", "4"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    np.testing.assert_allclose(printed["scores"], whole["scores"], atol=1e-5)
+
+
 def test_clear_errors(classifier_export, image_files, tmp_path):
     version_dir = classifier_export[1]
     with pytest.raises(ValueError, match="missing \\['text'\\] \\(--text STR\\)"):
@@ -101,9 +115,13 @@ def test_runs_over_the_request_budget_in_calls_under_it(small_budget_export, cla
     rows = list(run_saved_model_on_records(version_dir, records, batch_size=4))  # calls of 2, 2 and 1
     np.testing.assert_allclose([r["scores"] for r in rows], expected, atol=1e-5)
     assert [r["source"] for r in rows] == [f"{manifest} line {n}" for n in range(1, 6)]
-    whole = run_saved_model(version_dir, image_paths=[r.image for r in records], texts=TEXTS)
-    np.testing.assert_allclose(whole["scores"], expected, atol=1e-5)
-    assert whole["class_ids"] == expected.argmax(-1).tolist() and len(whole["classes"]) == 5
+    paths = [r.image for r in records]
+    for batch_size in (None, 1, 3):  # calls of 2, 2, 1 (one of the budget); 1 x 5; 2, 1 and 2 (3 cut by the budget)
+        whole = run_saved_model(version_dir, image_paths=paths, texts=TEXTS, batch_size=batch_size)
+        np.testing.assert_allclose(whole["scores"], expected, atol=1e-5)
+        assert whole["class_ids"] == expected.argmax(-1).tolist() and len(whole["classes"]) == 5
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        run_saved_model(version_dir, image_paths=paths, texts=TEXTS, batch_size=0)
 
 
 def test_within_budget_packs_consecutive_images_and_sends_an_oversized_one_alone():
