@@ -657,6 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands that import TensorFlow themselves once their argument checks pass (quietly, as main
 # does for the others, when _QUIET_TENSORFLOW: the user did not set TF_CPP_MIN_LOG_LEVEL).
 _TENSORFLOW_AFTER_CHECKS = ("export",)
+# Commands that never need TensorFlow (a text file from a directory listing): a fraction of a second.
+_NO_TENSORFLOW = ("serve-config",)
 _QUIET_TENSORFLOW = True
 
 
@@ -671,7 +673,7 @@ def main(argv=None) -> int:
     # refusing an existing target or a missing model file without the seconds it takes.
     global _QUIET_TENSORFLOW
     _QUIET_TENSORFLOW = not user_set_log_level
-    if _QUIET_TENSORFLOW and args.command not in _TENSORFLOW_AFTER_CHECKS:
+    if _QUIET_TENSORFLOW and args.command not in _TENSORFLOW_AFTER_CHECKS + _NO_TENSORFLOW:
         _import_tensorflow_quietly()
     from mmzoo.errors import error_text
 

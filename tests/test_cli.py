@@ -141,3 +141,17 @@ def test_export_pixel_limits(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", str(model_path), "--base-dir", base, "--max-request-pixels", "0"])
     assert "expected a positive number of pixels or 'none'. Received: '0'" in capsys.readouterr().err
+
+
+def test_serve_config_starts_without_tensorflow(tmp_path):
+    """`mmzoo serve-config` writes a text file from a directory listing: no TensorFlow, no Keras."""
+    import subprocess
+    import sys
+
+    (tmp_path / "saved_models" / "clf" / "1").mkdir(parents=True)
+    (tmp_path / "saved_models" / "clf" / "1" / "saved_model.pb").write_bytes(b"")
+    code = ("import sys; from mmzoo.cli import main; rc = main(['serve-config', 'saved_models']); "
+            "print('imported:', sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "imported: []" in proc.stdout and 'name: "clf"' in (tmp_path / "saved_models" / "models.config").read_text()

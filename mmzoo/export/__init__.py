@@ -13,12 +13,47 @@ signatures (``tf_example``, ``classify``, ``regress``: ``mmzoo.export.examples``
 ``write_batching_config`` writes TF Serving's ``--batching_parameters_file``.
 """
 
-from mmzoo.export.graph_check import UnservableGraphError, check_serving_graph
-from mmzoo.export.predict import resolve_export_dir, run_saved_model, run_saved_model_on_records
-from mmzoo.export.saved_model import METADATA_FILENAME, export_saved_model, list_versions
-from mmzoo.export.serving_config import find_models, write_batching_config, write_models_config
-from mmzoo.export.signatures import build_export_archive, serving_endpoints
-from mmzoo.export.warmup import WARMUP_FILENAME, make_predict_request, read_warmup_requests, replay_warmup_requests
+import importlib
+
+# Loaded on first use (PEP 562), so that `mmzoo serve-config` (serving_config: no TensorFlow) starts in a
+# fraction of a second instead of importing TensorFlow and Keras for the others.
+_WHERE = {
+    "UnservableGraphError": "graph_check",
+    "check_serving_graph": "graph_check",
+    "resolve_export_dir": "predict",
+    "run_saved_model": "predict",
+    "run_saved_model_on_records": "predict",
+    "METADATA_FILENAME": "saved_model",
+    "export_saved_model": "saved_model",
+    "list_versions": "saved_model",
+    "find_models": "serving_config",
+    "write_batching_config": "serving_config",
+    "write_models_config": "serving_config",
+    "build_export_archive": "signatures",
+    "serving_endpoints": "signatures",
+    "WARMUP_FILENAME": "warmup",
+    "make_predict_request": "warmup",
+    "read_warmup_requests": "warmup",
+    "replay_warmup_requests": "warmup",
+}
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        try:  # a submodule not imported yet (`mmzoo.export.tflite`)
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "METADATA_FILENAME",
