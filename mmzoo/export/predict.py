@@ -214,7 +214,6 @@ def _rows(signature, key, calls):
     return rows
 
 
-
 def _read(path, source=None):
     try:
         with open(os.fspath(path), "rb") as f:
