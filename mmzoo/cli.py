@@ -593,8 +593,9 @@ def _add_predict_parser(subparsers):
                         "(the manifest's file and line), image, text and outputs (a row without a text gives its "
                         "first caption)")
     p.add_argument("--columns", metavar="NAME=COLUMN,...", help="with --data: " + COLUMNS_HELP)
-    p.add_argument("--batch-size", type=int, default=64, help="images (rows of --data) per call of the signature, fewer where they would pass the export's "
-                   "max_request_pixels; files are read one call at a time")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images (rows of --data) per call of the signature, fewer where they would pass the "
+                   "export's max_request_pixels; files are read one call at a time")
     p.add_argument("--skip-bad", action="store_true", help="with --data: skip bad rows of the manifest, reported")
     p.add_argument("--out", metavar="FILE",
                    help="with --data: write the JSON lines to FILE, whole or not at all (default: stdout)")

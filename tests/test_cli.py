@@ -155,3 +155,15 @@ def test_serve_config_starts_without_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "imported: []" in proc.stdout and 'name: "clf"' in (tmp_path / "saved_models" / "models.config").read_text()
+
+
+def test_mmzoo_export_names_load_on_first_use():
+    """mmzoo.export's names come from its submodules when first used (what lets serve-config skip TensorFlow)."""
+    import mmzoo.export
+
+    assert sorted(mmzoo.export.__all__) == sorted(mmzoo.export._WHERE)
+    for name in mmzoo.export.__all__:
+        assert getattr(mmzoo.export, name) is not None and name in dir(mmzoo.export)
+    assert mmzoo.export.tflite.__name__ == "mmzoo.export.tflite"  # a submodule, also before its import
+    with pytest.raises(AttributeError, match="no attribute 'export_savedmodel'"):
+        mmzoo.export.export_savedmodel
