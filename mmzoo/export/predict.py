@@ -18,6 +18,7 @@ own files (twenty phone photos are 240 MP) is split into calls under it instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -75,21 +76,19 @@ def run_saved_model(export_dir, signature="serving_default", image_paths=(), tex
             given.setdefault("image_bytes", [_read(path) for path in image_paths])
         if texts:
             given.setdefault("text", texts)
-        outputs = _run(fn, signature, given, image_paths)  # one call: the graph names a mismatch
-        return {key: _jsonable(value.numpy()) for key, value in sorted(outputs.items())}
-    budget, step, calls = _request_budget(version_dir), batch_size or len(image_paths), []
-    for start in range(0, len(image_paths), step):
-        paths = image_paths[start:start + step]
-        images = [_read(path) for path in paths]
-        for part in _within_budget(images, budget):
-            given = {"image_bytes": images[part]}
-            if texts:
-                given["text"] = texts[start:start + step][part]
-            outputs = _run(fn, signature, given, paths[part])
-            calls.append((len(given["image_bytes"]), {k: _jsonable(v.numpy()) for k, v in sorted(outputs.items())}))
+        return _as_json(_run(fn, signature, given, image_paths))  # one call: the graph names a mismatch
+    items = list(zip(image_paths, texts or [None] * len(image_paths)))
+    read, budget = (lambda item: _read(item[0])), _request_budget(version_dir)
+    calls = []
+    for call, images in _calls(items, batch_size or len(items), read, budget):
+        given = {"image_bytes": images}
+        if texts:
+            given["text"] = [text for _, text in call]
+        calls.append((len(call), _as_json(_run(fn, signature, given, [path for path, _ in call]))))
     if len(calls) == 1:
         return calls[0][1]
-    return {key: _rows(signature, key, calls) for key in calls[0][1]}
+    calls = [_one_row_each(signature, outputs, count) for count, outputs in calls]
+    return {key: [row for outputs in calls for row in outputs[key]] for key in calls[0]}
 
 
 def run_saved_model_on_records(export_dir, records, signature="serving_default", batch_size: int = 64):
@@ -112,14 +111,11 @@ def run_saved_model_on_records(export_dir, records, signature="serving_default",
     if unknown:
         raise ValueError(f"Signature {signature!r} needs inputs {sorted(specs)}: a manifest gives image_bytes and "
                          f"text only. Received: signature={signature!r}")
-    records = list(records)
-    for start in range(0, len(records), batch_size):
-        chunk = records[start:start + batch_size]
-        images = None
-        if "image_bytes" in specs:
-            images = [bytes(r.image) if r.has_image_bytes else _read(r.image, r.source) for r in chunk]
-        for part in _within_budget(images, budget) if images else [slice(None)]:
-            yield from _run_batch(fn, signature, specs, chunk[part], images[part] if images else None)
+    read = None
+    if "image_bytes" in specs:
+        read = lambda r: bytes(r.image) if r.has_image_bytes else _read(r.image, r.source)  # noqa: E731
+    for batch, images in _calls(list(records), batch_size, read, budget):
+        yield from _run_batch(fn, signature, specs, batch, images)
 
 
 def _run_batch(fn, signature, specs, batch, images):
@@ -129,11 +125,7 @@ def _run_batch(fn, signature, specs, batch, images):
         given["image_bytes"] = images
     if "text" in specs:
         given["text"] = [_record_text(r) for r in batch]
-    outputs = {key: _jsonable(value.numpy()) for key, value in sorted(_run(fn, signature, given, where).items())}
-    for key, values in outputs.items():
-        if len(values) != len(batch):
-            raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example "
-                             f"({len(values)} rows for a batch of {len(batch)})")
+    outputs = _one_row_each(signature, _as_json(_run(fn, signature, given, where)), len(batch))
     for i, record in enumerate(batch):
         row = {"source": record.source}
         if not record.has_image_bytes:
@@ -171,25 +163,26 @@ def _request_budget(version_dir):
     return int(budget) if budget else None
 
 
-_image_pixels = None  # mmzoo.preprocessing.image_header.image_pixels, traced once per process
+@functools.cache
+def _traced_image_pixels():
+    """``mmzoo.preprocessing.image_header.image_pixels``, traced once per process."""
+    import tensorflow as tf
+
+    from mmzoo.preprocessing.image_header import image_pixels
+
+    return tf.function(image_pixels, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 
 
 def _within_budget(images, budget):
     """Consecutive slices of ``images`` (encoded bytes), each holding at most ``budget`` pixels in all by
     their headers (an image over it alone: the graph then says so). One slice without a budget, or when a
     header does not read (the graph names the file)."""
-    global _image_pixels
     import tensorflow as tf
 
     if budget is None or len(images) < 2:
         return [slice(None)]
-    if _image_pixels is None:
-        from mmzoo.preprocessing.image_header import image_pixels
-
-        _image_pixels = tf.function(image_pixels, input_signature=[tf.TensorSpec([None], tf.string)],
-                                    autograph=False)
     try:
-        pixels = _image_pixels(tf.constant(images, dtype=tf.string)).numpy().tolist()
+        pixels = _traced_image_pixels()(tf.constant(images, dtype=tf.string)).numpy().tolist()
     except tf.errors.InvalidArgumentError:
         return [slice(None)]
     parts, start, total = [], 0, 0
@@ -202,16 +195,33 @@ def _within_budget(images, budget):
     return parts
 
 
-def _rows(signature, key, calls):
-    """Output ``key``'s rows over ``calls`` (``(number of images, outputs)`` each), in order."""
-    rows = []
-    for count, outputs in calls:
-        value = outputs[key]
-        if not isinstance(value, list) or len(value) != count:
-            raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example: cannot run "
-                             f"the images in several calls (batch_size, the export's max_request_pixels)")
-        rows.extend(value)
-    return rows
+def _calls(items, batch_size, read, budget):
+    """``(items, their encoded images)`` for each call: at most ``batch_size`` items, whose images
+    ``read(item)`` reads one chunk at a time, split to stay under ``budget`` pixels (``_within_budget``).
+    ``read`` None: a signature without images (``None`` for them)."""
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        if read is None:
+            yield chunk, None
+            continue
+        images = [read(item) for item in chunk]
+        for part in _within_budget(images, budget):
+            yield chunk[part], images[part]
+
+
+def _as_json(outputs) -> dict:
+    """A signature's outputs as JSON-ready lists (strings decoded), by name."""
+    return {key: _jsonable(value.numpy()) for key, value in sorted(outputs.items())}
+
+
+def _one_row_each(signature, outputs, count) -> dict:
+    """``outputs`` (``_as_json``), checked to hold one row for each of the call's ``count`` examples."""
+    for key, values in outputs.items():
+        if not isinstance(values, list) or len(values) != count:
+            rows = len(values) if isinstance(values, list) else "not"
+            raise ValueError(f"Signature {signature!r} output {key!r} is not one row per example "
+                             f"({rows} rows for a batch of {count})")
+    return outputs
 
 
 def _read(path, source=None):
