@@ -55,22 +55,4 @@ def __dir__():
     return sorted(set(globals()) | set(_WHERE))
 
 
-__all__ = [
-    "METADATA_FILENAME",
-    "WARMUP_FILENAME",
-    "UnservableGraphError",
-    "build_export_archive",
-    "check_serving_graph",
-    "export_saved_model",
-    "find_models",
-    "list_versions",
-    "make_predict_request",
-    "read_warmup_requests",
-    "replay_warmup_requests",
-    "resolve_export_dir",
-    "run_saved_model",
-    "run_saved_model_on_records",
-    "serving_endpoints",
-    "write_batching_config",
-    "write_models_config",
-]
+__all__ = sorted(_WHERE)

@@ -144,6 +144,11 @@ def image_pixels(data):
     ``InvalidArgumentError`` for a JPEG whose header is corrupt, as ``read_image_header``.
     """
     _, _, height, width, _ = _read_headers(_as_batch(data))
+    return _pixels(height, width)
+
+
+def _pixels(height, width):
+    """``height * width`` of each image, 0 where a header field is unknown or negative."""
     return tf.maximum(height, 0) * tf.maximum(width, 0)
 
 
@@ -257,7 +262,7 @@ def checked_headers(data, max_pixels=None, max_request_pixels=None):
 
 def _request_check(height, width, max_request_pixels):
     """Refuse a batch over ``max_request_pixels`` pixels in all (``InvalidArgumentError``)."""
-    total = tf.reduce_sum(tf.maximum(height, 0) * tf.maximum(width, 0))
+    total = tf.reduce_sum(_pixels(height, width))
 
     def refuse():
         message = tf.strings.format(
