@@ -51,6 +51,10 @@ class ServedModel:
             proto.ParseFromString(f.read())
         self.signature_def = dict(proto.meta_graphs[0].signature_def)
 
+    def get(self, name):
+        """This model for a request naming ``name``, else None (as ``ServedBasePath.get``)."""
+        return self if name == self.name else None
+
     def run(self, signature_name, inputs: dict) -> dict:
         if signature_name not in self.loaded.signatures:
             raise KeyError(f"Serving signature name: \"{signature_name}\" not found in signature def")
@@ -134,15 +138,20 @@ class ServedBasePath:
         self._lock = threading.Lock()
 
     def get(self, name):
-        model_dir = os.path.join(self.base, name)
-        versions = sorted(int(v) for v in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-                          if v.isdigit() and os.path.isfile(os.path.join(model_dir, v, "saved_model.pb")))
-        if not versions:
+        """The model ``name`` at its latest version (``mmzoo.export.resolve_export_dir``), else None."""
+        from mmzoo.export import resolve_export_dir
+
+        try:
+            version_dir = resolve_export_dir(os.path.join(self.base, name))
+        except FileNotFoundError:
+            return None
+        version = os.path.basename(version_dir)
+        if not version.isdigit():  # BASE/NAME/saved_model.pb: not a servable layout
             return None
         with self._lock:
             served = self._loaded.get(name)
-            if served is None or served.version != versions[-1]:
-                served = self._loaded[name] = ServedModel(name, os.path.join(model_dir, str(versions[-1])), versions[-1])
+            if served is None or served.version != int(version):
+                served = self._loaded[name] = ServedModel(name, version_dir, int(version))
         return served
 
 
@@ -271,10 +280,7 @@ class _Double:
 
     def model(self, name, version=None):
         """The ServedModel a request for ``name`` (and ``version``, if given) reaches, or None (NOT_FOUND)."""
-        if isinstance(self.served, ServedBasePath):
-            served = self.served.get(name)
-        else:
-            served = self.served if name == self.served.name else None
+        served = self.served.get(name)
         if served is None or (version is not None and int(version) != served.version):
             return None
         return served
