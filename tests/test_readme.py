@@ -247,7 +247,7 @@ for page in json.load(open(sys.argv[1])):
         print(f"=== {name}:{b['line']} ({b['language']}) starts", flush=True)
         start = time.time()
         if b["mode"] == "serve":
-            ok = serve(page["repo"])
+            ok = serve(sys.argv[2])
         elif b["language"] == "python":
             # Padding keeps the page's line numbers in tracebacks.
             source = "\n" * (b["line"] - 1) + b["code"]
@@ -280,8 +280,15 @@ class PageRun:
     dir: Path
     blocks: list
     output: str = ""
-    ok: bool = False
-    failed_line: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return f"PAGE_OK {self.name}" in self.output
+
+    @property
+    def failed_line(self) -> str:
+        failed = re.search(rf"BLOCK_FAILED {re.escape(self.name)}:(\d+)", self.output)
+        return failed.group(1) if failed else ""
 
     def check(self):
         if not self.output:
@@ -312,7 +319,7 @@ def run_pages(tmp_path, pages, timeout) -> dict[str, PageRun]:
         name = str(path.relative_to(REPO))
         run = PageRun(name, tmp_path / ("fresh" if n == 0 else f"after_readme_{path.stem}"), _runnable(path, modes))
         runs[name] = run
-        plan.append({"name": name, "path": str(path), "dir": str(run.dir), "repo": str(REPO),
+        plan.append({"name": name, "path": str(path), "dir": str(run.dir),
                      "copy_from": None if n == 0 else str(tmp_path / "fresh"),
                      "blocks": [dataclasses.asdict(b) for b in run.blocks]})
     (tmp_path / "pages.json").write_text(json.dumps(plan))
@@ -323,7 +330,7 @@ def run_pages(tmp_path, pages, timeout) -> dict[str, PageRun]:
     env.setdefault("CUDA_VISIBLE_DEVICES", "-1")
     env.pop("PYTHONPATH", None)  # mmzoo comes from the installed package, as for a user
     try:
-        proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "pages.json")],
+        proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "pages.json"), str(REPO)],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=timeout)
         out = proc.stdout
@@ -339,9 +346,6 @@ def run_pages(tmp_path, pages, timeout) -> dict[str, PageRun]:
     for k, (i, name) in enumerate(starts):
         run = runs[name]
         run.output = out[i:starts[k + 1][0] if k + 1 < len(starts) else len(out)]
-        run.ok = f"PAGE_OK {name}" in run.output
-        failed = re.search(rf"BLOCK_FAILED {re.escape(name)}:(\d+)", run.output)
-        run.failed_line = failed.group(1) if failed else ""
     if not starts:
         pytest.fail(f"the driver ran no block (exit {proc.returncode}):\n{out[-4000:]}")
     return runs

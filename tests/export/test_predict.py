@@ -101,7 +101,7 @@ def small_budget_export(tmp_path_factory):
     return model, export_saved_model(model, base / "tiny", max_request_pixels=1000, verify=False, warmup=False)
 
 
-def test_runs_over_the_request_budget_in_calls_under_it(small_budget_export, classifier_export, manifest):
+def test_runs_over_the_request_budget_in_calls_under_it(small_budget_export, manifest):
     """A server refuses one request over max_request_pixels; mmzoo predict splits a run over files instead."""
     import tensorflow_text  # noqa: F401
 
