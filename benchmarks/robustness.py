@@ -80,6 +80,7 @@ CLEAR_MESSAGES = (
     r"Refusing to decode image: .*max_pixels",  # mmzoo's decompression-bomb guard
     r"must have the same batch size\. Received: ",  # mismatched image_bytes / text batches
     r"^Invalid (JPEG|PNG|GIF|BMP)\b",  # TensorFlow's decoders on a truncated or corrupt body
+    r"^Failed to decode WebP image",  # TensorFlow's WebP decoder on a corrupt body
     r"^jpeg::Uncompress failed\. Invalid JPEG data",  # libjpeg on a corrupt body
     r"Received: ",  # any other Keras-style message
     r"^indices\[[\d,]+\] = -?\d+ is not in \[0, \d+\)",  # token id outside the vocabulary (preprocessed)
@@ -244,6 +245,10 @@ def image_of_kind(kind: str, rng=None, height=20, width=24) -> bytes:
         return encode(_pixels(rng, height, width), "BMP")
     if kind == "gif":
         return encode(_pixels(rng, height, width), "GIF")
+    if kind == "webp":
+        return encode(_pixels(rng, height, width), "WEBP", quality=80)
+    if kind == "lossless_rgba_webp":
+        return encode(_pixels(rng, height, width, 4), "WEBP", lossless=True)
     if kind == "grayscale_png":
         return encode(_pixels(rng, height, width, 1))
     if kind == "grayscale_jpeg":
@@ -281,6 +286,8 @@ def image_of_kind(kind: str, rng=None, height=20, width=24) -> bytes:
         return encode(_pixels(rng, 20_000, 1))
     if kind == "very_wide_jpeg":
         return encode(_pixels(rng, 2, 8_000), "JPEG")
+    if kind == "very_tall_webp":
+        return encode(_pixels(rng, 16_383, 1), "WEBP", lossless=True)
     if kind == "random_bytes":
         return rng.integers(0, 256, 200).astype(np.uint8).tobytes()
     if kind == "zero_bytes":
@@ -301,17 +308,30 @@ def image_of_kind(kind: str, rng=None, height=20, width=24) -> bytes:
     if kind == "truncated_gif":
         data = encode(_pixels(rng, height, width), "GIF")
         return data[: len(data) // 2]
+    if kind == "truncated_webp":
+        data = encode(_pixels(rng, height, width), "WEBP", quality=80)
+        return data[: len(data) // 2]
+    if kind == "corrupt_lossless_webp":
+        data = bytearray(encode(_pixels(rng, height, width), "WEBP", lossless=True))
+        data[40::7] = bytes(b ^ 0x5A for b in data[40::7])
+        return bytes(data)
+    if kind == "animated_webp":  # TensorFlow 2.21's decoder corrupts memory on these: refused before it
+        frames = [Image.fromarray(_pixels(rng, height, width)) for _ in range(2)]
+        buffer = io.BytesIO()
+        frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:], duration=50)
+        return buffer.getvalue()
     raise ValueError(f"Unknown image kind. Received: kind={kind!r}")
 
 
 VALID_IMAGE_KINDS = (
     "png", "jpeg", "bmp", "gif", "grayscale_png", "grayscale_jpeg", "rgba_png", "gray_alpha_png", "16bit_png",
     "16bit_rgb_png", "palette_png", "one_bit_png", "animated_gif", "one_pixel_png", "one_pixel_jpeg",
-    "very_wide_png", "very_tall_png", "very_wide_jpeg",
+    "very_wide_png", "very_tall_png", "very_wide_jpeg", "webp", "lossless_rgba_webp", "very_tall_webp",
 )
 BROKEN_IMAGE_KINDS = (
     "random_bytes", "zero_bytes", "truncated_png", "truncated_png_header", "truncated_jpeg",
-    "truncated_jpeg_header", "truncated_gif", "truncated_bmp",
+    "truncated_jpeg_header", "truncated_gif", "truncated_bmp", "truncated_webp", "corrupt_lossless_webp",
+    "animated_webp",
 )
 TEXT_KINDS = {
     "plain": "a red circle on the left",

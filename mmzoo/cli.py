@@ -586,7 +586,7 @@ def _add_predict_parser(subparsers):
                  help="run an exported SavedModel on image files and texts; prints JSON")
     p.add_argument("export_dir", help="an export: saved_models/NAME (its latest version) or a version directory")
     p.add_argument("--signature", default="serving_default", help="signature to run")
-    p.add_argument("--image", nargs="+", help="image files (JPEG, PNG, GIF, BMP)")
+    p.add_argument("--image", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
     p.add_argument("--text", nargs="+", help="texts (questions, captions), one per image")
     p.add_argument("--data", metavar="MANIFEST",
                    help="run every row of a manifest instead of --image/--text: one JSON line per row, its source "

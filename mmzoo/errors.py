@@ -6,7 +6,7 @@ TensorFlow wraps a failed ``tf.Assert`` in a graph as::
 
     Detected at node image_preprocessor_1/map/while/assert_valid_image_header/Assert defined at ...
     <stack traces unavailable>
-    assertion failed: [Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file (2 bytes, ...).]
+    assertion failed: [Cannot decode image: the bytes are not a JPEG, PNG, GIF, BMP or WebP file (2 bytes, ...).]
     	 [[{{node image_preprocessor_1/map/while/assert_valid_image_header/Assert}}]] [Op:__inference_...]
 
 and, run eagerly inside a Keras layer, as ``Exception encountered when calling

@@ -16,7 +16,7 @@ import pytest
 from mmzoo.cli import _LOAD_TIME_NOISE, PRESET_HELP, build_parser, export_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SENTENCE = "Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file (2 bytes, starting with bytes 78 78)."
+SENTENCE = "Cannot decode image: the bytes are not a JPEG, PNG, GIF, BMP or WebP file (2 bytes, starting with bytes 78 78)."
 # What TensorFlow and Keras wrote on a normal run before (the cuInit line reads like a real error).
 NOISE = ("absl::InitializeLog", "cudart_stub", "cuInit", "port.cc", "Skipping variable loading",
          "`shuffle=True` was passed", "Traceback")

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from mmzoo.errors import error_text
 
-SENTENCE = "Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file (2 bytes, starting with bytes 78 78)."
+SENTENCE = "Cannot decode image: the bytes are not a JPEG, PNG, GIF, BMP or WebP file (2 bytes, starting with bytes 78 78)."
 
 
 def test_error_text_unwraps_graph_and_eager_assertions():

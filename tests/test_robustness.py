@@ -50,7 +50,7 @@ IMAGE_LABELS = [label for label in RAW_LABELS if not label.endswith("/embed_text
 TEXT_LABELS = [label for label in RAW_LABELS if label.split("/")[0] in ("classifier", "dual_encoder", "itm_matcher")
                and not label.endswith("/embed_image")]
 BROKEN_IMAGES = {
-    "random_bytes": r"^Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file \(200 bytes, starting with",
+    "random_bytes": r"^Cannot decode image: the bytes are not a JPEG, PNG, GIF, BMP or WebP file \(200 bytes, starting with",
     "zero_bytes": r"^Cannot decode image: the image bytes are empty",
     "truncated_png": r"^Invalid PNG data",
     "truncated_png_header": r"^Cannot decode image: truncated or corrupt PNG header",
@@ -58,6 +58,9 @@ BROKEN_IMAGES = {
     "truncated_jpeg_header": r"^Invalid JPEG data",
     "truncated_gif": r"^Invalid GIF data",
     "truncated_bmp": r"^Cannot decode image: truncated or corrupt BMP header \(747 bytes; the header says 24x20, which needs",
+    "truncated_webp": r"^Cannot decode image: truncated or corrupt WebP header \(\d+ bytes; the header says 24x20, which needs",
+    "corrupt_lossless_webp": r"^Failed to decode WebP image",
+    "animated_webp": r"^Cannot decode image: an animated WebP cannot be decoded safely by TensorFlow",
 }
 
 

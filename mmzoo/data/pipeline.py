@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from mmzoo.data.records import BadRows, Record, SkipReport, logger
 from mmzoo.native_stderr import captured_native_stderr
-from mmzoo.preprocessing.image_header import other_format_hint
+from mmzoo.preprocessing.image_header import DECODABLE, other_format_hint
 from mmzoo.preprocessing.tracing import as_written
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -137,13 +137,14 @@ def image_dataset(images, decode_one, batch_size=None, sources=None, num_paralle
 
 
 def _looks_like_image(data):
-    """JPEG/PNG/GIF/BMP magic bytes (no ``tf.cond``: cheap per element in tf.data)."""
+    """JPEG/PNG/GIF/BMP/WebP magic bytes (no ``tf.cond``: cheap per element in tf.data)."""
     head = tf.strings.substr(data, 0, 4)
     return (
         tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
         | tf.equal(head, b"\x89PNG")
         | tf.equal(head, b"GIF8")
         | tf.equal(tf.strings.substr(head, 0, 2), b"BM")
+        | (tf.equal(head, b"RIFF") & tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))
     )
 
 
@@ -152,7 +153,7 @@ def _read_and_decode(element, decode_one, explain=False):
 
     ``explain``: the one-image rerun behind a skip report (``_validate_images``), whose
     report names the source itself: the error is the reason alone, and it names a format
-    people meet that cannot be decoded (TIFF, WebP, HEIC, ...: ``other_format_hint``).
+    people meet that cannot be decoded (TIFF, HEIC, ...: ``other_format_hint``).
     That hint's ops would cost 6% (in a ``tf.cond``) to 16% of a 64x64 JPEG's read and
     decode per element (one map thread, measured), so the pipelines go without it."""
     if "path" in element and "data" in element:
@@ -166,7 +167,7 @@ def _read_and_decode(element, decode_one, explain=False):
     else:
         data = element["data"]
     where = [] if explain else ["Cannot decode image ", element["source"], ": "]
-    reason = ["not a JPEG, PNG, GIF or BMP file (", tf.strings.as_string(tf.strings.length(data)), " bytes)."]
+    reason = [f"not {DECODABLE} (", tf.strings.as_string(tf.strings.length(data)), " bytes)."]
     hint = [other_format_hint(data)] if explain else []
     check = tf.debugging.Assert(_looks_like_image(data), [tf.strings.join(where + reason + hint)])
     with tf.control_dependencies([check]):
@@ -381,7 +382,7 @@ def decode_images(records, model, num_parallel_calls=AUTOTUNE) -> DecodedImages:
         images = np.concatenate(list(ds.as_numpy_iterator()))
     except tf.errors.OpError as e:
         # Name every bad image as make_dataset does (each failed one decoded alone, which
-        # also names a format that cannot be decoded: TIFF, WebP, HEIC, ...).
+        # also names a format that cannot be decoded: TIFF, HEIC, ...).
         _, report = validate_images(unique, model.image_preprocessor.decode_one, num_parallel_calls)
         if not report.num_skipped:
             raise ValueError(f"decode_images: {_clean_error(getattr(e, 'message', str(e)))}") from None

@@ -31,7 +31,7 @@ class Record:
 
     Attributes:
         image: absolute path of an image file, or its encoded bytes
-            (JPEG/PNG/GIF/BMP), as TFRecord and in-memory readers give.
+            (JPEG/PNG/GIF/BMP/WebP), as TFRecord and in-memory readers give.
         text: the input text of classification/matching examples, or ``None``.
         label: a class name, a list of class names (multi-label), or ``None``.
         captions: reference captions (a list, possibly empty).

@@ -1,6 +1,6 @@
 """Serving signatures of a zoo model, built with ``keras.export.ExportArchive``.
 
-Raw inputs go in (``image_bytes``: encoded JPEG/PNG/GIF/BMP, ``text``: UTF-8
+Raw inputs go in (``image_bytes``: encoded JPEG/PNG/GIF/BMP/WebP, ``text``: UTF-8
 strings); decoding, resizing and tokenization run inside the graph through
 the model's own ``image_preprocessor`` and ``tokenizer``. The signatures per
 ``model.task`` (names, inputs, outputs) are the stable contract documented

@@ -11,7 +11,7 @@ attribute          image tower                            text tower
                    ``[0, 1]`` (TF Hub image convention),  the model tokenizer's ids),
                    ``training=False``                     ``training=False``
 signature          ``serving_default``: ``image_bytes``   ``serving_default``: ``text``
-                   string [None] (JPEG/PNG/GIF/BMP)       string [None]; ``tokenize``: ``text``
+                   string [None] (JPEG/PNG/GIF/BMP/WebP)  string [None]; ``tokenize``: ``text``
                                                           -> ``token_ids``
 outputs            ``pooled`` [B, D], ``tokens`` [B, T, D], ``mask`` bool [B, T]
 variables          ``variables``, ``trainable_variables`` (trainable on reload),

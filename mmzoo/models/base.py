@@ -250,7 +250,7 @@ class MultimodalModel(keras.Model):
     def preprocess(self, images=None, texts=None) -> dict:
         """Raw inputs to the model's input dict.
 
-        ``images``: a string tensor/list of encoded JPEG/PNG/GIF/BMP bytes, or
+        ``images``: a string tensor/list of encoded JPEG/PNG/GIF/BMP/WebP bytes, or
         decoded images ``[batch, h, w, c]``. ``texts``: strings.
         """
         inputs = {}

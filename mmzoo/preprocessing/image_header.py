@@ -3,8 +3,10 @@
 ``read_image_header(data)`` sniffs the format from the magic bytes and reads
 the width and height from the header (JPEG with ``tf.image.extract_jpeg_shape``,
 PNG from IHDR, GIF from the logical screen descriptor, BMP from the info
-header). ``check_header(data, max_pixels)`` turns that into assertions with
-clear messages, so a decompression bomb is refused before it is decoded.
+header, WebP from its first chunk). ``check_header(data, max_pixels)`` turns
+that into assertions with clear messages, so a decompression bomb (or an
+animated WebP, which TensorFlow's decoder cannot take safely) is refused
+before it is decoded.
 Everything is TensorFlow ops: it runs in tf.data, tf.function and SavedModels.
 """
 
@@ -14,10 +16,13 @@ import tensorflow as tf
 
 from mmzoo.preprocessing.tracing import as_written
 
-UNKNOWN, JPEG, PNG, GIF, BMP = 0, 1, 2, 3, 4
-FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP")
+UNKNOWN, JPEG, PNG, GIF, BMP, WEBP = 0, 1, 2, 3, 4, 5
+FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP", "WebP")
+# What error messages call the formats mmzoo decodes.
+DECODABLE = "a JPEG, PNG, GIF, BMP or WebP file"
 _HEADER_BYTES = 32
-_MIN_BYTES = {JPEG: 4, PNG: 24, GIF: 10, BMP: 26}
+# The bytes each format's header fields need (a WebP also needs all the bytes its RIFF header counts).
+_MIN_BYTES = {JPEG: 4, PNG: 24, GIF: 10, BMP: 26, WEBP: 30}
 
 
 # A 1x1 baseline JPEG: ``extract_jpeg_shape`` reads this instead of ``data``
@@ -35,21 +40,27 @@ _DUMMY_JPEG = bytes.fromhex(
 
 
 def _field_weights():
-    """``[32, 12]`` weights: header bytes (as a vector) times these = the size fields.
+    """``[32, 19]`` weights: header bytes (as a vector) times these = the size fields.
 
     Columns: PNG width, PNG height (big-endian u32 at 16, 20); GIF width,
     height (little-endian u16 at 6, 8); BMP info-header size (u32 at 14);
     BMP core width, height (u16 at 18, 20); BMP info width, height (u32 at
     18, 22, two's complement applied afterwards); BMP pixel-data offset
-    (u32 at 10), bits per pixel (core: u16 at 24, info: u16 at 28). One ``matmul`` for a whole
-    batch instead of a chain of scalar ops per byte.
+    (u32 at 10), bits per pixel (core: u16 at 24, info: u16 at 28); WebP (all
+    little-endian): the RIFF size (u32 at 4), the first chunk's flags or
+    signature byte (at 20), a lossy ``VP8 `` frame's width and height (u16 at
+    26, 28, 14 bits each), a lossless ``VP8L`` stream's packed sizes (u32 at
+    21), an extended ``VP8X`` canvas's width and height minus one (u24 at 24,
+    27). One ``matmul`` for a whole batch instead of a chain of scalar ops per byte.
     """
     import numpy as np
 
-    weights = np.zeros((_HEADER_BYTES, 12), np.float64)
+    weights = np.zeros((_HEADER_BYTES, 19), np.float64)
     fields = [(16, 4, True), (20, 4, True), (6, 2, False), (8, 2, False), (14, 4, False),
               (18, 2, False), (20, 2, False), (18, 4, False), (22, 4, False),
-              (10, 4, False), (24, 2, False), (28, 2, False)]
+              (10, 4, False), (24, 2, False), (28, 2, False),
+              (4, 4, False), (20, 1, False), (26, 2, False), (28, 2, False), (21, 4, False),
+              (24, 3, False), (27, 3, False)]
     for column, (start, length, big_endian) in enumerate(fields):
         for k in range(length):
             weights[start + k, column] = 256.0 ** ((length - 1 - k) if big_endian else k)
@@ -77,7 +88,6 @@ def _hex_prefix(data, count):
 _OTHER_FORMATS = (
     ("It looks like a TIFF file (what scanners write): convert it to PNG or JPEG.",
      (((0, b"II*\x00"),), ((0, b"MM\x00*"),))),
-    ("It looks like a WebP file: convert it to JPEG or PNG.", (((0, b"RIFF"), (8, b"WEBP")),)),
     ("It looks like a HEIC file (what phone cameras write): convert it to JPEG.",
      (((4, b"ftypheic"),), ((4, b"ftypheix"),))),
     ("It looks like a HEIF or AVIF file: convert it to JPEG or PNG.", (((4, b"ftypmif1"),),)),
@@ -89,7 +99,7 @@ _OTHER_FORMATS = (
      (((0, b"<"),), ((0, b"\xef\xbb\xbf<"),))),
     # A REST request's {"b64": ...} wrapper left out, or text kept base64-encoded.
     ("It looks like base64 text of an image: decode it first (a TF Serving REST request takes it "
-     "wrapped as {b64: ...}).", (((0, b"/9j/"),), ((0, b"iVBORw0KGgo"),), ((0, b"R0lGOD"),))),
+     "wrapped as {b64: ...}).", (((0, b"/9j/"),), ((0, b"iVBORw0KGgo"),), ((0, b"R0lGOD"),), ((0, b"UklGR"),))),
 )
 # Strings that name an image instead of holding it: sent as the bytes, they fail to decode.
 # (No quotes in these sentences: a graph's Assert prints them escaped, as \' and \".)
@@ -102,7 +112,7 @@ _NAMES = (
 
 def other_format_hint(data):
     """A sentence naming the format of ``data`` (scalar string) when it is one people
-    meet that TensorFlow cannot decode (TIFF, WebP, HEIC, AVIF, PDF, HTML, base64 text, a file
+    meet that TensorFlow cannot decode (TIFF, HEIC, AVIF, PDF, HTML, base64 text, a file
     name or URL sent in place of the image, ...), else ``""``."""
     # Padded with 0xff (no magic below holds it) to read 16 bytes of a shorter string.
     head = tf.strings.join([tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), 16)), b"\xff" * 16])
@@ -129,7 +139,7 @@ def _as_batch(data):
 def read_image_header(data):
     """Sniff ``data`` (scalar string): ``(format_id, length, height, width)``.
 
-    ``format_id`` is one of ``UNKNOWN, JPEG, PNG, GIF, BMP``; height and
+    ``format_id`` is one of ``UNKNOWN, JPEG, PNG, GIF, BMP, WEBP``; height and
     width are int64 read from the header (0 when unknown). Raises
     ``InvalidArgumentError`` only for a JPEG whose header is corrupt.
     Straight-line ops (no control flow): it runs once per image in tf.data.
@@ -143,7 +153,7 @@ def image_pixels(data):
     What ``max_request_pixels`` counts: 0 where the header gives no size. Raises
     ``InvalidArgumentError`` for a JPEG whose header is corrupt, as ``read_image_header``.
     """
-    _, _, height, width, _ = _read_headers(_as_batch(data))
+    _, _, height, width, _, _ = _read_headers(_as_batch(data))
     return _pixels(height, width)
 
 
@@ -159,8 +169,9 @@ def _formats(head):
     six = tf.strings.substr(head, 0, 6)
     is_gif = tf.equal(six, b"GIF87a") | tf.equal(six, b"GIF89a")
     is_bmp = tf.equal(tf.strings.substr(head, 0, 2), b"BM")
+    is_webp = tf.equal(tf.strings.substr(head, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
     fmt = tf.where(is_jpeg, JPEG, tf.where(is_png, PNG, tf.where(is_gif, GIF, tf.where(is_bmp, BMP, UNKNOWN))))
-    return tf.cast(fmt, tf.int32)
+    return tf.cast(tf.where(is_webp, WEBP, fmt), tf.int32)
 
 
 def _jpeg_shapes(data, jpeg_ok):
@@ -191,9 +202,9 @@ def _jpeg_shapes(data, jpeg_ok):
 def _read_headers(data):
     """Header fields of every image of ``data`` (string ``[N]``), each ``[N]``.
 
-    ``(format_id, length, height, width, bmp_needed)``: ``bmp_needed`` is the
-    size an uncompressed BMP must have (``check_headers``). Vectorised over
-    the batch: a handful of ops per batch, not per image.
+    ``(format_id, length, height, width, needed, animated)``: ``needed`` is the
+    size an uncompressed BMP or a WebP must have by its header (``check_headers``), ``animated``
+    marks an animated WebP. Vectorised over the batch: a handful of ops per batch, not per image.
     """
     length = tf.cast(tf.strings.length(data), tf.int64)
     # The first bytes, zero-padded (cut before padding: no copy of the whole image).
@@ -203,7 +214,7 @@ def _read_headers(data):
     header = tf.reshape(tf.cast(tf.io.decode_raw(head, tf.uint8), tf.float64), [-1, _HEADER_BYTES])
     fields = tf.cast(tf.matmul(header, tf.constant(_FIELD_WEIGHTS)), tf.int64)
     (png_w, png_h, gif_w, gif_h, bmp_size, core_w, core_h, info_w, info_h,
-     bmp_offset, core_bpp, info_bpp) = tf.unstack(fields, num=12, axis=1)
+     bmp_offset, core_bpp, info_bpp, *webp_fields) = tf.unstack(fields, num=19, axis=1)
     signed_w = tf.where(info_w >= 2**31, info_w - 2**32, info_w)
     signed_h = tf.where(info_h >= 2**31, info_h - 2**32, info_h)
     bmp_core = tf.equal(bmp_size, 12)  # BITMAPCOREHEADER
@@ -211,15 +222,44 @@ def _read_headers(data):
     bmp_h = tf.abs(tf.where(bmp_core, core_h, signed_h))
 
     jpeg_h, jpeg_w = _jpeg_shapes(data, tf.equal(fmt, JPEG) & (length >= 4))
+    webp_h, webp_w, webp_needed, animated = _webp_fields(head, webp_fields)
     zero = tf.zeros_like(length)
-    # Row i, column fmt[i] of the [N, 5] tables (a flat gather: fewer ops than batch_dims=1).
-    flat_index = fmt if data.shape[0] == 1 else tf.range(tf.size(fmt)) * 5 + fmt
-    height = tf.gather(tf.reshape(tf.stack([zero, jpeg_h, png_h, gif_h, bmp_h], axis=1), [-1]), flat_index)
-    width = tf.gather(tf.reshape(tf.stack([zero, jpeg_w, png_w, gif_w, bmp_w], axis=1), [-1]), flat_index)
+    # Row i, column fmt[i] of the [N, 6] tables (a flat gather: fewer ops than batch_dims=1).
+    flat_index = fmt if data.shape[0] == 1 else tf.range(tf.size(fmt)) * 6 + fmt
+    height = tf.gather(tf.reshape(tf.stack([zero, jpeg_h, png_h, gif_h, bmp_h, webp_h], axis=1), [-1]), flat_index)
+    width = tf.gather(tf.reshape(tf.stack([zero, jpeg_w, png_w, gif_w, bmp_w, webp_w], axis=1), [-1]), flat_index)
     # What an uncompressed BMP needs: pixel-data offset + rows padded to 4 bytes.
     bpp = tf.where(bmp_core, core_bpp, info_bpp)
     bmp_needed = bmp_offset + (bpp * bmp_w + 31) // 32 * 4 * bmp_h
-    return fmt, length, height, width, bmp_needed
+    is_webp = tf.equal(fmt, WEBP)
+    needed = tf.where(tf.equal(fmt, BMP), bmp_needed, tf.where(is_webp, webp_needed, zero))
+    return fmt, length, height, width, needed, is_webp & animated
+
+
+def _webp_fields(head, fields):
+    """``(height, width, needed, animated)`` of WebP headers (each int64 or bool ``[N]``).
+
+    The first chunk says the kind: ``VP8 `` (lossy: sizes after the key-frame start code
+    ``9d 01 2a``), ``VP8L`` (lossless: signature byte ``0x2f``, then 14-bit width and height
+    minus one) or ``VP8X`` (extended: flags, then the canvas's 24-bit width and height minus
+    one; flag ``0x02`` marks an animation). Sizes are 0 for another chunk or a broken
+    signature (a corrupt header). ``needed`` is the length the RIFF header counts (its size
+    field + 8).
+    """
+    riff_size, byte20, vp8_w, vp8_h, vp8l_bits, vp8x_w, vp8x_h = fields
+    chunk = tf.strings.substr(head, 12, 4)
+    lossy = tf.equal(chunk, b"VP8 ") & tf.equal(tf.strings.substr(head, 23, 3), b"\x9d\x01\x2a")
+    lossless = tf.equal(chunk, b"VP8L") & tf.equal(byte20, 0x2F)
+    extended = tf.equal(chunk, b"VP8X")
+    mask = tf.constant(0x3FFF, tf.int64)
+    bits = tf.bitwise.bitwise_and
+    zero = tf.zeros_like(riff_size)
+    width = tf.where(lossy, bits(vp8_w, mask), tf.where(lossless, bits(vp8l_bits, mask) + 1,
+                                                        tf.where(extended, vp8x_w + 1, zero)))
+    height = tf.where(lossy, bits(vp8_h, mask), tf.where(
+        lossless, bits(tf.bitwise.right_shift(vp8l_bits, 14), mask) + 1, tf.where(extended, vp8x_h + 1, zero)))
+    animated = extended & tf.not_equal(bits(byte20, 2), 0)
+    return height, width, riff_size + 8, animated
 
 
 def check_header(data, max_pixels=None):
@@ -227,9 +267,9 @@ def check_header(data, max_pixels=None):
 
     Returns a list of tensors for ``tf.control_dependencies``; it fails with
     ``InvalidArgumentError`` and a message naming the first problem found:
-    empty bytes, an unknown format, more than ``max_pixels`` pixels, or a
-    truncated or corrupt header (an uncompressed BMP shorter than its header
-    says). ``check_headers`` for a batch.
+    empty bytes, an unknown format, an animated WebP, more than ``max_pixels``
+    pixels, or a truncated or corrupt header (an uncompressed BMP or a WebP
+    shorter than its header says). ``check_headers`` for a batch.
     """
     return check_headers(tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [1]), max_pixels)
 
@@ -252,8 +292,8 @@ def checked_headers(data, max_pixels=None, max_request_pixels=None):
     """``(checks, (format_id, height, width))``: ``check_headers``' assertions and the header
     fields they read (each ``[N]``), for a decoder that needs the sizes (``ImagePreprocessor``)."""
     data = _as_batch(data)
-    fmt, length, height, width, bmp_needed = _read_headers(data)
-    checks = _image_checks(data, fmt, length, height, width, bmp_needed, max_pixels)
+    fmt, length, height, width, needed, animated = _read_headers(data)
+    checks = _image_checks(data, fmt, length, height, width, needed, animated, max_pixels)
     if max_request_pixels is not None:
         with tf.control_dependencies(checks):  # an image's own problem is reported first
             checks = [_request_check(height, width, max_request_pixels)]
@@ -276,17 +316,18 @@ def _request_check(height, width, max_request_pixels):
     return tf.cond(total > max_request_pixels, refuse, lambda: tf.constant(True))
 
 
-def _image_checks(data, fmt, length, height, width, bmp_needed, max_pixels):
-    min_bytes = tf.gather(tf.constant([0, *[_MIN_BYTES[i] for i in (JPEG, PNG, GIF, BMP)]], tf.int64), fmt)
-    # An uncompressed BMP's size follows from its header: a short one is truncated
+def _image_checks(data, fmt, length, height, width, needed, animated, max_pixels):
+    min_bytes = tf.gather(tf.constant([0, *[_MIN_BYTES[i] for i in (JPEG, PNG, GIF, BMP, WEBP)]], tf.int64), fmt)
+    # An uncompressed BMP's or a WebP's size follows from its header: a short one is truncated
     # (TensorFlow's own message for it names no cause).
-    min_bytes = tf.where(tf.equal(fmt, BMP), tf.maximum(min_bytes, bmp_needed), min_bytes)
+    min_bytes = tf.maximum(min_bytes, needed)
     pixels = height * width
     too_big = tf.zeros_like(length, tf.bool)
     if max_pixels is not None:
         too_big = (height > 0) & (width > 0) & (pixels > max_pixels)
     failed = tf.stack(
-        [tf.equal(length, 0), tf.equal(fmt, UNKNOWN), too_big, (length < min_bytes) | (height <= 0) | (width <= 0)],
+        [tf.equal(length, 0), tf.equal(fmt, UNKNOWN), animated, too_big,
+         (length < min_bytes) | (height <= 0) | (width <= 0)],
         axis=1,
     )
     bad = tf.reduce_any(failed, axis=1)
@@ -309,14 +350,14 @@ def _assert_first(data, failed, bad, fmt, length, height, width, min_bytes, max_
 
 
 def _header_message(problem, data, fmt, length, height, width, min_bytes, max_pixels):
-    """The message for ``problem`` (index into ``check_headers``' four checks) of one image."""
+    """The message for ``problem`` (index into ``check_headers``' five checks) of one image."""
     messages = tf.stack(
         [
             tf.constant("Cannot decode image: the image bytes are empty (received an empty string)."),
             tf.strings.join(
                 [
                     tf.strings.format(
-                        "Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file "
+                        f"Cannot decode image: the bytes are not {DECODABLE} "
                         "({} bytes, starting with bytes ",
                         (length,),
                     ),
@@ -325,6 +366,10 @@ def _header_message(problem, data, fmt, length, height, width, min_bytes, max_pi
                     other_format_hint(data),
                 ]
             ),
+            # TensorFlow's decoder of animated WebP corrupts the process's memory (TF 2.21: a
+            # double free that aborts the process, a TF Serving server included): refused here.
+            tf.constant("Cannot decode image: an animated WebP cannot be decoded safely by TensorFlow; "
+                        "save its first frame as a still WebP, PNG or JPEG."),
             tf.strings.format(
                 "Refusing to decode image: image is {}x{} = {} pixels, over max_pixels={}.",
                 (width, height, height * width, -1 if max_pixels is None else max_pixels),

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mmzoo.errors import error_text
 from mmzoo.preprocessing._raw_inputs import accept_raw_inputs
-from mmzoo.preprocessing.image_header import JPEG, checked_headers, gif_first_frame, gif_first_frames
+from mmzoo.preprocessing.image_header import JPEG, WEBP, checked_headers, gif_first_frame, gif_first_frames
 from mmzoo.preprocessing.tracing import as_written
 
 _SCALES = (None, "unit", "symmetric")
@@ -35,7 +35,7 @@ class ImagePreprocessor(keras.layers.Layer):
     """Encoded image bytes (or decoded images) to float32 ``[B, H, W, 3]``.
 
     Accepts a string tensor ``[batch]`` of encoded JPEG, PNG (8 or 16 bit,
-    palette), GIF (first frame) or BMP files, or decoded images
+    palette), GIF (first frame), BMP or still WebP (lossy or lossless) files, or decoded images
     ``[batch, h, w, c]`` (uint8 or float in ``[0, 255]``, ``c`` in 1, 3, 4).
     Grayscale is repeated to RGB and alpha dropped; images are resized to
     ``image_size`` with antialiased bilinear interpolation, or, with
@@ -47,8 +47,9 @@ class ImagePreprocessor(keras.layers.Layer):
     images over ``max_pixels`` are refused with ``InvalidArgumentError``
     (a decompression-bomb guard; ``max_pixels=None`` turns it off), a batch
     over ``max_request_pixels`` in all likewise (off by default; exports set
-    it, see ``mmzoo.export``), and animated GIFs are cut after their first
-    frame before decoding. With ``downscale_jpeg`` a JPEG at least four times
+    it, see ``mmzoo.export``), animated GIFs are cut after their first
+    frame before decoding, and animated WebPs refused (TensorFlow's decoder
+    of them corrupts memory). With ``downscale_jpeg`` a JPEG at least four times
     ``image_size`` on both sides is decoded at 1/2, 1/4 or 1/8 scale
     (libjpeg's DCT scaling, ``tf.io.decode_jpeg(ratio=...)``), never below
     twice ``image_size`` (the antialiased resize still does the last step,
@@ -155,11 +156,17 @@ class ImagePreprocessor(keras.layers.Layer):
         def scaled(ratio):
             return lambda: tf.ensure_shape(tf.io.decode_jpeg(data, channels=3, ratio=ratio), [None, None, 3])
 
+        def webp():
+            # TensorFlow's WebP decoder gives RGBA for a WebP with transparency and refuses
+            # channels=3 for it: decode what is stored, then drop the alpha (as for a PNG).
+            stored = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+            return tf.ensure_shape(stored[..., :3], [None, None, 3])
+
         if self.downscale_jpeg:
-            index = self._jpeg_ratio_index(fmt, height, width)
-            image = tf.switch_case(index, [full, scaled(2), scaled(4), scaled(8)])
+            index = tf.where(tf.equal(fmt, WEBP), 4, self._jpeg_ratio_index(fmt, height, width))
+            image = tf.switch_case(index, [full, scaled(2), scaled(4), scaled(8), webp])
         else:
-            image = full()
+            image = tf.cond(tf.equal(fmt, WEBP), webp, full)
         image = tf.cast(image, tf.float32)
         image = self._resize(image)
         image = tf.ensure_shape(image, [*self.image_size, 3])

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from mmzoo import data
 from mmzoo.data import Record, make_dataset, read_manifest
+from mmzoo.data.pipeline import image_dataset
 from mmzoo.datasets.shapes import shapes_label_names, shapes_records
 
 from .conftest import BatchEcho, StandInModel, png_bytes
@@ -121,24 +122,33 @@ def test_undecodable_image_error_names_file(tmp_path, image_files):
         make_dataset(records, model, validate=True)
 
 
-def test_a_tiff_or_webp_image_is_named_as_such_once_per_file(tmp_path, image_files):
+def test_a_tiff_or_animated_webp_is_named_as_such_once_per_file_and_a_still_webp_decodes(tmp_path, image_files):
     from PIL import Image
 
-    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "scan.tif")
-    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "photo.webp")
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "scan.tif")
+    Image.fromarray(pixels).save(tmp_path / "photo.webp", lossless=True)
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    Image.fromarray(pixels).save(tmp_path / "moving.webp", save_all=True, append_images=[Image.fromarray(255 - pixels)])
     records = [Record(image_files[0], "t", "a"),
                Record(str(tmp_path / "scan.tif"), "t", "a", source="m.csv line 3"),
-               Record(str(tmp_path / "photo.webp"), "t", "a", source="m.csv line 4")]
-    tiff = (r"\S*scan\.tif \(m\.csv line 3\): not a JPEG, PNG, GIF or BMP file \(\d+ bytes\)\. "
+               Record(str(tmp_path / "moving.webp"), "t", "a", source="m.csv line 4"),
+               Record(str(tmp_path / "photo.webp"), "t", "a", source="m.csv line 5")]
+    tiff = (r"\S*scan\.tif \(m\.csv line 3\): not a JPEG, PNG, GIF, BMP or WebP file \(\d+ bytes\)\. "
             r"It looks like a TIFF file \(what scanners write\): convert it to PNG or JPEG; ")
-    webp = r"\S*photo\.webp \(m\.csv line 4\): not a JPEG.* It looks like a WebP file: convert it to JPEG or PNG\.$"
+    webp = (r"\S*moving\.webp \(m\.csv line 4\): Cannot decode image: an animated WebP cannot be decoded safely by "
+            r"TensorFlow; save its first frame as a still WebP, PNG or JPEG\.$")
     for what, call in (("make_dataset", lambda: make_dataset(records, BatchEcho(["a"]), validate=True)),
                        ("decode_images", lambda: data.decode_images(records, BatchEcho(["a"])))):
         with pytest.raises(ValueError) as info:
             call()
-        assert re.match(rf"^{what}: 2 of 3 images could not be read or decoded \(skip_bad=True, or mmzoo train "
+        assert re.match(rf"^{what}: 2 of 4 images could not be read or decoded \(skip_bad=True, or mmzoo train "
                         rf"--skip-bad, leaves them out\): {tiff}{webp}", str(info.value)), str(info.value)
         assert str(info.value).count("scan.tif") == 1
+    # The still WebP reads as the PNG of the same pixels (lossless), in the pipelines' reader.
+    webp_and_png = [str(tmp_path / "photo.webp"), str(tmp_path / "photo.png")]
+    decoded = next(iter(image_dataset(webp_and_png, BatchEcho(["a"]).image_preprocessor.decode_one, batch_size=2)))
+    np.testing.assert_array_equal(decoded[0], decoded[1])
 
 
 def test_skip_bad_drops_and_counts(tmp_path, image_files):

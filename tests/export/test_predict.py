@@ -192,7 +192,7 @@ def test_mmzoo_predict_data_writes_every_row_whole_or_nothing(classifier_export,
     assert main(["predict", version_dir, "--data", manifest, "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"mmzoo predict: error: {manifest} line 3 ({bad}): Cannot decode image: the bytes are not a "
-                   "JPEG, PNG, GIF or BMP file (12 bytes, starting with bytes 6e 6f 74 20 61 6e 20 69).")
+                   "JPEG, PNG, GIF, BMP or WebP file (12 bytes, starting with bytes 6e 6f 74 20 61 6e 20 69).")
     assert out.read_text() == before and sorted(os.listdir(tmp_path)) == ["images", "manifest.jsonl", out.name]
 
     assert main(["predict", version_dir, "--data", manifest, "--text", "x"]) == 2

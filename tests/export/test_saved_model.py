@@ -138,7 +138,7 @@ def test_empty_batch_gives_empty_outputs(classifier_loaded):
 @pytest.mark.parametrize(
     "images, texts, message",
     [
-        ([b"definitely not an image"], ["a"], "not a JPEG, PNG, GIF or BMP"),
+        ([b"definitely not an image"], ["a"], "not a JPEG, PNG, GIF, BMP or WebP"),
         ([b""], ["a"], "empty"),
         ([png_header_only(10_000, 10_000)], ["a"], "max_pixels"),
         (None, ["a", "b", "c"], "same batch size"),

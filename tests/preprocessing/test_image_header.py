@@ -103,7 +103,7 @@ def test_check_headers_names_the_first_bad_image_of_a_batch():
     # Image 3 of 5 is bad: the message is the one check_header gives for image 3 alone.
     for bad, match in [
         (b"", r"^Cannot decode image: the image bytes are empty \(received an empty string\)\.$"),
-        (b"junk!", r"^Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file \(5 bytes, starting with "
+        (b"junk!", r"^Cannot decode image: the bytes are not a JPEG, PNG, GIF, BMP or WebP file \(5 bytes, starting with "
                    r"bytes 6a 75 6e 6b 21\)\.$"),
         (encode(np.zeros((5, 9, 3), np.uint8), "BMP"),
          r"^Refusing to decode image: image is 9x5 = 45 pixels, over max_pixels=40\.$"),
@@ -119,7 +119,7 @@ def test_check_headers_names_the_first_bad_image_of_a_batch():
             _batch_checker()(tf.constant([bad]))
         assert error_text(alone.value.message) == error_text(info.value.message)
     # Two bad images: the first one (index 1) is reported.
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"not a JPEG, PNG, GIF or BMP file \(4 bytes"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"not a JPEG, PNG, GIF, BMP or WebP file \(4 bytes"):
         guarded(tf.constant([good[0], b"nope", good[2], b"GIF89a", good[4]]))
 
 
@@ -166,7 +166,6 @@ def _heif(brand):
 @pytest.mark.parametrize("data, named", [
     (encode(np.zeros((4, 5, 3), np.uint8), "TIFF"), "a TIFF file (what scanners write): convert it to PNG or JPEG"),
     (b"MM\x00*" + bytes(60), "a TIFF file"),
-    (encode(np.zeros((4, 5, 3), np.uint8), "WEBP"), "a WebP file: convert it to JPEG or PNG"),
     (_heif(b"heic"), "a HEIC file (what phone cameras write): convert it to JPEG"),
     (_heif(b"mif1"), "a HEIF or AVIF file"),
     (_heif(b"avif"), "an AVIF file"),
@@ -177,6 +176,7 @@ def _heif(brand):
     (base64.b64encode(encode(np.zeros((4, 5, 3), np.uint8), "JPEG")), "base64 text of an image: decode it first"),
     (base64.b64encode(encode(np.zeros((4, 5, 3), np.uint8), "PNG")),
      "base64 text of an image: decode it first (a TF Serving REST request takes it wrapped as {b64: ...})"),
+    (base64.b64encode(encode(np.zeros((4, 5, 3), np.uint8), "WEBP")), "base64 text of an image"),
     (b"/data/photos/IMG_0001.JPG", "a file name: send the contents of the file, not its path"),
     ("photos/café 2.png".encode(), "a file name"),
     (b"https://example.com/cat.jpg?size=large", "a URL: send the bytes of the image, not its address"),
@@ -187,7 +187,7 @@ def test_a_format_people_meet_that_cannot_be_decoded_is_named(data, named):
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         _batch_checker()(tf.constant([data]))
     message = error_text(info.value.message)
-    assert message.startswith("Cannot decode image: the bytes are not a JPEG, PNG, GIF or BMP file (")
+    assert message.startswith("Cannot decode image: the bytes are not a JPEG, PNG, GIF, BMP or WebP file (")
     assert f"). It looks like {named}" in message, message
 
 

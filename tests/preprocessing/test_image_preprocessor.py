@@ -153,7 +153,7 @@ def invalid(pre, data, match):
 def test_bad_bytes():
     pre = ImagePreprocessor(image_size=(8, 8))
     invalid(pre, b"", "image bytes are empty")
-    invalid(pre, RNG.bytes(300), "not a JPEG, PNG, GIF or BMP")
+    invalid(pre, RNG.bytes(300), "not a JPEG, PNG, GIF, BMP or WebP")
     invalid(pre, b"GIF89a", "truncated or corrupt GIF header")
     invalid(pre, png_header(0, 10), "truncated or corrupt PNG header")
     png, jpeg, gif, bmp = (encode(RGB, f) for f in ("PNG", "JPEG", "GIF", "BMP"))

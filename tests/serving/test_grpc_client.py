@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mmzoo.serving import GrpcClient, ServingError
-from tests.export.tiny_models import random_images
+from tests.export.tiny_models import encode, random_images
 
 TEXTS = ["a red circle", "big blue square"]
 
@@ -50,9 +50,25 @@ def test_errors_carry_the_server_message(grpc_double):
         with pytest.raises(ServingError, match="same batch size") as info:
             client.predict(images=random_images(2), texts=["a"])
         assert info.value.code == "INVALID_ARGUMENT"
-        with pytest.raises(ServingError, match="not a JPEG, PNG, GIF or BMP"):
+        with pytest.raises(ServingError, match="not a JPEG, PNG, GIF, BMP or WebP"):
             client.predict(images=[b"garbage"], texts=["a"])
     assert _one_image_error(grpc_double, "other_model", "Servable not found", retries=0).code == "NOT_FOUND"
+
+
+def test_a_webp_is_served_as_the_png_of_its_pixels_and_an_animated_one_refused(grpc_double):
+    """The stock server's DecodeImage kernel reads WebP; the export refuses animated WebP before it (TensorFlow's
+    decoder of them aborts the process: here, the server), and the server answers the next request."""
+    from PIL import Image
+
+    pixels = np.random.default_rng(5).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    moving = encode(pixels, "WEBP", save_all=True, append_images=[Image.fromarray(255 - pixels)])
+    with GrpcClient("tiny_classifier", target=grpc_double.target, retries=0) as client:
+        out = client.predict(images=[encode(pixels, "WEBP", lossless=True), encode(pixels)], texts=TEXTS[:1] * 2)
+        np.testing.assert_array_equal(out["scores"][0], out["scores"][1])
+        with pytest.raises(ServingError, match="an animated WebP cannot be decoded safely") as info:
+            client.predict(images=[moving], texts=["a"])
+        assert info.value.code == "INVALID_ARGUMENT"
+        assert client.predict(images=[encode(pixels, "WEBP", quality=80)], texts=["a"])["scores"].shape == (1, 3)
 
 
 def test_retries_unavailable_then_gives_up(grpc_double):

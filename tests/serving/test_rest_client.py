@@ -62,7 +62,7 @@ def test_single_output_signature_gets_its_name(served_matcher):
 @pytest.mark.parametrize(
     "images, texts, message",
     [
-        ([b"not an image at all"], ["a"], "not a JPEG, PNG, GIF or BMP"),
+        ([b"not an image at all"], ["a"], "not a JPEG, PNG, GIF, BMP or WebP"),
         ([b""], ["a"], "empty"),
         (None, ["a", "b", "c"], "same batch size"),
     ],
