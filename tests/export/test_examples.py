@@ -13,7 +13,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
-import mmzoo
 from mmzoo.data import Record, write_tfrecord
 from mmzoo.export import check_serving_graph, export_saved_model
 from mmzoo.export.examples import (
@@ -293,75 +292,8 @@ def test_default_feature_keys_are_the_tfrecord_writers():
     assert (IMAGE_FEATURE, TEXT_FEATURE) == ("image/encoded", "text")
 
 
-def _check_zoo_entry(name, tmp_path, **kwargs):
-    """A zoo entry's tf.Example signatures give serving_default's outputs; classify / regress per head."""
-    model = mmzoo.build(name, preset="tiny", **kwargs)
-    version_dir = export_saved_model(model, tmp_path / name, beam_width=2, input_type="tf_example", warmup=False)
-    loaded = tf.saved_model.load(version_dir)
-    images, texts = random_images(2, size=(40, 30), seed=3), TEXTS[:2]
-    raw_sig = loaded.signatures["serving_default"]
-    feed = {k: tf.constant(v) for k, v in (("image_bytes", images), ("text", texts))
-            if k in raw_sig.structured_input_signature[1]}
-    raw = raw_sig(**feed)
-    examples = [serialize_example({{"image_bytes": "image/encoded", "text": "text"}[k]: v.numpy()[i]
-                                   for k, v in feed.items()}) for i in range(2)]
-    parsed = loaded.signatures["tf_example"](examples=tf.constant(examples))
-    for key in raw:
-        np.testing.assert_array_equal(parsed[key].numpy(), raw[key].numpy())
-    extra = set(loaded.signatures) & {"classify", "regress"}
-    if model.task == "classification":
-        assert extra == {"classify"}
-        out = loaded.signatures["classify"](inputs=tf.constant(examples))
-        np.testing.assert_array_equal(out["scores"].numpy(), raw["scores"].numpy())
-        assert out["classes"].numpy().tolist() == [[n.encode() for n in model.label_names]] * 2
-    elif model.task == "matching":
-        assert extra == {"regress"}
-        out = loaded.signatures["regress"](inputs=tf.constant(examples))
-        np.testing.assert_array_equal(out["outputs"].numpy(), raw["score"].numpy())
-    else:
-        assert not extra and set(raw) == {"caption", "score"}
-    _check_variants(loaded, feed)
-    return model
-
-
-def _check_variants(loaded, feed):
-    """Each ``NAME_tf_example`` (embed_image / embed_text / beam_search) equals ``NAME`` on Examples
-    holding only that signature's feature; every raw signature but serving_default has one."""
-    keys = resolve_feature_keys()
-    raw_names = set(loaded.signatures) - {"serving_default", "preprocessed", "tf_example", "classify", "regress"}
-    variants = {n for n in raw_names if n.endswith(EXAMPLE_SUFFIX)}
-    assert {v.removesuffix(EXAMPLE_SUFFIX) for v in variants} == raw_names - variants
-    for variant in variants:
-        sig = loaded.signatures[variant.removesuffix(EXAMPLE_SUFFIX)]
-        own = {k: v for k, v in feed.items() if k in sig.structured_input_signature[1]}
-        examples = [serialize_example({keys[k]: v.numpy()[i] for k, v in own.items()}) for i in range(2)]
-        raw, parsed = sig(**own), loaded.signatures[variant](examples=tf.constant(examples))
-        for key in raw:
-            np.testing.assert_array_equal(parsed[key].numpy(), raw[key].numpy())
-
-
-ZOO_DEFAULT_TIER = {
-    "gated_classifier": {"label_names": ["no", "yes"], "mode": "binary"},
-    "itm_matcher": {},
-    "lstm_captioner": {},
-}
-
-
-@pytest.mark.parametrize("name", sorted(ZOO_DEFAULT_TIER))
-def test_zoo_heads_serve_tf_examples(name, tmp_path):
-    model = _check_zoo_entry(name, tmp_path, **ZOO_DEFAULT_TIER[name])
-    assert model.task in ("classification", "matching", "captioning")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in mmzoo.list_models() if n not in ZOO_DEFAULT_TIER])
-def test_every_other_zoo_head_serves_tf_examples(name, tmp_path):
-    kwargs = {"num_classes": 3} if mmzoo.get_entry(name).task == "classification" else {}
-    _check_zoo_entry(name, tmp_path, **kwargs)
-
-
-# -- NAME_tf_example: the other raw signatures on Examples (embed_image / embed_text here; beam_search in
-# _check_variants on the zoo captioners). Each Example needs only its own signature's feature.
+# -- NAME_tf_example: the other raw signatures on Examples (embed_image / embed_text here; beam_search on
+# the zoo captioners in tests/export/test_zoo_exports.py). Each Example needs only its own signature's feature.
 VARIANTS = {"embed_image_tf_example", "embed_text_tf_example"}
 
 
