@@ -80,7 +80,7 @@ CLEAR_MESSAGES = (
     r"Refusing to decode image: .*max_pixels",  # mmzoo's decompression-bomb guard
     r"must have the same batch size\. Received: ",  # mismatched image_bytes / text batches
     r"^Invalid (JPEG|PNG|GIF|BMP)\b",  # TensorFlow's decoders on a truncated or corrupt body
-    r"^Failed to decode WebP image",  # TensorFlow's WebP decoder on a corrupt body
+    r"^Failed to decode WebP (image|header)",  # TensorFlow's WebP decoder on a corrupt body
     r"^jpeg::Uncompress failed\. Invalid JPEG data",  # libjpeg on a corrupt body
     r"Received: ",  # any other Keras-style message
     r"^indices\[[\d,]+\] = -?\d+ is not in \[0, \d+\)",  # token id outside the vocabulary (preprocessed)

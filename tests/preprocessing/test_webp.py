@@ -112,3 +112,17 @@ def test_a_truncated_or_corrupt_or_oversized_webp_is_refused_from_its_header():
     assert _refusal(vp8x_header(20000, 30000), max_pixels=10**8) == (
         "Refusing to decode image: image is 20000x30000 = 600000000 pixels, over max_pixels=100000000.")
     assert _refusal(b"RIFF\0\0\0\0WEBP").startswith("Cannot decode image: truncated or corrupt WebP header (12 bytes;")
+
+
+
+def test_a_canvas_smaller_than_its_frame_is_refused_by_the_decoder():
+    """The pixel budget reads an extended WebP's canvas size: a file whose 600x800 frame sits under a 10x10
+    canvas (a bomb that would slip under max_pixels) is refused by libwebp, which checks the two agree."""
+    frame = webp(np.zeros((800, 600, 3), np.uint8), quality=50)[12:]  # the VP8 chunk
+    canvas = bytes(4) + (9).to_bytes(3, "little") + (9).to_bytes(3, "little")
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", len(canvas)) + canvas + frame
+    data = b"RIFF" + struct.pack("<I", len(body)) + body
+    assert [int(v) for v in read_image_header(tf.constant(data))][2:] == [10, 10]
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        ImagePreprocessor(image_size=(8, 8), max_pixels=1000)(tf.constant([data]))
+    assert error_text(info.value.message) == "Failed to decode WebP header."
