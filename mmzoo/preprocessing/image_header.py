@@ -18,8 +18,8 @@ from mmzoo.preprocessing.tracing import as_written
 
 UNKNOWN, JPEG, PNG, GIF, BMP, WEBP = 0, 1, 2, 3, 4, 5
 FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP", "WebP")
-# What error messages call the formats mmzoo decodes.
-DECODABLE = "a JPEG, PNG, GIF, BMP or WebP file"
+# What error messages call the formats mmzoo decodes: "a JPEG, PNG, GIF, BMP or WebP file".
+DECODABLE = f"a {', '.join(FORMAT_NAMES[1:-1])} or {FORMAT_NAMES[-1]} file"
 _HEADER_BYTES = 32
 # The bytes each format's header fields need (a WebP also needs all the bytes its RIFF header counts).
 _MIN_BYTES = {JPEG: 4, PNG: 24, GIF: 10, BMP: 26, WEBP: 30}
@@ -224,16 +224,19 @@ def _read_headers(data):
     jpeg_h, jpeg_w = _jpeg_shapes(data, tf.equal(fmt, JPEG) & (length >= 4))
     webp_h, webp_w, webp_needed, animated = _webp_fields(head, webp_fields)
     zero = tf.zeros_like(length)
-    # Row i, column fmt[i] of the [N, 6] tables (a flat gather: fewer ops than batch_dims=1).
-    flat_index = fmt if data.shape[0] == 1 else tf.range(tf.size(fmt)) * 6 + fmt
-    height = tf.gather(tf.reshape(tf.stack([zero, jpeg_h, png_h, gif_h, bmp_h, webp_h], axis=1), [-1]), flat_index)
-    width = tf.gather(tf.reshape(tf.stack([zero, jpeg_w, png_w, gif_w, bmp_w, webp_w], axis=1), [-1]), flat_index)
+    # Row i, column fmt[i] of [N, formats] tables (a flat gather: fewer ops than batch_dims=1).
+    flat_index = fmt if data.shape[0] == 1 else tf.range(tf.size(fmt)) * len(FORMAT_NAMES) + fmt
+
+    def by_format(*columns):  # one column per format id, in FORMAT_NAMES order
+        return tf.gather(tf.reshape(tf.stack(columns, axis=1), [-1]), flat_index)
+
     # What an uncompressed BMP needs: pixel-data offset + rows padded to 4 bytes.
     bpp = tf.where(bmp_core, core_bpp, info_bpp)
     bmp_needed = bmp_offset + (bpp * bmp_w + 31) // 32 * 4 * bmp_h
-    is_webp = tf.equal(fmt, WEBP)
-    needed = tf.where(tf.equal(fmt, BMP), bmp_needed, tf.where(is_webp, webp_needed, zero))
-    return fmt, length, height, width, needed, is_webp & animated
+    height = by_format(zero, jpeg_h, png_h, gif_h, bmp_h, webp_h)
+    width = by_format(zero, jpeg_w, png_w, gif_w, bmp_w, webp_w)
+    needed = by_format(zero, zero, zero, zero, bmp_needed, webp_needed)
+    return fmt, length, height, width, needed, tf.equal(fmt, WEBP) & animated
 
 
 def _webp_fields(head, fields):
@@ -317,7 +320,7 @@ def _request_check(height, width, max_request_pixels):
 
 
 def _image_checks(data, fmt, length, height, width, needed, animated, max_pixels):
-    min_bytes = tf.gather(tf.constant([0, *[_MIN_BYTES[i] for i in (JPEG, PNG, GIF, BMP, WEBP)]], tf.int64), fmt)
+    min_bytes = tf.gather(tf.constant([_MIN_BYTES.get(i, 0) for i in range(len(FORMAT_NAMES))], tf.int64), fmt)
     # An uncompressed BMP's or a WebP's size follows from its header: a short one is truncated
     # (TensorFlow's own message for it names no cause).
     min_bytes = tf.maximum(min_bytes, needed)
