@@ -56,18 +56,17 @@ def _check_entry(name, tmp_path, **build_kwargs):
             np.testing.assert_allclose(temb, keras.ops.convert_to_numpy(model.embed_text(inputs["token_ids"])), atol=1e-4)
     else:
         for signature, kwargs in (("serving_default", {"method": "greedy"}), ("beam_search", {"method": "beam", "beam_width": 2})):
-            out = loaded.signatures[signature](image_bytes=raw)
+            answer = out if signature == "serving_default" else loaded.signatures[signature](image_bytes=raw)
             expected = model.generate(inputs["image"], **kwargs)
             captions = model.tokenizer.detokenize(expected["token_ids"]).numpy().tolist()
-            assert out["caption"].numpy().tolist() == captions
-            np.testing.assert_allclose(out["score"].numpy(), np.asarray(expected["score"]), atol=1e-4)
-    _check_tf_examples(model, loaded, fn_inputs)
+            assert answer["caption"].numpy().tolist() == captions
+            np.testing.assert_allclose(answer["score"].numpy(), np.asarray(expected["score"]), atol=1e-4)
+    _check_tf_examples(model, loaded, fn_inputs, out)
     return model, loaded
 
 
-def _check_tf_examples(model, loaded, feed):
-    """The tf.Example signatures give serving_default's outputs; classify / regress per head."""
-    raw = loaded.signatures["serving_default"](**feed)
+def _check_tf_examples(model, loaded, feed, raw):
+    """The tf.Example signatures give serving_default's outputs (``raw``, for ``feed``); classify / regress per head."""
     examples = [serialize_example({{"image_bytes": "image/encoded", "text": "text"}[k]: v.numpy()[i]
                                    for k, v in feed.items()}) for i in range(2)]
     parsed = loaded.signatures["tf_example"](examples=tf.constant(examples))

@@ -2,7 +2,6 @@
 decoded as the PNG of the same pixels would be, animated ones refused before TensorFlow's decoder
 (which corrupts the process's memory on them), truncated or oversized ones refused with a message."""
 
-import io
 import struct
 
 import numpy as np
@@ -13,26 +12,21 @@ from PIL import Image
 from mmzoo.errors import error_text
 from mmzoo.preprocessing import ImagePreprocessor
 from mmzoo.preprocessing.image_header import WEBP, check_headers, image_pixels, read_image_header
+from tests.export.tiny_models import encode
 
 RNG = np.random.default_rng(7)
 
 
 def webp(pixels, **options):
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="WEBP", **options)
-    return buffer.getvalue()
+    return encode(pixels, "WEBP", **options)
 
 
 def png(pixels):
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode(pixels, "PNG")
 
 
 def animated(pixels):
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="WEBP", save_all=True, append_images=[Image.fromarray(255 - pixels)])
-    return buffer.getvalue()
+    return encode(pixels, "WEBP", save_all=True, append_images=[Image.fromarray(255 - pixels)])
 
 
 def vp8x_header(width, height, flags=0):
