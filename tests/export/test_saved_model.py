@@ -303,6 +303,24 @@ def test_graph_check_rejects_py_function_and_leaves_nothing(tmp_path):
     assert os.listdir(base) == []
 
 
+def test_each_endpoint_is_traced_once_and_the_first_is_serving_default(tmp_path):
+    """write_archive lists the variables from save-context traces that tf.saved_model.save reuses
+    (Keras' write_out traces each endpoint twice); the SavedModel still has every signature."""
+    from mmzoo.export.signatures import build_export_archive, write_archive
+
+    model = TinyClassifier(image_size=(8, 8))
+    model.preprocess(tf.constant(random_images(1, seed=3)), tf.constant(TEXTS[:1]))
+    archive = build_export_archive(model)
+    write_archive(archive, str(tmp_path / "sm"))
+    traces = {name: getattr(archive._tf_trackable, name).experimental_get_tracing_count()
+              for name in archive._endpoint_names}
+    assert traces == {"serving_default": 1, "preprocessed": 1}
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    assert sorted(loaded.signatures) == ["preprocessed", "serving_default"]
+    images = random_images(2, seed=4)
+    np.testing.assert_allclose(_serve(loaded, images, TEXTS)["scores"], _keras_scores(model, images, TEXTS), atol=1e-5)
+
+
 def test_multi_label_adds_predicted(tmp_path):
     model = TinyClassifier(image_size=(8, 8), multi_label=True)
     version_dir = export_saved_model(model, tmp_path / "ml", warmup=False, verify=False)
