@@ -405,6 +405,7 @@ def make_dataset(
     drop_remainder: bool = False,
     num_parallel_calls=AUTOTUNE,
     decoded_images: DecodedImages | None = None,
+    epoch_orders=None,
 ):
     """A batched ``tf.data.Dataset`` of ``model.training_example(batch)``.
 
@@ -437,11 +438,21 @@ def make_dataset(
         decoded_images: a ``DecodedImages`` holding the records' images
             (``decode_images``): rows are gathered from memory instead of
             read and decoded (``mmzoo train`` does this when they fit).
+        epoch_orders: one order of ``records`` per epoch (sequences of
+            indices into ``records``): the dataset is those epochs back to
+            back, each batched on its own (its last batch may be smaller),
+            from one pipeline traced once (``mmzoo train`` builds its epochs
+            so; a dataset per epoch would trace the decoding and tokenization
+            again for each). Replaces ``shuffle`` and ``repeat``.
 
     The batch given to ``training_example``: ``{"image": float32 [B, H, W, 3],
     "text": string [B], "label": int32 [B] or float32 multi-hot [B, C],
     "caption": string [B]}`` (keys present as the data has them).
     """
+    if epoch_orders is not None and (shuffle or cache or repeat or skip_bad):
+        raise ValueError("epoch_orders sets the order of every epoch: it takes no shuffle, cache, repeat or "
+                         f"skip_bad (drop bad records first). Received: shuffle={shuffle}, cache={cache}, "
+                         f"repeat={repeat}, skip_bad={skip_bad}")
     records, text_report = _checked_records(records, model, batch_size, skip_bad)
     decode_one = model.image_preprocessor.decode_one
 
@@ -453,8 +464,13 @@ def make_dataset(
     columns = _columns(records, model, captions)
     num_examples = len(columns["source"])
     shuffle = training if shuffle is None else bool(shuffle)
+    row_orders = None if epoch_orders is None else _row_orders(epoch_orders, columns["record_index"], len(records))
     columns, load = _example_loader(columns, records, decode_one, decoded_images)
 
+    if row_orders is not None:
+        ds = _epochs(columns, load, row_orders, model, int(batch_size), drop_remainder, num_parallel_calls)
+        ds.skip_report, ds.num_examples = report, num_examples
+        return ds
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle and not cache:
         ds = ds.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
@@ -473,6 +489,41 @@ def make_dataset(
     if report is not None and report.num_skipped:
         logger.info("make_dataset: %d examples after skipping %d bad rows", num_examples, report.num_skipped)
     return ds
+
+
+def _row_orders(epoch_orders, record_index, num_records) -> np.ndarray:
+    """The dataset rows of each epoch's order of records: int64 ``[epochs, rows]``
+    (a record with several captions gives several rows, kept together)."""
+    orders = [np.asarray(order, "int64").reshape(-1) for order in epoch_orders]
+    if not orders:
+        raise ValueError("epoch_orders needs at least one epoch. Received: 0 orders")
+    for n, order in enumerate(orders):
+        if order.size != num_records or (order.size and (order.min() < 0 or order.max() >= num_records)):
+            raise ValueError(f"Each of epoch_orders must order the {num_records} records (indices 0 to "
+                             f"{num_records - 1}). Received: order {n} has {order.size} indices in "
+                             f"[{order.min() if order.size else '-'}, {order.max() if order.size else '-'}]")
+    if len(record_index) == num_records:  # one row per record, in record order
+        return np.stack(orders)
+    starts = np.searchsorted(record_index, np.arange(num_records + 1))
+    return np.stack([np.concatenate([np.arange(starts[r], starts[r + 1]) for r in order]) for order in orders])
+
+
+def _epochs(columns, load, row_orders, model, batch_size, drop_remainder, num_parallel_calls):
+    """``row_orders.shape[0]`` epochs back to back: each gathers its rows of ``columns`` in its order,
+    loads and batches them on its own; the map functions are traced once, in the ``flat_map``."""
+    table = {key: tf.constant(np.asarray(value)) for key, value in columns.items()}
+    example = as_written(model.training_example)
+    loaded = as_written(lambda i: load({key: tf.gather(value, i) for key, value in table.items()}))
+
+    def one_epoch(rows):
+        ds = tf.data.Dataset.from_tensor_slices(rows).map(loaded, num_parallel_calls=num_parallel_calls)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
+        return ds.map(example, num_parallel_calls=num_parallel_calls)
+
+    epochs, rows = row_orders.shape
+    steps = rows // batch_size if drop_remainder else -(-rows // batch_size)
+    ds = tf.data.Dataset.from_tensor_slices(row_orders).flat_map(one_epoch)
+    return ds.apply(tf.data.experimental.assert_cardinality(epochs * steps)).prefetch(AUTOTUNE)
 
 
 def _checked_records(records, model, batch_size, skip_bad):

@@ -80,15 +80,14 @@ def epoch_datasets(examples, model, batch_size, seed, first_epoch, epochs, decod
     iterates its own). A resumed run, a distributed run and an uninterrupted
     run see exactly the same batches. With ``decoded_images`` every epoch
     gathers its images from that one in-memory copy instead of decoding.
+    One pipeline serves every epoch (``make_dataset(epoch_orders=...)``):
+    its decoding and tokenization are traced once, not once per epoch.
     """
     from mmzoo.data import make_dataset
 
     first_epoch = min(first_epoch, epochs - 1)
-    dataset = None
-    for epoch in range(first_epoch, epochs):
-        order = np.random.default_rng([int(seed), epoch]).permutation(len(examples))
-        ds = make_dataset([examples[i] for i in order], model, batch_size=batch_size, training=True, shuffle=False,
-                          decoded_images=decoded_images)
-        dataset = ds if dataset is None else dataset.concatenate(ds)
+    orders = [np.random.default_rng([int(seed), epoch]).permutation(len(examples)) for epoch in range(first_epoch, epochs)]
+    dataset = make_dataset(examples, model, batch_size=batch_size, training=True, shuffle=False,
+                           decoded_images=decoded_images, epoch_orders=orders)
     dataset.num_examples = len(examples)
     return dataset

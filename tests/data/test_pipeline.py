@@ -263,6 +263,40 @@ def test_decoded_images_give_the_same_batches_as_decoding(shapes_dir):
         np.testing.assert_array_equal(x["image"], y["image"])
 
 
+@pytest.mark.parametrize("task", ["classification", "matching"])
+def test_epoch_orders_give_each_epochs_batches_as_a_dataset_per_epoch_would(shapes_dir, task):
+    """One pipeline for every epoch (traced once) gives the batches that one make_dataset per
+    epoch, over the records in that epoch's order, gives: read and decoded, or from memory; a
+    record with several captions (matching: 3 each) keeps its rows together."""
+    records = read_manifest(shapes_dir)
+    model = BatchEcho(label_names=shapes_label_names(), task=task)
+    orders = [np.random.default_rng([0, e]).permutation(len(records)) for e in range(3)]
+    decoded = data.decode_images(records, model)
+    for decoded_images in (None, decoded):
+        expected = [b for order in orders for b in _all(make_dataset(
+            [records[i] for i in order], model, batch_size=5, shuffle=False, decoded_images=decoded_images))]
+        ds = make_dataset(records, model, batch_size=5, decoded_images=decoded_images, epoch_orders=orders)
+        got = _all(ds)
+        assert int(ds.cardinality()) == len(got) == len(expected) > 3 * 2
+        assert ds.num_examples == len(records) * (3 if task == "matching" else 1)
+        for a, b in zip(got, expected):
+            assert sorted(a) == sorted(b)
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+    assert _all(ds)[0]["text"].tolist() == _all(ds)[0]["text"].tolist()  # the same order on every iteration
+
+
+def test_epoch_orders_must_order_the_records(shapes_dir):
+    records = read_manifest(shapes_dir)
+    model = BatchEcho(label_names=shapes_label_names(), task="classification")
+    with pytest.raises(ValueError, match=r"order the 12 records.*order 1 has 11 indices"):
+        make_dataset(records, model, epoch_orders=[range(12), range(11)])
+    with pytest.raises(ValueError, match=r"order 0 has 12 indices in \[1, 12\]"):
+        make_dataset(records, model, epoch_orders=[range(1, 13)])
+    with pytest.raises(ValueError, match="takes no shuffle, cache, repeat or skip_bad"):
+        make_dataset(records, model, epoch_orders=[range(12)], skip_bad=True)
+
+
 def test_decoded_images_errors(shapes_dir, tmp_path):
     records = read_manifest(shapes_dir)
     model = BatchEcho(label_names=shapes_label_names(), task="classification")
