@@ -511,7 +511,8 @@ def _row_orders(epoch_orders, record_index, num_records) -> np.ndarray:
 def _epochs(columns, load, row_orders, model, batch_size, drop_remainder, num_parallel_calls):
     """``row_orders.shape[0]`` epochs back to back: each gathers its rows of ``columns`` in its order,
     loads and batches them on its own; the map functions are traced once, in the ``flat_map``."""
-    table = {key: tf.constant(np.asarray(value)) for key, value in columns.items()}
+    # tf.constant of the lists themselves: a numpy bytes array would drop an image's trailing NUL bytes.
+    table = {key: tf.constant(value) for key, value in columns.items()}
     example = as_written(model.training_example)
     loaded = as_written(lambda i: load({key: tf.gather(value, i) for key, value in table.items()}))
 

@@ -286,6 +286,23 @@ def test_epoch_orders_give_each_epochs_batches_as_a_dataset_per_epoch_would(shap
     assert _all(ds)[0]["text"].tolist() == _all(ds)[0]["text"].tolist()  # the same order on every iteration
 
 
+def test_epoch_orders_keep_in_memory_image_bytes_and_texts_whole():
+    """Images given as bytes keep their trailing NUL bytes (a BMP whose top row is black ends in
+    zeros; a numpy bytes array would drop them and the file would read as truncated)."""
+    from tests.export.tiny_models import encode
+
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 5, 3))
+    pixels[0] = 0  # BMP rows are stored bottom-up: the top row is written last
+    bmp = encode(pixels, "BMP")
+    assert bmp.endswith(b"\0" * 15)
+    records = [Record(image=bmp, text="ends in a nul\0", label="red"), Record(image=png_bytes(), text="b", label="blue")]
+    model = BatchEcho(label_names=["red", "blue"], task="classification")
+    (batch,) = _all(make_dataset(records, model, batch_size=2, epoch_orders=[[0, 1]]))
+    (expected,) = _all(make_dataset(records, model, batch_size=2, training=False))
+    np.testing.assert_array_equal(batch["image"], expected["image"])
+    assert batch["text"].tolist() == [b"ends in a nul\0", b"b"]
+
+
 def test_epoch_orders_must_order_the_records(shapes_dir):
     records = read_manifest(shapes_dir)
     model = BatchEcho(label_names=shapes_label_names(), task="classification")
