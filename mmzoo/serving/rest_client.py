@@ -63,12 +63,25 @@ def _decode_value(value):
     return value
 
 
-def _to_array(value):
+# The signature's numeric dtypes, as TF Serving's metadata names them: JSON numbers parse as
+# float64 / int64, so outputs are cast back to what the signature (and the gRPC client) gives.
+_NUMPY_DTYPES = {
+    "DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_HALF": np.float16, "DT_BFLOAT16": np.float32,
+    "DT_INT8": np.int8, "DT_INT16": np.int16, "DT_INT32": np.int32, "DT_INT64": np.int64,
+    "DT_UINT8": np.uint8, "DT_UINT16": np.uint16, "DT_UINT32": np.uint32, "DT_UINT64": np.uint64,
+    "DT_BOOL": np.bool_,
+}
+
+
+def _to_array(value, dtype=None):
     value = _decode_value(value)
     array = np.asarray(value)
     if array.dtype.kind in "SU":
         array = array.astype(object)
-    return decode_strings(array) if array.dtype == object else array
+    if array.dtype == object:
+        return decode_strings(array)
+    numpy_dtype = _NUMPY_DTYPES.get(dtype)
+    return array.astype(numpy_dtype) if numpy_dtype is not None and array.dtype.kind in "biuf" else array
 
 
 class RestClient:
@@ -109,7 +122,7 @@ class RestClient:
         self.timeout = timeout
         self.retries = int(retries)
         self.backoff = float(backoff)
-        self._output_names = {}
+        self._outputs = {}
 
     @property
     def model_url(self) -> str:
@@ -159,14 +172,19 @@ class RestClient:
 
     def signature_outputs(self, signature_name) -> list:
         """Output names of a signature (from ``metadata``; cached)."""
-        if signature_name not in self._output_names:
+        return sorted(self._output_dtypes(signature_name))
+
+    def _output_dtypes(self, signature_name) -> dict:
+        """``{output name: "DT_FLOAT", ...}`` of a signature (one ``metadata`` request per client; cached)."""
+        if signature_name not in self._outputs:
             sigs = self.metadata()["metadata"]["signature_def"]["signature_def"]
             if signature_name not in sigs:
                 raise ServingError(
                     f"the model has no signature {signature_name!r}; available: {sorted(sigs)}", "NOT_FOUND"
                 )
-            self._output_names[signature_name] = sorted(sigs[signature_name]["outputs"])
-        return self._output_names[signature_name]
+            for name, sig in sigs.items():
+                self._outputs[name] = {k: v.get("dtype") for k, v in sig.get("outputs", {}).items()}
+        return self._outputs[signature_name]
 
     def predict(self, inputs=None, *, images=None, texts=None, examples=None, signature_name=None) -> dict:
         """Run ``signature_name`` on a batch; returns ``{output_name: np.ndarray}``.
@@ -176,7 +194,10 @@ class RestClient:
         ``examples``: tf.Examples (feature dicts, ``tf.train.Example`` or
         serialized bytes) for a tf.Example export's ``tf_example`` signature
         (the default signature then), sent serialized as its ``examples`` input.
-        String outputs come back as ``str`` in object arrays.
+        String outputs come back as ``str`` in object arrays; numbers in the
+        signature's dtypes (``float32`` scores, ``int64`` class ids), as from
+        ``GrpcClient``: the first call per signature reads them from the
+        model's ``metadata`` (one more request, cached by the client).
         """
         named, signature_name = predict_inputs(inputs, images, texts, examples, signature_name)
         payload = {"signature_name": signature_name, "inputs": {k: _encode_value(v) for k, v in named.items()}}
@@ -184,11 +205,12 @@ class RestClient:
         if "outputs" not in response:
             raise ServingError(f"unexpected response without 'outputs': {str(response)[:200]}", "INTERNAL")
         outputs = response["outputs"]
+        dtypes = self._output_dtypes(signature_name)
         if not isinstance(outputs, dict):
             # TF Serving drops the name when a signature has a single output.
-            names = self.signature_outputs(signature_name)
+            names = sorted(dtypes)
             outputs = {names[0] if len(names) == 1 else "outputs": outputs}
-        return {k: _to_array(v) for k, v in outputs.items()}
+        return {k: _to_array(v, dtypes.get(k)) for k, v in outputs.items()}
 
     def _examples_request(self, verb, examples, images, texts, signature_name, image_feature, text_feature):
         examples = build_examples(examples, images, texts, image_feature, text_feature)

@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops)
+from tensorflow.core.framework import types_pb2
 
 
 class ServedModel:
@@ -74,7 +75,9 @@ class ServedModel:
 
             def describe(spec):
                 shape = [-1 if d is None else d for d in spec.shape.as_list()]
-                return {"dtype": "DT_" + spec.dtype.name.upper(), "tensor_shape": {"dim": [{"size": str(d)} for d in shape]}}
+                # TF Serving names dtypes by the DataType enum: DT_FLOAT (not DT_FLOAT32), DT_STRING, DT_INT32.
+                dtype = types_pb2.DataType.Name(spec.dtype.as_datatype_enum)
+                return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(d)} for d in shape]}}
 
             out[name] = {
                 "inputs": {k: describe(s) for k, s in fn.structured_input_signature[1].items()},

@@ -28,6 +28,12 @@ def test_predict_matches_the_saved_model(rest_double, served_classifier, tmp_pat
     np.testing.assert_array_equal(out["class_ids"], expected["class_ids"])
     assert out["classes"].tolist() == [c.decode() for c in expected["classes"]]
     assert set(out["classes"]) <= set(LABELS)
+    # The signature's dtypes (from the model's metadata), as the gRPC client gives them; JSON alone gives float64/int64.
+    assert (out["scores"].dtype, out["class_ids"].dtype) == (expected["scores"].dtype, expected["class_ids"].dtype)
+    assert out["scores"].dtype == np.float32 and out["classes"].dtype == object
+    requests = rest_double.faults.requests
+    client.predict(images=images, texts=TEXTS)
+    assert rest_double.faults.requests == requests + 1  # the dtypes are read once per client
 
 
 def test_version_status_and_metadata(rest_double):
@@ -53,6 +59,7 @@ def test_single_output_signature_gets_its_name(served_matcher):
         assert set(out) == {"embedding"}
         expected = served.run("embed_text", {"text": TEXTS})["embedding"]
         np.testing.assert_allclose(out["embedding"], expected, atol=1e-6)
+        assert out["embedding"].dtype == np.float32
         score = client.predict(images=random_images(2), texts=TEXTS)["score"]
         assert score.shape == (2,)
     finally:
@@ -80,7 +87,7 @@ def test_retries_when_unavailable(rest_double):
     rest_double.faults.unavailable = 2
     client = RestClient("tiny_classifier", url=rest_double.url, retries=3, backoff=0.01)
     assert client.predict(images=random_images(1), texts=["a"])["scores"].shape == (1, 3)
-    assert rest_double.faults.requests == 3
+    assert rest_double.faults.requests == 4  # 2 refused, 1 answered, then the signature's dtypes (metadata)
 
     rest_double.faults.unavailable = 5
     impatient = RestClient("tiny_classifier", url=rest_double.url, retries=1, backoff=0.01)
