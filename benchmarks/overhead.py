@@ -37,13 +37,13 @@ size (clipped to [0, 255]) per image, the model's own ``TextTokenizer``, the
 Keras model, argmax and the label names. It leaves out what the signature
 adds for robustness: the image header checks (format sniffing, the
 ``max_pixels`` decompression-bomb guard, truncated-file messages), the GIF
-first-frame cut, the image/text batch-size assertion and the empty-batch
+first-frame cut, the JPEG Exif orientation, the image/text batch-size assertion and the empty-batch
 padding. Same PNG bytes and texts for both (the outputs are checked equal);
 the calls alternate (order alternating per round) and the figure is the
 median signature latency over the median hand-written latency (goal: at most
 1.1), at ``--serve-batch`` images per call, with batch 1 for reference.
 A third function, the hand-written one decoding through the model's
-``ImagePreprocessor.decode_one`` (the header checks and the GIF cut put
+``ImagePreprocessor.decode_one`` (the header checks, the GIF cut and the Exif orientation put
 back), is timed in the same rounds: the signature over it is what the
 signature's own plumbing costs, apart from the image checks.
 
@@ -78,7 +78,7 @@ TRAIN_GOAL = 0.95  # zoo steps/s / plain Keras steps/s
 SERVE_GOAL = 1.1  # signature latency / hand-written latency
 HANDWRITTEN_LEAVES_OUT = (
     "image header checks (format sniffing, max_pixels guard, truncated-file messages), GIF first-frame cut, "
-    "image/text batch-size assertion, empty-batch padding"
+    "JPEG Exif orientation, image/text batch-size assertion, empty-batch padding"
 )
 
 
@@ -241,7 +241,7 @@ def handwritten_serving(model, checked=False):
     """A ``tf.function`` (image_bytes, text) -> {scores, class_ids, classes}: the signature's work by hand.
 
     ``checked=True`` decodes through the model's ``ImagePreprocessor.decode_one``
-    instead (its header checks and GIF first-frame cut included), so that the
+    instead (its header checks, GIF first-frame cut and Exif orientation included), so that the
     signature's remaining difference is its own plumbing.
     """
     height, width = model.image_size
@@ -373,7 +373,7 @@ def make_rows(train, serve, args):
         })
         checked_rows.append({
             "figure": f"exported `serving_default` / the hand-written function decoding with the model's "
-                      f"`ImagePreprocessor.decode_one` (header checks and GIF cut put back): the signature's own "
+                      f"`ImagePreprocessor.decode_one` (header checks, GIF cut and Exif orientation put back): the signature's own "
                       f"plumbing (batch-size assertion, empty-batch padding, SavedModel), batch {batch}",
             "goal": None,
             "value": f"{r['checked_ratio']:.3f}x ({1e3 * med['signature']:.2f} vs {1e3 * med['checked']:.2f} ms)",

@@ -286,6 +286,13 @@ def image_of_kind(kind: str, rng=None, height=20, width=24) -> bytes:
         return encode(_pixels(rng, 20_000, 1))
     if kind == "very_wide_jpeg":
         return encode(_pixels(rng, 2, 8_000), "JPEG")
+    if kind in ("exif_rotated_jpeg", "corrupt_exif_jpeg"):  # a phone photo stored sideways (orientation 6)
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        block = exif.tobytes()
+        if kind == "corrupt_exif_jpeg":  # IFD0's offset far past the end: read as upright, decoded
+            block = block[:10] + b"\xff\xff\xff\x7f" + block[14:]
+        return encode(_pixels(rng, height, width), "JPEG", quality=90, exif=block)
     if kind == "very_tall_webp":
         return encode(_pixels(rng, 16_383, 1), "WEBP", lossless=True)
     if kind == "random_bytes":
@@ -327,6 +334,7 @@ VALID_IMAGE_KINDS = (
     "png", "jpeg", "bmp", "gif", "grayscale_png", "grayscale_jpeg", "rgba_png", "gray_alpha_png", "16bit_png",
     "16bit_rgb_png", "palette_png", "one_bit_png", "animated_gif", "one_pixel_png", "one_pixel_jpeg",
     "very_wide_png", "very_tall_png", "very_wide_jpeg", "webp", "lossless_rgba_webp", "very_tall_webp",
+    "exif_rotated_jpeg", "corrupt_exif_jpeg",
 )
 BROKEN_IMAGE_KINDS = (
     "random_bytes", "zero_bytes", "truncated_png", "truncated_png_header", "truncated_jpeg",

@@ -6,7 +6,9 @@ PNG from IHDR, GIF from the logical screen descriptor, BMP from the info
 header, WebP from its first chunk). ``check_header(data, max_pixels)`` turns
 that into assertions with clear messages, so a decompression bomb (or an
 animated WebP, which TensorFlow's decoder cannot take safely) is refused
-before it is decoded.
+before it is decoded. ``gif_first_frame`` cuts a GIF after its first frame;
+``jpeg_orientation`` reads a JPEG's Exif orientation tag, which
+``apply_orientation`` applies to the decoded pixels.
 Everything is TensorFlow ops: it runs in tf.data, tf.function and SavedModels.
 """
 
@@ -439,6 +441,86 @@ def _gif_end_of_first_frame(data):
         (start, tf.constant(False), tf.constant(False), tf.constant(0, tf.int64)),
     )
     return end
+
+
+# The Exif segment is looked for in the first _EXIF_SEGMENTS segments (cameras write it first,
+# editors after JFIF's APP0), and IFD0's first _EXIF_MAX_ENTRIES entries for the orientation tag.
+_EXIF_SEGMENTS = 3
+_EXIF_MAX_ENTRIES = 64
+_ORIENTATION_TAG = 0x0112
+
+
+def _read_bytes(data, pos, n, length):
+    """``n`` bytes of each of ``data`` (string ``[N]``) from ``pos`` (``[N]``) as int64
+    ``[N, n]``, zeros past the end (never an error)."""
+    part = tf.strings.substr(data, tf.clip_by_value(pos, 0, length), tf.fill(tf.shape(pos), tf.constant(n, tf.int64)))
+    padded = tf.strings.substr(tf.strings.join([part, tf.constant(b"\0" * n)]), 0, n)
+    return tf.reshape(tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int64), [-1, n])
+
+
+def jpeg_orientations(data):
+    """The Exif orientation (1 to 8) of each of ``data`` (string ``[N]``): int32 ``[N]``, 1 for
+    anything that is not a JPEG with a readable one. What phone cameras write instead of turning
+    the pixels: 6 means the stored image must be turned 90 degrees clockwise to stand upright.
+
+    Looks for the ``APP1`` segment holding ``Exif\\0\\0`` among the first ``_EXIF_SEGMENTS``
+    segments (straight-line ops over the batch, no loop), then reads the TIFF header (``II`` or
+    ``MM`` byte order) and IFD0's entries for tag 0x0112 (type SHORT). Every read is a bounded
+    ``substr``: a corrupt or hostile Exif block gives 1, never an error.
+    """
+    data = _as_batch(data)
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+    exif_id = tf.constant([0x45, 0x78, 0x69, 0x66, 0, 0], tf.int64)  # Exif\0\0
+    pos = tf.fill(tf.shape(length), tf.constant(2, tf.int64))
+    tiff = tf.zeros_like(length)
+    searching = is_jpeg
+    for _ in range(_EXIF_SEGMENTS):
+        head = _read_bytes(data, pos, 10, length)
+        app = tf.equal(head[:, 0], 0xFF) & (head[:, 1] >= 0xE0) & (head[:, 1] <= 0xEF)  # APP0..APP15
+        exif = searching & app & tf.equal(head[:, 1], 0xE1) & tf.reduce_all(tf.equal(head[:, 4:], exif_id), axis=1)
+        tiff = tf.where(exif, pos + 10, tiff)
+        searching = searching & app & tf.logical_not(exif)  # past the APPn segments: the Exif one is not there
+        pos = pos + 2 + head[:, 2] * 256 + head[:, 3]
+    head = _read_bytes(data, tiff, 8, length)
+    little = tf.equal(head[:, 0], 0x49) & tf.equal(head[:, 1], 0x49)  # II
+    big = tf.equal(head[:, 0], 0x4D) & tf.equal(head[:, 1], 0x4D)  # MM
+
+    def u16(b, at):
+        lo_first = b[..., at] + 256 * b[..., at + 1]
+        hi_first = 256 * b[..., at] + b[..., at + 1]
+        return tf.where(tf.reshape(little, [-1] + [1] * (b.shape.rank - 2)), lo_first, hi_first)
+
+    def u32(b, at):
+        return tf.where(little, u16(b, at) + 65536 * u16(b, at + 2), 65536 * u16(b, at) + u16(b, at + 2))
+
+    tiff_ok = (tiff > 0) & (little | big) & tf.equal(u16(head, 2), 42)
+    table = _read_bytes(data, tiff + tf.minimum(u32(head, 4), length), 2 + 12 * _EXIF_MAX_ENTRIES, length)
+    entries = tf.reshape(table[:, 2:], [-1, _EXIF_MAX_ENTRIES, 12])
+    counted = tf.range(_EXIF_MAX_ENTRIES, dtype=tf.int64)[None, :] < u16(table, 0)[:, None]
+    found = counted & tf.equal(u16(entries, 0), _ORIENTATION_TAG) & tf.equal(u16(entries, 2), 3)  # type SHORT
+    value = tf.reduce_max(tf.where(found, u16(entries, 8), 0), axis=1)
+    valid = tiff_ok & tf.reduce_any(found, axis=1) & (value >= 1) & (value <= 8)
+    return tf.cast(tf.where(valid, value, 1), tf.int32)
+
+
+def jpeg_orientation(data):
+    """``jpeg_orientations`` of one image (scalar string): int32 scalar."""
+    return jpeg_orientations(tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [1]))[0]
+
+
+def apply_orientation(image, orientation):
+    """``image`` ``[H, W, C]`` as it should be shown for Exif ``orientation`` (1 to 8), as
+    ``PIL.ImageOps.exif_transpose`` does: 2 mirrored, 3 turned 180 degrees, 4 flipped, 5
+    transposed, 6 turned 90 degrees clockwise, 7 transversed, 8 turned 90 degrees counter-clockwise.
+    Two ops, no branch: a transpose and a reverse with computed axes."""
+    o = tf.cast(orientation, tf.int32)
+    transpose = o >= 5
+    flip_lr = tf.equal(o, 2) | tf.equal(o, 3) | tf.equal(o, 6) | tf.equal(o, 7)
+    flip_ud = tf.equal(o, 3) | tf.equal(o, 4) | tf.equal(o, 7) | tf.equal(o, 8)
+    image = tf.transpose(image, tf.where(transpose, [1, 0, 2], [0, 1, 2]))
+    axes = tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_ud, flip_lr]))
+    return tf.ensure_shape(tf.reverse(image, axes), [None, None, image.shape[-1]])  # the perm hid the channels
 
 
 def _is_gif(data):

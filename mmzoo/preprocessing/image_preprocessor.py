@@ -8,7 +8,15 @@ import tensorflow as tf
 
 from mmzoo.errors import error_text
 from mmzoo.preprocessing._raw_inputs import accept_raw_inputs
-from mmzoo.preprocessing.image_header import JPEG, WEBP, checked_headers, gif_first_frame, gif_first_frames
+from mmzoo.preprocessing.image_header import (
+    JPEG,
+    WEBP,
+    apply_orientation,
+    checked_headers,
+    gif_first_frame,
+    gif_first_frames,
+    jpeg_orientations,
+)
 from mmzoo.preprocessing.tracing import as_written
 
 _SCALES = (None, "unit", "symmetric")
@@ -54,7 +62,9 @@ class ImagePreprocessor(keras.layers.Layer):
     (libjpeg's DCT scaling, ``tf.io.decode_jpeg(ratio=...)``), never below
     twice ``image_size`` (the antialiased resize still does the last step,
     so small images decode as before), and the full-size image is never
-    held. Empty,
+    held. With ``exif_orientation`` a JPEG is turned upright by its Exif
+    orientation tag, as photo viewers show it (phone cameras store the
+    pixels sideways and set the tag). Empty,
     unknown, truncated or corrupt bytes also raise ``InvalidArgumentError``
     with a message that says what was wrong. Only TensorFlow ops are used,
     so the checks hold inside ``tf.data``, ``tf.function`` and SavedModels.
@@ -69,6 +79,9 @@ class ImagePreprocessor(keras.layers.Layer):
         downscale_jpeg: decode large JPEGs at a reduced scale (default ``True``;
             a config saved before the option existed loads with ``False``, as it
             was trained).
+        exif_orientation: turn JPEGs upright by their Exif orientation tag
+            (default ``True``; a config saved before the option existed loads
+            with ``False``, as it was trained).
 
     Example:
 
@@ -89,6 +102,7 @@ class ImagePreprocessor(keras.layers.Layer):
         scale: str | None = None,
         max_request_pixels: int | None = None,
         downscale_jpeg: bool = True,
+        exif_orientation: bool = True,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -97,6 +111,7 @@ class ImagePreprocessor(keras.layers.Layer):
         max_pixels = pixel_limit("max_pixels", max_pixels)
         self.max_request_pixels = pixel_limit("max_request_pixels", max_request_pixels)
         self.downscale_jpeg = bool(downscale_jpeg)
+        self.exif_orientation = bool(exif_orientation)
         if scale not in _SCALES:
             raise ValueError(f"scale must be one of {_SCALES}. Received: scale={scale!r}")
         self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
@@ -132,9 +147,19 @@ class ImagePreprocessor(keras.layers.Layer):
         """
         data = tf.convert_to_tensor(data, dtype=tf.string)
         checks, (fmt, height, width) = checked_headers(tf.reshape(data, [1]), self.max_pixels)
+        orientation = self._orientations(tf.reshape(data, [1]))[0]
         with tf.control_dependencies(checks):
             data = gif_first_frame(tf.reshape(data, []))
-        return self._decode_checked((data, fmt[0], height[0], width[0]))
+        return self._decode_checked((data, fmt[0], height[0], width[0], orientation))
+
+    def _orientations(self, data):
+        """Each image's Exif orientation (int32 ``[N]``; all 1 with ``exif_orientation`` off)."""
+        upright = tf.ones(tf.shape(data), tf.int32)
+        if not self.exif_orientation:
+            return upright
+        # Only a batch holding a JPEG reads the Exif blocks (a few dozen ops per batch).
+        any_jpeg = tf.reduce_any(tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"))
+        return tf.cond(any_jpeg, lambda: jpeg_orientations(data), lambda: upright)
 
     def _jpeg_ratio_index(self, fmt, height, width):
         """0 (full scale), 1, 2 or 3 (``ratio`` 2, 4 or 8): the smallest decode of a JPEG still at
@@ -148,7 +173,7 @@ class ImagePreprocessor(keras.layers.Layer):
 
     def _decode_checked(self, element):
         """Decode + resize + rescale one image whose header has been checked."""
-        data, fmt, height, width = element
+        data, fmt, height, width, orientation = element
 
         def full():
             return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
@@ -167,6 +192,9 @@ class ImagePreprocessor(keras.layers.Layer):
             image = tf.switch_case(index, [full, scaled(2), scaled(4), scaled(8), webp])
         else:
             image = tf.cond(tf.equal(fmt, WEBP), webp, full)
+        if self.exif_orientation:
+            # Turned only when the tag says so (a branch costs less than the transpose and reverse).
+            image = tf.cond(orientation > 1, lambda: apply_orientation(image, orientation), lambda: image)
         image = tf.cast(image, tf.float32)
         image = self._resize(image)
         image = tf.ensure_shape(image, [*self.image_size, 3])
@@ -176,11 +204,12 @@ class ImagePreprocessor(keras.layers.Layer):
         # The headers of the whole batch are checked (and GIFs cut) before the
         # per-image loop, which only decodes and resizes.
         checks, (fmt, height, width) = checked_headers(data, self.max_pixels, self.max_request_pixels)
+        orientation = self._orientations(data)  # vectorised over the batch, as the header checks
         with tf.control_dependencies(checks):
             data = gif_first_frames(data)
         return tf.map_fn(
             as_written(self._decode_checked),
-            (data, fmt, height, width),
+            (data, fmt, height, width, orientation),
             fn_output_signature=tf.TensorSpec([*self.image_size, 3], tf.float32),
         )
 
@@ -260,6 +289,7 @@ class ImagePreprocessor(keras.layers.Layer):
                 "scale": self.scale,
                 "max_request_pixels": self.max_request_pixels,
                 "downscale_jpeg": self.downscale_jpeg,
+                "exif_orientation": self.exif_orientation,
             }
         )
         return config
@@ -268,6 +298,7 @@ class ImagePreprocessor(keras.layers.Layer):
     def from_config(cls, config):
         config = dict(config)
         config.setdefault("downscale_jpeg", False)  # saved before JPEG downscaling: decode as it trained
+        config.setdefault("exif_orientation", False)  # saved before Exif orientation: likewise
         return super().from_config(config)
 
 

@@ -120,6 +120,21 @@ def test_accepts_every_format_and_a_4000px_jpeg(classifier_export, classifier_lo
     assert np.isfinite(out["scores"]).all()
 
 
+def test_a_phone_photo_is_served_upright_by_its_exif_orientation(classifier_export, classifier_loaded):
+    """A JPEG stored sideways with Exif orientation 6 scores as the PNG of its upright pixels."""
+    from tests.preprocessing.test_exif_orientation import exif_block, jpeg
+
+    model, _ = classifier_export
+    stored = np.random.default_rng(3).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    sideways = jpeg(stored, exif=exif_block(6))
+    upright = np.rot90(tf.io.decode_jpeg(sideways, channels=3).numpy(), -1)  # turned 90 degrees clockwise
+    images = [sideways, encode(upright, "PNG"), jpeg(stored)]
+    out = _serve(classifier_loaded, images, ["a"] * 3)
+    np.testing.assert_allclose(out["scores"][0], out["scores"][1], atol=1e-6)
+    assert np.abs(out["scores"][0] - out["scores"][2]).max() > 1e-4  # stored as is, it scores otherwise
+    np.testing.assert_allclose(out["scores"], _keras_scores(model, images, ["a"] * 3), atol=1e-5)
+
+
 def test_long_text_is_truncated(classifier_loaded):
     images = random_images(1, seed=5)
     words = "big red circle a small green " * 300  # 1800 words; sequence_length is 6
