@@ -513,7 +513,7 @@ def apply_orientation(image, orientation):
     """``image`` ``[H, W, C]`` as it should be shown for Exif ``orientation`` (1 to 8), as
     ``PIL.ImageOps.exif_transpose`` does: 2 mirrored, 3 turned 180 degrees, 4 flipped, 5
     transposed, 6 turned 90 degrees clockwise, 7 transversed, 8 turned 90 degrees counter-clockwise.
-    Two ops, no branch: a transpose and a reverse with computed axes."""
+    No branch: a transpose with a computed permutation and a reverse with computed axes."""
     o = tf.cast(orientation, tf.int32)
     transpose = o >= 5
     flip_lr = tf.equal(o, 2) | tf.equal(o, 3) | tf.equal(o, 6) | tf.equal(o, 7)

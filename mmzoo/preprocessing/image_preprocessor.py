@@ -147,19 +147,19 @@ class ImagePreprocessor(keras.layers.Layer):
         """
         data = tf.convert_to_tensor(data, dtype=tf.string)
         checks, (fmt, height, width) = checked_headers(tf.reshape(data, [1]), self.max_pixels)
-        orientation = self._orientations(tf.reshape(data, [1]))[0]
+        orientation = self._orientations(tf.reshape(data, [1]), fmt)[0]
         with tf.control_dependencies(checks):
             data = gif_first_frame(tf.reshape(data, []))
         return self._decode_checked((data, fmt[0], height[0], width[0], orientation))
 
-    def _orientations(self, data):
-        """Each image's Exif orientation (int32 ``[N]``; all 1 with ``exif_orientation`` off)."""
+    def _orientations(self, data, fmt):
+        """Each image's Exif orientation (int32 ``[N]``; all 1 with ``exif_orientation`` off).
+        ``fmt``: the format ids the header check read."""
         upright = tf.ones(tf.shape(data), tf.int32)
         if not self.exif_orientation:
             return upright
         # Only a batch holding a JPEG reads the Exif blocks (a few dozen ops per batch).
-        any_jpeg = tf.reduce_any(tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff"))
-        return tf.cond(any_jpeg, lambda: jpeg_orientations(data), lambda: upright)
+        return tf.cond(tf.reduce_any(tf.equal(fmt, JPEG)), lambda: jpeg_orientations(data), lambda: upright)
 
     def _jpeg_ratio_index(self, fmt, height, width):
         """0 (full scale), 1, 2 or 3 (``ratio`` 2, 4 or 8): the smallest decode of a JPEG still at
@@ -204,7 +204,7 @@ class ImagePreprocessor(keras.layers.Layer):
         # The headers of the whole batch are checked (and GIFs cut) before the
         # per-image loop, which only decodes and resizes.
         checks, (fmt, height, width) = checked_headers(data, self.max_pixels, self.max_request_pixels)
-        orientation = self._orientations(data)  # vectorised over the batch, as the header checks
+        orientation = self._orientations(data, fmt)  # vectorised over the batch, as the header checks
         with tf.control_dependencies(checks):
             data = gif_first_frames(data)
         return tf.map_fn(

@@ -5,6 +5,7 @@ served graph; older configs keep decoding as stored; broken Exif data reads as "
 import io
 import struct
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -97,6 +98,8 @@ def test_configs_saved_before_the_option_decode_as_stored():
     pre = ImagePreprocessor(image_size=(8, 8))
     assert pre.exif_orientation is True and pre.get_config()["exif_orientation"] is True
     assert ImagePreprocessor.from_config(pre.get_config()).exif_orientation is True
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(pre), safe_mode=True)
+    assert isinstance(restored, ImagePreprocessor) and restored.exif_orientation is True
     old = {k: v for k, v in pre.get_config().items() if k != "exif_orientation"}
     assert ImagePreprocessor.from_config(old).exif_orientation is False
 
