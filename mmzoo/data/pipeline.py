@@ -481,9 +481,7 @@ def make_dataset(
             ds = ds.shuffle(min(num_examples, _SHUFFLE_BUFFER_AFTER_CACHE), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
-    ds = ds.map(as_written(model.training_example), num_parallel_calls=num_parallel_calls)
-    ds = ds.prefetch(AUTOTUNE)
+    ds = _batched(ds, model, int(batch_size), drop_remainder, num_parallel_calls).prefetch(AUTOTUNE)
     ds.skip_report = report
     ds.num_examples = num_examples
     if report is not None and report.num_skipped:
@@ -508,18 +506,22 @@ def _row_orders(epoch_orders, record_index, num_records) -> np.ndarray:
     return np.stack([np.concatenate([np.arange(starts[r], starts[r + 1]) for r in order]) for order in orders])
 
 
+def _batched(ds, model, batch_size, drop_remainder, num_parallel_calls):
+    """Examples batched, then ``model.training_example`` on each batch."""
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
+    return ds.map(as_written(model.training_example), num_parallel_calls=num_parallel_calls)
+
+
 def _epochs(columns, load, row_orders, model, batch_size, drop_remainder, num_parallel_calls):
     """``row_orders.shape[0]`` epochs back to back: each gathers its rows of ``columns`` in its order,
     loads and batches them on its own; the map functions are traced once, in the ``flat_map``."""
     # tf.constant of the lists themselves: a numpy bytes array would drop an image's trailing NUL bytes.
     table = {key: tf.constant(value) for key, value in columns.items()}
-    example = as_written(model.training_example)
     loaded = as_written(lambda i: load({key: tf.gather(value, i) for key, value in table.items()}))
 
     def one_epoch(rows):
         ds = tf.data.Dataset.from_tensor_slices(rows).map(loaded, num_parallel_calls=num_parallel_calls)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls)
-        return ds.map(example, num_parallel_calls=num_parallel_calls)
+        return _batched(ds, model, batch_size, drop_remainder, num_parallel_calls)
 
     epochs, rows = row_orders.shape
     steps = rows // batch_size if drop_remainder else -(-rows // batch_size)

@@ -87,7 +87,5 @@ def epoch_datasets(examples, model, batch_size, seed, first_epoch, epochs, decod
 
     first_epoch = min(first_epoch, epochs - 1)
     orders = [np.random.default_rng([int(seed), epoch]).permutation(len(examples)) for epoch in range(first_epoch, epochs)]
-    dataset = make_dataset(examples, model, batch_size=batch_size, training=True, shuffle=False,
-                           decoded_images=decoded_images, epoch_orders=orders)
-    dataset.num_examples = len(examples)
-    return dataset
+    return make_dataset(examples, model, batch_size=batch_size, training=True, shuffle=False,
+                        decoded_images=decoded_images, epoch_orders=orders)
