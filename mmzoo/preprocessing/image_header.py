@@ -164,8 +164,9 @@ def _pixels(height, width):
     return tf.maximum(height, 0) * tf.maximum(width, 0)
 
 
-def _formats(head):
-    """Format ids (int32 ``[N]``) from the first ``_HEADER_BYTES`` bytes of each image."""
+def format_ids(head):
+    """Format ids (``JPEG`` ... ``WEBP``, ``UNKNOWN``; int32, the shape of ``head``) from
+    each image's magic bytes: ``head`` holds an image's first 12 bytes or more (or all of it)."""
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
     is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
     six = tf.strings.substr(head, 0, 6)
@@ -212,7 +213,7 @@ def _read_headers(data):
     # The first bytes, zero-padded (cut before padding: no copy of the whole image).
     head = tf.strings.join([tf.strings.substr(data, 0, _HEADER_BYTES), tf.constant(b"\0" * _HEADER_BYTES)])
     head = tf.strings.substr(head, 0, _HEADER_BYTES)
-    fmt = _formats(head)
+    fmt = format_ids(head)
     header = tf.reshape(tf.cast(tf.io.decode_raw(head, tf.uint8), tf.float64), [-1, _HEADER_BYTES])
     fields = tf.cast(tf.matmul(header, tf.constant(_FIELD_WEIGHTS)), tf.int64)
     (png_w, png_h, gif_w, gif_h, bmp_size, core_w, core_h, info_w, info_h,
