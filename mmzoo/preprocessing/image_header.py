@@ -41,6 +41,18 @@ _DUMMY_JPEG = bytes.fromhex(
 )
 
 
+def _byte_weights(size, fields):
+    """``[size, len(fields)]`` float64 weights: ``size`` bytes (a vector) times these = the
+    fields, each ``(start, length, big_endian)``: an unsigned integer of ``length`` bytes."""
+    import numpy as np
+
+    weights = np.zeros((size, len(fields)), np.float64)
+    for column, (start, length, big_endian) in enumerate(fields):
+        for k in range(length):
+            weights[start + k, column] = 256.0 ** ((length - 1 - k) if big_endian else k)
+    return weights
+
+
 def _field_weights():
     """``[32, 19]`` weights: header bytes (as a vector) times these = the size fields.
 
@@ -55,18 +67,12 @@ def _field_weights():
     21), an extended ``VP8X`` canvas's width and height minus one (u24 at 24,
     27). One ``matmul`` for a whole batch instead of a chain of scalar ops per byte.
     """
-    import numpy as np
-
-    weights = np.zeros((_HEADER_BYTES, 19), np.float64)
-    fields = [(16, 4, True), (20, 4, True), (6, 2, False), (8, 2, False), (14, 4, False),
-              (18, 2, False), (20, 2, False), (18, 4, False), (22, 4, False),
-              (10, 4, False), (24, 2, False), (28, 2, False),
-              (4, 4, False), (20, 1, False), (26, 2, False), (28, 2, False), (21, 4, False),
-              (24, 3, False), (27, 3, False)]
-    for column, (start, length, big_endian) in enumerate(fields):
-        for k in range(length):
-            weights[start + k, column] = 256.0 ** ((length - 1 - k) if big_endian else k)
-    return weights
+    return _byte_weights(_HEADER_BYTES, [
+        (16, 4, True), (20, 4, True), (6, 2, False), (8, 2, False), (14, 4, False),
+        (18, 2, False), (20, 2, False), (18, 4, False), (22, 4, False),
+        (10, 4, False), (24, 2, False), (28, 2, False),
+        (4, 4, False), (20, 1, False), (26, 2, False), (28, 2, False), (21, 4, False),
+        (24, 3, False), (27, 3, False)])
 
 
 _FIELD_WEIGHTS = _field_weights()
@@ -451,12 +457,38 @@ _EXIF_MAX_ENTRIES = 64
 _ORIENTATION_TAG = 0x0112
 
 
+# Each Exif read is one matmul of the bytes read (float64 is exact below 2**53): a handful of
+# ops per read instead of a slice and a multiply per byte (tracing time is paid by every
+# tf.data pipeline and every export that decodes images). Little-endian fields first, then
+# the same fields big-endian where the byte order matters.
+_SEGMENT_WEIGHTS = _byte_weights(10, [(0, 2, True), (2, 2, True), (4, 6, True)])  # marker, length, identifier
+_EXIF_IDENTIFIER = int.from_bytes(b"Exif\0\0", "big")
+_TIFF_WEIGHTS = _byte_weights(8, [(0, 2, True), (2, 2, False), (4, 4, False), (2, 2, True), (4, 4, True)])
+_COUNT_WEIGHTS = _byte_weights(2, [(0, 2, False), (0, 2, True)])
+_ENTRY_WEIGHTS = _byte_weights(12, [(0, 2, False), (2, 2, False), (8, 2, False),  # tag, type, value
+                                    (0, 2, True), (2, 2, True), (8, 2, True)])
+
+
 def _read_bytes(data, pos, n, length):
-    """``n`` bytes of each of ``data`` (string ``[N]``) from ``pos`` (``[N]``) as int64
+    """``n`` bytes of each of ``data`` (string ``[N]``) from ``pos`` (``[N]``) as float64
     ``[N, n]``, zeros past the end (never an error)."""
     part = tf.strings.substr(data, tf.clip_by_value(pos, 0, length), tf.fill(tf.shape(pos), tf.constant(n, tf.int64)))
     padded = tf.strings.substr(tf.strings.join([part, tf.constant(b"\0" * n)]), 0, n)
-    return tf.reshape(tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int64), [-1, n])
+    return tf.reshape(tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.float64), [-1, n])
+
+
+def _fields(raw, weights):
+    """The fields of bytes ``raw`` (float64 ``[..., n]``) by ``weights`` (``[n, k]``): int64 ``[..., k]``."""
+    if raw.shape.rank == 2:
+        return tf.cast(tf.matmul(raw, tf.constant(weights)), tf.int64)
+    flat = tf.matmul(tf.reshape(raw, [-1, weights.shape[0]]), tf.constant(weights))
+    return tf.reshape(tf.cast(flat, tf.int64), [-1, *raw.shape[1:-1], weights.shape[1]])  # static inner sizes
+
+
+def _in_byte_order(little, fields):
+    """The little-endian half of ``fields`` (``[N, ..., 2k]``) where ``little`` (``[N]``), else the big-endian half."""
+    lo_first, hi_first = tf.split(fields, 2, axis=-1)
+    return tf.where(tf.reshape(little, [-1] + [1] * (fields.shape.rank - 1)), lo_first, hi_first)
 
 
 def jpeg_orientations(data):
@@ -471,36 +503,28 @@ def jpeg_orientations(data):
     """
     data = _as_batch(data)
     length = tf.cast(tf.strings.length(data), tf.int64)
-    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
-    exif_id = tf.constant([0x45, 0x78, 0x69, 0x66, 0, 0], tf.int64)  # Exif\0\0
+    searching = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")  # a JPEG
     pos = tf.fill(tf.shape(length), tf.constant(2, tf.int64))
     tiff = tf.zeros_like(length)
-    searching = is_jpeg
     for _ in range(_EXIF_SEGMENTS):
-        head = _read_bytes(data, pos, 10, length)
-        app = tf.equal(head[:, 0], 0xFF) & (head[:, 1] >= 0xE0) & (head[:, 1] <= 0xEF)  # APP0..APP15
-        exif = searching & app & tf.equal(head[:, 1], 0xE1) & tf.reduce_all(tf.equal(head[:, 4:], exif_id), axis=1)
+        marker, size, identifier = tf.unstack(_fields(_read_bytes(data, pos, 10, length), _SEGMENT_WEIGHTS), axis=1)
+        app = (marker >= 0xFFE0) & (marker <= 0xFFEF)  # APP0..APP15
+        exif = searching & tf.equal(marker, 0xFFE1) & tf.equal(identifier, _EXIF_IDENTIFIER)
         tiff = tf.where(exif, pos + 10, tiff)
         searching = searching & app & tf.logical_not(exif)  # past the APPn segments: the Exif one is not there
-        pos = pos + 2 + head[:, 2] * 256 + head[:, 3]
-    head = _read_bytes(data, tiff, 8, length)
-    little = tf.equal(head[:, 0], 0x49) & tf.equal(head[:, 1], 0x49)  # II
-    big = tf.equal(head[:, 0], 0x4D) & tf.equal(head[:, 1], 0x4D)  # MM
-
-    def u16(b, at):
-        lo_first = b[..., at] + 256 * b[..., at + 1]
-        hi_first = 256 * b[..., at] + b[..., at + 1]
-        return tf.where(tf.reshape(little, [-1] + [1] * (b.shape.rank - 2)), lo_first, hi_first)
-
-    def u32(b, at):
-        return tf.where(little, u16(b, at) + 65536 * u16(b, at + 2), 65536 * u16(b, at) + u16(b, at + 2))
-
-    tiff_ok = (tiff > 0) & (little | big) & tf.equal(u16(head, 2), 42)
-    table = _read_bytes(data, tiff + tf.minimum(u32(head, 4), length), 2 + 12 * _EXIF_MAX_ENTRIES, length)
+        pos = pos + 2 + size
+    header = _fields(_read_bytes(data, tiff, 8, length), _TIFF_WEIGHTS)
+    little = tf.equal(header[:, 0], 0x4949)  # II
+    big = tf.equal(header[:, 0], 0x4D4D)  # MM
+    magic, ifd = tf.unstack(_in_byte_order(little, header[:, 1:]), axis=1)
+    tiff_ok = (tiff > 0) & (little | big) & tf.equal(magic, 42)
+    table = _read_bytes(data, tiff + tf.minimum(ifd, length), 2 + 12 * _EXIF_MAX_ENTRIES, length)
+    count = _in_byte_order(little, _fields(table[:, :2], _COUNT_WEIGHTS))
     entries = tf.reshape(table[:, 2:], [-1, _EXIF_MAX_ENTRIES, 12])
-    counted = tf.range(_EXIF_MAX_ENTRIES, dtype=tf.int64)[None, :] < u16(table, 0)[:, None]
-    found = counted & tf.equal(u16(entries, 0), _ORIENTATION_TAG) & tf.equal(u16(entries, 2), 3)  # type SHORT
-    value = tf.reduce_max(tf.where(found, u16(entries, 8), 0), axis=1)
+    tag, kind, value = tf.unstack(_in_byte_order(little, _fields(entries, _ENTRY_WEIGHTS)), axis=2)
+    counted = tf.range(_EXIF_MAX_ENTRIES, dtype=tf.int64)[None, :] < count
+    found = counted & tf.equal(tag, _ORIENTATION_TAG) & tf.equal(kind, 3)  # type SHORT
+    value = tf.reduce_max(tf.where(found, value, 0), axis=1)
     valid = tiff_ok & tf.reduce_any(found, axis=1) & (value >= 1) & (value <= 8)
     return tf.cast(tf.where(valid, value, 1), tf.int32)
 
@@ -510,18 +534,24 @@ def jpeg_orientation(data):
     return jpeg_orientations(tf.reshape(tf.convert_to_tensor(data, dtype=tf.string), [1]))[0]
 
 
+# Per Exif orientation (0 and 1: as stored): the transpose's permutation, then the strides
+# that mirror the rows and the columns (-1) or keep them (1).
+_ORIENTATION_STEPS = (
+    (0, 1, 2, 1, 1, 1), (0, 1, 2, 1, 1, 1), (0, 1, 2, 1, -1, 1), (0, 1, 2, -1, -1, 1), (0, 1, 2, -1, 1, 1),
+    (1, 0, 2, 1, 1, 1), (1, 0, 2, 1, -1, 1), (1, 0, 2, -1, -1, 1), (1, 0, 2, -1, 1, 1),
+)
+
+
 def apply_orientation(image, orientation):
     """``image`` ``[H, W, C]`` as it should be shown for Exif ``orientation`` (1 to 8), as
     ``PIL.ImageOps.exif_transpose`` does: 2 mirrored, 3 turned 180 degrees, 4 flipped, 5
     transposed, 6 turned 90 degrees clockwise, 7 transversed, 8 turned 90 degrees counter-clockwise.
-    No branch: a transpose with a computed permutation and a reverse with computed axes."""
-    o = tf.cast(orientation, tf.int32)
-    transpose = o >= 5
-    flip_lr = tf.equal(o, 2) | tf.equal(o, 3) | tf.equal(o, 6) | tf.equal(o, 7)
-    flip_ud = tf.equal(o, 3) | tf.equal(o, 4) | tf.equal(o, 7) | tf.equal(o, 8)
-    image = tf.transpose(image, tf.where(transpose, [1, 0, 2], [0, 1, 2]))
-    axes = tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_ud, flip_lr]))
-    return tf.ensure_shape(tf.reverse(image, axes), [None, None, image.shape[-1]])  # the perm hid the channels
+    No branch: a transpose and a strided slice whose permutation and strides are looked up."""
+    channels = image.shape[-1]
+    steps = tf.gather(tf.constant(_ORIENTATION_STEPS, tf.int32), tf.clip_by_value(tf.cast(orientation, tf.int32), 0, 8))
+    image = tf.transpose(image, steps[:3])
+    image = tf.strided_slice(image, [0, 0, 0], [0, 0, 0], steps[3:], begin_mask=7, end_mask=7)
+    return tf.ensure_shape(image, [None, None, channels])  # the computed perm and strides hid the channels
 
 
 def _is_gif(data):
