@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 import tempfile
 import time
 
@@ -38,6 +36,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.data import make_dataset, read_manifest  # noqa: E402
 from mmzoo.datasets.shapes import generate_shapes_splits, shapes_tokenizer  # noqa: E402
 from mmzoo.evaluation.captioning import evaluate_captioner  # noqa: E402
@@ -173,8 +172,7 @@ def json_report(report, argv=None):
                      "value": f"{s['exact_match']:.3f} / {s['beam4_exact_match']:.3f}", "met": None})
         rows.append({"figure": f"{name} CIDEr-D, greedy", "goal": None, "value": f"{s['cider_d']:.3f}",
                      "met": None})
-    command = shlex.join(["python", "-m", "benchmarks.captioning", *(sys.argv[1:] if argv is None else argv)])
-    return {"benchmark": "captioning", "command": command, "rows": rows}
+    return contract_report("captioning", rows, argv)
 
 
 def parse_args(argv=None):

@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 
@@ -36,6 +34,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.data import make_dataset, read_manifest  # noqa: E402
 from mmzoo.datasets.shapes import generate_shapes_dataset  # noqa: E402
 from mmzoo.preprocessing import ImagePreprocessor  # noqa: E402
@@ -142,8 +141,7 @@ def main(argv=None):
         {"figure": "same, plain decode + resize instead of `ImagePreprocessor.decode_one`", "goal": None,
          "value": f"{plain / sequential:.2f}x", "met": None},
     ]
-    command = shlex.join(["python", "-m", "benchmarks.data_pipeline", *(sys.argv[1:] if argv is None else argv)])
-    print(json.dumps({"benchmark": "data_pipeline", "command": command, "rows": rows}))
+    print(json.dumps(contract_report("data_pipeline", rows, argv)), flush=True)
     return ratio
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.data import decode_images, make_dataset, read_manifest  # noqa: E402
 from mmzoo.datasets.shapes import generate_shapes_splits  # noqa: E402
 from mmzoo.training import build_for_data  # noqa: E402
@@ -114,8 +114,7 @@ def main(argv=None):
         {"figure": f"{what}: building it (tracing), one pipeline vs a pipeline per epoch", "goal": None,
          "value": f"{res['one_build_s']:.2f} vs {res['per_epoch_build_s']:.2f} s", "met": None},
     ]
-    command = "python -m benchmarks.epoch_inputs " + shlex.join(argv if argv is not None else sys.argv[1:])
-    report = {"benchmark": "epoch_inputs", "command": command.strip(), "rows": rows}
+    report = contract_report("epoch_inputs", rows, argv)
     print(json.dumps(report), flush=True)
     return report, res
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import mmzoo  # noqa: E402
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.export.saved_model import _build_on_samples  # noqa: E402
 from mmzoo.export.signatures import build_export_archive, write_archive  # noqa: E402
 
@@ -105,8 +105,7 @@ def main(argv=None):
             rows.append({"figure": f"`{name}`: one whole `export_saved_model` (write, graph check, warmup, "
                                    "reload, verification)", "goal": None, "value": f"{res['export_s']:.1f} s",
                          "met": None})
-    command = "python -m benchmarks.export_time " + shlex.join(argv if argv is not None else sys.argv[1:])
-    report = {"benchmark": "export_time", "command": command.strip(), "rows": rows}
+    report = contract_report("export_time", rows, argv)
     print(json.dumps(report), flush=True)
     return report, results
 

@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 import tempfile
 import time
 
@@ -47,6 +45,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.data import make_dataset, read_manifest  # noqa: E402
 from mmzoo.data.manifest import write_manifest  # noqa: E402
 from mmzoo.data.records import Record  # noqa: E402
@@ -398,8 +397,7 @@ def json_report(args, shapes, gates, digits=None, argv=None):
                            value=f"{result['metrics']['accuracy']:.3f} ({digit_margins[name]:+.3f})",
                            met=bool(digit_margins[name] >= MARGIN_GOAL and result["metrics"]["accuracy"] >= plain))
             rows.append(row)
-    command = shlex.join(["python", "-m", "benchmarks.fusion_quality", *(sys.argv[1:] if argv is None else argv)])
-    return {"benchmark": "fusion_quality", "command": command, "rows": rows}
+    return contract_report("fusion_quality", rows, argv)
 
 
 if __name__ == "__main__":

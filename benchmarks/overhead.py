@@ -56,9 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 
@@ -70,6 +68,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
+from benchmarks.run import contract_report  # noqa: E402
 
 ENTRY = "concat_classifier"
 PRESET = "classic"
@@ -395,9 +394,8 @@ def main(argv=None):
     print(f"RATIO serving signature/hand-written (batch {args.serve_batch}): "
           f"{serve[args.serve_batch]['ratio']:.3f} (goal <= {SERVE_GOAL})", flush=True)
     rows = make_rows(train, serve, args)
-    command = shlex.join(["python", "-m", "benchmarks.overhead", *(sys.argv[1:] if argv is None else argv)])
-    report = {"benchmark": "overhead", "command": command, "rows": rows}
-    print(json.dumps(report))
+    report = contract_report("overhead", rows, argv)
+    print(json.dumps(report), flush=True)
     return report, train, serve
 
 

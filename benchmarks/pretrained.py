@@ -42,9 +42,7 @@ import dataclasses
 import importlib.util
 import json
 import os
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +52,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.data import decode_images, make_dataset, read_manifest  # noqa: E402
 from mmzoo.datasets.shapes import COLORS, SHAPES, generate_shapes_dataset  # noqa: E402
 
@@ -330,8 +329,7 @@ def main(argv=None):
     loads.append(os.getloadavg()[0])
     rows.append(load_row(loads))
     print(f"(total {time.perf_counter() - start:.0f}s)")
-    command = shlex.join(["python", "-m", "benchmarks.pretrained", *(sys.argv[1:] if argv is None else argv)])
-    print(json.dumps({"benchmark": "pretrained", "command": command, "rows": rows}))
+    print(json.dumps(contract_report("pretrained", rows, argv)), flush=True)
     return rows
 
 

@@ -72,8 +72,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 import tempfile
 import time
 
@@ -85,6 +83,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.data import Record, make_dataset, read_manifest
 from mmzoo.datasets.shapes import (
     SHAPES_RELATION_GRAMMAR,
@@ -784,8 +783,7 @@ def json_report(args, metrics, qb, beta, rerank, stale, semantic, ceiling, ratio
     if ratio is not None:
         rows.append({"figure": "exported embed_text / Keras predict throughput", "goal": None,
                      "value": f"{ratio:.2f}x", "met": None})
-    command = shlex.join(["python", "-m", "benchmarks.retrieval", *(sys.argv[1:] if argv is None else argv)])
-    return {"benchmark": "retrieval", "command": command, "rows": rows}
+    return contract_report("retrieval", rows, argv)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import io
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402,F401  (registers the ops the SavedModels use)
 from PIL import Image  # noqa: E402
+
+from benchmarks.run import contract_report  # noqa: E402
 
 OK, INVALID, OTHER = "ok", "InvalidArgument", "other"
 OUTCOMES = (OK, INVALID, OTHER)
@@ -691,8 +692,7 @@ def main(argv=None):
     for label, c in counts.items():
         rows.append({"figure": f"`{label}`: ok / InvalidArgument / other", "goal": None,
                      "value": f"{c[OK]} / {c[INVALID]} / {c[OTHER]}", "met": None})
-    command = shlex.join(["python", "-m", "benchmarks.robustness", *(sys.argv[1:] if argv is None else argv)])
-    print(json.dumps({"benchmark": "robustness", "command": command, "rows": rows}))
+    print(json.dumps(contract_report("robustness", rows, argv)), flush=True)
     return result
 
 

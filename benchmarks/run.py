@@ -106,6 +106,14 @@ def parse_report(stdout: str, name: str | None = None) -> dict:
     return check_report(last_json_line(stdout), name)
 
 
+def contract_report(name: str, rows: list, argv=None) -> dict:
+    """Script ``benchmarks.NAME``'s JSON report ``{"benchmark", "command", "rows"}``, checked against
+    the contract: ``command`` is the one that ran it (``argv``: its arguments; default ``sys.argv[1:]``).
+    Each script prints it as its last stdout line."""
+    command = shlex.join(["python", "-m", f"benchmarks.{name}", *(sys.argv[1:] if argv is None else argv)])
+    return check_report({"benchmark": name, "command": command, "rows": rows}, name)
+
+
 def check_report(report, name: str | None = None) -> dict:
     """``report`` itself when it follows the contract (``name``: the script stem it must give)."""
     if not isinstance(report, dict):

@@ -29,8 +29,6 @@ import io
 import json
 import os
 import re
-import shlex
-import sys
 import tempfile
 import time
 
@@ -42,6 +40,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import mmzoo  # noqa: E402
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.datasets.shapes import shapes_model_kwargs  # noqa: E402
 from mmzoo.export import export_saved_model  # noqa: E402
 from mmzoo.serving.common import encode_example  # noqa: E402
@@ -183,8 +182,7 @@ def main(argv=None):
     print(f"model={args.model} preset={args.preset} image_size={model.image_size} "
           f"source JPEG {args.source_size}x{args.source_size} quick={args.quick} device=CPU")
     rows = report(results, examples, f"`{args.model}` ({args.preset})")
-    command = shlex.join(["python", "-m", "benchmarks.serving", *(sys.argv[1:] if argv is None else argv)])
-    print(json.dumps({"benchmark": "serving", "command": command, "rows": rows}))
+    print(json.dumps(contract_report("serving", rows, argv)), flush=True)
 
 
 def report(results, examples, label):

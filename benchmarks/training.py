@@ -65,9 +65,7 @@ import json
 import math
 import os
 import re
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 
@@ -79,6 +77,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmzoo  # noqa: E402
+from benchmarks.run import contract_report  # noqa: E402
 from mmzoo.data import decode_images, make_dataset, read_manifest  # noqa: E402
 from mmzoo.datasets.shapes import generate_shapes_dataset, shapes_model_kwargs  # noqa: E402
 
@@ -559,8 +558,7 @@ def main(argv=None):
             "value": mfu,
             "met": None,
         })
-    command = shlex.join(["python", "-m", "benchmarks.training", *(sys.argv[1:] if argv is None else argv)])
-    print(json.dumps({"benchmark": "training", "command": command, "rows": rows}))
+    print(json.dumps(contract_report("training", rows, argv)), flush=True)
     return rows
 
 
