@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
+from tensorflow_text.python.ops import regex_split_ops as _regex_split_ops  # its kernel, for _regex_split
 
 from mmzoo.preprocessing._raw_inputs import accept_raw_inputs
 from mmzoo.preprocessing.tracing import as_written
@@ -193,22 +194,24 @@ class TextTokenizer(keras.layers.Layer):
 
     def pretokenize(self, strings):
         """Normalised words and punctuation: ragged string ``[batch, words]``."""
-        if self.pretokenizer == "bert":
-            return self._bert_pretokenize(strings)
-        return tf_text.regex_split(self.normalize(strings), _SPLIT_PATTERN, _KEEP_PATTERN)
+        words, row_splits = self._words(strings)
+        return tf.RaggedTensor.from_row_splits(words, row_splits, validate=False)
 
-    def _bert_pretokenize(self, strings):
-        """keras-hub's ``pretokenize`` (CJK spaced, accents stripped, split, then case-folded)."""
-        strings = tf_text.coerce_to_structurally_valid_utf8(strings)
-        strings = tf.strings.regex_replace(strings, _BERT_CJK, r" \0 ")
-        if self.strip_accents:
-            strings = _strip_accents(strings, recompose=False)
-        words = tf_text.regex_split(
-            strings,
-            f"{_BERT_WHITESPACE}|{_BERT_PUNCTUATION}|{_BERT_CJK}",
-            f"{_BERT_PUNCTUATION}|{_BERT_CJK}",
-        )
-        return tf_text.case_fold_utf8(words) if self.lowercase else words
+    def _words(self, strings):
+        """``pretokenize`` as its flat words and each string's row splits into them.
+
+        TensorFlow Text's own ``regex_split`` builds three validated ragged tensors (the words and
+        their offsets): 200 ops and 9 conditionals to trace in every graph that tokenizes, for row
+        splits that its kernel makes valid by construction. The kernel alone is 5 ops."""
+        if self.pretokenizer == "bert":  # keras-hub's pretokenize: CJK spaced, accents stripped, split, case-folded
+            strings = tf_text.coerce_to_structurally_valid_utf8(strings)
+            strings = tf.strings.regex_replace(strings, _BERT_CJK, r" \0 ")
+            if self.strip_accents:
+                strings = _strip_accents(strings, recompose=False)
+            words, row_splits = _regex_split(
+                strings, f"{_BERT_WHITESPACE}|{_BERT_PUNCTUATION}|{_BERT_CJK}", f"{_BERT_PUNCTUATION}|{_BERT_CJK}")
+            return (tf_text.case_fold_utf8(words) if self.lowercase else words), row_splits
+        return _regex_split(self.normalize(strings), _SPLIT_PATTERN, _KEEP_PATTERN)
 
     @staticmethod
     def _to_string_tensor(inputs):
@@ -239,21 +242,10 @@ class TextTokenizer(keras.layers.Layer):
             raise ValueError(
                 f"TextTokenizer expects strings of shape [batch]. Received: shape={strings.shape}"
             )
-        words = self.pretokenize(strings)
-        ids = self._wordpiece().tokenize(words).merge_dims(-2, -1)  # [B, pieces]
-        length = self.sequence_length
-        if self.add_start_end:
-            ids = ids[:, : length - 2]
-            batch = tf.shape(strings, out_type=tf.int64)[:1]
-            start = tf.RaggedTensor.from_row_lengths(
-                tf.fill(batch, START_ID), tf.ones(batch, tf.int64)
-            )
-            end = tf.RaggedTensor.from_row_lengths(tf.fill(batch, END_ID), tf.ones(batch, tf.int64))
-            ids = tf.concat([start, ids, end], axis=1)
-        else:
-            ids = ids[:, :length]
-        out = ids.to_tensor(default_value=PAD_ID, shape=[None, length])
-        return tf.cast(out, tf.int32)
+        words, word_splits = self._words(strings)
+        pieces = self._wordpiece().tokenize(words)  # [words, pieces]
+        return _padded_rows(pieces.flat_values, tf.gather(pieces.row_splits, word_splits),
+                            self.sequence_length, self.add_start_end)
 
     def compute_output_shape(self, input_shape):
         input_shape = tuple(input_shape)
@@ -361,6 +353,31 @@ class TextTokenizer(keras.layers.Layer):
             lowercase=lowercase,
             **kwargs,
         )
+
+
+def _regex_split(strings, split_pattern, keep_pattern):
+    """``tf_text.regex_split`` of ``strings`` (``[batch]``) as its kernel gives it: the flat
+    words and each string's row splits (valid by construction, so not validated again)."""
+    words, _, _, row_splits = _regex_split_ops.gen_regex_split_ops.regex_split_with_offsets(
+        strings, f"({split_pattern})", f"({keep_pattern})")
+    return words, row_splits
+
+
+def _padded_rows(values, row_splits, length, add_start_end):
+    """Each row of ``values`` (``row_splits``: int64 ``[batch + 1]``) cut to ``length`` ids (with
+    ``START_ID`` before and ``END_ID`` after when ``add_start_end``) and padded with ``PAD_ID``:
+    int32 ``[batch, length]``. Dense gathers: ragged slicing, concatenation and ``to_tensor``
+    would add over a hundred ops to trace."""
+    first = 1 if add_start_end else 0
+    starts = row_splits[:-1, None]
+    kept = tf.minimum(row_splits[1:, None] - starts, length - 2 * first)
+    position = tf.range(length, dtype=tf.int64)[None, :] - first  # within the row's ids
+    index = tf.minimum(starts + tf.maximum(position, 0), tf.size(values, out_type=tf.int64))
+    ids = tf.gather(tf.concat([tf.cast(values, tf.int32), [PAD_ID]], 0), index)  # PAD_ID past the last row
+    ids = tf.where((position >= 0) & (position < kept), ids, PAD_ID)
+    if add_start_end:
+        ids = tf.where(tf.equal(position, -1), START_ID, tf.where(tf.equal(position, kept), END_ID, ids))
+    return ids
 
 
 def _strip_accents(strings, recompose=True):
