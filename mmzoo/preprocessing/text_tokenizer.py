@@ -283,8 +283,11 @@ class TextTokenizer(keras.layers.Layer):
             return self.detokenize(ids[tf.newaxis])[0]
         before_end = tf.equal(tf.cumsum(tf.cast(tf.equal(ids, END_ID), tf.int32), axis=-1), 0)
         keep = before_end & tf.not_equal(ids, PAD_ID) & tf.not_equal(ids, START_ID)
-        tokens = tf.ragged.boolean_mask(self.id_to_token(ids), keep)
-        text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
+        # Each kept token followed by a space, joined, the last space cut: a ragged boolean_mask
+        # and join would trace 120 more ops into every graph that writes captions.
+        text = tf.strings.reduce_join(tf.where(keep, tf.strings.join([self.id_to_token(ids), " "]), ""), axis=-1)
+        length = tf.strings.length(text)
+        text = tf.strings.substr(text, tf.zeros_like(length), tf.maximum(length - 1, 0))
         if self.mode == "wordpiece":
             text = tf.strings.regex_replace(text, r"(^| )##", "")
         return text
