@@ -139,7 +139,7 @@ def image_dataset(images, decode_one, batch_size=None, sources=None, num_paralle
 def _looks_like_image(data):
     """Whether ``data`` starts with the magic bytes of a format mmzoo decodes (no ``tf.cond``:
     cheap per element in tf.data)."""
-    return tf.not_equal(format_ids(tf.strings.substr(data, 0, 12)), UNKNOWN)
+    return tf.not_equal(format_ids(data), UNKNOWN)
 
 
 def _read_and_decode(element, decode_one, explain=False):

@@ -188,9 +188,11 @@ def _pixels(height, width):
     return tf.maximum(height, 0) * tf.maximum(width, 0)
 
 
-def format_ids(head):
-    """Format ids (``JPEG`` ... ``WEBP``, ``UNKNOWN``; int32, the shape of ``head``) from
-    each image's magic bytes: ``head`` holds an image's first 12 bytes or more (or all of it)."""
+def format_ids(data):
+    """Format ids (``JPEG`` ... ``WEBP``, ``UNKNOWN``; int32, the shape of ``data``) from each
+    image's magic bytes. Only the first 12 bytes are read (zero-padded: shorter or empty
+    strings are ``UNKNOWN``, never an error)."""
+    head = tf.strings.join([tf.strings.substr(data, 0, 12), tf.constant(b"\0" * 12)])
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
     is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
     six = tf.strings.substr(head, 0, 6)
