@@ -119,8 +119,8 @@ _NAMES = (
 
 
 def _format_checks():
-    """``_OTHER_FORMATS`` as flat lists: each ``(offset, bytes)`` check with the alternative it
-    belongs to, and each alternative's sentence (its index in ``_OTHER_FORMATS``)."""
+    """``_OTHER_FORMATS`` as flat lists: each ``(offset, bytes)`` check's offset, length and bytes
+    with the alternative it belongs to, and each alternative's sentence (its index in ``_OTHER_FORMATS``)."""
     offsets, magics, alternative_of, sentence_of = [], [], [], []
     for index, (_, alternatives) in enumerate(_OTHER_FORMATS):
         for checks in alternatives:
@@ -129,7 +129,7 @@ def _format_checks():
                 magics.append(magic)
                 alternative_of.append(len(sentence_of))
             sentence_of.append(index)
-    return offsets, magics, alternative_of, sentence_of
+    return offsets, [len(magic) for magic in magics], magics, alternative_of, sentence_of
 
 
 _FORMAT_CHECKS = _format_checks()
@@ -144,8 +144,7 @@ def other_format_hint(data):
     format): the first format listed that matches wins, then the first name pattern."""
     # Padded with 0xff (no magic below holds it) to read 16 bytes of a shorter string.
     head = tf.strings.join([tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), 16)), b"\xff" * 16])
-    offsets, magics, alternative_of, sentence_of = _FORMAT_CHECKS
-    lengths = [len(magic) for magic in magics]
+    offsets, lengths, magics, alternative_of, sentence_of = _FORMAT_CHECKS
     read = tf.strings.substr(tf.fill([len(magics)], head), offsets, lengths)
     passed = tf.cast(tf.equal(read, tf.constant(magics)), tf.int32)
     alternatives = tf.math.unsorted_segment_min(passed, alternative_of, len(sentence_of))  # all its checks pass
@@ -241,7 +240,7 @@ def _read_headers(data):
     head = tf.strings.substr(head, 0, _HEADER_BYTES)
     fmt = format_ids(head)
     header = tf.reshape(tf.cast(tf.io.decode_raw(head, tf.uint8), tf.float64), [-1, _HEADER_BYTES])
-    fields = tf.cast(tf.matmul(header, tf.constant(_FIELD_WEIGHTS)), tf.int64)
+    fields = _fields(header, _FIELD_WEIGHTS)
     (png_w, png_h, gif_w, gif_h, bmp_size, core_w, core_h, info_w, info_h,
      bmp_offset, core_bpp, info_bpp, *webp_fields) = tf.unstack(fields, num=19, axis=1)
     signed_w = tf.where(info_w >= 2**31, info_w - 2**32, info_w)
@@ -511,10 +510,11 @@ def _in_byte_order(little, fields):
     return tf.where(tf.reshape(little, [-1] + [1] * (fields.shape.rank - 1)), lo_first, hi_first)
 
 
-def jpeg_orientations(data):
+def jpeg_orientations(data, formats=None):
     """The Exif orientation (1 to 8) of each of ``data`` (string ``[N]``): int32 ``[N]``, 1 for
     anything that is not a JPEG with a readable one. What phone cameras write instead of turning
     the pixels: 6 means the stored image must be turned 90 degrees clockwise to stand upright.
+    ``formats``: the images' ``format_ids`` when a header check has read them already.
 
     Looks for the ``APP1`` segment holding ``Exif\\0\\0`` among the first ``_EXIF_SEGMENTS``
     segments (straight-line ops over the batch, no loop), then reads the TIFF header (``II`` or
@@ -523,7 +523,9 @@ def jpeg_orientations(data):
     """
     data = _as_batch(data)
     length = tf.cast(tf.strings.length(data), tf.int64)
-    searching = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")  # a JPEG
+    if formats is None:
+        formats = format_ids(data)
+    searching = tf.equal(formats, JPEG)
     pos = tf.fill(tf.shape(length), tf.constant(2, tf.int64))
     tiff = tf.zeros_like(length)
     for _ in range(_EXIF_SEGMENTS):

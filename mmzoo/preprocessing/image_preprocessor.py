@@ -146,8 +146,9 @@ class ImagePreprocessor(keras.layers.Layer):
         For per-element ``tf.data`` maps: ``ds.map(pre.decode_one)``.
         """
         data = tf.convert_to_tensor(data, dtype=tf.string)
-        checks, (fmt, height, width) = checked_headers(tf.reshape(data, [1]), self.max_pixels)
-        orientation = self._orientations(tf.reshape(data, [1]), fmt)[0]
+        batch = tf.reshape(data, [1])
+        checks, (fmt, height, width) = checked_headers(batch, self.max_pixels)
+        orientation = self._orientations(batch, fmt)[0]
         with tf.control_dependencies(checks):
             data = gif_first_frame(tf.reshape(data, []))
         return self._decode_checked((data, fmt[0], height[0], width[0], orientation))
@@ -159,7 +160,7 @@ class ImagePreprocessor(keras.layers.Layer):
         if not self.exif_orientation:
             return upright
         # Only a batch holding a JPEG reads the Exif blocks (a few dozen ops per batch).
-        return tf.cond(tf.reduce_any(tf.equal(fmt, JPEG)), lambda: jpeg_orientations(data), lambda: upright)
+        return tf.cond(tf.reduce_any(tf.equal(fmt, JPEG)), lambda: jpeg_orientations(data, fmt), lambda: upright)
 
     def _jpeg_ratio_index(self, fmt, height, width):
         """0 (full scale), 1, 2 or 3 (``ratio`` 2, 4 or 8): the smallest decode of a JPEG still at
@@ -193,7 +194,7 @@ class ImagePreprocessor(keras.layers.Layer):
         else:
             image = tf.cond(tf.equal(fmt, WEBP), webp, full)
         if self.exif_orientation:
-            # Turned only when the tag says so (a branch costs less than the transpose and reverse).
+            # Turned only when the tag says so (a branch costs less than the transpose and strided slice).
             image = tf.cond(orientation > 1, lambda: apply_orientation(image, orientation), lambda: image)
         image = tf.cast(image, tf.float32)
         image = self._resize(image)
