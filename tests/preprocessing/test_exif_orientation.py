@@ -35,10 +35,8 @@ def exif_block(orientation, big_endian=False, entries=None):
     return b"Exif\0\0" + (b"MM\0*" if big_endian else b"II*\0") + struct.pack(order + "I", 8) + ifd + b"\0" * 4
 
 
-def jpeg(pixels=PIXELS, exif=None, **options):
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=95, **({"exif": exif} if exif is not None else {}), **options)
-    return buffer.getvalue()
+def jpeg(pixels=PIXELS, exif=None):
+    return encode(pixels, "JPEG", quality=95, **({"exif": exif} if exif is not None else {}))
 
 
 @pytest.mark.parametrize("big_endian", [False, True], ids=["II", "MM"])
