@@ -9,7 +9,8 @@
    and ``tensorflow_text`` (as TF Serving would run it) and print its
    predictions for a few sample images.
 
-``--quick`` shrinks the data and models to a run of a minute or two;
+``--quick`` shrinks the data and epochs to a run of about three minutes on
+2 idle cores (the full run: about 13);
 ``--out DIR`` puts data, runs and exports under ``DIR``.
 """
 
