@@ -379,7 +379,7 @@ def _add_demo_parser(subparsers):
                  help="the whole path on the built-in data: train, export, reload, predict")
     p.add_argument("--quick", action="store_true",
                    help="smaller data and fewer epochs: a smoke run of the whole path (about 3 minutes on 2 idle "
-                        "cores, 13 for the full run; the fused classifier needs the full run to learn)")
+                        "cores, 9 for the full run; the fused classifier needs the full run to learn)")
     p.add_argument("--out", default=None,
                    help="where data, runs and exports go (default: data and runs in mmzoo_out/, exports in "
                         "saved_models/)")

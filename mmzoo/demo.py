@@ -10,7 +10,7 @@
    predictions for a few sample images.
 
 ``--quick`` shrinks the data and epochs to a run of about three minutes on
-2 idle cores (the full run: about 13);
+2 idle cores (the full run: about 9);
 ``--out DIR`` puts data, runs and exports under ``DIR``.
 """
 
@@ -29,13 +29,16 @@ import time
 # held-out scenes of 2-3, 32x32, preset tiny, ~20 epochs. The quick plan is the
 # full one with fewer scenes (of 2-3 shapes) and epochs, a smoke run of the same
 # path: too short for the fused classifier to learn the binding, which the demo
-# says next to its figures.
+# says next to its figures. The captioner's 4 epochs: on the full plan's data it
+# scores as well after 4 as after 8 (validation BLEU-4 0.687 / 0.682, CIDEr-D
+# 4.22 / 4.18, measured 2026-12-02) in half the time
+# (its run 199 s, from 342 s; the whole demo 547 s, from 790 s, on an idle machine).
 _FULL_PLAN = {
     "splits": (6000, 500, 6),
     "train_shapes": (1, 3),
     "image_size": 32,
     "preset": "tiny",
-    "epochs": {"classifier": 20, "baseline": 3, "dual_encoder": 8, "captioner": 8},
+    "epochs": {"classifier": 20, "baseline": 3, "dual_encoder": 8, "captioner": 4},
     "batch_size": 32,
 }
 PLANS = {
