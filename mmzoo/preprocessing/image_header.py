@@ -135,6 +135,13 @@ def _format_checks():
 _FORMAT_CHECKS = _format_checks()
 
 
+def _padded_head(data, n, fill=b"\0"):
+    """Each string of ``data`` cut to its first ``n`` bytes, then ``n`` bytes of ``fill``
+    appended: any of the first ``n`` bytes can be read, of a shorter or empty string too (cut
+    before padding: no copy of a whole image)."""
+    return tf.strings.join([tf.strings.substr(data, 0, n), tf.constant(fill * n)])
+
+
 def other_format_hint(data):
     """A sentence naming the format of ``data`` (scalar string) when it is one people
     meet that TensorFlow cannot decode (TIFF, HEIC, AVIF, PDF, HTML, base64 text, a file
@@ -142,8 +149,7 @@ def other_format_hint(data):
 
     Every magic-bytes check in one vectorised pass (a dozen ops to trace, not one group per
     format): the first format listed that matches wins, then the first name pattern."""
-    # Padded with 0xff (no magic below holds it) to read 16 bytes of a shorter string.
-    head = tf.strings.join([tf.strings.substr(data, 0, tf.minimum(tf.strings.length(data), 16)), b"\xff" * 16])
+    head = _padded_head(data, 16, fill=b"\xff")  # 0xff: no magic below holds it
     offsets, lengths, magics, alternative_of, sentence_of = _FORMAT_CHECKS
     read = tf.strings.substr(tf.fill([len(magics)], head), offsets, lengths)
     passed = tf.cast(tf.equal(read, tf.constant(magics)), tf.int32)
@@ -191,7 +197,7 @@ def format_ids(data):
     """Format ids (``JPEG`` ... ``WEBP``, ``UNKNOWN``; int32, the shape of ``data``) from each
     image's magic bytes. Only the first 12 bytes are read (zero-padded: shorter or empty
     strings are ``UNKNOWN``, never an error)."""
-    head = tf.strings.join([tf.strings.substr(data, 0, 12), tf.constant(b"\0" * 12)])
+    head = _padded_head(data, 12)
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff")
     is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
     six = tf.strings.substr(head, 0, 6)
@@ -235,9 +241,7 @@ def _read_headers(data):
     marks an animated WebP. Vectorised over the batch: a handful of ops per batch, not per image.
     """
     length = tf.cast(tf.strings.length(data), tf.int64)
-    # The first bytes, zero-padded (cut before padding: no copy of the whole image).
-    head = tf.strings.join([tf.strings.substr(data, 0, _HEADER_BYTES), tf.constant(b"\0" * _HEADER_BYTES)])
-    head = tf.strings.substr(head, 0, _HEADER_BYTES)
+    head = tf.strings.substr(_padded_head(data, _HEADER_BYTES), 0, _HEADER_BYTES)
     fmt = format_ids(head)
     header = tf.reshape(tf.cast(tf.io.decode_raw(head, tf.uint8), tf.float64), [-1, _HEADER_BYTES])
     fields = _fields(header, _FIELD_WEIGHTS)

@@ -122,7 +122,6 @@ def test_undecodable_image_error_names_file(tmp_path, image_files):
         make_dataset(records, model, validate=True)
 
 
-
 @pytest.mark.parametrize("content", [b"", b"GIF", b"RIFF\0\0"], ids=["empty", "3-bytes", "6-bytes"])
 def test_an_empty_or_few_byte_image_file_is_named_with_its_size(tmp_path, image_files, content):
     (tmp_path / "short.png").write_bytes(content)
@@ -132,6 +131,7 @@ def test_an_empty_or_few_byte_image_file_is_named_with_its_size(tmp_path, image_
         _all(make_dataset(records, BatchEcho(["a"]), batch_size=1, training=False))
     with pytest.raises(ValueError, match=r"1 of 1 images could not be read or decoded .*" + expected):
         make_dataset(records, BatchEcho(["a"]), validate=True)
+
 
 def test_a_tiff_or_animated_webp_is_named_as_such_once_per_file_and_a_still_webp_decodes(tmp_path, image_files):
     from PIL import Image
